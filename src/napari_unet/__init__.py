@@ -1,0 +1,53 @@
+"""napari-unet: the original U-Net for biologists, headless core plus a napari plugin.
+
+Public names are imported lazily on first use, so ``import napari_unet`` (which
+napari does at start-up to read the plugin manifest) loads neither torch nor Qt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("napari-unet")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+# public name -> module that defines it
+_LAZY = {
+    "UNet": "model",
+    "predict_tiled": "tiling",
+    "iter_predict_tiled": "tiling",
+    "labels_from_probabilities": "postprocess",
+    "Normalization": "normalization",
+    "save_model": "modelfile",
+    "load_model": "modelfile",
+    "NapariUnetError": "errors",
+    "select_device": "device",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:
+    from .device import select_device
+    from .errors import NapariUnetError
+    from .model import UNet
+    from .modelfile import load_model, save_model
+    from .normalization import Normalization
+    from .postprocess import labels_from_probabilities
+    from .tiling import iter_predict_tiled, predict_tiled
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_unet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

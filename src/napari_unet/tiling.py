@@ -1,0 +1,362 @@
+"""Overlap-tile prediction (the paper's Fig. 2) with exact, seamless results.
+
+Output tiles abut with no overlap. Each tile's input is its output region plus
+the network's full context (the *halo*); context past the image border comes
+from mirroring the image. Every tile starts at a multiple of the pooling factor
+``2**(depth-1)`` in the mirror-padded image, so all tiles share one pooling grid
+and stitching reproduces one forward pass over the whole padded image, whatever
+the tile shape (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .device import select_device
+from .errors import NapariUnetError
+from .model import input_size_for_output
+from .normalization import Normalization
+
+if TYPE_CHECKING:
+    from .model import UNet
+
+__all__ = [
+    "TileGrid",
+    "TileProgress",
+    "plan_tiles",
+    "iter_predict_tiled",
+    "predict_tiled",
+    "spatial_layout",
+]
+
+# Peak bytes of activations per input pixel and base channel during inference,
+# measured on CPU for the paper's architecture (see benchmarks/bench_tiling.py).
+_BYTES_PER_PIXEL_PER_CHANNEL = 24
+_DEFAULT_MEMORY_BUDGET = 1 << 30
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """How one 2D plane is cut into tiles.
+
+    Attributes
+    ----------
+    image_shape : tuple of int
+        ``(H, W)`` of the plane.
+    step : tuple of int
+        Output pixels each tile contributes along each axis; a multiple of the
+        pooling factor, so tile origins stay on the pooling grid.
+    input_shape : tuple of int
+        Network input per tile, ``step`` plus the context on both sides (plus
+        the few output pixels a valid size forces, which are discarded).
+    counts : tuple of int
+        Number of tiles along each axis.
+    halo : int
+        Context pixels on each side.
+    """
+
+    image_shape: tuple[int, int]
+    step: tuple[int, int]
+    input_shape: tuple[int, int]
+    counts: tuple[int, int]
+    halo: int
+
+    @property
+    def n_tiles(self) -> int:
+        """Tiles per plane."""
+        return self.counts[0] * self.counts[1]
+
+    def pad_widths(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Mirror padding (before, after) per axis that every tile's input needs."""
+        return tuple(
+            (self.halo, (c - 1) * s + n - self.halo - size)
+            for size, s, n, c in zip(self.image_shape, self.step, self.input_shape, self.counts)
+        )
+
+    def origins(self) -> Iterator[tuple[int, int]]:
+        """Tile origins ``(y, x)``: in the image for the output, in the padded image for the input."""
+        for i in range(self.counts[0]):
+            for j in range(self.counts[1]):
+                yield i * self.step[0], j * self.step[1]
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    """Progress of a prediction: ``done`` of ``total`` tiles (over all planes)."""
+
+    done: int
+    total: int
+
+
+def _auto_step(size: int, max_step: int, factor: int) -> int:
+    """Equal tiles of at most ``max_step`` pixels covering ``size``, rounded to ``factor``."""
+    n = max(1, math.ceil(size / max_step))
+    return max(factor, math.ceil(math.ceil(size / n) / factor) * factor)
+
+
+def plan_tiles(
+    model: UNet,
+    image_shape: Sequence[int],
+    tile_shape: int | Sequence[int] | None = None,
+    *,
+    memory_budget: int | None = None,
+) -> TileGrid:
+    """Cut a plane of ``image_shape`` into tiles for ``model``.
+
+    Parameters
+    ----------
+    model : UNet
+        The network; its depth sets the halo and the pooling factor.
+    image_shape : sequence of int
+        ``(H, W)`` of the plane.
+    tile_shape : int, sequence of int or None
+        Output region per tile. Rounded up to a multiple of the pooling factor
+        (16 for depth 5) and capped at the image. ``None`` picks the largest tiles
+        whose activations fit ``memory_budget``, split evenly over the image.
+    memory_budget : int or None
+        Bytes of activations one tile may use when ``tile_shape`` is None (1 GiB by
+        default).
+
+    Returns
+    -------
+    TileGrid
+    """
+    if len(image_shape) != 2 or min(image_shape) < 1:
+        raise NapariUnetError(f"Cannot tile a plane of shape {tuple(image_shape)}.")
+    factor = model.pooling_factor
+    h = model.halo
+    if tile_shape is None:
+        budget = memory_budget or _DEFAULT_MEMORY_BUDGET
+        per_px = _BYTES_PER_PIXEL_PER_CHANNEL * model.base_channels
+        side = max(int(math.sqrt(budget / per_px)) - 2 * h, factor)
+        steps = tuple(_auto_step(s, side, factor) for s in image_shape)
+    else:
+        if isinstance(tile_shape, int | np.integer):
+            tile_shape = (int(tile_shape),) * 2
+        if len(tile_shape) != 2 or min(tile_shape) < 1:
+            raise NapariUnetError(
+                f"tile_shape must be one or two positive integers, got {tile_shape!r}."
+            )
+        steps = tuple(
+            min(math.ceil(t / factor), math.ceil(s / factor)) * factor
+            for t, s in zip(tile_shape, image_shape)
+        )
+    inputs = tuple(input_size_for_output(s, model.depth) for s in steps)
+    counts = tuple(math.ceil(s / st) for s, st in zip(image_shape, steps))
+    return TileGrid(
+        image_shape=tuple(int(s) for s in image_shape),
+        step=steps,
+        input_shape=inputs,
+        counts=counts,
+        halo=h,
+    )
+
+
+def spatial_layout(model: UNet, image: Any) -> tuple[bool, bool]:
+    """Whether ``image`` has a channel axis (first) and a stack axis.
+
+    Single-channel models take ``(H, W)`` or ``(Z, H, W)``; a model with C input
+    channels takes ``(C, H, W)`` or ``(C, Z, H, W)``.
+
+    Returns
+    -------
+    (has_channels, is_stack) : tuple of bool
+    """
+    nd = image.ndim
+    c = model.in_channels
+    if c == 1 and nd in (2, 3):
+        return False, nd == 3
+    if c > 1 and nd in (3, 4) and image.shape[0] == c:
+        return True, nd == 4
+    if c == 1:
+        raise NapariUnetError(
+            f"This model takes a 2D image (H, W) or a stack (Z, H, W); "
+            f"got an array of shape {tuple(image.shape)}."
+        )
+    raise NapariUnetError(
+        f"This model takes {c} channels first, (C, H, W) or (C, Z, H, W); "
+        f"got an array of shape {tuple(image.shape)}."
+    )
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _resolve_normalization(model: UNet, normalization: Any) -> Normalization:
+    if normalization is None:
+        return Normalization.from_dict(getattr(model, "metadata", {}).get("normalization"))
+    if normalization is False:
+        return Normalization(method="none")
+    if isinstance(normalization, Normalization):
+        return normalization
+    if isinstance(normalization, dict):
+        return Normalization.from_dict(normalization)
+    raise NapariUnetError(f"Cannot use {normalization!r} as a normalisation.")
+
+
+def iter_predict_tiled(
+    model: UNet,
+    image: Any,
+    *,
+    tile_shape: int | Sequence[int] | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    normalization: Normalization | dict | bool | None = None,
+) -> Generator[TileProgress, None, np.ndarray]:
+    """Generator form of :func:`predict_tiled`.
+
+    Yields a :class:`TileProgress` after every batch of tiles and returns the
+    probabilities (``StopIteration.value``). Closing the generator between yields
+    cancels the prediction; this is how the GUI stops it.
+    """
+    if batch_size < 1:
+        raise NapariUnetError(f"batch_size must be at least 1, got {batch_size}.")
+    image = np.asarray(image) if not hasattr(image, "ndim") else image
+    has_channels, is_stack = spatial_layout(model, image)
+    norm = _resolve_normalization(model, normalization)
+    stats = norm.statistics(image, channel_axis=0 if has_channels else None)
+    dev = select_device(device)
+    spatial = tuple(image.shape[-2:])
+    grid = plan_tiles(model, spatial, tile_shape)
+    n_planes = image.shape[-3] if is_stack else 1
+    out_shape = (model.n_classes, *((n_planes,) if is_stack else ()), *spatial)
+    out = np.empty(out_shape, dtype=np.float32)
+    total = n_planes * grid.n_tiles
+    done = 0
+    model.to(dev)
+    with _eval_mode(model), torch.inference_mode():
+        for z in range(n_planes):
+            if has_channels:
+                plane = image[:, z] if is_stack else image
+                plane = norm.apply(plane, stats, channel_axis=0)
+            else:
+                plane = norm.apply(image[z] if is_stack else image, stats)[None]
+            target = out[:, z] if is_stack else out
+            for step in _predict_plane(model, plane, grid, batch_size, dev, target):
+                done += step
+                yield TileProgress(done, total)
+    return out
+
+
+def _predict_plane(
+    model: UNet,
+    plane: np.ndarray,
+    grid: TileGrid,
+    batch_size: int,
+    device: torch.device,
+    out: np.ndarray,
+) -> Iterator[int]:
+    """Predict one normalised ``(C, H, W)`` plane into ``out`` (K, H, W), yielding tiles done."""
+    (pb_y, pa_y), (pb_x, pa_x) = grid.pad_widths()
+    padded = _mirror_pad(plane, ((0, 0), (pb_y, pa_y), (pb_x, pa_x)))
+    ny, nx = grid.input_shape
+    sy, sx = grid.step
+    H, W = grid.image_shape
+    origins = list(grid.origins())
+    for start in range(0, len(origins), batch_size):
+        batch = origins[start : start + batch_size]
+        x = np.stack([padded[:, y : y + ny, x0 : x0 + nx] for y, x0 in batch])
+        logits = model(torch.from_numpy(x).to(device))
+        prob = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        for p, (y, x0) in zip(prob, batch):
+            h = min(sy, H - y)
+            w = min(sx, W - x0)
+            out[:, y : y + h, x0 : x0 + w] = p[:, :h, :w]
+        yield len(batch)
+
+
+def _mirror_pad(a: np.ndarray, widths: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Mirror ``a`` at its borders (``reflect``; repeated for pads wider than the image)."""
+    # numpy's reflect needs at least 2 pixels; a 1-pixel axis can only repeat itself.
+    modes = {a.shape[i] > 1 for i, w in enumerate(widths) if any(w)}
+    if modes == {True} or not modes:
+        return np.pad(a, widths, mode="reflect")
+    out = a
+    for axis, w in enumerate(widths):
+        if any(w):
+            wi = [(0, 0)] * a.ndim
+            wi[axis] = w
+            out = np.pad(out, wi, mode="reflect" if a.shape[axis] > 1 else "edge")
+    return out
+
+
+def predict_tiled(
+    model: UNet,
+    image: Any,
+    *,
+    tile_shape: int | Sequence[int] | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    normalization: Normalization | dict | bool | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+) -> np.ndarray:
+    """Class probabilities of a whole image by overlap-tile prediction.
+
+    Parameters
+    ----------
+    model : UNet
+        The network. It is moved to ``device`` and run in eval mode; its
+        training flag is restored afterwards.
+    image : array-like
+        ``(H, W)`` or a stack ``(Z, H, W)`` for a single-channel model;
+        ``(C, H, W)`` or ``(C, Z, H, W)`` for a model with ``C`` input channels.
+        Any integer, float or bool dtype; NaN or infinite values are refused.
+        Images smaller than one tile work (the mirror padding repeats).
+    tile_shape : int, sequence of int or None
+        Output region ``(th, tw)`` per tile, rounded up to a multiple of
+        ``2**(depth-1)``; the network input per tile is that plus the halo
+        (92 pixels per side for depth 5). ``None`` picks large tiles that fit
+        1 GiB of activations. The result does not depend on it (to float rounding).
+    batch_size : int
+        Tiles per forward pass.
+    device : str, torch.device or None
+        ``None`` picks CUDA, then MPS, then CPU.
+    normalization : Normalization, dict, False or None
+        ``None`` uses the model's stored normalisation (``model.metadata``), or
+        robust percentiles (1, 99.8) if it has none; ``False`` uses the values
+        as they are. Statistics are computed once over the whole image.
+    progress : callable or None
+        Called as ``progress(done, total)`` after every batch of tiles.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 softmax probabilities of shape ``(n_classes, H, W)``, or
+        ``(n_classes, Z, H, W)`` for a stack.
+
+    Notes
+    -----
+    Output tiles abut with no overlap and nothing is predicted twice. Each tile
+    starts at a multiple of the pooling factor in the mirror-padded image, so all
+    tiles share one pooling grid and the stitched result equals one forward pass
+    over the whole mirror-padded image.
+    """
+    gen = iter_predict_tiled(
+        model,
+        image,
+        tile_shape=tile_shape,
+        batch_size=batch_size,
+        device=device,
+        normalization=normalization,
+    )
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event.done, event.total)
