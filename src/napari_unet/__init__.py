@@ -28,7 +28,17 @@ _LAZY = {
     "select_device": "device",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "NapariUnetError",
+    "Normalization",
+    "UNet",
+    "iter_predict_tiled",
+    "labels_from_probabilities",
+    "load_model",
+    "predict_tiled",
+    "save_model",
+    "select_device",
+]
 
 if TYPE_CHECKING:
     from .device import select_device

@@ -39,7 +39,9 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise NapariUnetError(f"{device!r} is not a device name; use auto, cpu, cuda or mps.") from None
+        raise NapariUnetError(
+            f"{device!r} is not a device name; use auto, cpu, cuda or mps."
+        ) from None
     if dev.type not in available_devices():
         raise NapariUnetError(
             f"Device {device!r} is not available here; available: {', '.join(available_devices())}."

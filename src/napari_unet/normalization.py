@@ -65,7 +65,9 @@ class Normalization:
                 high=float(data.get("high", 99.8)),
             )
         except (TypeError, ValueError, AttributeError) as exc:
-            raise NapariUnetError(f"The stored normalisation settings are unreadable: {exc}") from None
+            raise NapariUnetError(
+                f"The stored normalisation settings are unreadable: {exc}"
+            ) from None
 
     def statistics(self, image: Any, channel_axis: int | None = None) -> np.ndarray:
         """Per-channel ``(low, high)`` intensities of ``image``.
@@ -100,9 +102,7 @@ class Normalization:
             rows.append(np.percentile(sample, [self.low, self.high]))
         return np.asarray(rows, dtype=np.float64)
 
-    def apply(
-        self, image: Any, stats: np.ndarray, channel_axis: int | None = None
-    ) -> np.ndarray:
+    def apply(self, image: Any, stats: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
         """Normalise ``image`` (or a crop of it) with precomputed ``stats``."""
         x = as_float_image(image)
         if self.method == "none":

@@ -1,0 +1,36 @@
+# Two commands for people: `make run` and `make test`. Both build .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Installed before the project so pip does not pull another torch build for it.
+# On the development machines this takes the CPU wheel that lies on disk; elsewhere
+# it is the normal torch release for the platform.
+TORCH ?= torch==2.13.0
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: install
+	$(PY) -m napari_unet._qt.demo
+
+# pytest-xvfb starts a virtual display (Xvfb) for the GUI tests.
+test: install lint
+	$(VENV)/bin/npe2 validate napari-unet
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: install
+	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

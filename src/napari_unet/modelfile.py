@@ -1,0 +1,196 @@
+"""Model files: safetensors weights with the architecture and metadata in the header.
+
+Loading never unpickles anything, so a model file from a stranger cannot run code.
+Saving is atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NapariUnetError
+from .fileio import atomic_write
+from .model import UNet
+
+__all__ = ["save_model", "load_model", "read_model_info", "MODEL_SUFFIX"]
+
+MODEL_SUFFIX = ".safetensors"
+_FORMAT = "napari-unet"
+_FORMAT_VERSION = 1
+_PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
+# A safetensors header is JSON; anything claiming more than this is not one of ours.
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise NapariUnetError(
+        f"Model metadata must be plain data; cannot store a {type(value).__name__}."
+    )
+
+
+def save_model(model: UNet, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Save ``model`` as a safetensors file, atomically.
+
+    Parameters
+    ----------
+    model : UNet
+        The network. Its ``config`` (architecture) and ``metadata`` are stored in
+        the file header.
+    path : path-like
+        Target file, conventionally ending in ``.safetensors``.
+    **metadata
+        Extra plain-JSON metadata (normalisation, training provenance, ...),
+        merged over ``model.metadata``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    from safetensors.torch import save
+
+    meta = _jsonable({**getattr(model, "metadata", {}), **metadata})
+    header = {
+        "format": _FORMAT,
+        "format_version": str(_FORMAT_VERSION),
+        "config": json.dumps(model.config),
+        "metadata": json.dumps(meta),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    data = save(tensors, metadata=header)
+    target = Path(path)
+    with atomic_write(target) as fh:
+        fh.write(data)
+    return target
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise NapariUnetError(f"The model file {path} does not exist.")
+    if path.is_dir():
+        raise NapariUnetError(f"{path} is a folder, not a model file.")
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise NapariUnetError(
+            f"{path.name} looks like a PyTorch pickle checkpoint; napari-unet only loads "
+            f".safetensors model files, because pickles can run code when loaded."
+        )
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """Parse and validate the safetensors header without touching the weights."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            size = os.fstat(fh.fileno()).st_size
+            if len(head) < 8:
+                raise NapariUnetError(f"{path.name} is not a model file (it is too short).")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, _MAX_HEADER):
+                if head[:1] == b"\x80":
+                    what = "it is a Python pickle"
+                elif head[:2] == b"PK":
+                    what = "it is a zip archive, as PyTorch .pt files are"
+                elif n <= _MAX_HEADER and head[:8] != b"\x00" * 8:
+                    what = "it is truncated"
+                else:
+                    what = "it is not a safetensors file"
+                raise NapariUnetError(f"{path.name} cannot be loaded as a model: {what}.")
+            raw = fh.read(n)
+    except PermissionError:
+        raise NapariUnetError(
+            f"The model file {path} is not readable (permission denied)."
+        ) from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise NapariUnetError(
+            f"{path.name} is not a safetensors model file; it was not loaded."
+        ) from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise NapariUnetError(f"{path.name} is a safetensors file but not a napari-unet model.")
+    if int(meta.get("format_version", "0")) > _FORMAT_VERSION:
+        raise NapariUnetError(
+            f"{path.name} was written by a newer napari-unet; update napari-unet to load it."
+        )
+    try:
+        return {"config": json.loads(meta["config"]), "metadata": json.loads(meta["metadata"])}
+    except (KeyError, json.JSONDecodeError):
+        raise NapariUnetError(f"{path.name} has a damaged header; it was not loaded.") from None
+
+
+def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Architecture and metadata of a model file, without loading its weights.
+
+    Returns
+    -------
+    dict
+        ``{"config": {...}, "metadata": {...}}``.
+    """
+    p = Path(path)
+    _check_file(p)
+    return _read_header(p)
+
+
+def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
+    """Load a model saved with :func:`save_model`.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.safetensors`` file written by napari-unet.
+    device : str or None
+        Where to put the weights (``"cpu"`` when None).
+
+    Returns
+    -------
+    UNet
+        The network in eval mode, with ``metadata`` restored.
+
+    Raises
+    ------
+    NapariUnetError
+        For a missing, pickle-based, corrupt, truncated or mismatched file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    info = read_model_info(p)
+    try:
+        model = UNet.from_config(info["config"])
+    except (TypeError, NapariUnetError) as exc:
+        raise NapariUnetError(f"{p.name} describes an invalid network ({exc}).") from None
+    try:
+        state = load_file(str(p), device=device or "cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise NapariUnetError(f"{p.name} is corrupt or truncated ({exc}).") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise NapariUnetError(
+            f"The weights in {p.name} do not match the network it describes; the file is damaged."
+        ) from None
+    model.metadata = dict(info["metadata"])
+    model.eval()
+    return model

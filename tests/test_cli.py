@@ -1,0 +1,110 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet import save_model
+from napari_unet.cli import main
+
+
+@pytest.fixture
+def files(tmp_path, tiny_model, rng):
+    img = tmp_path / "img.tif"
+    tifffile.imwrite(img, (rng.random((70, 90)) * 3000).astype(np.uint16))
+    model = tmp_path / "m.safetensors"
+    save_model(tiny_model, model)
+    return tmp_path, img, model
+
+
+def test_predict_writes_labels_and_probabilities(files, capsys):
+    tmp, img, model = files
+    out, prob = tmp / "labels.tif", tmp / "prob.tif"
+    rc = main(
+        [
+            "predict",
+            str(img),
+            "-o",
+            str(out),
+            "--model",
+            str(model),
+            "--probabilities",
+            str(prob),
+            "--tile",
+            "16",
+        ]
+    )
+    assert rc == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (70, 90) and labels.dtype == np.uint16
+    p = tifffile.imread(prob)
+    assert p.shape == (70, 90) and p.dtype == np.float32 and 0 <= p.min() <= p.max() <= 1
+    assert "objects written" in capsys.readouterr().err
+
+
+def test_predict_as_a_user_runs_it(files):
+    """The installed console script, in a separate process."""
+    tmp, img, model = files
+    out = tmp / "labels.tif"
+    exe = [sys.executable, "-m", "napari_unet.cli"]
+    r = subprocess.run(
+        exe + ["predict", str(img), "-o", str(out), "--model", str(model)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.exists()
+    # the same command again refuses to overwrite, in one line, without a traceback
+    r = subprocess.run(
+        exe + ["predict", str(img), "-o", str(out), "--model", str(model)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1
+    assert "already exists" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("missing_image", "does not exist"),
+        ("not_an_image", "could not be read as an image"),
+        ("directory_image", "folder"),
+        ("pickle_model", "pickle"),
+        ("bad_tile", "--tile"),
+        ("output_is_input", "overwrite the input"),
+        ("missing_folder", "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_line_and_no_output(files, capsys, case, expect):
+    tmp, img, model = files
+    out = tmp / "out.tif"
+    args = ["predict", str(img), "-o", str(out), "--model", str(model)]
+    if case == "missing_image":
+        args[1] = str(tmp / "nope.tif")
+    elif case == "not_an_image":
+        (tmp / "text.tif").write_text("hello")
+        args[1] = str(tmp / "text.tif")
+    elif case == "directory_image":
+        args[1] = str(tmp)
+    elif case == "pickle_model":
+        import torch
+
+        torch.save({"a": 1}, tmp / "m.pt")
+        args[5] = str(tmp / "m.pt")
+    elif case == "bad_tile":
+        args += ["--tile", "-3"]
+    elif case == "output_is_input":
+        args[3] = str(img)
+        args.append("--overwrite")
+    elif case == "missing_folder":
+        args[3] = str(tmp / "no" / "out.tif")
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert expect in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not [p for p in tmp.iterdir() if p.name.endswith(".part")]

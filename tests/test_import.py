@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+CORE = [
+    "napari_unet",
+    "napari_unet.model",
+    "napari_unet.tiling",
+    "napari_unet.modelfile",
+    "napari_unet.postprocess",
+    "napari_unet.cli",
+]
+
+
+def _modules_after(code):
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return set(out)
+
+
+def test_package_import_is_light():
+    mods = _modules_after("import napari_unet")
+    assert "torch" not in mods
+    assert not any(m.startswith(("qtpy", "PyQt", "napari.")) for m in mods)
+
+
+def test_core_never_imports_qt_or_napari():
+    mods = _modules_after("import " + ", ".join(CORE) + "\nimport napari_unet as n; n.UNet")
+    assert "torch" in mods
+    bad = [m for m in mods if m.startswith(("qtpy", "PyQt", "PySide", "napari.", "magicgui"))]
+    assert bad == [] and "napari" not in mods
