@@ -108,3 +108,95 @@ def test_bad_input_gives_one_line_and_no_output(files, capsys, case, expect):
     assert "Traceback" not in err
     assert not out.exists()
     assert not [p for p in tmp.iterdir() if p.name.endswith(".part")]
+
+
+def _train_files(tmp_path):
+    from napari_unet.synthetic import make_cells
+
+    image, labels = make_cells((96, 128), diameter=(10, 18), seed=3)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lbl.tif", labels)
+    return tmp_path / "img.tif", tmp_path / "lbl.tif"
+
+
+def test_train_then_predict(tmp_path, capsys):
+    img, lbl = _train_files(tmp_path)
+    model = tmp_path / "model.safetensors"
+    rc = main(
+        [
+            "train",
+            "--image",
+            str(img),
+            "--labels",
+            str(lbl),
+            "-o",
+            str(model),
+            "--steps",
+            "3",
+            "--width",
+            "4",
+            "--tile",
+            "204",
+            "--seed",
+            "1",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    from napari_unet import load_model
+
+    m = load_model(model)
+    assert m.metadata["training"]["steps"] == 3
+    assert m.config["base_channels"] == 4
+    out = tmp_path / "labels.tif"
+    assert main(["predict", str(img), "-o", str(out), "--model", str(model)]) == 0
+    assert tifffile.imread(out).shape == (96, 128)
+    # resume with a larger budget continues the step count
+    rc = main(
+        [
+            "train",
+            "--image",
+            str(img),
+            "--labels",
+            str(lbl),
+            "-o",
+            str(model),
+            "--resume",
+            str(model),
+            "--steps",
+            "5",
+        ]
+    )
+    assert rc == 0
+    assert load_model(model).metadata["training"]["steps"] == 5
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [("wrong_shape", "shape"), ("no_cells", "No annotated cell"), ("count", "--labels")],
+)
+def test_train_bad_input_writes_no_model(tmp_path, capsys, case, expect):
+    img, lbl = _train_files(tmp_path)
+    if case == "wrong_shape":
+        tifffile.imwrite(lbl, tifffile.imread(lbl)[:50])
+    elif case == "no_cells":
+        tifffile.imwrite(lbl, np.zeros((96, 128), np.uint16))
+    model = tmp_path / "model.safetensors"
+    args = ["train", "--image", str(img), "--labels", str(lbl), "-o", str(model), "--steps", "2"]
+    if case == "count":
+        args += ["--labels", str(lbl)]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 1 and expect in err and "Traceback" not in err
+    assert not model.exists()
+
+
+def test_weightmap_command(tmp_path, capsys):
+    _, lbl = _train_files(tmp_path)
+    out = tmp_path / "w.tif"
+    assert main(["weightmap", str(lbl), "-o", str(out), "--w0", "5"]) == 0
+    w = tifffile.imread(out)
+    from napari_unet.weightmap import unet_weight_map
+
+    np.testing.assert_allclose(w, unet_weight_map(tifffile.imread(lbl), w0=5), atol=1e-6)
+    assert main(["weightmap", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "x.tif")]) == 1
+    assert "does not exist" in capsys.readouterr().err

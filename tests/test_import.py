@@ -32,3 +32,11 @@ def test_core_never_imports_qt_or_napari():
     assert "torch" in mods
     bad = [m for m in mods if m.startswith(("qtpy", "PyQt", "PySide", "napari.", "magicgui"))]
     assert bad == [] and "napari" not in mods
+
+
+def test_public_names_resolve():
+    import napari_unet
+
+    assert set(napari_unet.__all__) == set(napari_unet._LAZY)
+    for name in napari_unet.__all__:
+        assert getattr(napari_unet, name) is not None

@@ -26,28 +26,46 @@ _LAZY = {
     "load_model": "modelfile",
     "NapariUnetError": "errors",
     "select_device": "device",
+    "unet_weight_map": "weightmap",
+    "elastic_deform": "augment",
+    "AugmentConfig": "augment",
+    "TrainConfig": "training",
+    "Trainer": "training",
+    "train_model": "training",
+    "instance_scores": "metrics",
 }
 
 __all__ = [
+    "AugmentConfig",
     "NapariUnetError",
     "Normalization",
+    "TrainConfig",
+    "Trainer",
     "UNet",
+    "elastic_deform",
+    "instance_scores",
     "iter_predict_tiled",
     "labels_from_probabilities",
     "load_model",
     "predict_tiled",
     "save_model",
     "select_device",
+    "train_model",
+    "unet_weight_map",
 ]
 
 if TYPE_CHECKING:
+    from .augment import AugmentConfig, elastic_deform
     from .device import select_device
     from .errors import NapariUnetError
+    from .metrics import instance_scores
     from .model import UNet
     from .modelfile import load_model, save_model
     from .normalization import Normalization
     from .postprocess import labels_from_probabilities
     from .tiling import iter_predict_tiled, predict_tiled
+    from .training import TrainConfig, Trainer, train_model
+    from .weightmap import unet_weight_map
 
 
 def __getattr__(name: str) -> Any:

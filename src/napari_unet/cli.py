@@ -42,6 +42,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=16, help="smallest object kept, in pixels")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_predict)
+
+    t = sub.add_parser(
+        "train",
+        help="train or fine-tune a U-Net on annotated images",
+        description="Train a U-Net on images and their instance labels. Pixels outside an "
+        "optional annotated-region mask carry no loss. Ctrl-C stops after the current step "
+        "and still saves the model.",
+    )
+    t.add_argument("--image", type=Path, action="append", required=True, help="training image")
+    t.add_argument("--labels", type=Path, action="append", required=True, help="its labels")
+    t.add_argument(
+        "--region", type=Path, action="append", default=None, help="annotated-region mask"
+    )
+    t.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    t.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        help="start model: 'scratch' or a model file (default: scratch)",
+    )
+    t.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint")
+    t.add_argument("--steps", type=int, default=None, help="step budget")
+    t.add_argument("--time-limit", type=float, default=None, help="time budget in seconds")
+    t.add_argument("--seed", type=int, default=None, help="random seed")
+    t.add_argument("--lr", type=float, default=None, help="learning rate")
+    t.add_argument("--optimizer", choices=["adam", "sgd"], default=None)
+    t.add_argument("--width", type=int, default=None, help="base channels (from scratch)")
+    t.add_argument("--tile", type=int, default=None, help="training tile (network input) size")
+    t.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    t.set_defaults(func=_cmd_train)
+
+    w = sub.add_parser(
+        "weightmap",
+        help="compute the paper's boundary weight map of a label image",
+        description="Write w(x) = w_c(x) + w0 * exp(-(d1 + d2)^2 / (2 sigma^2)) as float32 TIFF.",
+    )
+    w.add_argument("labels", type=Path, help="instance label image")
+    w.add_argument("-o", "--output", type=Path, required=True, help="weight map TIFF to write")
+    w.add_argument("--w0", type=float, default=10.0, help="border weight (paper: 10)")
+    w.add_argument("--sigma", type=float, default=5.0, help="border width in pixels (paper: 5)")
+    w.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    w.set_defaults(func=_cmd_weightmap)
     return parser
 
 
@@ -102,6 +146,111 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         write_tiff(args.probabilities, p.astype("float32"), compression="zlib")
     # ids are consecutive, so the largest is the count
     print(f"{int(labels.max())} objects written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_weightmap(args: argparse.Namespace) -> int:
+    from .fileio import check_output_path, read_image, write_tiff
+    from .weightmap import unet_weight_map
+
+    check_output_path(args.output, overwrite=args.overwrite)
+    weights = unet_weight_map(read_image(args.labels), w0=args.w0, sigma=args.sigma)
+    write_tiff(args.output, weights, compression="zlib")
+    print(f"weight map written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _train_config(args: argparse.Namespace, base):
+    from .augment import AugmentConfig
+
+    changes = {}
+    for name, value in (
+        ("steps", args.steps),
+        ("time_limit", args.time_limit),
+        ("seed", args.seed),
+        ("learning_rate", args.lr),
+        ("optimizer", args.optimizer),
+        ("base_channels", args.width),
+        ("tile_size", args.tile),
+    ):
+        if value is not None:
+            changes[name] = value
+    if args.steps is not None and args.time_limit is None:
+        changes["time_limit"] = None
+    if args.time_limit is not None and args.steps is None:
+        changes["steps"] = None
+    if args.no_augment:
+        changes["augment"] = AugmentConfig.identity()
+    return base.replace(**changes)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
+    from .fileio import check_output_path, read_image
+    from .modelfile import load_model
+    from .training import TrainConfig, Trainer, TrainState, new_model, prepare_training_data
+
+    check_output_path(args.output, overwrite=args.overwrite or args.resume == args.output)
+    if len(args.labels) != len(args.image):
+        raise NapariUnetError(
+            f"Got {len(args.image)} --image but {len(args.labels)} --labels; give one each."
+        )
+    if args.region is not None and len(args.region) != len(args.image):
+        raise NapariUnetError("Give one --region per --image, or none.")
+    if args.resume and args.start:
+        raise NapariUnetError("Use either --resume or --from, not both.")
+    images = [read_image(p) for p in args.image]
+    labels = [read_image(p) for p in args.labels]
+    regions = [read_image(p) for p in args.region] if args.region else None
+
+    if args.resume:
+        checkpoint_model = load_model(args.resume)
+        stored = (checkpoint_model.metadata.get("training") or {}).get("config")
+        config = _train_config(args, TrainConfig.from_dict(stored))
+        data = prepare_training_data(images, labels, regions, model=checkpoint_model, config=config)
+        trainer = Trainer.resume(
+            args.resume, data, config, checkpoint=args.output, device=args.device
+        )
+    else:
+        config = _train_config(args, TrainConfig())
+        if args.start in (None, "scratch"):
+            model = new_model(config, in_channels=1)
+        else:
+            model = load_model(args.start)
+        data = prepare_training_data(images, labels, regions, model=model, config=config)
+        trainer = Trainer(model, data, config, checkpoint=args.output, device=args.device)
+
+    def on_interrupt(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+        trainer.stop()
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc="train", file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}")
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    last = None
+    try:
+        for event in trainer.run():
+            last = event
+            bar.n = int(event.fraction * 1000)
+            post = f"step {event.step}"
+            if event.loss is not None:
+                post += f", loss {event.loss:.3f}"
+            if event.validation is not None:
+                post += f", val AP50 {event.validation.ap50:.2f}"
+            if event.remaining is not None:
+                post += f", {event.remaining:.0f} s left"
+            bar.set_postfix_str(post, refresh=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    if last is not None and last.state in (TrainState.DONE, TrainState.STOPPED):
+        v = last.validation
+        score = f" (validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f})" if v else ""
+        print(f"{last.message} Model written to {args.output}{score}.", file=sys.stderr)
     return 0
 
 

@@ -18,12 +18,22 @@ from .errors import NapariUnetError
 from .fileio import atomic_write
 from .model import UNet
 
-__all__ = ["save_model", "load_model", "read_model_info", "MODEL_SUFFIX"]
+__all__ = [
+    "save_model",
+    "load_model",
+    "read_model_info",
+    "save_checkpoint",
+    "load_training_state",
+    "MODEL_SUFFIX",
+]
 
 MODEL_SUFFIX = ".safetensors"
 _FORMAT = "napari-unet"
 _FORMAT_VERSION = 1
 _PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
+# Tensors of a checkpoint that are not weights (optimizer moments, random state) carry
+# this prefix; load_model ignores them.
+_STATE_PREFIX = "training_state."
 # A safetensors header is JSON; anything claiming more than this is not one of ours.
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -67,6 +77,25 @@ def save_model(model: UNet, path: str | os.PathLike, **metadata: Any) -> Path:
     pathlib.Path
         The written path.
     """
+    return _write(model, path, metadata, {})
+
+
+def save_checkpoint(
+    model: UNet,
+    path: str | os.PathLike,
+    state: dict[str, Any],
+    **metadata: Any,
+) -> Path:
+    """Save ``model`` plus the training state needed to resume exactly.
+
+    The file is an ordinary model file (:func:`load_model` reads it); the extra
+    tensors in ``state`` (optimizer moments, random-number state) are stored
+    beside the weights under a reserved prefix.
+    """
+    return _write(model, path, metadata, state)
+
+
+def _write(model: UNet, path: str | os.PathLike, metadata: dict, state: dict) -> Path:
     from safetensors.torch import save
 
     meta = _jsonable({**getattr(model, "metadata", {}), **metadata})
@@ -77,6 +106,8 @@ def save_model(model: UNet, path: str | os.PathLike, **metadata: Any) -> Path:
         "metadata": json.dumps(meta),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    for k, v in state.items():
+        tensors[_STATE_PREFIX + k] = v.detach().to("cpu").contiguous()
     data = save(tensors, metadata=header)
     target = Path(path)
     with atomic_write(target) as fh:
@@ -152,6 +183,24 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     return _read_header(p)
 
 
+def _load_tensors(path: Path, device: str | None) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device or "cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise NapariUnetError(f"{path.name} is corrupt or truncated ({exc}).") from None
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The extra tensors :func:`save_checkpoint` stored (empty for a plain model file)."""
+    p = Path(path)
+    read_model_info(p)
+    n = len(_STATE_PREFIX)
+    return {k[n:]: v for k, v in _load_tensors(p, None).items() if k.startswith(_STATE_PREFIX)}
+
+
 def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     """Load a model saved with :func:`save_model`.
 
@@ -172,21 +221,16 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     NapariUnetError
         For a missing, pickle-based, corrupt, truncated or mismatched file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     p = Path(path)
     info = read_model_info(p)
     try:
         model = UNet.from_config(info["config"])
     except (TypeError, NapariUnetError) as exc:
         raise NapariUnetError(f"{p.name} describes an invalid network ({exc}).") from None
+    state = _load_tensors(p, device)
+    weights = {k: v for k, v in state.items() if not k.startswith(_STATE_PREFIX)}
     try:
-        state = load_file(str(p), device=device or "cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise NapariUnetError(f"{p.name} is corrupt or truncated ({exc}).") from None
-    try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(weights, strict=True)
     except RuntimeError:
         raise NapariUnetError(
             f"The weights in {p.name} do not match the network it describes; the file is damaged."

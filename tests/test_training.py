@@ -1,0 +1,204 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_unet import NapariUnetError, UNet, load_model
+from napari_unet.augment import AugmentConfig
+from napari_unet.synthetic import make_cells
+from napari_unet.training import (
+    TrainConfig,
+    Trainer,
+    TrainState,
+    new_model,
+    prepare_training_data,
+    train_model,
+    weighted_cross_entropy,
+)
+
+# small and fast: depth 3 keeps the context at 20 pixels
+FAST = dict(base_channels=4, depth=3, tile_size=92, validate_every=5, checkpoint_every=3)
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return make_cells((96, 128), diameter=(10, 18), seed=3)
+
+
+def _trainer(cells, checkpoint=None, **changes):
+    cfg = TrainConfig(**{**FAST, "steps": 6, **changes})
+    model = new_model(cfg)
+    data = prepare_training_data(cells[0], cells[1], model=model, config=cfg)
+    return Trainer(model, data, cfg, checkpoint=checkpoint, device="cpu")
+
+
+def _drain(gen):
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+def test_loss_ignores_unannotated_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 2, 8, 8, requires_grad=True)
+    target = torch.randint(0, 2, (1, 8, 8))
+    weights = torch.rand(1, 8, 8) + 0.5
+    weights[0, :4] = 0  # unannotated rows
+    weighted_cross_entropy(logits, target, weights).backward()
+    g1 = logits.grad.clone()
+    logits.grad = None
+    target2 = target.clone()
+    target2[0, :4] = 1 - target2[0, :4]  # change the labels where nothing is annotated
+    weighted_cross_entropy(logits, target2, weights).backward()
+    assert torch.equal(g1, logits.grad)
+    assert g1[0, :, :4].abs().max() == 0 and g1[0, :, 4:].abs().max() > 0
+
+
+def test_region_outside_has_zero_weight_and_no_samples(cells):
+    image, labels = cells
+    region = np.zeros(labels.shape, bool)
+    region[:, :64] = True
+    cfg = TrainConfig(**FAST, steps=1, validation_fraction=0)
+    model = new_model(cfg)
+    data = prepare_training_data(image, labels, region, model=model, config=cfg)
+    plane = data.planes[0]
+    p = plane.pad
+    w = plane.weights[p:-p, p:-p]
+    assert (w[:, 64:] == 0).all() and (w[:, :64] > 0).all()
+    cols = plane.train_pixels % labels.shape[1]
+    assert cols.max() < 64
+    # an unannotated pixel's gradient effect: changing labels outside the region changes nothing
+    labels2 = labels.copy()
+    labels2[:, 64:] = 0
+    data2 = prepare_training_data(image, labels2, region, model=model, config=cfg)
+    np.testing.assert_array_equal(data2.planes[0].weights, plane.weights)
+
+
+def test_short_run_lowers_the_loss(cells):
+    trainer = _trainer(
+        cells,
+        steps=60,
+        learning_rate=3e-3,
+        validation_fraction=0.25,
+        validate_every=30,
+        augment=AugmentConfig.identity(),
+    )
+    before = trainer.validate()  # the held-out band is fixed, so losses compare
+    events, model = _drain(trainer.run())
+    assert len([e for e in events if e.state is TrainState.STEP]) == 60
+    vals = [e.validation for e in events if e.state is TrainState.VALIDATED]
+    assert len(vals) == 2
+    assert vals[-1].loss < 0.6 * before.loss
+    assert events[0].state is TrainState.STARTED and events[-1].state is TrainState.DONE
+    assert events[-1].validation == vals[-1]
+    assert model is trainer.model and not model.training
+
+
+def test_step_budget_time_budget_and_stop(cells):
+    events, _ = _drain(_trainer(cells, steps=3).run())
+    assert [e.step for e in events if e.state is TrainState.STEP] == [1, 2, 3]
+    assert events[-1].fraction == 1.0 and events[-1].remaining == 0
+
+    trainer = _trainer(cells, steps=None, time_limit=1.0)
+    events, _ = _drain(trainer.run())
+    assert events[-1].state is TrainState.DONE and events[-1].elapsed >= 1.0
+
+    trainer = _trainer(cells, steps=1000)
+    gen = trainer.run()
+    for event in gen:
+        if event.step == 2:
+            trainer.stop()
+            break
+    rest, model = _drain(gen)
+    assert rest[-1].state is TrainState.STOPPED and rest[-1].step == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_seeded_runs_are_reproducible(cells):
+    a = _trainer(cells, steps=4, seed=5, dropout=0.3)
+    b = _trainer(cells, steps=4, seed=5, dropout=0.3)
+    _drain(a.run())
+    _drain(b.run())
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_checkpoint_and_resume_continue_exactly(cells, tmp_path):
+    straight = _trainer(cells, steps=6, dropout=0.3, validation_fraction=0)
+    _drain(straight.run())
+
+    ckpt = tmp_path / "ckpt.safetensors"
+    first = _trainer(cells, checkpoint=ckpt, steps=6, dropout=0.3, validation_fraction=0)
+    gen = first.run()
+    for event in gen:
+        if event.state is TrainState.CHECKPOINT:  # saved after step 3
+            break
+    assert load_model(ckpt).metadata["training"]["steps"] == 3
+    cfg = first.config
+    resumed = Trainer.resume(ckpt, first.data, cfg, device="cpu")
+    assert resumed.step == 3
+    _drain(resumed.run())
+    assert resumed.step == 6
+    for pa, pb in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
+    final = load_model(ckpt)
+    assert final.metadata["training"]["steps"] == 6
+    assert final.metadata["training"]["config"]["steps"] == 6
+
+
+def test_several_images_stacks_and_provenance(cells, tmp_path):
+    a_img, a_lab = cells
+    pairs = [make_cells((70, 90), diameter=(10, 16), seed=s) for s in (4, 5)]
+    b_img, b_lab = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    cfg = TrainConfig(**FAST, steps=2)
+    model = train_model([a_img, b_img], [a_lab, b_lab], config=cfg, device="cpu")
+    prov = model.metadata["training"]
+    assert [d["planes"] for d in prov["data"]] == [1, 2]
+    assert prov["steps"] == 2 and prov["config"]["base_channels"] == 4
+    assert model.metadata["normalization"]["method"] == "percentile"
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("shape", "shape"),
+        ("float", "whole numbers"),
+        ("empty", "No annotated cell"),
+        ("region", "excludes every pixel"),
+        ("nan", "NaN"),
+        ("count", "one label image per image"),
+    ],
+)
+def test_bad_input_is_named(cells, case, message):
+    image, labels = cells
+    regions = None
+    if case == "shape":
+        labels = labels[:-1]
+    elif case == "float":
+        labels = labels + 0.5
+    elif case == "empty":
+        labels = np.zeros_like(labels)
+    elif case == "region":
+        regions = np.zeros(labels.shape, bool)
+    elif case == "nan":
+        image = image.astype(np.float32)
+        image[3, 3] = np.nan
+    elif case == "count":
+        labels = [labels, labels]
+    model = UNet(base_channels=4, depth=3)
+    with pytest.raises(NapariUnetError, match=message):
+        prepare_training_data(image, labels, regions, model=model, config=TrainConfig(**FAST))
+
+
+def test_config_round_trip_and_checks():
+    cfg = TrainConfig(steps=None, time_limit=30, augment=AugmentConfig(sigma=5.0))
+    again = TrainConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    with pytest.raises(NapariUnetError):
+        TrainConfig(steps=None, time_limit=None)
+    with pytest.raises(NapariUnetError):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(NapariUnetError):
+        TrainConfig.from_dict({"bogus": 1})
