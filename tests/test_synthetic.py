@@ -221,8 +221,10 @@ def test_generate_many_rejects_zero_images():
 
 
 def test_sample_data_are_layer_data_tuples():
-    for sample, name in ((nuclei_sample, "synthetic nuclei"),
-                         (brightfield_sample, "synthetic brightfield")):
+    for sample, name in (
+        (nuclei_sample, "synthetic nuclei"),
+        (brightfield_sample, "synthetic brightfield"),
+    ):
         (image, image_meta, image_kind), (labels, labels_meta, labels_kind) = sample()
         assert image.shape == labels.shape == (512, 512)
         assert image_kind == "image" and labels_kind == "labels"
@@ -251,8 +253,13 @@ def test_any_valid_setting_gives_consistent_arrays(
     lo = min(lo, hi)
     n_cells = int(fill * height * width / (np.pi / 4 * lo * hi))
     image, labels = make_cells(
-        (height, width), n_cells=n_cells, diameter=(lo, hi), touching=touching, style=style,
-        dtype=dtype, seed=seed,
+        (height, width),
+        n_cells=n_cells,
+        diameter=(lo, hi),
+        touching=touching,
+        style=style,
+        dtype=dtype,
+        seed=seed,
     )
     assert image.shape == labels.shape == (height, width)
     assert image.dtype == np.dtype(dtype) and labels.dtype == np.int32

@@ -4,7 +4,7 @@ import torch
 
 from napari_unet import NapariUnetError, Normalization, UNet, iter_predict_tiled, predict_tiled
 from napari_unet.device import available_devices
-from napari_unet.tiling import plan_tiles
+from napari_unet.tiling import TileProgress, plan_tiles
 
 
 def _full_pass(model, image):
@@ -92,10 +92,10 @@ def test_progress_and_cancel(tiny_model, rng):
     image = rng.random((64, 64)).astype(np.float32)
     calls = []
     predict_tiled(tiny_model, image, tile_shape=16, progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (16, 16) and len(calls) == 16
+    assert calls[0] == (0, 16) and calls[-1] == (16, 16) and len(calls) == 17
     gen = iter_predict_tiled(tiny_model, image, tile_shape=16)
-    first = next(gen)
-    assert (first.done, first.total) == (1, 16)
+    assert next(gen) == TileProgress(0, 16)
+    assert next(gen) == TileProgress(1, 16)
     gen.close()  # cancel between tiles
     with pytest.raises(StopIteration):
         next(gen)

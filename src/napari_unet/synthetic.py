@@ -367,12 +367,25 @@ class _Cell:
     """One drawn object: its outline parameters and where it sits."""
 
     __slots__ = (
-        "cy", "cx", "a", "b", "angle", "reach", "inner", "table", "radius", "kind", "sl", "rho",
-        "area", "full_area",
+        "cy",
+        "cx",
+        "a",
+        "b",
+        "angle",
+        "reach",
+        "inner",
+        "table",
+        "radius",
+        "kind",
+        "sl",
+        "rho",
+        "area",
+        "full_area",
     )
 
-    def __init__(self, a: float, b: float, angle: float, amp: np.ndarray, phase: np.ndarray,
-                 kind: str) -> None:
+    def __init__(
+        self, a: float, b: float, angle: float, amp: np.ndarray, phase: np.ndarray, kind: str
+    ) -> None:
         self.a, self.b, self.angle, self.kind = a, b, angle, kind
         self.radius = math.sqrt(a * b)  # equivalent radius: same area
         # radius of a circle that surely holds the cell
@@ -386,8 +399,9 @@ class _Cell:
         self.rho = np.empty((0, 0), np.float32)
         self.area = self.full_area = 0
 
-    def outline(self, cy: float, cx: float, shape: tuple[int, int], pad: float = 0.0
-                ) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    def outline(
+        self, cy: float, cx: float, shape: tuple[int, int], pad: float = 0.0
+    ) -> tuple[tuple[slice, slice], np.ndarray] | None:
         """Bounding box in the image and the normalised radius ``rho`` on it.
 
         ``rho < 1`` inside the cell; ``rho`` grows like distance over radius
@@ -423,8 +437,9 @@ def _draw_cell(rng: np.random.Generator, diameter: float, kind: str, irregular: 
     # the wobble grows the area by mean((1 + sum a cos)^2) = 1 + sum(a^2)/2; undo it
     scale = 0.5 * diameter / math.sqrt(1.0 + 0.5 * float((amp**2).sum()))
     a, b = scale * math.sqrt(aspect), scale / math.sqrt(aspect)
-    return _Cell(a, b, rng.uniform(0, np.pi), amp.astype(np.float32),
-                 phase.astype(np.float32), kind)
+    return _Cell(
+        a, b, rng.uniform(0, np.pi), amp.astype(np.float32), phase.astype(np.float32), kind
+    )
 
 
 def _draw_diameters(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
@@ -500,14 +515,24 @@ def _place_cells(
     return labels, cells
 
 
-def _propose(rng: np.random.Generator, cell: _Cell, partner: _Cell | None, cells: list[_Cell],
-             touching: float, h: int, w: int) -> tuple[float, float, str]:
+def _propose(
+    rng: np.random.Generator,
+    cell: _Cell,
+    partner: _Cell | None,
+    cells: list[_Cell],
+    touching: float,
+    h: int,
+    w: int,
+) -> tuple[float, float, str]:
     if partner is not None:
         # daughters separate across their condensed chromatin (along its short axis)
         direction = partner.angle + np.pi / 2 + rng.normal(0.0, 0.3) + np.pi * rng.integers(0, 2)
         dist = (partner.radius + cell.radius) * rng.uniform(1.2, 1.8)
-        return (partner.cy + dist * math.sin(direction),
-                partner.cx + dist * math.cos(direction), "apart")
+        return (
+            partner.cy + dist * math.sin(direction),
+            partner.cx + dist * math.cos(direction),
+            "apart",
+        )
     if cells and rng.random() < touching:
         other = cells[int(rng.integers(0, len(cells)))]
         direction = rng.uniform(0.0, 2 * np.pi)
@@ -516,8 +541,15 @@ def _propose(rng: np.random.Generator, cell: _Cell, partner: _Cell | None, cells
     return rng.uniform(0, h), rng.uniform(0, w), "apart"
 
 
-def _try_paint(rng: np.random.Generator, cell: _Cell, cy: float, cx: float, mode: str,
-               labels: np.ndarray, cells: list[_Cell]) -> bool:
+def _try_paint(
+    rng: np.random.Generator,
+    cell: _Cell,
+    cy: float,
+    cx: float,
+    mode: str,
+    labels: np.ndarray,
+    cells: list[_Cell],
+) -> bool:
     """Paint ``cell`` if it fits: apart keeps a gap, touching may hide a little of others."""
     found = cell.outline(cy, cx, labels.shape, pad=_GAP)
     if found is None:
@@ -611,9 +643,16 @@ def _illumination(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
     return np.clip(field, 0.3, None)
 
 
-def _spots(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cell: _Cell, count: int,
-           sigma: tuple[float, float], amplitude: tuple[float, float], within: float
-           ) -> np.ndarray:
+def _spots(
+    rng: np.random.Generator,
+    yy: np.ndarray,
+    xx: np.ndarray,
+    cell: _Cell,
+    count: int,
+    sigma: tuple[float, float],
+    amplitude: tuple[float, float],
+    within: float,
+) -> np.ndarray:
     """Sum of ``count`` Gaussian spots placed inside the cell, at pixels ``(yy, xx)``."""
     r = within * np.sqrt(rng.random(count))
     t = rng.uniform(0, 2 * np.pi, count)
@@ -626,8 +665,9 @@ def _spots(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cell: _Cell
     return height @ np.exp(-dist2 / width).astype(np.float32)
 
 
-def _cell_pixels(labels: np.ndarray, cell: _Cell, ident: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _cell_pixels(
+    labels: np.ndarray, cell: _Cell, ident: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The cell's own pixels in its box, their ``rho`` and offsets from its centre."""
     own = labels[cell.sl] == ident
     ys, xs = np.nonzero(own)
@@ -636,8 +676,9 @@ def _cell_pixels(labels: np.ndarray, cell: _Cell, ident: int
     return own, cell.rho[own], yy, xx
 
 
-def _render_fluorescence(rng: np.random.Generator, config: SyntheticConfig, labels: np.ndarray,
-                         cells: list[_Cell]) -> np.ndarray:
+def _render_fluorescence(
+    rng: np.random.Generator, config: SyntheticConfig, labels: np.ndarray, cells: list[_Cell]
+) -> np.ndarray:
     """Expected intensity, in units where a typical nucleus is about 1."""
     shape = labels.shape
     psf = rng.uniform(*config.blur)
@@ -661,20 +702,27 @@ def _render_fluorescence(rng: np.random.Generator, config: SyntheticConfig, labe
             texture = 1.0 + rng.uniform(0.25, 0.45) * fine[cell.sl][own]
         else:
             profile = (1.0 - rho * rho) ** rng.uniform(0.1, 0.4)
-            texture = (1.0 + rng.uniform(0.04, 0.2) * fine[cell.sl][own]
-                       + rng.uniform(0.03, 0.25) * coarse[cell.sl][own])
+            texture = (
+                1.0
+                + rng.uniform(0.04, 0.2) * fine[cell.sl][own]
+                + rng.uniform(0.03, 0.25) * coarse[cell.sl][own]
+            )
             if rng.random() < 0.3:  # bright rim of peripheral heterochromatin
                 rim = rng.uniform(0.1, 0.3)
-                texture += rim * np.exp(-((1.0 - rho) / 0.12) ** 2)
+                texture += rim * np.exp(-(((1.0 - rho) / 0.12) ** 2))
             n_nucleoli = int(rng.poisson(1.5))
             if n_nucleoli:  # nucleoli hold little DNA: dark holes in a DNA stain
                 size = cell.radius * 0.18
-                texture *= 1.0 - np.minimum(_spots(rng, yy, xx, cell, n_nucleoli,
-                                                   (0.6 * size, 1.2 * size), (0.3, 0.6), 0.55),
-                                            0.8)
+                texture *= 1.0 - np.minimum(
+                    _spots(
+                        rng, yy, xx, cell, n_nucleoli, (0.6 * size, 1.2 * size), (0.3, 0.6), 0.55
+                    ),
+                    0.8,
+                )
             if rng.random() < 0.25:  # chromocentres: bright DNA foci
-                texture += _spots(rng, yy, xx, cell, int(rng.integers(3, 12)), (0.6, 1.3),
-                                  (0.3, 0.9), 0.75)
+                texture += _spots(
+                    rng, yy, xx, cell, int(rng.integers(3, 12)), (0.6, 1.3), (0.3, 0.9), 0.75
+                )
             if blurred:
                 bright *= rng.uniform(0.6, 1.0)
         target = soft if blurred else sharp
@@ -691,8 +739,9 @@ def _render_fluorescence(rng: np.random.Generator, config: SyntheticConfig, labe
     return (image + np.clip(background, 0.0, None)) * _illumination(rng, shape)
 
 
-def _render_brightfield(rng: np.random.Generator, config: SyntheticConfig, labels: np.ndarray,
-                        cells: list[_Cell]) -> np.ndarray:
+def _render_brightfield(
+    rng: np.random.Generator, config: SyntheticConfig, labels: np.ndarray, cells: list[_Cell]
+) -> np.ndarray:
     """Expected intensity, in units where the background is about 1."""
     shape = labels.shape
     psf = rng.uniform(*config.blur)
@@ -704,13 +753,16 @@ def _render_brightfield(rng: np.random.Generator, config: SyntheticConfig, label
         rho = np.minimum(rho, 1.0)
         height = rng.uniform(0.3, 0.6) * (1.5 if cell.kind == "dividing" else 1.0)
         dome = np.sqrt(1.0 - rho * rho) * rng.uniform(0.4, 0.8) + rng.uniform(0.2, 0.6)
-        texture = (1.0 + rng.uniform(0.1, 0.3) * fine[cell.sl][own]
-                   + rng.uniform(0.05, 0.2) * coarse[cell.sl][own])
+        texture = (
+            1.0
+            + rng.uniform(0.1, 0.3) * fine[cell.sl][own]
+            + rng.uniform(0.05, 0.2) * coarse[cell.sl][own]
+        )
         # the nucleus as a denser, smooth region, and granules in the cytoplasm
-        texture += _spots(rng, yy, xx, cell, 1, (0.3 * cell.radius, 0.45 * cell.radius),
-                          (0.2, 0.5), 0.3)
-        texture += _spots(rng, yy, xx, cell, int(rng.integers(0, 8)), (0.6, 1.2), (0.2, 0.6),
-                          0.85)
+        texture += _spots(
+            rng, yy, xx, cell, 1, (0.3 * cell.radius, 0.45 * cell.radius), (0.2, 0.5), 0.3
+        )
+        texture += _spots(rng, yy, xx, cell, int(rng.integers(0, 8)), (0.6, 1.2), (0.2, 0.6), 0.85)
         thickness[cell.sl][own] = height * dome * texture
     sharp = ndi.gaussian_filter(thickness, psf) if psf > 0 else thickness
     # phase contrast and defocused brightfield: a dark rim inside the edge and a
@@ -731,8 +783,13 @@ def _render_brightfield(rng: np.random.Generator, config: SyntheticConfig, label
     return np.clip(image, 0.05, None) * _illumination(rng, shape)
 
 
-def _camera(rng: np.random.Generator, expected: np.ndarray, photons: float, dtype: str,
-            level8: tuple[float, float]) -> np.ndarray:
+def _camera(
+    rng: np.random.Generator,
+    expected: np.ndarray,
+    photons: float,
+    dtype: str,
+    level8: tuple[float, float],
+) -> np.ndarray:
     """Shot noise, read noise, gain, offset, rounding and saturation.
 
     ``expected`` is in units where a typical cell (or background) is about 1;

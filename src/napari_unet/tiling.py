@@ -237,8 +237,9 @@ def iter_predict_tiled(
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Generator form of :func:`predict_tiled`.
 
-    Yields a :class:`TileProgress` after every batch of tiles and returns the
-    probabilities (``StopIteration.value``). Closing the generator between yields
+    Yields a :class:`TileProgress` once before any work (``done == 0``) and then
+    after every batch of tiles, and returns the probabilities
+    (``StopIteration.value``). Closing the generator between yields
     cancels the prediction; this is how the GUI stops it.
     """
     if batch_size < 1:
@@ -256,6 +257,7 @@ def iter_predict_tiled(
     out = np.empty(out_shape, dtype=np.float32)
     total = n_planes * grid.n_tiles
     done = 0
+    yield TileProgress(0, total)  # the total is known before any work starts
     # channels-last lets oneDNN run the narrow convolutions about twice as fast on CPU
     model.to(dev, memory_format=torch.channels_last)
     with _eval_mode(model), torch.inference_mode():

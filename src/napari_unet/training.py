@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 _OPTIMIZERS = ("adam", "sgd")
+# Time budget of an interactive fine-tune ("within minutes on an ordinary laptop").
+INTERACTIVE_SECONDS = 120.0
 _SCHEDULES = ("constant", "cosine")
 
 
@@ -173,6 +175,11 @@ class TrainConfig:
         if unknown:
             raise NapariUnetError(f"Unknown training setting(s): {', '.join(unknown)}.")
         return cls(**data)
+
+    @classmethod
+    def interactive(cls) -> TrainConfig:
+        """The defaults of the napari Train dock: a two-minute fine-tune."""
+        return cls(time_limit=INTERACTIVE_SECONDS)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings changed."""

@@ -34,7 +34,7 @@ from scipy import ndimage as ndi
 
 from .errors import NapariUnetError
 
-__all__ = ["carve_gaps", "touching_cells", "unet_weight_map"]
+__all__ = ["carve_gaps", "touching_cells", "touching_pairs", "unet_weight_map", "warm_up"]
 
 # Largest error the cut-off may add to the border term. It sits well below the promised
 # 1e-3 absolute accuracy so that float32 rounding of the result fits in the rest.
@@ -185,6 +185,41 @@ def touching_cells(labels: np.ndarray) -> np.ndarray:
             out[here] |= contact
             out[there] |= contact
     return touching.reshape(original.shape)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernels now, on a tiny image.
+
+    The first call in a process otherwise pays this (0.3 s from the cache, seconds
+    on first use after installation) while holding the GIL; the napari docks call
+    this from a worker thread when they open, before anyone is painting.
+    """
+    tiny = np.zeros((8, 8), dtype=np.int64)
+    tiny[1:3, 1:3], tiny[5:7, 5:7] = 1, 2
+    unet_weight_map(tiny)
+    unet_weight_map(tiny, mask=np.ones(tiny.shape, bool))
+
+
+def touching_pairs(labels: np.ndarray) -> np.ndarray:
+    """The pairs of cell ids that touch (see :func:`touching_cells`), over all planes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k, 2)`` array of id pairs, smaller id first, each pair once.
+    """
+    original = _checked_labels(labels)
+    pairs = []
+    for plane in _instance_planes(original):
+        for here, there in _NEIGHBOUR_PAIRS:
+            a, b = plane[here], plane[there]
+            contact = (a != b) & (a != 0) & (b != 0)
+            if contact.any():
+                ab = np.stack([a[contact], b[contact]], axis=1)
+                pairs.append(np.sort(ab, axis=1))
+    if not pairs:
+        return np.zeros((0, 2), dtype=original.dtype)
+    return np.unique(np.concatenate(pairs), axis=0)
 
 
 def carve_gaps(labels: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from napari_unet import save_model
+from napari_unet import UNet, save_model
+from napari_unet._qt.session import session_for
 
 
 @pytest.fixture
@@ -11,15 +12,18 @@ def model_file(tmp_path, tiny_model):
     return path
 
 
-def _dock(viewer):
+def _dock(viewer, model_file=None):
     _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Predict")
+    if model_file is not None:
+        widget._model_choice.value = "file"
+        widget._model_path.value = model_file
     return widget
 
 
 def _run(qtbot, widget):
     widget.segment()
     assert widget.worker is not None
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
 
 
 def test_segment_adds_then_updates_layers_in_place(make_napari_viewer, qtbot, model_file, rng):
@@ -27,8 +31,8 @@ def test_segment_adds_then_updates_layers_in_place(make_napari_viewer, qtbot, mo
     image = viewer.add_image(rng.random((80, 60)).astype(np.float32), name="cells")
     # a user's own layer that happens to carry the name we would use
     user = viewer.add_labels(np.ones((80, 60), np.int32), name="cells segmentation")
-    widget = _dock(viewer)
-    widget._model_path.value = model_file
+    widget = _dock(viewer, model_file)
+    assert not widget._model_path.native.isHidden()
     widget._image.value = image
     _run(qtbot, widget)
     names = [layer.name for layer in viewer.layers]
@@ -47,19 +51,37 @@ def test_segment_adds_then_updates_layers_in_place(make_napari_viewer, qtbot, mo
     assert widget._progress.value == widget._progress.max
 
 
+def test_uses_the_session_model_and_copies_to_annotation(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(1).random((50, 50)), name="img")
+    widget = _dock(viewer)
+    session_for(viewer).set_model(tiny_model, "trained here")
+    assert "trained here" in widget._model_info.value
+    widget._image.value = image
+    _run(qtbot, widget)
+    seg = viewer.layers["img segmentation"]
+    seg.data = np.zeros_like(seg.data)
+    seg.data[5:15, 5:15] = 1
+    widget.copy_to_annotation()
+    ann = viewer.layers["img annotation"]
+    assert ann is not seg and (ann.data == seg.data).all()
+    assert ann.mode == "paint" and ann.selected_label == 2
+    ann.data[0, 0] = 7  # editing the copy leaves the prediction alone
+    assert seg.data[0, 0] == 0
+
+
 def test_cancel_stops_between_tiles(make_napari_viewer, qtbot, model_file, rng):
     viewer = make_napari_viewer()
     image = viewer.add_image(rng.random((400, 400)).astype(np.float32), name="big")
-    widget = _dock(viewer)
-    widget._model_path.value = model_file
+    widget = _dock(viewer, model_file)
     widget._image.value = image
     widget._tile.value = 16
     widget.segment()
     widget.cancel()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
     assert widget._progress.value < widget._progress.max
     assert "big segmentation" not in [layer.name for layer in viewer.layers]
-    assert widget._status.value == "Cancelled."
+    assert widget._status.value == "Prediction cancelled."
 
 
 def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, rng, monkeypatch):
@@ -71,12 +93,27 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, rng, m
     image = viewer.add_image(rng.random((30, 30)), name="img")
     widget = _dock(viewer)
     widget._image.value = image
+    if "bundled" not in widget._model_choice.choices:
+        widget.segment()
+        assert "no current model" in messages[-1]
+    widget._model_choice.value = "file"
     widget.segment()
-    assert messages and "model file" in messages[-1]
+    assert "model file" in messages[-1]
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04 not a model")
     widget._model_path.value = bad
     widget.segment()
     assert "cannot be loaded" in messages[-1]
     assert widget.worker is None
+    # a failure inside the worker (NaN pixels) is reported too, and adds no layer
+    import napari.utils.notifications as nn
+
+    worker_messages = []
+    monkeypatch.setattr(nn, "show_error", worker_messages.append)
+    session_for(viewer).set_model(UNet(base_channels=2, depth=2, dropout=0.0), "m")
+    widget._model_choice.value = "current"
+    image.data = np.full((30, 30), np.nan)
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
+    assert worker_messages and "NaN" in worker_messages[-1]
     assert [layer.name for layer in viewer.layers] == ["img"]

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+DOCKS = ("Annotate", "Train", "Predict", "Model")
 
-def main() -> None:
-    """Open a viewer with the synthetic nuclei sample and the U-Net docks."""
+
+def open_viewer(show: bool = True):
+    """A viewer with the synthetic nuclei sample and the four U-Net docks (tabbed)."""
     import napari
 
-    viewer = napari.Viewer(title="napari-unet")
+    viewer = napari.Viewer(title="napari-unet", show=show)
     viewer.open_sample("napari-unet", "nuclei")
-    for name in ("Predict",):
-        viewer.window.add_plugin_dock_widget("napari-unet", name)
+    # the sample's true labels stay available but hidden: the user annotates their own
+    for layer in viewer.layers:
+        if layer.name.endswith("labels"):
+            layer.visible = False
+    docks = [viewer.window.add_plugin_dock_widget("napari-unet", name)[0] for name in DOCKS]
+    for dock in docks[1:]:
+        viewer.window._qt_window.tabifyDockWidget(docks[0], dock)
+    docks[0].raise_()
+    return viewer
+
+
+def main() -> None:
+    """Open the viewer and run napari's event loop."""
+    import napari
+
+    open_viewer()
     napari.run()
 
 

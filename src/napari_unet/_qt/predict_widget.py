@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -15,151 +15,120 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
-from .layers import upsert_layer
+from .layers import OWNER_KEY, find_own_layer
+from .model_choice import CURRENT, FILE, model_choices, resolve_model
+from .prediction import PredictionRunner
+from .session import session_for
 
 if TYPE_CHECKING:
     import napari
 
 
 class PredictWidget(Container):
-    """Segment an image layer; results go to "<image> probability" and "<image> segmentation"."""
+    """Segment an image layer into "<image> probability" and "<image> segmentation"."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
+        from ..device import available_devices
+
         self._viewer = viewer
-        self._worker = None
+        self._session = session_for(viewer)
+        self._runner = PredictionRunner(viewer)
         self._image = create_widget(label="Image", annotation="napari.layers.Image")
-        self._model_path = FileEdit(label="Model file", mode="r", filter="*.safetensors", value="")
+        self._model_choice = ComboBox(label="Model", choices=model_choices(), value=CURRENT)
+        self._model_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
+        self._model_info = Label(label="In use", value=self._session.describe())
         self._tile = SpinBox(
-            label="Tile size",
-            value=0,
-            min=0,
-            max=8192,
-            step=16,
-            tooltip="Output pixels per tile; 0 picks large tiles automatically.",
-        )
-        self._device = ComboBox(label="Device", choices=self._device_choices(), value="auto")
+            label="Tile size", value=0, min=0, max=8192, step=16,
+            tooltip="Output pixels per tile; 0 picks the largest tiles that fit in memory. "
+            "The result does not depend on it.",
+        )  # fmt: skip
+        self._device = ComboBox(label="Device", choices=["auto", *available_devices()])
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
-        self._status = Label(label="", value="")
-        self.extend(
-            [
-                self._image,
-                self._model_path,
-                self._tile,
-                self._device,
-                self._segment,
-                self._cancel,
-                self._progress,
-                self._status,
-            ]
+        self._copy = PushButton(
+            text="Copy segmentation to annotation",
+            tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
+        self._status = Label(label="", value="")
+        self.extend([
+            self._image, self._model_choice, self._model_path, self._model_info, self._tile,
+            self._device, self._segment, self._cancel, self._progress, self._copy, self._status,
+        ])  # fmt: skip
+        self._model_path.visible = False
+        self._model_choice.changed.connect(self._on_choice)
         self._segment.changed.connect(self.segment)
         self._cancel.changed.connect(self.cancel)
-        self.native.destroyed.connect(self.cancel)
-
-    @staticmethod
-    def _device_choices() -> list[str]:
-        from ..device import available_devices
-
-        return ["auto", *available_devices()]
+        self._copy.changed.connect(self.copy_to_annotation)
+        self._runner.progressed.connect(self._on_progress)
+        self._runner.finished.connect(self._on_finished)
+        self._session.changed.connect(self._on_session)
+        self.native.destroyed.connect(lambda *_: self.cancel())
 
     @property
     def worker(self):
         """The running prediction worker, or None."""
-        return self._worker
+        return self._runner.worker
+
+    def _on_choice(self, choice: str) -> None:
+        self._model_path.visible = choice == FILE
+
+    def _on_session(self, session) -> None:
+        self._model_info.value = session.describe()
 
     def segment(self) -> None:
-        """Start predicting the chosen image in a thread worker."""
-        from ..layout import to_model_layout
-        from ..modelfile import load_model
-        from ..tiling import iter_predict_tiled
-
-        if self._worker is not None:
+        """Predict the chosen image in a thread worker."""
+        if self._runner.running:
             return
         layer = self._image.value
         if layer is None:
             show_error("Choose an image layer to segment.")
             return
-        path = Path(str(self._model_path.value))
-        if not str(self._model_path.value) or path == Path("."):
-            show_error("Choose a model file (.safetensors) first.")
-            return
         try:
-            model = load_model(path)
-            image = to_model_layout(_layer_array(layer), model.in_channels, rgb=layer.rgb)
+            model, source = resolve_model(
+                self._model_choice.value, self._model_path.value, self._session
+            )
+            self._runner.start(
+                layer, model, tile=self._tile.value or None, device=self._device.value
+            )
         except ValueError as exc:
             show_error(str(exc))
             return
-        tile = self._tile.value or None
-        gen = iter_predict_tiled(model, image, tile_shape=tile, device=self._device.value)
-        worker = create_worker(_drain, gen, _start_thread=False)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda prob: self._on_done(layer.name, prob))
-        worker.errored.connect(lambda exc: show_error(f"Prediction failed: {exc}"))
-        worker.aborted.connect(lambda: self._status.__setattr__("value", "Cancelled."))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._model_info.value = source
         self._segment.enabled = False
         self._cancel.enabled = True
-        self._status.value = "Segmenting..."
-        worker.start()
+        self._progress.value = 0
+        self._status.value = f"Segmenting {layer.name}..."
 
-    def cancel(self, *_: Any) -> None:
+    def cancel(self) -> None:
         """Stop the running prediction after the current batch of tiles."""
-        if self._worker is not None:
-            self._worker.quit()
+        self._runner.cancel()
 
-    def _on_progress(self, event) -> None:
-        self._progress.max = event.total
-        self._progress.value = event.done
+    def _on_progress(self, done: int, total: int) -> None:
+        self._progress.max = max(total, 1)
+        self._progress.value = done
 
-    def _on_done(self, source: str, prob) -> None:
-        from ..postprocess import foreground_probability, labels_from_probabilities
-
-        labels = labels_from_probabilities(prob)
-        upsert_layer(
-            self._viewer,
-            foreground_probability(prob),
-            kind="image",
-            role="probability",
-            source=source,
-            name=f"{source} probability",
-            colormap="magma",
-            blending="additive",
-            opacity=0.5,
-            contrast_limits=(0.0, 1.0),
-        )
-        upsert_layer(
-            self._viewer,
-            labels,
-            kind="labels",
-            role="segmentation",
-            source=source,
-            name=f"{source} segmentation",
-        )
-        self._status.value = f"{int(labels.max())} objects found."
-        show_info(f"Segmented {source}: {int(labels.max())} objects.")
-
-    def _on_finished(self) -> None:
-        self._worker = None
+    def _on_finished(self, message: str) -> None:
+        self._status.value = message
         self._segment.enabled = True
         self._cancel.enabled = False
 
-
-def _drain(gen):
-    """Run a core generator inside the worker, passing on its events and its result."""
-    return (yield from gen)
-
-
-def _layer_array(layer) -> Any:
-    import numpy as np
-
-    data = layer.data
-    if getattr(layer, "multiscale", False):
-        data = data[0]
-    return np.asarray(data)
+    def copy_to_annotation(self) -> None:
+        """Add a new annotation layer holding a copy of the image's segmentation."""
+        layer = self._image.value
+        seg = find_own_layer(self._viewer, "segmentation", layer.name) if layer else None
+        if seg is None:
+            show_error("Segment the image first; there is no segmentation to copy.")
+            return
+        new = self._viewer.add_labels(
+            np.array(seg.data, copy=True),
+            name=f"{layer.name} annotation",
+            metadata={OWNER_KEY: {"role": "annotation", "source": layer.name}},
+        )
+        new.mode = "paint"
+        new.selected_label = int(new.data.max()) + 1
+        self._viewer.layers.selection.active = new
+        show_info(f"Copied {int(new.data.max())} objects to '{new.name}'; correct them there.")

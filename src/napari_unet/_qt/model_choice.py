@@ -1,0 +1,59 @@
+"""Which model a dock uses: the viewer's current one, the bundled one, or a file."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import NapariUnetError
+
+if TYPE_CHECKING:
+    from ..model import UNet
+    from .session import ModelSession
+
+CURRENT, BUNDLED, FILE, SCRATCH = "current", "bundled", "file", "scratch"
+
+
+def bundled_available() -> bool:
+    """Whether this installation ships a bundled model."""
+    return importlib.util.find_spec("napari_unet.bundled") is not None
+
+
+def model_choices(*, scratch: bool = False) -> list[str]:
+    """Choices for a model combo box, best first."""
+    choices = [CURRENT]
+    if bundled_available():
+        choices.append(BUNDLED)
+    choices.append(FILE)
+    if scratch:
+        choices.append(SCRATCH)
+    return choices
+
+
+def resolve_model(choice: str, path: str | Path | None, session: ModelSession) -> tuple[UNet, str]:
+    """The model for ``choice`` and a description of it.
+
+    Raises
+    ------
+    NapariUnetError
+        When the choice cannot give a model (no current model, no file, bad file).
+    """
+    if choice == CURRENT:
+        if session.model is None:
+            if bundled_available():
+                return resolve_model(BUNDLED, None, session)
+            raise NapariUnetError("There is no current model yet; train one or load a file.")
+        return session.model, session.source
+    if choice == BUNDLED:
+        from ..bundled import load_bundled_model
+
+        return load_bundled_model(), "bundled model"
+    if choice == FILE:
+        if not path or str(path) in ("", "."):
+            raise NapariUnetError("Choose a model file (.safetensors) first.")
+        from ..modelfile import load_model
+
+        p = Path(path)
+        return load_model(p), p.name
+    raise NapariUnetError(f"Unknown model choice {choice!r}.")

@@ -1,0 +1,125 @@
+"""The Model dock: save, load and inspect the model in use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import Container, FileEdit, Label, PushButton, TextEdit
+from napari.utils.notifications import show_error, show_info
+
+from .model_choice import bundled_available
+from .session import session_for
+
+if TYPE_CHECKING:
+    import napari
+
+
+def describe_model(model: Any) -> str:
+    """A plain-text card: architecture, normalisation and training provenance."""
+    c = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"U-Net, depth {c['depth']}, base width {c['base_channels']}, "
+        f"{c['in_channels']} input channel(s), {c['n_classes']} classes, "
+        f"{n_params:,} parameters.",
+        f"Context (halo): {model.halo} px per side; tiles start every {model.pooling_factor} px.",
+    ]
+    meta = dict(model.metadata)
+    norm = meta.pop("normalization", None)
+    if norm:
+        lines.append(f"Normalisation: {norm.get('method')} {norm.get('low')}..{norm.get('high')}")
+    training = meta.pop("training", None)
+    if training:
+        lines.append(
+            f"Trained {training.get('steps')} steps in {training.get('seconds', 0):.0f} s "
+            f"with napari-unet {training.get('napari_unet_version', '?')}."
+        )
+        val = training.get("validation")
+        if val:
+            lines.append(
+                f"Validation: AP50 {val['ap50']:.2f}, mean IoU {val['mean_iou']:.2f} "
+                f"({val['n_true']} held-out cells)."
+            )
+        for d in training.get("data", []):
+            lines.append(f"Data: image {d['shape']}, {d['cells']} annotated cells.")
+        cfg = training.get("config") or {}
+        keys = ("optimizer", "learning_rate", "tile_size", "w0", "sigma", "seed")
+        lines.append("Settings: " + ", ".join(f"{k} {cfg[k]}" for k in keys if k in cfg))
+    if meta:
+        lines.append("Other metadata: " + json.dumps(meta, indent=1, default=str)[:2000])
+    return "\n".join(lines)
+
+
+class ModelWidget(Container):
+    """Save and load the model in use, or switch to the bundled one; shows its card."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self._in_use = Label(label="In use", value=self._session.describe())
+        self._save_path = FileEdit(label="Save to", mode="w", filter="*.safetensors")
+        self._save = PushButton(text="Save model")
+        self._load_path = FileEdit(label="Load from", mode="r", filter="*.safetensors")
+        self._load = PushButton(text="Load model")
+        self._bundled = PushButton(text="Use the bundled model", visible=bundled_available())
+        self._card = TextEdit(label="Model card", value="")
+        self._card.native.setReadOnly(True)
+        self._card.native.setMinimumHeight(160)
+        self.extend([
+            self._in_use, self._save_path, self._save, self._load_path, self._load,
+            self._bundled, self._card,
+        ])  # fmt: skip
+        self._save.changed.connect(self.save)
+        self._load.changed.connect(self.load)
+        self._bundled.changed.connect(self.use_bundled)
+        self._session.changed.connect(self._refresh)
+        self._refresh(self._session)
+
+    def _refresh(self, session: Any) -> None:
+        self._in_use.value = session.describe()
+        self._card.value = describe_model(session.model) if session.model is not None else ""
+
+    def save(self) -> None:
+        """Save the model in use (atomically) to the chosen file."""
+        from ..modelfile import save_model
+
+        if self._session.model is None:
+            show_error("There is no model to save yet; train or load one first.")
+            return
+        path = Path(str(self._save_path.value))
+        if not str(self._save_path.value) or path.is_dir() or path == Path("."):
+            show_error("Choose a file name to save the model to.")
+            return
+        if path.suffix != ".safetensors":
+            path = path.with_suffix(".safetensors")
+        try:
+            save_model(self._session.model, path)
+        except (ValueError, OSError) as exc:
+            show_error(f"The model could not be saved: {exc}")
+            return
+        show_info(f"Model saved to {path}.")
+
+    def load(self) -> None:
+        """Load a model file and make it the one in use."""
+        from ..modelfile import load_model
+
+        path = self._load_path.value
+        if not str(path) or Path(str(path)) == Path("."):
+            show_error("Choose a model file (.safetensors) to load.")
+            return
+        try:
+            model = load_model(path)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._session.set_model(model, Path(str(path)).name)
+        show_info(f"Loaded {Path(str(path)).name}; it is now the model in use.")
+
+    def use_bundled(self) -> None:
+        """Make the bundled model the one in use."""
+        from ..bundled import load_bundled_model
+
+        self._session.set_model(load_bundled_model(), "bundled model")

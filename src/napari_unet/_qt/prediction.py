@@ -1,0 +1,174 @@
+"""Running a prediction in a thread worker and showing it as layers.
+
+Shared by the Predict dock (Segment) and the Train dock (refresh after training).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils import progress as napari_progress
+from psygnal import Signal
+
+from .layers import upsert_layer
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..model import UNet
+
+
+def layer_image(layer: Any) -> np.ndarray:
+    """The pixels of an image layer (the full-resolution level of a multiscale one)."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return np.asarray(data)
+
+
+class UserProblem:
+    """What a worker returns instead of raising when the input is at fault."""
+
+    def __init__(self, error: Exception) -> None:
+        self.message = str(error)
+
+
+def drain(gen):
+    """Run a core generator inside a worker, passing on its events and its result.
+
+    A :class:`~napari_unet.errors.NapariUnetError` (bad input, in plain words)
+    comes back as a :class:`UserProblem` so the dock can show its sentence; any
+    other exception is a bug and goes to napari's error reporting with its traceback.
+    """
+    from ..errors import NapariUnetError
+
+    try:
+        return (yield from gen)
+    except NapariUnetError as exc:
+        return UserProblem(exc)
+
+
+def start_worker(gen, **connections):
+    """A napari generator worker around ``gen``; errors are reported, not re-raised."""
+    worker = create_worker(drain, gen, _start_thread=False, _ignore_errors=True)
+    for signal, slot in connections.items():
+        getattr(worker, signal).connect(slot)
+    return worker
+
+
+def _predict_and_label(gen):
+    """Prediction events, then (foreground probability, labels), all in the worker."""
+    from ..postprocess import foreground_probability, labels_from_probabilities
+
+    prob = yield from gen
+    return foreground_probability(prob), labels_from_probabilities(prob)
+
+
+def _warm_up() -> None:
+    import torch
+
+    from ..model import UNet
+    from ..weightmap import warm_up
+
+    warm_up()
+    # torch imports its compiler stack on an optimizer's first step (about 2 s of imports)
+    tiny = UNet(base_channels=1, depth=1)
+    opt = torch.optim.Adam(tiny.parameters())
+    tiny(torch.zeros(1, 1, 5, 5)).sum().backward()
+    opt.step()
+
+
+def warm_up_worker():
+    """Do the one-time loading (numba kernels, torch's optimizer imports) in a worker.
+
+    Docks call this when they open, so that the first training or weight map does
+    not hold the GIL for hundreds of milliseconds while the user waits.
+    """
+    worker = create_worker(_warm_up, _start_thread=False, _ignore_errors=True)
+    worker.start()
+    return worker
+
+
+class PredictionRunner:
+    """Predicts an image layer off the GUI thread and adds/updates the result layers.
+
+    Results go to "<image> probability" (Image, magma, additive) and
+    "<image> segmentation" (Labels), both updated in place on later runs.
+    """
+
+    progressed = Signal(int, int)  # done, total
+    finished = Signal(str)  # status message
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self._viewer = viewer
+        self.worker = None
+        self._bar = None
+
+    @property
+    def running(self) -> bool:
+        """Whether a prediction is under way."""
+        return self.worker is not None
+
+    def start(
+        self, layer: Any, model: UNet, *, tile: int | None = None, device: str = "auto"
+    ) -> None:
+        """Start predicting ``layer`` with ``model``; problems become notifications."""
+        from ..layout import to_model_layout
+        from ..tiling import iter_predict_tiled
+
+        if self.worker is not None:
+            return
+        image = to_model_layout(layer_image(layer), model.in_channels, rgb=layer.rgb)
+        gen = _predict_and_label(iter_predict_tiled(model, image, tile_shape=tile, device=device))
+        source = layer.name
+        worker = start_worker(
+            gen,
+            yielded=self._on_progress,
+            returned=lambda result: self._on_done(source, result),
+            errored=lambda exc: self._end(f"Prediction failed: {exc}", error=True),
+            aborted=lambda: self._end("Prediction cancelled."),
+            finished=self._on_finished,
+        )
+        self.worker = worker
+        self._bar = napari_progress(total=0, desc=f"Segmenting {source}")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop after the current batch of tiles."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _on_progress(self, event) -> None:
+        if self._bar is not None:
+            self._bar.total = event.total
+            self._bar.n = event.done
+            self._bar.refresh()
+        self.progressed.emit(event.done, event.total)
+
+    def _on_done(self, source: str, result: tuple[np.ndarray, np.ndarray] | UserProblem) -> None:
+        if isinstance(result, UserProblem):
+            self._end(result.message, error=True)
+            return
+        foreground, labels = result
+        upsert_layer(
+            self._viewer, foreground, kind="image", role="probability",
+            source=source, name=f"{source} probability", colormap="magma",
+            blending="additive", opacity=0.6, contrast_limits=(0.0, 1.0),
+        )  # fmt: skip
+        upsert_layer(
+            self._viewer, labels, kind="labels", role="segmentation",
+            source=source, name=f"{source} segmentation", opacity=0.5,
+        )  # fmt: skip
+        self._end(f"{int(labels.max())} objects found in {source}.")
+
+    def _end(self, message: str, error: bool = False) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        (show_error if error else show_info)(message)
+        self.finished.emit(message)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,322 @@
+"""The Train dock: fine-tune the U-Net on the annotation with one click."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.utils.notifications import show_error, show_info
+
+from .annotate_widget import spatial_shape
+from .layers import upsert_layer
+from .loss_plot import LossPlot
+from .model_choice import FILE, SCRATCH, bundled_available, model_choices, resolve_model
+from .prediction import PredictionRunner, layer_image, start_worker, warm_up_worker
+from .session import session_for
+from .training_runner import TrainingRunner
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..augment import AugmentConfig
+    from ..training import TrainConfig
+
+# Augmented samples the preview shows.
+PREVIEW_SAMPLES = 8
+
+
+def region_mask(shapes_layer: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Pixels inside any shape of ``shapes_layer`` (None when there is no layer)."""
+    from ..errors import NapariUnetError
+
+    if shapes_layer is None:
+        return None
+    if len(shapes_layer.data) == 0:
+        raise NapariUnetError(
+            f"The region layer '{shapes_layer.name}' has no shapes; draw one or choose none."
+        )
+    masks = shapes_layer.to_masks(mask_shape=shape[-2:])
+    mask = np.asarray(masks).any(axis=0)
+    return np.broadcast_to(mask, shape).copy() if len(shape) == 3 else mask
+
+
+class TrainWidget(Container):
+    """Fine-tune on the annotation; live loss plot, Stop keeps the model trained so far."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        from ..training import TrainConfig
+
+        defaults = TrainConfig.interactive()
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self._runner = TrainingRunner()
+        self._predictor = PredictionRunner(viewer)
+        self._preview_worker = None
+        self._image = create_widget(label="Image", annotation="napari.layers.Image")
+        self._labels = create_widget(label="Annotation", annotation="napari.layers.Labels")
+        self._region = create_widget(
+            label="Annotated region", annotation="napari.layers.Shapes", options={"nullable": True}
+        )
+        start = model_choices(scratch=True)
+        self._start = ComboBox(
+            label="Start from", choices=start, value="bundled" if bundled_available() else SCRATCH,
+            tooltip="current: the model in use; bundled: the shipped nuclei model; "
+            "scratch: random weights (paper initialisation).",
+        )  # fmt: skip
+        self._start_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
+        self._start_path.visible = False
+        self._steps = SpinBox(label="Max steps", value=defaults.steps or 0, min=0, max=1_000_000)
+        self._time = FloatSpinBox(
+            label="Time budget (s)", value=defaults.time_limit or 0.0, min=0.0, max=86400.0,
+            step=10.0, tooltip="Training stops at whichever budget runs out first; 0 = none.",
+        )  # fmt: skip
+        self._lr = FloatSpinBox(
+            label="Learning rate", value=defaults.learning_rate, min=1e-6, max=1.0, step=1e-4
+        )
+        self._lr.native.setDecimals(6)
+        aug = defaults.augment
+        self._elastic = FloatSpinBox(
+            label="Elastic sigma (px)", value=aug.sigma, min=0.0, max=50.0,
+            tooltip="Displacement on a coarse grid (paper: 10 px); 0 switches it off.",
+        )  # fmt: skip
+        self._grid = SpinBox(label="Elastic grid", value=aug.grid_points, min=2, max=10)
+        self._rotation = FloatSpinBox(label="Rotation (deg)", value=aug.rotation, min=0, max=180)
+        self._intensity = FloatSpinBox(
+            label="Intensity changes", value=1.0, min=0.0, max=3.0, step=0.25,
+            tooltip="Scales contrast, brightness, gamma and noise changes (1 = default).",
+        )  # fmt: skip
+        self._preview = PushButton(text="Preview augmentation")
+        self._train = PushButton(text="Fine-tune")
+        self._stop = PushButton(text="Stop", enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
+        self._left = Label(label="Time left", value="")
+        self._status = Label(label="", value="")
+        self._status.native.setWordWrap(True)
+        self._refresh = CheckBox(text="Segment the image when training ends", value=True)
+        self.extend([
+            self._image, self._labels, self._region, self._start, self._start_path,
+            self._steps, self._time, self._lr, self._elastic, self._grid, self._rotation,
+            self._intensity, self._preview, self._train, self._stop, self._progress,
+            self._left, self._refresh, self._status,
+        ])  # fmt: skip
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot)
+        self._defaults = defaults
+        self._start.changed.connect(lambda v: setattr(self._start_path, "visible", v == FILE))
+        self._train.changed.connect(self.fine_tune)
+        self._stop.changed.connect(self.stop)
+        self._preview.changed.connect(self.preview_augmentation)
+        self._runner.event.connect(self._on_event)
+        self._runner.done.connect(self._on_done)
+        self._runner.failed.connect(self._on_failed)
+        self._warm_up = warm_up_worker()  # numba kernels load off the GUI thread, now
+        self.native.destroyed.connect(lambda *_: self.stop())
+
+    @property
+    def runner(self) -> TrainingRunner:
+        """The training runner (its worker, trainer and signals)."""
+        return self._runner
+
+    @property
+    def predictor(self) -> PredictionRunner:
+        """The runner that refreshes the segmentation after training."""
+        return self._predictor
+
+    # -- settings
+    def augment_config(self) -> AugmentConfig:
+        """The augmentation settings shown in the dock."""
+        a = self._defaults.augment
+        k = self._intensity.value
+        return a.__class__.from_dict({
+            **a.to_dict(),
+            "sigma": self._elastic.value, "elastic": self._elastic.value > 0,
+            "grid_points": self._grid.value, "rotation": self._rotation.value,
+            "contrast": a.contrast * k, "brightness": a.brightness * k,
+            "gamma": a.gamma * k, "noise": a.noise * k,
+        })  # fmt: skip
+
+    def config(self) -> TrainConfig:
+        """The training settings shown in the dock."""
+        return self._defaults.replace(
+            steps=self._steps.value or None,
+            time_limit=self._time.value or None,
+            learning_rate=self._lr.value,
+            augment=self.augment_config(),
+        )
+
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
+        """Copies of the image, annotation and region taken now (training uses these)."""
+        from ..errors import NapariUnetError
+        from ..layout import to_model_layout
+
+        image_layer, labels_layer = self._image.value, self._labels.value
+        if image_layer is None or labels_layer is None:
+            raise NapariUnetError("Choose an image and its annotation (Labels layer) first.")
+        labels = np.array(labels_layer.data, copy=True)
+        shape = spatial_shape(image_layer)
+        if labels.shape != shape:
+            raise NapariUnetError(
+                f"The annotation '{labels_layer.name}' has shape {labels.shape} but the image "
+                f"'{image_layer.name}' has shape {shape}."
+            )
+        image = to_model_layout(np.array(layer_image(image_layer), copy=True), 1,
+                                rgb=image_layer.rgb)  # fmt: skip
+        return image, labels, region_mask(self._region.value, shape), image_layer
+
+    # -- actions
+    def fine_tune(self) -> None:
+        """Start training in a worker on snapshots of the current layers."""
+        if self._runner.running:
+            return
+        try:
+            image, labels, region, image_layer = self._snapshot()
+            config = self.config()
+            choice = self._start.value
+            if choice == SCRATCH:
+                from ..training import new_model
+
+                model, source = new_model(config), "scratch"
+            else:
+                model, source = resolve_model(choice, self._start_path.value, self._session)
+                model = _copy_model(model)  # never train the model in use in place
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._target = image_layer
+        self.plot.clear()
+        self._progress.value = 0
+        self._status.value = f"Preparing the data (starting from {source})..."
+        self._train.enabled = False
+        self._stop.enabled = True
+        self._runner.start(image, labels, region, model, config)
+
+    def stop(self) -> None:
+        """Stop after the current step, keeping the model trained so far."""
+        self._runner.stop()
+
+    def _on_event(self, event: Any) -> None:
+        from ..training import TrainState
+
+        self._progress.value = int(event.fraction * 1000)
+        if event.remaining is not None:
+            self._left.value = f"{event.remaining:.0f} s"
+        if event.state is TrainState.STEP:
+            self.plot.add_loss(event.step, event.loss)
+            self._status.value = f"Step {event.step}, loss {event.loss:.3f}"
+        elif event.state is TrainState.VALIDATED and event.validation is not None:
+            v = event.validation
+            self.plot.add_validation(event.step, v.loss, v.ap50)
+
+    def _on_done(self, model: Any, last: Any) -> None:
+        self._train.enabled = True
+        self._stop.enabled = False
+        if last is None or last.step == 0:
+            self._status.value = "Training stopped before the first step; the model is unchanged."
+            return
+        v = last.validation
+        score = f"; validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f}" if v else ""
+        self._status.value = f"{last.message}{score}"
+        self._left.value = ""
+        self._session.set_model(model, f"trained here ({last.step} steps)")
+        show_info(f"{last.message} The new model is now in use.")
+        target = getattr(self, "_target", None)
+        if self._refresh.value and target is not None and target in self._viewer.layers:
+            try:
+                self._predictor.start(target, model)
+            except ValueError as exc:
+                show_error(str(exc))
+
+    def _on_failed(self, message: str) -> None:
+        self._train.enabled = True
+        self._stop.enabled = False
+        self._status.value = message
+        show_error(message)
+
+    # -- augmentation preview
+    def preview_augmentation(self) -> None:
+        """Add (or replace) stacks of augmented samples with their labels and weight map."""
+        if self._preview_worker is not None:
+            return
+        try:
+            image, labels, region, image_layer = self._snapshot()
+            config = self.config()
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._preview_worker = start_worker(
+            _preview_samples(image, labels, region, config),
+            returned=lambda result: self._show_preview(image_layer.name, result),
+            errored=lambda exc: show_error(f"Preview failed: {exc}"),
+            finished=lambda: setattr(self, "_preview_worker", None),
+        )
+        self._preview_worker.start()
+
+    def _show_preview(self, source: str, result: Any) -> None:
+        from .prediction import UserProblem
+
+        if isinstance(result, UserProblem):
+            show_error(result.message)
+            return
+        images, labels, weights = result
+        upsert_layer(self._viewer, images, kind="image", role="preview image", source=source,
+                     name=f"{source} augmentation preview")  # fmt: skip
+        upsert_layer(self._viewer, weights, kind="image", role="preview weights", source=source,
+                     name=f"{source} augmented weight map", colormap="inferno",
+                     blending="additive", opacity=0.5)  # fmt: skip
+        upsert_layer(self._viewer, labels, kind="labels", role="preview labels", source=source,
+                     name=f"{source} augmented labels", opacity=0.4)  # fmt: skip
+        self._viewer.dims.set_current_step(0, 0)
+
+
+def _copy_model(model):
+    import copy
+
+    clone = copy.deepcopy(model)
+    clone.metadata = copy.deepcopy(model.metadata)
+    return clone
+
+
+def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):
+    """Generator (for a worker): ``n`` augmented crops as the training engine makes them."""
+    from ..augment import augment_sample
+    from ..errors import NapariUnetError
+    from ..normalization import Normalization
+    from ..weightmap import unet_weight_map
+
+    yield  # lets the worker start before the work
+    if image.ndim != 2:
+        raise NapariUnetError("The augmentation preview works on 2D images.")
+    norm = Normalization.from_dict(config.normalization.to_dict())
+    x = norm.apply(image, norm.statistics(image))
+    weights = unet_weight_map(labels, w0=config.w0, sigma=config.sigma, mask=region)
+    rng = np.random.default_rng(config.seed)
+    size = min(config.tile_size, *image.shape)
+    out_i, out_l, out_w = [], [], []
+    annotated = np.flatnonzero(labels > 0)
+    for _ in range(n):
+        if annotated.size:
+            cy, cx = divmod(int(annotated[rng.integers(annotated.size)]), image.shape[1])
+        else:
+            cy, cx = image.shape[0] // 2, image.shape[1] // 2
+        y = int(np.clip(cy - size // 2, 0, image.shape[0] - size))
+        xx = int(np.clip(cx - size // 2, 0, image.shape[1] - size))
+        crop = np.s_[y : y + size, xx : xx + size]
+        i, lab, w = augment_sample(x[crop], labels[crop], weights[crop],
+                                   config=config.augment, rng=rng)  # fmt: skip
+        out_i.append(i)
+        out_l.append(lab)
+        out_w.append(w)
+    return np.stack(out_i), np.stack(out_l), np.stack(out_w)

@@ -1,0 +1,68 @@
+import numpy as np
+
+from napari_unet._qt.layers import OWNER_KEY
+from napari_unet.weightmap import unet_weight_map
+
+
+def _dock(viewer):
+    return viewer.window.add_plugin_dock_widget("napari-unet", "Annotate")[1]
+
+
+def test_new_annotation_counts_cells_and_gives_fresh_ids(make_napari_viewer, qtbot, cells):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    w = _dock(viewer)
+    w.new_annotation()
+    layer = viewer.layers["nuclei annotation"]
+    assert layer.data.shape == image.shape and layer.data.max() == 0
+    assert layer.mode == "paint" and layer.selected_label == 1
+    assert layer.metadata[OWNER_KEY]["role"] == "annotation"
+    assert w._labels.value is layer
+    # a stroke through napari's paint API advances the id for the next cell
+    layer.paint((10, 10), 1)
+    assert layer.selected_label == 2
+    layer.paint((60, 60), 2)
+    qtbot.waitUntil(lambda: w._count.value == "2", timeout=5000)
+
+
+def test_weight_map_overlay_updates_in_place_and_warns(make_napari_viewer, qtbot, cells, paint):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    w = _dock(viewer)
+    w.new_annotation()
+    layer = viewer.layers["nuclei annotation"]
+    paint(layer, truth, [1, 2, 3])
+    w._show_weights.value = True
+    overlay = w.overlay
+    qtbot.waitUntil(lambda: "nuclei annotation weight map" in viewer.layers, timeout=20000)
+    qtbot.waitUntil(lambda: not overlay.busy, timeout=20000)
+    wm = viewer.layers["nuclei annotation weight map"]
+    np.testing.assert_allclose(wm.data, unet_weight_map(layer.data), atol=1e-5)
+    assert wm.blending == "additive" and wm.colormap.name == "inferno"
+    # two touching cells: painted after the map was shown; the same layer follows
+    n_layers = len(viewer.layers)
+    layer.data_setitem((np.arange(40, 50), np.full(10, 100)), 8)
+    layer.data_setitem((np.arange(40, 50), np.full(10, 101)), 9)
+    layer.events.paint(value=[])
+    qtbot.waitUntil(lambda: "touch" in w._touching.value, timeout=20000)
+    qtbot.waitUntil(lambda: not overlay.busy, timeout=20000)
+    assert len(viewer.layers) == n_layers
+    np.testing.assert_allclose(wm.data, unet_weight_map(layer.data), atol=1e-5)
+    assert not w._carve.native.isHidden()
+    before = np.array(layer.data)
+    w.carve_gaps()  # the explicit action the warning offers
+    assert ((before != 0) & (layer.data == 0)).sum() == 10
+    qtbot.waitUntil(lambda: w._touching.value == "", timeout=20000)
+    w._show_weights.value = False
+    assert "nuclei annotation weight map" not in viewer.layers
+
+
+def test_new_region_layer(make_napari_viewer, cells):
+    viewer = make_napari_viewer()
+    viewer.add_image(cells[0], name="nuclei")
+    w = _dock(viewer)
+    w.new_region()
+    region = viewer.layers["nuclei annotated region"]
+    assert region.mode == "add_rectangle" and w._region.value is region

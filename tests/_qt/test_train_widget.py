@@ -1,0 +1,120 @@
+import time
+
+import numpy as np
+
+from napari_unet import load_model
+from napari_unet._qt.session import session_for
+from napari_unet.training import TrainState
+
+
+def _docks(viewer, *names):
+    return [viewer.window.add_plugin_dock_widget("napari-unet", n)[1] for n in names]
+
+
+def test_full_loop(make_napari_viewer, qtbot, cells, paint, fast_config, tmp_path):
+    """New annotation -> paint cells -> fine-tune -> segmentation appears -> save/load."""
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate, train, model_dock = _docks(viewer, "Annotate", "Train", "Model")
+    annotate.new_annotation()
+    ann = viewer.layers["nuclei annotation"]
+    paint(ann, truth, list(range(1, 9)))
+    before = np.array(ann.data)
+    train._defaults = fast_config
+    train._start.value = "scratch"
+    train._steps.value = 6
+    train._time.value = 0
+    train._labels.value = ann
+    train.fine_tune()
+    assert train.runner.running
+    # annotations may change during training; the run uses its snapshot
+    paint(ann, truth, [9])
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    assert train.runner.trainer.step == 6
+    session = session_for(viewer)
+    assert session.model is not None and "6 steps" in session.source
+    assert len(train.plot.losses) == 6 and train.plot.val_ap
+    qtbot.waitUntil(lambda: "nuclei segmentation" in viewer.layers, timeout=60000)
+    qtbot.waitUntil(lambda: not train.predictor.running, timeout=60000)
+    seg = viewer.layers["nuclei segmentation"]
+    assert seg.data.shape == image.shape and seg is not ann
+    assert (ann.data[before > 0] == before[before > 0]).all()  # the annotation is intact
+    assert "trained here" in model_dock._in_use.value and "6 steps" in model_dock._card.value
+    # save and load through the Model dock
+    path = tmp_path / "mine.safetensors"
+    model_dock._save_path.value = path
+    model_dock.save()
+    assert load_model(path).metadata["training"]["steps"] == 6
+    model_dock._load_path.value = path
+    model_dock.load()
+    assert session.source == "mine.safetensors"
+
+
+def test_stop_mid_run_keeps_the_model(make_napari_viewer, qtbot, cells, paint, fast_config):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(np.zeros_like(truth), name="mine")
+    paint(viewer.layers["mine"], truth, [1, 2, 3, 4])
+    (train,) = _docks(viewer, "Train")
+    train._defaults = fast_config
+    train._start.value = "scratch"
+    train._steps.value = 100000
+    train._refresh.value = False
+    train._labels.value = viewer.layers["mine"]
+    steps = []
+    train.runner.event.connect(lambda e: steps.append(e.step) if e.state is TrainState.STEP else 0)
+    train.fine_tune()
+    qtbot.waitUntil(lambda: len(steps) >= 2, timeout=60000)
+    t0 = time.perf_counter()
+    train.stop()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    # Stop takes effect within one step (a tiny step is far below a second)
+    assert time.perf_counter() - t0 < 5
+    last = train.runner.trainer.history[-1]
+    assert last.state is TrainState.STOPPED and last.step < 100000
+    assert session_for(viewer).model is train.runner.trainer.model
+    assert "stopped" in train._status.value
+
+
+def test_preview_augmentation_adds_one_set_of_layers(make_napari_viewer, qtbot, cells, paint):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(truth, name="truth")
+    (train,) = _docks(viewer, "Train")
+    train._labels.value = viewer.layers["truth"]
+    train._elastic.value = 10.0
+    train.preview_augmentation()
+    qtbot.waitUntil(lambda: "nuclei augmentation preview" in viewer.layers, timeout=30000)
+    qtbot.waitUntil(lambda: train._preview_worker is None, timeout=30000)
+    imgs = viewer.layers["nuclei augmentation preview"].data
+    labs = viewer.layers["nuclei augmented labels"].data
+    wts = viewer.layers["nuclei augmented weight map"].data
+    assert imgs.shape[0] == 8 and imgs.shape == labs.shape == wts.shape
+    assert set(np.unique(labs)) <= set(np.unique(truth))  # no invented ids
+    n = len(viewer.layers)
+    train.preview_augmentation()  # again: replaced in place
+    qtbot.waitUntil(lambda: train._preview_worker is None, timeout=30000)
+    assert len(viewer.layers) == n
+
+
+def test_bad_input_is_a_notification(make_napari_viewer, qtbot, cells, monkeypatch):
+    import napari_unet._qt.train_widget as tw
+
+    messages = []
+    monkeypatch.setattr(tw, "show_error", messages.append)
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(np.zeros((10, 10), np.uint8), name="wrong")
+    (train,) = _docks(viewer, "Train")
+    train._labels.value = viewer.layers["wrong"]
+    train.fine_tune()
+    assert "shape" in messages[-1] and not train.runner.running
+    viewer.layers["wrong"].data = np.zeros_like(truth)
+    train._start.value = "scratch"
+    train.fine_tune()  # no cell annotated: reported from the worker, in one sentence
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)
+    assert "No annotated cell" in train._status.value
