@@ -260,17 +260,16 @@ def iter_predict_tiled(
     yield TileProgress(0, total)  # the total is known before any work starts
     # channels-last lets oneDNN run the narrow convolutions about twice as fast on CPU
     model.to(dev, memory_format=torch.channels_last)
-    with _eval_mode(model), torch.inference_mode():
-        for z in range(n_planes):
-            if has_channels:
-                plane = image[:, z] if is_stack else image
-                plane = norm.apply(plane, stats, channel_axis=0)
-            else:
-                plane = norm.apply(image[z] if is_stack else image, stats)[None]
-            target = out[:, z] if is_stack else out
-            for step in _predict_plane(model, plane, grid, batch_size, dev, target):
-                done += step
-                yield TileProgress(done, total)
+    for z in range(n_planes):
+        if has_channels:
+            plane = image[:, z] if is_stack else image
+            plane = norm.apply(plane, stats, channel_axis=0)
+        else:
+            plane = norm.apply(image[z] if is_stack else image, stats)[None]
+        target = out[:, z] if is_stack else out
+        for step in _predict_plane(model, plane, grid, batch_size, dev, target):
+            done += step
+            yield TileProgress(done, total)
     return out
 
 
@@ -293,8 +292,12 @@ def _predict_plane(
         batch = origins[start : start + batch_size]
         x = np.stack([padded[:, y : y + ny, x0 : x0 + nx] for y, x0 in batch])
         x = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
-        logits = model(x)
-        prob = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        # Modes are set per batch, never across a yield: grad mode is per thread, and a
+        # generator abandoned mid-way must not leave its thread (say, a pooled worker
+        # thread that trains next) in inference mode or the model in eval mode.
+        with _eval_mode(model), torch.inference_mode():
+            logits = model(x)
+            prob = torch.softmax(logits.float(), dim=1).cpu().numpy()
         for p, (y, x0) in zip(prob, batch):
             h = min(sy, H - y)
             w = min(sx, W - x0)

@@ -118,3 +118,27 @@ def test_bad_input_is_a_notification(make_napari_viewer, qtbot, cells, monkeypat
     train.fine_tune()  # no cell annotated: reported from the worker, in one sentence
     qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)
     assert "No annotated cell" in train._status.value
+
+
+def test_a_crash_in_the_worker_ends_the_run(
+    make_napari_viewer, qtbot, cells, fast_config, monkeypatch
+):
+    """torch reports failures as RuntimeError, which superqt would otherwise swallow."""
+    from napari_unet.training import Trainer
+
+    def boom(self, lr):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(Trainer, "train_step", boom)
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(truth, name="truth")
+    (train,) = _docks(viewer, "Train")
+    train._defaults = fast_config
+    train._start.value = "scratch"
+    train._labels.value = viewer.layers["truth"]
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)
+    assert "out of memory" in train._status.value
+    assert train._train.enabled and session_for(viewer).model is None

@@ -6,7 +6,13 @@ DOCKS = ("Annotate", "Train", "Predict", "Model")
 
 
 def open_viewer(show: bool = True):
-    """A viewer with the synthetic nuclei sample and the four U-Net docks (tabbed)."""
+    """A viewer with the synthetic nuclei sample and the four U-Net docks (tabbed).
+
+    Returns
+    -------
+    (viewer, docks)
+        ``docks`` maps each dock's name to its ``(QDockWidget, widget)``.
+    """
     import napari
 
     viewer = napari.Viewer(title="napari-unet", show=show)
@@ -15,11 +21,12 @@ def open_viewer(show: bool = True):
     for layer in viewer.layers:
         if layer.name.endswith("labels"):
             layer.visible = False
-    docks = [viewer.window.add_plugin_dock_widget("napari-unet", name)[0] for name in DOCKS]
-    for dock in docks[1:]:
-        viewer.window._qt_window.tabifyDockWidget(docks[0], dock)
-    docks[0].raise_()
-    return viewer
+    docks = {name: viewer.window.add_plugin_dock_widget("napari-unet", name) for name in DOCKS}
+    first = docks[DOCKS[0]][0]
+    for name in DOCKS[1:]:
+        viewer.window._qt_window.tabifyDockWidget(first, docks[name][0])
+    first.raise_()
+    return viewer, docks
 
 
 def main() -> None:

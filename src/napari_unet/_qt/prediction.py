@@ -26,6 +26,15 @@ def layer_image(layer: Any) -> np.ndarray:
     return np.asarray(data)
 
 
+class ComputationError(Exception):
+    """A RuntimeError raised in a worker, re-raised under another type.
+
+    superqt takes a worker's RuntimeError for "the worker was deleted" and then
+    emits neither ``errored`` nor ``finished``; torch reports real failures (out
+    of memory, for one) as RuntimeError, so they must travel as something else.
+    """
+
+
 class UserProblem:
     """What a worker returns instead of raising when the input is at fault."""
 
@@ -46,6 +55,16 @@ def drain(gen):
         return (yield from gen)
     except NapariUnetError as exc:
         return UserProblem(exc)
+    except RuntimeError as exc:
+        raise ComputationError(str(exc)) from exc
+
+
+def call_safely(func, *args):
+    """Call ``func`` in a function worker with RuntimeError re-raised as ComputationError."""
+    try:
+        return func(*args)
+    except RuntimeError as exc:
+        raise ComputationError(str(exc)) from exc
 
 
 def start_worker(gen, **connections):
@@ -84,7 +103,7 @@ def warm_up_worker():
     Docks call this when they open, so that the first training or weight map does
     not hold the GIL for hundreds of milliseconds while the user waits.
     """
-    worker = create_worker(_warm_up, _start_thread=False, _ignore_errors=True)
+    worker = create_worker(call_safely, _warm_up, _start_thread=False, _ignore_errors=True)
     worker.start()
     return worker
 

@@ -10,6 +10,7 @@ from psygnal import Signal
 from qtpy.QtCore import QTimer
 
 from .layers import upsert_layer
+from .prediction import call_safely
 
 if TYPE_CHECKING:
     import napari
@@ -70,8 +71,9 @@ class WeightMapOverlay:
         self._dirty = False
         snapshot = np.array(self.layer.data, copy=True)
         worker = create_worker(
-            _compute, snapshot, self.w0, self.sigma, _start_thread=False, _ignore_errors=True
-        )
+            call_safely, _compute, snapshot, self.w0, self.sigma,
+            _start_thread=False, _ignore_errors=True,
+        )  # fmt: skip
         worker.returned.connect(self._show)
         worker.errored.connect(self._failed)
         worker.finished.connect(self._done)

@@ -1,0 +1,105 @@
+"""Render the README's screenshots of the real napari window into docs/images/.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+
+Paints 20 cells of the synthetic sample into a new annotation (as a user would),
+shows the weight map, fine-tunes for a minute, segments, and saves one picture per
+step. Look at the pictures after running it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
+
+
+def main() -> None:
+    import imageio.v3 as iio
+    from qtpy.QtWidgets import QApplication
+
+    from napari_unet._qt.demo import open_viewer
+
+    viewer, docks = open_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1600, 1000)
+    app = QApplication.instance()
+
+    def settle(seconds: float = 0.5) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.01)
+
+    def wait(condition, timeout: float = 600.0) -> None:
+        end = time.perf_counter() + timeout
+        while not condition() and time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.02)
+
+    def shot(name: str) -> None:
+        settle(0.5)
+        iio.imwrite(OUT / name, viewer.screenshot(canvas_only=False, flash=False))
+        print("wrote", OUT / name)
+
+    annotate = docks["Annotate"][1]
+    train = docks["Train"][1]
+    image = viewer.layers["synthetic nuclei"]
+    truth = viewer.layers["synthetic nuclei labels"].data
+    image.contrast_limits = tuple(np.percentile(image.data, [0.5, 99.8]))
+
+    # 1. annotate every cell of the top-left corner and mark that corner as the annotated
+    # region (inside it the annotation is complete; outside it nothing counts)
+    side = 224
+    annotate.new_annotation()
+    ann = viewer.layers["synthetic nuclei annotation"]
+    corner = np.unique(truth[:side, :side])
+    for new_id, cell in enumerate(corner[corner > 0], start=1):
+        ann.data_setitem(tuple(np.argwhere(truth[:side, :side] == cell).T), new_id)
+    annotate.new_region()
+    region = viewer.layers["synthetic nuclei annotated region"]
+    region.add_rectangles(np.array([[0, 0], [side - 1, side - 1]]))
+    region.mode = "pan_zoom"
+    annotate._show_weights.value = True
+    wait(lambda: "synthetic nuclei annotation weight map" in viewer.layers)
+    wait(lambda: not annotate.overlay.busy)
+    viewer.layers.selection.active = ann
+    ann.mode = "paint"
+    viewer.camera.center = (128, 128)
+    viewer.camera.zoom = 2.2
+    docks["Annotate"][0].raise_()
+    shot("annotate.png")
+
+    # 2. fine-tune on it
+    train._labels.value = ann
+    train._region.value = region
+    train._time.value = SECONDS
+    train._steps.value = 0
+    docks["Train"][0].raise_()
+    train.fine_tune()
+    wait(lambda: not train.runner.running)
+    wait(lambda: "synthetic nuclei segmentation" in viewer.layers)
+    wait(lambda: not train.predictor.running)
+    annotate._show_weights.value = False
+    settle(1.0)
+    viewer.camera.center = (256, 256)
+    viewer.camera.zoom = 1.15
+    viewer.layers["synthetic nuclei annotated region"].visible = False
+    shot("train.png")
+
+    # 3. the segmentation on its own, in the Predict dock
+    viewer.layers["synthetic nuclei probability"].visible = False
+    docks["Predict"][0].raise_()
+    viewer.camera.center = (380, 380)
+    viewer.camera.zoom = 2.2
+    shot("predict.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
