@@ -84,6 +84,7 @@ class Normalization:
         numpy.ndarray
             Shape ``(n_channels, 2)`` (one row when ``channel_axis`` is None).
         """
+        _check_numeric(image.dtype)
         if self.method == "none":
             n = 1 if channel_axis is None else image.shape[channel_axis]
             return np.tile(np.array([[0.0, 1.0]]), (n, 1))
@@ -128,11 +129,13 @@ def _subsample_index(shape: tuple[int, ...]) -> tuple[slice, ...]:
     return (slice(None, None, stride),) * len(shape)
 
 
+def _check_numeric(dtype: np.dtype) -> None:
+    if not (dtype == bool or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise NapariUnetError(f"Images must hold numbers, not {dtype} values.")
+
+
 def as_float_image(image: Any) -> np.ndarray:
     """``image`` as a float32 numpy array, refusing types that are not images."""
     x = np.asarray(image)
-    if x.dtype == bool:
-        return x.astype(np.float32)
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise NapariUnetError(f"Images must hold numbers, not {x.dtype} values.")
+    _check_numeric(x.dtype)
     return x.astype(np.float32, copy=False)
