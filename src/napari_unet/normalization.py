@@ -130,7 +130,8 @@ def _subsample_index(shape: tuple[int, ...]) -> tuple[slice, ...]:
 
 
 def _check_numeric(dtype: np.dtype) -> None:
-    if not (dtype == bool or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+    kinds = (np.bool_, np.integer, np.floating)  # not complex, strings or objects
+    if not any(np.issubdtype(dtype, kind) for kind in kinds):
         raise NapariUnetError(f"Images must hold numbers, not {dtype} values.")
 
 
