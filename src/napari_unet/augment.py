@@ -14,8 +14,9 @@ Shape rules, shared by every function here:
 
 Training applies :func:`augment_sample` to the whole input tile (image with its context, and
 labels/weights of the same extent) and crops the target region afterwards, so the context the
-network sees is deformed with the target. The "Preview augmentation" GUI calls the same function
-with the same :class:`AugmentConfig`.
+network sees is deformed with the target; what the transform pulls in from past the tile's border
+is mirrored tile content (a caller that wants real image there augments a larger crop). The
+"Preview augmentation" GUI calls the same function with the same :class:`AugmentConfig`.
 
 Speed: every geometric change (arbitrary rotation, shift, elastic field) is folded into one
 sampling grid, built by a single small matrix product from cached matrices, and the image is
@@ -126,13 +127,14 @@ def _upsample_matrix(n: int, g: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _left_matrix(h: int, g: int) -> torch.Tensor:
+def _left_matrix(h: int, g: int) -> np.ndarray:
     """``[U_y | 1 | y]``: the row factor of the sampling grid, shared by all calls."""
     left = np.empty((h, g + 2), dtype=np.float32)
     left[:, :g] = _upsample_matrix(h, g)
     left[:, g] = 1.0
     left[:, g + 1] = np.arange(h)
-    return torch.from_numpy(left)
+    left.setflags(write=False)
+    return left
 
 
 def upsample_displacement(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -206,15 +208,24 @@ def _sampling_grid(h: int, w: int, mat, t, coarse) -> torch.Tensor:
 
     bands = max(1, min(torch.get_num_threads(), h // _MIN_BAND_ROWS))
     per = -(-h // bands)
-    grid = torch.empty((bands * per, w, 2), dtype=torch.float32)
+    grid = np.empty((bands * per, w, 2), dtype=np.float32)
     grid[h:] = 0.0  # padding rows: any valid position
-    torch.matmul(left, torch.from_numpy(right).view(g + 2, 2 * w), out=grid[:h].view(h, 2 * w))
-    return grid.view(bands, per, w, 2)
+    # einsum runs on one thread: a threaded BLAS call this small mostly waits for a free core
+    # when other programs share the CPUs
+    np.einsum("hk,kw->hw", left, right.reshape(g + 2, 2 * w), out=grid[:h].reshape(h, 2 * w))
+    return torch.from_numpy(grid).view(bands, per, w, 2)
 
 
 def _sample(img: torch.Tensor, grid: torch.Tensor, mode: str, h: int) -> np.ndarray:
-    """Resample ``img`` (C, H, W) on ``grid``; bands run as a batch, one thread each."""
+    """Resample ``img`` (C, H, W) on ``grid`` into ``(C, H, W)``.
+
+    The cubic image is the costly step: its grid's row bands run as a batch, which torch spreads
+    over its threads. The cheap nearest and linear passes run on one thread, since waiting for
+    a thread that another program holds would cost them more than it saves.
+    """
     bands, per, w, _ = grid.shape
+    if mode != "bicubic" and bands > 1:
+        grid, bands, per = grid.view(1, bands * per, w, 2)[:, :h], 1, h
     src = img.unsqueeze(0).expand(bands, *img.shape) if bands > 1 else img.unsqueeze(0)
     out = F.grid_sample(src, grid, mode=mode, padding_mode="reflection", align_corners=True)
     # (bands, C, per, W) -> (C, bands * per, W), a view for one channel -> crop padding rows
@@ -321,7 +332,8 @@ def elastic_deform(
     weights : array-like, shape (H, W), optional
         Weight map, resampled linearly.
     order : {3, 1}
-        Interpolation of the image: cubic convolution or linear.
+        Interpolation of the image: cubic convolution (torch's bicubic kernel, a = -0.75) or
+        linear.
 
     Returns
     -------
