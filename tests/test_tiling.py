@@ -122,3 +122,35 @@ def test_constant_and_integer_images(tiny_model):
     for img in (np.zeros((30, 30), np.uint8), np.ones((30, 30), bool), np.full((30, 30), 7.0)):
         prob = predict_tiled(tiny_model, img)
         assert np.isfinite(prob).all()
+
+
+def test_out_of_memory_falls_back_to_smaller_tiles(paper_like, rng, monkeypatch):
+    """A GPU allocation failure retries the plane with smaller batches, then smaller tiles."""
+    image = rng.random((2, 150, 400)).astype(np.float32)
+    expected = predict_tiled(paper_like, image)  # one tile per plane
+    real_forward = type(paper_like).forward
+    seen = []
+
+    def forward(self, x):
+        seen.append(tuple(x.shape))
+        if x.shape[0] > 1 or x.shape[-1] > 300:  # pretend only small single tiles fit
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, x)
+
+    monkeypatch.setattr(type(paper_like), "forward", forward)
+    events = []
+    prob = predict_tiled(
+        paper_like, image, tile_shape=160, batch_size=4, progress=lambda d, t: events.append((d, t))
+    )
+    np.testing.assert_allclose(prob, expected, atol=1e-4)
+    # 3 tiles of 348 px in one batch, then one at a time, then 268-pixel tiles
+    assert seen[0] == (3, 1, 348, 348) and seen[1] == (1, 1, 348, 348)
+    assert seen[-1] == (1, 1, 268, 268)
+    assert events[-1][0] == events[-1][1]  # the progress total follows the new tiling
+
+    def always(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(type(paper_like), "forward", always)
+    with pytest.raises(NapariUnetError, match="Out of memory even with the smallest tiles"):
+        predict_tiled(paper_like, image[0])

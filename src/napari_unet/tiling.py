@@ -267,10 +267,55 @@ def iter_predict_tiled(
         else:
             plane = norm.apply(image[z] if is_stack else image, stats)[None]
         target = out[:, z] if is_stack else out
-        for step in _predict_plane(model, plane, grid, batch_size, dev, target):
-            done += step
-            yield TileProgress(done, total)
+        while True:
+            plane_done = 0
+            try:
+                for step in _predict_plane(model, plane, grid, batch_size, dev, target):
+                    plane_done += step
+                    yield TileProgress(done + plane_done, total)
+                break
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+                # Any aligned tiling gives the same result, so the plane is simply
+                # redone with smaller batches or tiles; finished planes stay valid.
+                batch_size, smaller = _shrink(model, grid, batch_size)
+                if smaller is None:
+                    raise NapariUnetError(
+                        "Out of memory even with the smallest tiles; "
+                        "use a smaller model or another device."
+                    ) from None
+                total += (smaller.n_tiles - grid.n_tiles) * (n_planes - z)
+                grid = smaller
+                _release(dev)
+        done += grid.n_tiles
     return out
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA/MPS out-of-memory errors, and the CPU allocator's failures."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return "out of memory" in text or "can't allocate memory" in text
+
+
+def _shrink(model: UNet, grid: TileGrid, batch_size: int) -> tuple[int, TileGrid | None]:
+    """One batch at a time first, then tiles of half the side (None when at the minimum)."""
+    if batch_size > 1:
+        return 1, grid
+    factor = model.pooling_factor
+    if max(grid.step) <= factor:
+        return 1, None
+    half = tuple(max(factor, s // 2) for s in grid.step)
+    return 1, plan_tiles(model, grid.image_shape, half)
+
+
+def _release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 def _predict_plane(
@@ -284,6 +329,45 @@ def _predict_plane(
     """Predict one normalised ``(C, H, W)`` plane into ``out`` (K, H, W), yielding tiles done."""
     (pb_y, pa_y), (pb_x, pa_x) = grid.pad_widths()
     padded = _mirror_pad(plane, ((0, 0), (pb_y, pa_y), (pb_x, pa_x)))
+    yield from predict_padded(model, padded, grid, batch_size, device, out)
+
+
+def predict_padded(
+    model: UNet,
+    padded: np.ndarray,
+    grid: TileGrid,
+    batch_size: int,
+    device: torch.device,
+    out: np.ndarray,
+) -> Iterator[int]:
+    """Predict the tiles of ``grid`` from an already padded input, yielding tiles done.
+
+    The one code path of every overlap-tile prediction, in memory or chunk by chunk
+    (:mod:`napari_unet.bigimage`), so both give the same numbers.
+
+    Parameters
+    ----------
+    model : UNet
+        The network, already on ``device``.
+    padded : numpy.ndarray
+        Normalised float32 ``(C, H + pad, W + pad)``: the region ``grid`` covers
+        with ``grid.pad_widths()`` of context around it. Tile ``(y, x)`` reads
+        ``padded[:, y : y + ny, x : x + nx]`` for ``(ny, nx) = grid.input_shape``.
+    grid : TileGrid
+        The tiles; their origins must lie on the network's pooling grid of the
+        whole image for the result to be exact.
+    batch_size : int
+        Tiles per forward pass.
+    device : torch.device
+        Where the forward passes run.
+    out : numpy.ndarray
+        ``(K, H, W)`` float32 target for the softmax probabilities, written in place.
+
+    Yields
+    ------
+    int
+        Tiles done in each batch.
+    """
     ny, nx = grid.input_shape
     sy, sx = grid.step
     H, W = grid.image_shape
