@@ -16,8 +16,12 @@ CURRENT, BUNDLED, FILE, SCRATCH = "current", "bundled", "file", "scratch"
 
 
 def bundled_available() -> bool:
-    """Whether this installation ships a bundled model."""
-    return importlib.util.find_spec("napari_unet.bundled") is not None
+    """Whether this installation ships a bundled model (its package and its weights)."""
+    if importlib.util.find_spec("napari_unet.bundled") is None:
+        return False
+    from ..bundled import bundled_model_path
+
+    return bundled_model_path().is_file()
 
 
 def model_choices(*, scratch: bool = False) -> list[str]:

@@ -216,9 +216,15 @@ class TrainWidget(Container):
         if event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}, loss {event.loss:.3f}"
-        elif event.state is TrainState.VALIDATED and event.validation is not None:
-            v = event.validation
-            self.plot.add_validation(event.step, v.loss, v.ap50)
+        elif event.validation is not None and event.state in (
+            TrainState.VALIDATED,
+            TrainState.DONE,
+            TrainState.STOPPED,
+        ):
+            # the final validation arrives with DONE/STOPPED; plot each step's once
+            if not self.plot.val_steps or self.plot.val_steps[-1] != event.step:
+                v = event.validation
+                self.plot.add_validation(event.step, v.loss, v.ap50)
 
     def _on_done(self, model: Any, last: Any) -> None:
         self._train.enabled = True
@@ -228,7 +234,7 @@ class TrainWidget(Container):
             return
         v = last.validation
         score = f"; validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f}" if v else ""
-        self._status.value = f"{last.message}{score}"
+        self._status.value = f"{last.message.rstrip('.')}{score}."
         self._left.value = ""
         self._session.set_model(model, f"trained here ({last.step} steps)")
         show_info(f"{last.message} The new model is now in use.")
