@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from napari_unet import UNet, predict_tiled
-from napari_unet.tiling import plan_tiles
+from napari_unet.tiling import CPU_TILE, plan_tiles
 
 
 def matmul_peak(n: int = 2048, repeats: int = 7) -> float:
@@ -68,7 +68,7 @@ def main() -> None:
         configs[f"tile {t}"] = None if t == "default" else int(t)
     flops = {}
     for name, tile in configs.items():
-        grid = plan_tiles(model, image.shape, tile)
+        grid = plan_tiles(model, image.shape, tile, max_step=None if tile else CPU_TILE)
         flops[name] = conv_flops(model, grid.input_shape) * grid.n_tiles
         flops[name + "/grid"] = grid
     predict_tiled(model, image[:256, :256])  # warm-up

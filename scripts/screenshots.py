@@ -20,6 +20,7 @@ SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
 
 
 def main() -> None:
+    """Open the demo viewer, run each step and save a PNG of the window after it."""
     import imageio.v3 as iio
     from qtpy.QtWidgets import QApplication
 

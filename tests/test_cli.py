@@ -200,3 +200,32 @@ def test_weightmap_command(tmp_path, capsys):
     np.testing.assert_allclose(w, unet_weight_map(tifffile.imread(lbl), w0=5), atol=1e-6)
     assert main(["weightmap", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "x.tif")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_zarr_in_and_out(files, tmp_path, capsys):
+    import zarr
+
+    _, img, model = files
+    image = tifffile.imread(img)
+    src = zarr.open_array(tmp_path / "big.zarr", mode="w", shape=image.shape, chunks=(32, 32),
+                          dtype=image.dtype)  # fmt: skip
+    src[:] = image
+    out = tmp_path / "out.zarr"
+    rc = main(["predict", str(tmp_path / "big.zarr"), "-o", str(out), "--model", str(model),
+               "--chunk", "32", "--probabilities", str(out)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    from napari_unet.bigimage import open_prediction
+
+    r = open_prediction(out)
+    assert r.labels[0].shape == image.shape
+    # the same as in-memory prediction of the TIFF
+    in_memory = tmp_path / "l.tif"
+    assert main(["predict", str(img), "-o", str(in_memory), "--model", str(model)]) == 0
+    from napari_unet import load_model, predict_tiled
+
+    expected = predict_tiled(load_model(model), image)
+    np.testing.assert_allclose(r.probabilities.compute()[1], expected[1], atol=1e-5)
+    # a TIFF output for a zarr input is refused in one sentence
+    rc = main(["predict", str(tmp_path / "big.zarr"), "-o", str(tmp_path / "x.tif"),
+               "--model", str(model)])  # fmt: skip
+    assert rc == 1 and "zarr store" in capsys.readouterr().err

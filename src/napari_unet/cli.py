@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut")
     p.add_argument("--min-size", type=int, default=16, help="smallest object kept, in pixels")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS",
+        help="dask.distributed scheduler address (zarr output), e.g. tcp://host:8786",
+    )  # fmt: skip
+    p.add_argument("--chunk", type=int, default=None, help="zarr output: chunk side in pixels")
     p.set_defaults(func=_cmd_predict)
 
     t = sub.add_parser(
@@ -107,6 +112,65 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _wants_zarr(args: argparse.Namespace) -> bool:
+    """Big-image mode: a zarr store in or out, a cluster, or explicit chunks."""
+    zarr_dir = args.image.is_dir() and any(
+        (args.image / name).exists() for name in ("zarr.json", ".zarray", ".zgroup")
+    )
+    return (
+        args.output.suffix == ".zarr"
+        or args.image.suffix == ".zarr"
+        or zarr_dir
+        or args.scheduler is not None
+        or args.chunk is not None
+    )
+
+
+def _cmd_predict_zarr(args: argparse.Namespace) -> int:
+    """Chunk-by-chunk prediction into a zarr store (memory bounded by a few tiles)."""
+    from tqdm import tqdm
+
+    from .bigimage import iter_predict_to_zarr, open_image_lazily
+    from .layout import to_model_layout
+    from .modelfile import load_model
+
+    if args.output.suffix != ".zarr":
+        raise NapariUnetError(
+            "Zarr inputs, --scheduler and --chunk write a zarr store; name the output OUT.zarr."
+        )
+    if args.output.resolve() == args.image.resolve():
+        raise NapariUnetError(f"The output {args.output} would overwrite the input image.")
+    if args.probabilities and args.probabilities.resolve() != args.output.resolve():
+        raise NapariUnetError(
+            "With a zarr output the probabilities go into the same store; "
+            "pass --probabilities OUT.zarr."
+        )
+    model = load_model(args.model)
+    image = to_model_layout(open_image_lazily(args.image), model.in_channels)  # stays lazy
+    gen = iter_predict_to_zarr(
+        model, image, args.output, chunk=args.chunk, tile_shape=args.tile,
+        batch_size=args.batch_size, device=args.device,
+        probabilities=args.probabilities is not None, threshold=args.threshold,
+        min_size=args.min_size, scheduler=args.scheduler, overwrite=args.overwrite,
+    )  # fmt: skip
+    bar = tqdm(total=0, desc="predict", unit="step", file=sys.stderr)
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            # done/total counts over all phases (statistics, predict, label, relabel)
+            bar.total = event.total
+            bar.set_description(event.phase, refresh=False)
+            bar.update(event.done - bar.n)
+    finally:
+        bar.close()
+    print(f"{result.n_objects} objects written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .fileio import check_output_path, read_image, write_tiff
     from .layout import to_model_layout
@@ -114,6 +178,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .postprocess import foreground_probability, labels_from_probabilities
     from .tiling import predict_tiled
 
+    if args.tile is not None and args.tile < 1:
+        raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
+    if _wants_zarr(args):
+        return _cmd_predict_zarr(args)
     outputs = [args.output] + ([args.probabilities] if args.probabilities else [])
     for out in outputs:
         check_output_path(out, overwrite=args.overwrite)
@@ -121,8 +189,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise NapariUnetError(f"The output {out} would overwrite the input image.")
     if args.probabilities and args.probabilities.resolve() == args.output.resolve():
         raise NapariUnetError("The labels and the probabilities need two different files.")
-    if args.tile is not None and args.tile < 1:
-        raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
     model = load_model(args.model)
     image = to_model_layout(read_image(args.image), model.in_channels)
     bar = _ProgressBar("predict", "tile")

@@ -7,7 +7,10 @@ from scipy import ndimage as ndi
 
 from .errors import NapariUnetError
 
-__all__ = ["labels_from_probabilities", "foreground_probability"]
+__all__ = ["labels_from_probabilities", "foreground_probability", "METHODS"]
+
+#: Ways :func:`labels_from_probabilities` turns the foreground into objects.
+METHODS = ("watershed", "components")
 
 
 def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
@@ -25,14 +28,22 @@ def labels_from_probabilities(
     *,
     threshold: float = 0.5,
     min_size: int = 16,
+    method: str = "watershed",
+    h: float = 0.5,
+    smoothing: float = 1.5,
 ) -> np.ndarray:
     """Instance labels from softmax probabilities.
 
     Pixels whose foreground probability (``1 - p_background``) exceeds
-    ``threshold`` form the foreground; its 4-connected components become
-    instances (the weight map teaches the network to leave background gaps
-    between touching cells, and 4-connectivity keeps diagonal contacts apart);
-    components under ``min_size`` pixels are dropped; ids are consecutive.
+    ``threshold`` form the foreground. The network is trained to leave a
+    background gap between touching cells, but a network trained for a few
+    minutes often leaves a thin bridge; so by default each foreground region is
+    split by a watershed of its distance transform (smoothed by ``smoothing``),
+    seeded by the maxima that stand at least ``h`` pixels above any saddle to a
+    higher one (h-maxima). One maximum means one object, so a round cell is
+    never cut, and two nuclei joined by a neck become two objects.
+    ``method="components"`` keeps the 4-connected components instead.
+    Objects under ``min_size`` pixels are dropped; ids are consecutive.
 
     Parameters
     ----------
@@ -44,32 +55,90 @@ def labels_from_probabilities(
         two classes.
     min_size : int
         Smallest object kept, in pixels.
+    method : {"watershed", "components"}
+        Split touching objects by a distance-transform watershed (default), or
+        take connected components as they are.
+    h : float
+        Watershed only: how far, in pixels of distance to the background, a
+        centre must rise above the neck that joins it to a larger one to become
+        an object of its own. Larger values split less.
+    smoothing : float
+        Watershed only: standard deviation in pixels of the Gaussian applied to
+        the distance transform, which irons out ragged outlines that would
+        otherwise seed extra objects. 0 turns it off.
 
     Returns
     -------
     numpy.ndarray
         int32 labels of shape ``probabilities.shape[1:]``; 0 is background. In a
         stack every plane is labelled on its own and ids are unique over the stack.
+
+    Notes
+    -----
+    On synthetic nuclei after 150 s of CPU training from scratch, the watershed
+    raised AP@0.5 from about 0.6 to about 0.9 (``benchmarks/bench_training.py
+    postprocess``); the network rarely separates every touching pair by itself.
     """
     if not 0.0 < threshold < 1.0:
         raise NapariUnetError(f"The threshold must be between 0 and 1, got {threshold}.")
     if min_size < 0:
         raise NapariUnetError(f"min_size must be 0 or more, got {min_size}.")
+    if method not in METHODS:
+        raise NapariUnetError(f"Unknown method {method!r}; use {' or '.join(METHODS)}.")
+    if not h > 0:
+        raise NapariUnetError(f"The watershed height h must be positive, got {h}.")
+    if not smoothing >= 0:
+        raise NapariUnetError(f"The smoothing must be 0 or more, got {smoothing}.")
     fg = foreground_probability(probabilities) > threshold
     if fg.ndim == 2:
-        return _label_plane(fg, min_size)
+        return _label_plane(fg, min_size, method, h, smoothing)
     out = np.zeros(fg.shape, dtype=np.int32)
     offset = 0
     for z in range(fg.shape[0]):
-        plane = _label_plane(fg[z], min_size)
+        plane = _label_plane(fg[z], min_size, method, h, smoothing)
         n = int(plane.max())
         out[z] = np.where(plane > 0, plane + offset, 0)
         offset += n
     return out
 
 
-def _label_plane(fg: np.ndarray, min_size: int) -> np.ndarray:
-    labels, n = ndi.label(fg)
+def _label_plane(fg: np.ndarray, min_size: int, method: str, h: float, smoothing: float):
+    if method == "watershed" and fg.any():
+        labels = _watershed(fg, h, smoothing)
+    else:
+        labels = ndi.label(fg)[0]
+    return _drop_small(labels, min_size)
+
+
+def _watershed(fg: np.ndarray, h: float, smoothing: float) -> np.ndarray:
+    from skimage.morphology import reconstruction
+    from skimage.segmentation import watershed
+
+    dist = ndi.distance_transform_edt(fg).astype(np.float32)
+    if smoothing > 0:
+        dist = ndi.gaussian_filter(dist, smoothing)
+    # h-maxima by grey reconstruction: the h-dome transform is dist minus the
+    # reconstruction of dist - h; each connected dome that reaches h is one seed,
+    # so two summits joined above (summit - h) share a seed
+    marker = np.maximum(dist - np.float32(h), 0)
+    dome = dist - reconstruction(marker, dist).astype(np.float32)
+    domes, n = ndi.label((dome > h * 1e-3) & fg)
+    if n:
+        tall = np.asarray(ndi.maximum(dome, domes, np.arange(1, n + 1))) >= h * 0.999
+        keep = np.concatenate([[0], np.where(tall, np.arange(1, n + 1), 0)])
+        seeds = keep[domes]
+    else:
+        seeds = domes
+    labels = watershed(-dist, seeds, mask=fg)
+    # a region without a seed (too thin for any h-maximum) still is an object
+    rest, n = ndi.label(fg & (labels == 0))
+    if n:
+        labels = np.where(rest > 0, rest + labels.max(), labels)
+    return labels
+
+
+def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    n = int(labels.max())
     if n == 0:
         return labels.astype(np.int32)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)

@@ -41,6 +41,9 @@ __all__ = [
 # measured on CPU (22-25 B for 700..2236 px tiles, see docs/benchmarks.md).
 _BYTES_PER_PIXEL_PER_CHANNEL = 24
 _MAX_CPU_BUDGET = 4 << 30
+# On a CPU, tiles of about 512 output pixels (700 in) keep the narrow layers in cache and
+# predict faster than one big pass; measured in docs/benchmarks.md.
+CPU_TILE = 512
 _MIN_BUDGET = 256 << 20
 
 
@@ -125,6 +128,7 @@ def plan_tiles(
     tile_shape: int | Sequence[int] | None = None,
     *,
     memory_budget: int | None = None,
+    max_step: int | None = None,
 ) -> TileGrid:
     """Cut a plane of ``image_shape`` into tiles for ``model``.
 
@@ -141,6 +145,8 @@ def plan_tiles(
     memory_budget : int or None
         Bytes of activations one tile may use when ``tile_shape`` is None
         (:func:`default_memory_budget` by default).
+    max_step : int or None
+        Largest automatic output tile side, whatever the memory allows.
 
     Returns
     -------
@@ -154,6 +160,8 @@ def plan_tiles(
         budget = memory_budget or default_memory_budget()
         per_px = _BYTES_PER_PIXEL_PER_CHANNEL * model.base_channels
         side = max(int(math.sqrt(budget / per_px)) - 2 * h, factor)
+        if max_step is not None:
+            side = min(side, max_step)
         steps = tuple(_auto_step(s, side, factor) for s in image_shape)
     else:
         if isinstance(tile_shape, int | np.integer):
@@ -251,7 +259,8 @@ def iter_predict_tiled(
     dev = select_device(device)
     spatial = tuple(image.shape[-2:])
     budget = default_memory_budget(dev) // batch_size
-    grid = plan_tiles(model, spatial, tile_shape, memory_budget=budget)
+    max_step = CPU_TILE if dev.type == "cpu" else None
+    grid = plan_tiles(model, spatial, tile_shape, memory_budget=budget, max_step=max_step)
     n_planes = image.shape[-3] if is_stack else 1
     out_shape = (model.n_classes, *((n_planes,) if is_stack else ()), *spatial)
     out = np.empty(out_shape, dtype=np.float32)
@@ -430,8 +439,9 @@ def predict_tiled(
         Output region ``(th, tw)`` per tile, rounded up to a multiple of
         ``2**(depth-1)``; the network input per tile is that plus the halo
         (92 pixels per side for depth 5). ``None`` picks the largest tiles whose
-        activations fit :func:`default_memory_budget`. The result does not depend
-        on it (to float rounding).
+        activations fit :func:`default_memory_budget`, at most :data:`CPU_TILE`
+        on a CPU, split evenly over the image. The result does not depend on it
+        (to float rounding).
     batch_size : int
         Tiles per forward pass.
     device : str, torch.device or None

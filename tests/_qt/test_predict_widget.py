@@ -117,3 +117,30 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, rng, m
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
     assert worker_messages and "NaN" in worker_messages[-1]
     assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_lazy_image_is_segmented_into_zarr(
+    make_napari_viewer, qtbot, model_file, tmp_path, rng, monkeypatch
+):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    data = da.from_array(rng.random((96, 80)).astype(np.float32), chunks=32)
+    image = viewer.add_image(data, name="lazy")
+    widget = _dock(viewer, model_file)
+    widget._image.value = image
+    assert not widget._zarr_out.native.isHidden()
+    import napari_unet._qt.predict_widget as pw
+
+    messages = []
+    monkeypatch.setattr(pw, "show_error", messages.append)
+    widget.segment()  # no output chosen yet
+    assert messages and ".zarr" in messages[-1]
+    out = tmp_path / "seg.zarr"
+    widget._zarr_out.value = out
+    _run(qtbot, widget)
+    seg = viewer.layers["lazy segmentation"]
+    assert isinstance(seg.data, da.Array) or seg.multiscale
+    from napari_unet.bigimage import open_prediction
+
+    assert open_prediction(out).labels[0].shape == (96, 80)

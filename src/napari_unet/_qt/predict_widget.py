@@ -19,7 +19,7 @@ from napari.utils.notifications import show_error, show_info
 
 from .layers import OWNER_KEY, find_own_layer
 from .model_choice import CURRENT, FILE, model_choices, resolve_model
-from .prediction import PredictionRunner
+from .prediction import PredictionRunner, is_lazy
 from .session import session_for
 
 if TYPE_CHECKING:
@@ -49,6 +49,11 @@ class PredictWidget(Container):
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
+        self._zarr_out = FileEdit(
+            label="Output (zarr)", mode="w", filter="*.zarr",
+            tooltip="Images not in memory (dask, zarr) are segmented chunk by chunk into "
+            "this zarr store; the result opens lazily.",
+        )  # fmt: skip
         self._copy = PushButton(
             text="Copy segmentation to annotation",
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
@@ -56,9 +61,13 @@ class PredictWidget(Container):
         self._status = Label(label="", value="")
         self.extend([
             self._image, self._model_choice, self._model_path, self._model_info, self._tile,
-            self._device, self._segment, self._cancel, self._progress, self._copy, self._status,
+            self._device, self._zarr_out, self._segment, self._cancel, self._progress,
+            self._copy, self._status,
         ])  # fmt: skip
         self._model_path.visible = False
+        self._zarr_out.visible = False
+        self._image.changed.connect(self._on_image)
+        self._on_image(self._image.value)
         self._model_choice.changed.connect(self._on_choice)
         self._segment.changed.connect(self.segment)
         self._cancel.changed.connect(self.cancel)
@@ -76,6 +85,9 @@ class PredictWidget(Container):
     def _on_choice(self, choice: str) -> None:
         self._model_path.visible = choice == FILE
 
+    def _on_image(self, layer) -> None:
+        self._zarr_out.visible = layer is not None and is_lazy(layer)
+
     def _on_session(self, session) -> None:
         self._model_info.value = session.describe()
 
@@ -91,9 +103,15 @@ class PredictWidget(Container):
             model, source = resolve_model(
                 self._model_choice.value, self._model_path.value, self._session
             )
-            self._runner.start(
-                layer, model, tile=self._tile.value or None, device=self._device.value
-            )
+            tile, device = self._tile.value or None, self._device.value
+            if is_lazy(layer):
+                out = str(self._zarr_out.value)
+                if not out or out == "." or not out.endswith(".zarr"):
+                    show_error("This image is not in memory: choose a .zarr output to write to.")
+                    return
+                self._runner.start_lazy(layer, model, out, tile=tile, device=device)
+            else:
+                self._runner.start(layer, model, tile=tile, device=device)
         except ValueError as exc:
             show_error(str(exc))
             return

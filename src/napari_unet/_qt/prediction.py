@@ -12,7 +12,7 @@ from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from psygnal import Signal
 
-from .layers import upsert_layer
+from .layers import OWNER_KEY, find_own_layer, upsert_layer
 
 if TYPE_CHECKING:
     import napari
@@ -22,8 +22,17 @@ if TYPE_CHECKING:
 
 def layer_image(layer: Any) -> np.ndarray:
     """The pixels of an image layer (the full-resolution level of a multiscale one)."""
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return np.asarray(data)
+    return np.asarray(layer_data(layer))
+
+
+def layer_data(layer: Any) -> Any:
+    """The full-resolution array of a layer, as it is (numpy, dask, zarr...)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def is_lazy(layer: Any) -> bool:
+    """Whether the layer's pixels are not in memory (dask, zarr): predict chunk by chunk."""
+    return not isinstance(layer_data(layer), np.ndarray)
 
 
 class ComputationError(Exception):
@@ -151,6 +160,54 @@ class PredictionRunner:
         self.worker = worker
         self._bar = napari_progress(total=0, desc=f"Segmenting {source}")
         worker.start()
+
+    def start_lazy(
+        self, layer: Any, model: UNet, output: str, *, tile: int | None = None, device: str = "auto"
+    ) -> None:
+        """Predict a dask/zarr-backed layer chunk by chunk into the zarr store ``output``.
+
+        The result opens as a lazy (multiscale) Labels layer.
+        """
+        import dask.array as da
+
+        from ..bigimage import iter_predict_to_zarr
+        from ..layout import to_model_layout
+
+        if self.worker is not None:
+            return
+        data = layer_data(layer)
+        if not isinstance(data, da.Array):
+            data = da.from_zarr(data) if hasattr(data, "chunks") else da.asarray(data)
+        image = to_model_layout(data, model.in_channels, rgb=layer.rgb)
+        gen = iter_predict_to_zarr(
+            model, image, output, tile_shape=tile, device=device, overwrite=True
+        )
+        self.worker = start_worker(
+            gen,
+            yielded=self._on_progress,
+            returned=lambda result: self._on_lazy_done(layer, result),
+            errored=lambda exc: self._end(f"Prediction failed: {exc}", error=True),
+            aborted=lambda: self._end("Prediction cancelled; the zarr store is incomplete."),
+            finished=self._on_finished,
+        )
+        self._bar = napari_progress(total=0, desc=f"Segmenting {layer.name} to {output}")
+        self.worker.start()
+
+    def _on_lazy_done(self, layer: Any, result: Any) -> None:
+        if isinstance(result, UserProblem):
+            self._end(result.message, error=True)
+            return
+        old = find_own_layer(self._viewer, "segmentation", layer.name)
+        if old is not None:  # a lazy result replaces the layer: its data becomes a pyramid
+            self._viewer.layers.remove(old)
+        labels = result.labels
+        self._viewer.add_labels(
+            labels if len(labels) > 1 else labels[0], multiscale=len(labels) > 1,
+            name=f"{layer.name} segmentation", opacity=0.5, scale=layer.scale[-2:],
+            translate=layer.translate[-2:],
+            metadata={OWNER_KEY: {"role": "segmentation", "source": layer.name}},
+        )  # fmt: skip
+        self._end(f"{result.n_objects} objects found in {layer.name}; saved to {result.path}.")
 
     def cancel(self) -> None:
         """Stop after the current batch of tiles."""

@@ -1,0 +1,255 @@
+"""Image in, instance labels out: prediction, optional rescaling and post-processing.
+
+A network recognises objects of the sizes it was trained on. When the objects
+in an image are much larger or smaller, :func:`segment` resizes the image by
+``rescale`` before prediction and brings the probabilities and labels back to
+the image's own shape afterwards, so the caller never sees the resized arrays.
+The CLI and the GUI both go through :func:`iter_segment`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import NapariUnetError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import UNet
+    from .tiling import TileProgress
+
+__all__ = ["Segmentation", "segment", "iter_segment", "rescale_for_diameter", "resize_spatial"]
+
+# Resizing below this factor would leave too little of an object to see.
+_MIN_RESCALE, _MAX_RESCALE = 1 / 16, 16.0
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Result of :func:`segment`.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        int32 instance labels of the image's spatial shape (stacks: ``(Z, H, W)``).
+    probabilities : numpy.ndarray
+        float32 class probabilities ``(K, ...)`` of the same spatial shape.
+    rescale : float
+        The factor the image was resized by for prediction.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    rescale: float
+
+
+def _check_rescale(rescale: float) -> float:
+    try:
+        f = float(rescale)
+    except (TypeError, ValueError):
+        raise NapariUnetError(f"The rescale factor must be a number, got {rescale!r}.") from None
+    if not (math.isfinite(f) and _MIN_RESCALE <= f <= _MAX_RESCALE):
+        raise NapariUnetError(
+            f"The rescale factor must be between {_MIN_RESCALE:g} and {_MAX_RESCALE:g}, got {f:g}."
+        )
+    return f
+
+
+def resize_spatial(
+    array: np.ndarray, shape: tuple[int, int], *, labels: bool = False
+) -> np.ndarray:
+    """Resize the last two axes of ``array`` to ``shape``; other axes are kept.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Image ``(..., H, W)`` or labels.
+    shape : tuple of int
+        New ``(H', W')``.
+    labels : bool
+        Nearest-neighbour (ids stay ids) instead of linear interpolation with
+        anti-aliasing when shrinking.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 for images, the input's dtype for labels.
+    """
+    from skimage.transform import resize
+
+    a = np.asarray(array)
+    out_shape = (*a.shape[:-2], *map(int, shape))
+    if out_shape == a.shape:
+        return a if labels else a.astype(np.float32, copy=False)
+    if labels:
+        out = resize(a, out_shape, order=0, anti_aliasing=False, preserve_range=True)
+        return out.astype(a.dtype)
+    shrinking = any(n < o for n, o in zip(out_shape[-2:], a.shape[-2:]))
+    src = a.astype(np.float32, copy=False)
+    sigma = None
+    if shrinking:  # smooth only the spatial axes (resize would guess all of them)
+        sigma = [0.0] * (a.ndim - 2) + [
+            max(0.0, (o / n - 1) / 2) for n, o in zip(out_shape[-2:], a.shape[-2:])
+        ]
+    out = resize(
+        src,
+        out_shape,
+        order=1,
+        anti_aliasing=shrinking,
+        anti_aliasing_sigma=sigma,
+        preserve_range=True,
+    )
+    return out.astype(np.float32, copy=False)
+
+
+def iter_segment(
+    model: UNet,
+    image: Any,
+    *,
+    rescale: float = 1.0,
+    tile_shape: int | tuple[int, int] | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    threshold: float = 0.5,
+    min_size: int = 16,
+    **postprocess: Any,
+) -> Generator[TileProgress, None, Segmentation]:
+    """Generator form of :func:`segment`: yields tile progress, returns the result.
+
+    Closing the generator between yields cancels the prediction (the GUI's way).
+    """
+    from .postprocess import labels_from_probabilities
+    from .tiling import iter_predict_tiled
+
+    f = _check_rescale(rescale)
+    if min_size < 0:  # checked before the long prediction, not after
+        raise NapariUnetError(f"min_size must be 0 or more, got {min_size}.")
+    if not hasattr(image, "ndim"):
+        image = np.asarray(image)
+    spatial = tuple(int(s) for s in image.shape[-2:])
+    work = image
+    if f != 1.0:
+        small = tuple(max(1, round(s * f)) for s in spatial)
+        work = resize_spatial(np.asarray(image), small)
+    prob = yield from iter_predict_tiled(
+        model, work, tile_shape=tile_shape, batch_size=batch_size, device=device
+    )
+    # min_size is in the image's pixels; the labels are made at the network's scale
+    size = round(min_size * f * f) if min_size else 0
+    labels = labels_from_probabilities(prob, threshold=threshold, min_size=size, **postprocess)
+    if f != 1.0:
+        labels = resize_spatial(labels, spatial, labels=True)
+        prob = resize_spatial(prob, spatial)
+        labels = _renumber(labels)
+    return Segmentation(labels=labels, probabilities=prob, rescale=f)
+
+
+def segment(
+    model: UNet,
+    image: Any,
+    *,
+    rescale: float = 1.0,
+    tile_shape: int | tuple[int, int] | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    threshold: float = 0.5,
+    min_size: int = 16,
+    progress: Callable[[int, int], Any] | None = None,
+    **postprocess: Any,
+) -> Segmentation:
+    """Segment an image: (resize,) predict tile by tile, label, (resize back).
+
+    Parameters
+    ----------
+    model : UNet
+        The network (with its stored normalisation).
+    image : array-like
+        As for :func:`napari_unet.predict_tiled`: ``(H, W)``, a stack
+        ``(Z, H, W)``, or channels first for a multi-channel model.
+    rescale : float
+        Factor the image is resized by before prediction: below 1 for objects
+        larger than the model knows, above 1 for smaller ones (see
+        :func:`rescale_for_diameter`). Labels and probabilities come back at the
+        image's own size. 1 (default) resizes nothing.
+    tile_shape, batch_size, device
+        As for :func:`napari_unet.predict_tiled`.
+    threshold : float
+        Foreground probability threshold.
+    min_size : int
+        Smallest object kept, in pixels of the original image.
+    progress : callable or None
+        Called as ``progress(done, total)`` after every batch of tiles.
+    **postprocess
+        Further options of :func:`napari_unet.labels_from_probabilities`
+        (``method``, ``h``, ``smoothing``), which act at the network's scale.
+
+    Returns
+    -------
+    Segmentation
+    """
+    gen = iter_segment(
+        model,
+        image,
+        rescale=rescale,
+        tile_shape=tile_shape,
+        batch_size=batch_size,
+        device=device,
+        threshold=threshold,
+        min_size=min_size,
+        **postprocess,
+    )
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event.done, event.total)
+
+
+def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
+    """The rescale factor that brings objects of ``diameter`` pixels into the model's range.
+
+    A model may record the object diameters it was trained for in its metadata
+    (``metadata["object_diameter"] = {"min": ..., "max": ...}``, as the bundled
+    model does). Objects inside the range need no resizing (1.0); outside it,
+    the factor maps the diameter to the nearest end of the range.
+
+    Parameters
+    ----------
+    model : UNet
+    diameter : float or None
+        Typical object diameter in the image, in pixels; None gives 1.0.
+
+    Returns
+    -------
+    float
+    """
+    if diameter is None:
+        return 1.0
+    d = float(diameter)
+    if not (math.isfinite(d) and d > 0):
+        raise NapariUnetError(f"The object diameter must be a positive number, got {diameter!r}.")
+    known = getattr(model, "metadata", {}).get("object_diameter") or {}
+    lo, hi = known.get("min"), known.get("max")
+    if lo is None or hi is None:
+        return 1.0
+    target = min(max(d, float(lo)), float(hi))
+    return _check_rescale(target / d)
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Consecutive ids again (a tiny object can vanish when labels shrink)."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if len(ids) == 0 or ids[-1] == len(ids):
+        return labels.astype(np.int32, copy=False)
+    lut = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+    return lut[labels]
