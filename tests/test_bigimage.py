@@ -1,5 +1,6 @@
 import pickle
 
+import dask.array as da
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,6 @@ from napari_unet.bigimage import (
 )
 from napari_unet.synthetic import make_cells
 from napari_unet.tiling import _mirror_pad, predict_tiled
-
-da = pytest.importorskip("dask.array")
 
 
 @pytest.fixture
@@ -217,7 +216,8 @@ def test_failed_run_is_detectable_and_rerun_is_identical(model, tmp_path, monkey
 
 
 def test_local_cluster_retries_a_failed_task(model, tmp_path, monkeypatch):
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     image = np.random.default_rng(5).random((64, 80)).astype(np.float32)
     clean = predict_to_zarr(model, image, tmp_path / "clean.zarr", chunk=32, probabilities=True)
     real = bigimage._predict_chunk
@@ -245,7 +245,8 @@ def test_local_cluster_retries_a_failed_task(model, tmp_path, monkeypatch):
 
 
 def test_cluster_workers_receive_the_model_once(model, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     image = np.random.default_rng(6).random((96, 96)).astype(np.float32)
     clean = predict_to_zarr(model, image, tmp_path / "clean.zarr", chunk=16, probabilities=True)
     with distributed.LocalCluster(

@@ -133,6 +133,8 @@ def test_train_then_predict(tmp_path, capsys):
             str(model),
             "--steps",
             "3",
+            "--from",
+            "scratch",
             "--width",
             "4",
             "--tile",
@@ -146,6 +148,7 @@ def test_train_then_predict(tmp_path, capsys):
 
     m = load_model(model)
     assert m.metadata["training"]["steps"] == 3
+    assert m.metadata["training"]["started_from"] == {"model": "scratch"}
     assert m.config["base_channels"] == 4
     out = tmp_path / "labels.tif"
     assert main(["predict", str(img), "-o", str(out), "--model", str(model)]) == 0
@@ -229,3 +232,42 @@ def test_predict_zarr_in_and_out(files, tmp_path, capsys):
     rc = main(["predict", str(tmp_path / "big.zarr"), "-o", str(tmp_path / "x.tif"),
                "--model", str(model)])  # fmt: skip
     assert rc == 1 and "zarr store" in capsys.readouterr().err
+
+
+def test_width_needs_scratch(tmp_path, capsys):
+    img, lbl = _train_files(tmp_path)
+    model = tmp_path / "model.safetensors"
+    args = ["train", "--image", str(img), "--labels", str(lbl), "-o", str(model)]
+    rc = main([*args, "--steps", "1", "--width", "4"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--from scratch" in err
+    assert not model.exists()
+
+
+def test_rescale_with_zarr_output_is_refused(tmp_path, capsys):
+    img, _ = _train_files(tmp_path)
+    out = tmp_path / "out.zarr"
+    rc = main(["predict", str(img), "-o", str(out), "--diameter", "80"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--diameter" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_rescale_gives_full_size_labels(tmp_path, capsys, tiny_model):
+    from napari_unet import save_model
+
+    img, _ = _train_files(tmp_path)
+    save_model(tiny_model, tmp_path / "m.safetensors")
+    out = tmp_path / "labels.tif"
+    rc = main(
+        ["predict", str(img), "-o", str(out), "--model", str(tmp_path / "m.safetensors")]
+        + ["--rescale", "0.5"]
+    )
+    assert rc == 0, capsys.readouterr().err
+    assert tifffile.imread(out).shape == (96, 128)
+    rc = main(
+        ["predict", str(img), "-o", str(out), "--model", str(tmp_path / "m.safetensors")]
+        + ["--overwrite", "--rescale", "100"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1 and "rescale factor" in err

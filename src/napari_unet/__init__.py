@@ -33,6 +33,8 @@ _LAZY = {
     "Trainer": "training",
     "train_model": "training",
     "instance_scores": "metrics",
+    "predict_to_zarr": "bigimage",
+    "load_bundled_model": "bundled",
 }
 
 __all__ = [
@@ -46,8 +48,10 @@ __all__ = [
     "instance_scores",
     "iter_predict_tiled",
     "labels_from_probabilities",
+    "load_bundled_model",
     "load_model",
     "predict_tiled",
+    "predict_to_zarr",
     "save_model",
     "select_device",
     "train_model",
@@ -56,6 +60,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .augment import AugmentConfig, elastic_deform
+    from .bigimage import predict_to_zarr
+    from .bundled import load_bundled_model
     from .device import select_device
     from .errors import NapariUnetError
     from .metrics import instance_scores

@@ -33,13 +33,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", type=Path, help="input image (TIFF or any format scikit-image reads)")
     p.add_argument("-o", "--output", type=Path, required=True, help="labels TIFF to write")
-    p.add_argument("--model", type=Path, required=True, help="model file (.safetensors)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model file (.safetensors), or 'bundled' (default: the bundled nuclei model)",
+    )
     p.add_argument("--tile", type=int, default=None, help="output tile size in pixels")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
     p.add_argument("--probabilities", type=Path, default=None, help="also write probabilities")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut")
     p.add_argument("--min-size", type=int, default=16, help="smallest object kept, in pixels")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--diameter", type=float, default=None,
+        help="typical object diameter in pixels; the image is resized into the model's range",
+    )  # fmt: skip
+    size.add_argument(
+        "--rescale", type=float, default=None,
+        help="resize the image by this factor for prediction (results come back full size)",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
         "--scheduler", default=None, metavar="ADDRESS",
@@ -65,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="start",
         default=None,
-        help="start model: 'scratch' or a model file (default: scratch)",
+        help="start model: 'bundled' (default), 'scratch' or a model file",
     )
     t.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint")
     t.add_argument("--steps", type=int, default=None, help="step budget")
@@ -112,6 +125,17 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _load_model(spec: str | None):
+    """The model named on the command line: a file, or the bundled one when None."""
+    if spec in (None, "bundled"):
+        from .bundled import load_bundled_model
+
+        return load_bundled_model()
+    from .modelfile import load_model
+
+    return load_model(Path(spec))
+
+
 def _wants_zarr(args: argparse.Namespace) -> bool:
     """Big-image mode: a zarr store in or out, a cluster, or explicit chunks."""
     zarr_dir = args.image.is_dir() and any(
@@ -132,7 +156,6 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
 
     from .bigimage import iter_predict_to_zarr, open_image_lazily
     from .layout import to_model_layout
-    from .modelfile import load_model
 
     if args.output.suffix != ".zarr":
         raise NapariUnetError(
@@ -145,7 +168,12 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
             "With a zarr output the probabilities go into the same store; "
             "pass --probabilities OUT.zarr."
         )
-    model = load_model(args.model)
+    if args.diameter is not None or args.rescale is not None:
+        raise NapariUnetError(
+            "--diameter and --rescale work on images that fit in memory, not on zarr output; "
+            "resize the image first."
+        )
+    model = _load_model(args.model)
     image = to_model_layout(open_image_lazily(args.image), model.in_channels)  # stays lazy
     gen = iter_predict_to_zarr(
         model, image, args.output, chunk=args.chunk, tile_shape=args.tile,
@@ -174,9 +202,8 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .fileio import check_output_path, read_image, write_tiff
     from .layout import to_model_layout
-    from .modelfile import load_model
-    from .postprocess import foreground_probability, labels_from_probabilities
-    from .tiling import predict_tiled
+    from .postprocess import foreground_probability
+    from .segment import rescale_for_diameter, segment
 
     if args.tile is not None and args.tile < 1:
         raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
@@ -189,21 +216,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise NapariUnetError(f"The output {out} would overwrite the input image.")
     if args.probabilities and args.probabilities.resolve() == args.output.resolve():
         raise NapariUnetError("The labels and the probabilities need two different files.")
-    model = load_model(args.model)
+    model = _load_model(args.model)
     image = to_model_layout(read_image(args.image), model.in_channels)
+    rescale = args.rescale if args.rescale is not None else 1.0
+    if args.diameter is not None:
+        rescale = rescale_for_diameter(model, args.diameter)
     bar = _ProgressBar("predict", "tile")
     try:
-        prob = predict_tiled(
+        result = segment(
             model,
             image,
+            rescale=rescale,
             tile_shape=args.tile,
             batch_size=args.batch_size,
             device=args.device,
+            threshold=args.threshold,
+            min_size=args.min_size,
             progress=bar,
         )
     finally:
         bar.close()
-    labels = labels_from_probabilities(prob, threshold=args.threshold, min_size=args.min_size)
+    labels, prob = result.labels, result.probabilities
     # uint16 opens everywhere (Fiji included); wider only when the ids need it.
     dtype = "uint16" if labels.max() < 2**16 else "uint32"
     write_tiff(args.output, labels.astype(dtype), compression="zlib")
@@ -266,6 +299,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise NapariUnetError("Give one --region per --image, or none.")
     if args.resume and args.start:
         raise NapariUnetError("Use either --resume or --from, not both.")
+    if args.width is not None and args.start != "scratch":
+        raise NapariUnetError("--width sets the architecture of a new model; add --from scratch.")
     images = [read_image(p) for p in args.image]
     labels = [read_image(p) for p in args.labels]
     regions = [read_image(p) for p in args.region] if args.region else None
@@ -280,10 +315,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     else:
         config = _train_config(args, TrainConfig())
-        if args.start in (None, "scratch"):
+        if args.start == "scratch":
             model = new_model(config, in_channels=1)
         else:
-            model = load_model(args.start)
+            model = _load_model(args.start)
         data = prepare_training_data(images, labels, regions, model=model, config=config)
         trainer = Trainer(model, data, config, checkpoint=args.output, device=args.device)
 

@@ -609,6 +609,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self._torch_gen = torch.Generator().manual_seed(self.config.seed)
         self.model.metadata["normalization"] = _model_normalization(model, self.config).to_dict()
+        self.started_from = _origin(self.model.metadata)
         if data.planes and data.planes[0].pad < self.model.halo + self.output_size:
             raise NapariUnetError("The training data was prepared for a smaller tile size.")
 
@@ -755,6 +756,7 @@ class Trainer:
             "seconds": round(self._seconds_before + seconds, 3),
             "config": self.config.to_dict(),
             "data": self.data.summary,
+            "started_from": self.started_from,
             "validation": asdict(validation) if validation else None,
             "rng": self.rng.bit_generator.state,
         }
@@ -795,6 +797,7 @@ class Trainer:
         if config is None:
             config = TrainConfig.from_dict(info.get("config"))
         trainer = cls(model, data, config, checkpoint=checkpoint or path, device=device)
+        trainer.started_from = info.get("started_from", trainer.started_from)
         state = load_training_state(path)
         trainer.step = int(info.get("steps", 0))
         trainer._seconds_before = float(info.get("seconds", 0.0))
@@ -911,6 +914,27 @@ class Trainer:
         self.model.metadata["training"].pop("rng")
         if self.checkpoint:
             self.save(self.checkpoint, seconds, validation)
+
+
+def _origin(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Where a run starts: scratch, or a named/trained model (whose scores no longer apply).
+
+    The start model's own evaluation moves in here, and a named model gets
+    ", fine-tuned" added, so a fine-tuned model never shows the name and scores
+    of the weights it started from as its own. (Changes ``metadata``.)
+    """
+    training = metadata.get("training") or {}
+    if not training and "name" not in metadata:
+        return {"model": "scratch"}
+    name = metadata.get("name", "a trained model")
+    origin = {"model": name, "steps": training.get("steps")}
+    if "name" in metadata and not name.endswith(", fine-tuned"):
+        metadata["name"] = f"{name}, fine-tuned"
+    if "evaluation" in metadata:
+        origin["evaluation"] = {
+            k: v for k, v in metadata.pop("evaluation").items() if k in ("ap50", "mean_iou")
+        }
+    return origin
 
 
 def _model_normalization(model: UNet, config: TrainConfig) -> Normalization:

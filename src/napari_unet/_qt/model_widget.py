@@ -27,22 +27,49 @@ def describe_model(model: Any) -> str:
         f"Context (halo): {model.halo} px per side; tiles start every {model.pooling_factor} px.",
     ]
     meta = dict(model.metadata)
+    meta.pop("format", None)
+    name = meta.pop("name", None)
+    if name:
+        lines.insert(0, f"{name}: {meta.pop('description', '')}".rstrip(": "))
     norm = meta.pop("normalization", None)
     if norm:
         lines.append(f"Normalisation: {norm.get('method')} {norm.get('low')}..{norm.get('high')}")
+    size = meta.pop("object_diameter", None)
+    if size:
+        lines.append(
+            f"Made for objects {size['min']:g} to {size['max']:g} px across; for others set "
+            "'Object diameter' in Predict."
+        )
+    source = (meta.pop("training_data", None) or {}).get("source")
+    if source:
+        lines.append(f"Training data: {source}.")
+    evaluation = meta.pop("evaluation", None)
+    if evaluation:
+        lines.append(
+            f"Held-out test: AP50 {evaluation['ap50']:.2f}, mean IoU {evaluation['mean_iou']:.2f}"
+            + (f" on {evaluation['images']} images." if "images" in evaluation else ".")
+        )
     training = meta.pop("training", None)
     if training:
         lines.append(
             f"Trained {training.get('steps')} steps in {training.get('seconds', 0):.0f} s "
             f"with napari-unet {training.get('napari_unet_version', '?')}."
         )
+        origin = training.get("started_from")
+        if origin:
+            steps = f" ({origin['steps']} steps)" if origin.get("steps") else ""
+            lines.append(f"Started from: {origin['model']}{steps}.")
         val = training.get("validation")
         if val:
             lines.append(
                 f"Validation: AP50 {val['ap50']:.2f}, mean IoU {val['mean_iou']:.2f} "
                 f"({val['n_true']} held-out cells)."
             )
-        for d in training.get("data", []):
+        data = training.get("data") or []
+        if len(data) > 3:
+            cells = sum(d.get("cells", 0) for d in data)
+            lines.append(f"Data: {len(data)} images, {cells} annotated cells.")
+        for d in data if len(data) <= 3 else []:
             lines.append(f"Data: image {d['shape']}, {d['cells']} annotated cells.")
         cfg = training.get("config") or {}
         keys = ("optimizer", "learning_rate", "tile_size", "w0", "sigma", "seed")

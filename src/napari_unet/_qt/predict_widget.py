@@ -9,6 +9,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
@@ -17,6 +18,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
+from ..segment import rescale_for_diameter
 from .layers import OWNER_KEY, find_own_layer
 from .model_choice import CURRENT, FILE, model_choices, resolve_model
 from .prediction import PredictionRunner, is_lazy
@@ -45,6 +47,12 @@ class PredictWidget(Container):
             tooltip="Output pixels per tile; 0 picks the largest tiles that fit in memory. "
             "The result does not depend on it.",
         )  # fmt: skip
+        self._diameter = FloatSpinBox(
+            label="Object diameter", value=0.0, min=0.0, max=2000.0, step=1.0,
+            tooltip="Typical cell/nucleus diameter in pixels. When it is outside the range "
+            "the model was trained for, the image is resized for prediction (results "
+            "come back full size). 0: use the image as it is.",
+        )  # fmt: skip
         self._device = ComboBox(label="Device", choices=["auto", *available_devices()])
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -61,8 +69,8 @@ class PredictWidget(Container):
         self._status = Label(label="", value="")
         self.extend([
             self._image, self._model_choice, self._model_path, self._model_info, self._tile,
-            self._device, self._zarr_out, self._segment, self._cancel, self._progress,
-            self._copy, self._status,
+            self._diameter, self._device, self._zarr_out, self._segment, self._cancel,
+            self._progress, self._copy, self._status,
         ])  # fmt: skip
         self._model_path.visible = False
         self._zarr_out.visible = False
@@ -104,14 +112,21 @@ class PredictWidget(Container):
                 self._model_choice.value, self._model_path.value, self._session
             )
             tile, device = self._tile.value or None, self._device.value
+            rescale = rescale_for_diameter(model, self._diameter.value or None)
             if is_lazy(layer):
+                if rescale != 1.0:
+                    show_error(
+                        "Resizing for the object diameter needs the image in memory; "
+                        "set the diameter to 0 for this image."
+                    )
+                    return
                 out = str(self._zarr_out.value)
                 if not out or out == "." or not out.endswith(".zarr"):
                     show_error("This image is not in memory: choose a .zarr output to write to.")
                     return
                 self._runner.start_lazy(layer, model, out, tile=tile, device=device)
             else:
-                self._runner.start(layer, model, tile=tile, device=device)
+                self._runner.start(layer, model, tile=tile, device=device, rescale=rescale)
         except ValueError as exc:
             show_error(str(exc))
             return

@@ -86,10 +86,10 @@ def start_worker(gen, **connections):
 
 def _predict_and_label(gen):
     """Prediction events, then (foreground probability, labels), all in the worker."""
-    from ..postprocess import foreground_probability, labels_from_probabilities
+    from ..postprocess import foreground_probability
 
-    prob = yield from gen
-    return foreground_probability(prob), labels_from_probabilities(prob)
+    result = yield from gen
+    return foreground_probability(result.probabilities), result.labels
 
 
 def _warm_up() -> None:
@@ -138,16 +138,28 @@ class PredictionRunner:
         return self.worker is not None
 
     def start(
-        self, layer: Any, model: UNet, *, tile: int | None = None, device: str = "auto"
+        self,
+        layer: Any,
+        model: UNet,
+        *,
+        tile: int | None = None,
+        device: str = "auto",
+        rescale: float = 1.0,
     ) -> None:
-        """Start predicting ``layer`` with ``model``; problems become notifications."""
+        """Start predicting ``layer`` with ``model``; problems become notifications.
+
+        ``rescale`` resizes the image for the network (objects of another size
+        than the model knows); the layers come back at the image's size.
+        """
         from ..layout import to_model_layout
-        from ..tiling import iter_predict_tiled
+        from ..segment import iter_segment
 
         if self.worker is not None:
             return
         image = to_model_layout(layer_image(layer), model.in_channels, rgb=layer.rgb)
-        gen = _predict_and_label(iter_predict_tiled(model, image, tile_shape=tile, device=device))
+        gen = _predict_and_label(
+            iter_segment(model, image, rescale=rescale, tile_shape=tile, device=device)
+        )
         source = layer.name
         worker = start_worker(
             gen,

@@ -1,0 +1,95 @@
+import pickle
+
+import numpy as np
+import torch
+
+from napari_unet import load_model, save_model
+from napari_unet._qt.model_widget import describe_model
+from napari_unet._qt.session import session_for
+
+
+def _dock(viewer):
+    return viewer.window.add_plugin_dock_widget("napari-unet", "Model")[1]
+
+
+def test_bundled_model_and_its_card(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    assert widget._card.value == ""
+    assert not widget._bundled.native.isHidden()
+    widget.use_bundled()
+    session = session_for(viewer)
+    assert session.source == "bundled model"
+    card = widget._card.value
+    assert card.startswith("napari-unet nuclei")
+    assert "Made for objects 8 to 40 px across" in card
+    assert "Held-out test: AP50" in card
+    assert "synthetic" in card
+
+
+def test_save_then_load_roundtrip(make_napari_viewer, tiny_model, tmp_path):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    session_for(viewer).set_model(tiny_model, "trained here")
+    widget._save_path.value = tmp_path / "mine"  # the suffix is added
+    widget.save()
+    saved = tmp_path / "mine.safetensors"
+    assert saved.is_file()
+    session_for(viewer).set_model(None, "")
+    widget._load_path.value = saved
+    widget.load()
+    loaded = session_for(viewer).model
+    assert loaded is not None and session_for(viewer).source == "mine.safetensors"
+    for a, b in zip(loaded.state_dict().values(), tiny_model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert "U-Net, depth 3, base width 4" in widget._card.value
+
+
+def test_bad_files_are_notifications(make_napari_viewer, tiny_model, tmp_path, monkeypatch):
+    import napari_unet._qt.model_widget as mw
+
+    errors = []
+    monkeypatch.setattr(mw, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.save()  # no model yet
+    assert "no model to save" in errors[-1]
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.safetensors"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil.write_bytes(pickle.dumps(Payload()))
+    widget._load_path.value = evil
+    widget.load()
+    assert "safetensors" in errors[-1].lower()
+    assert not marker.exists() and session_for(viewer).model is None
+    # a read-only folder: nothing written, the model stays in use
+    session_for(viewer).set_model(tiny_model, "trained here")
+    widget._save_path.value = tmp_path / "missing" / "m.safetensors"
+    widget.save()
+    assert "could not be saved" in errors[-1]
+    assert not (tmp_path / "missing").exists()
+
+
+def test_card_of_a_fine_tuned_model(tiny_model, tmp_path):
+    """A model trained from a named one carries the origin, not the origin's scores."""
+    from napari_unet.synthetic import make_cells
+    from napari_unet.training import TrainConfig, train_model
+
+    tiny_model.metadata.update(
+        {"name": "lab model", "evaluation": {"ap50": 0.91, "mean_iou": 0.8, "images": 3}}
+    )
+    save_model(tiny_model, tmp_path / "lab.safetensors")
+    start = load_model(tmp_path / "lab.safetensors")
+    image, labels = make_cells((96, 96), diameter=(10, 16), seed=2)
+    cfg = TrainConfig(tile_size=92, steps=2, time_limit=None, validation_fraction=0.0)
+    tuned = train_model(image, labels, model=start, config=cfg, device="cpu")
+    card = describe_model(tuned)
+    assert card.startswith("lab model, fine-tuned")
+    assert "Started from: lab model" in card
+    assert "Held-out test" not in card
+    assert tuned.metadata["training"]["started_from"]["evaluation"]["ap50"] == 0.91
+    assert np.isfinite(tuned.metadata["training"]["seconds"])

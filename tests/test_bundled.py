@@ -1,0 +1,84 @@
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet import NapariUnetError, instance_scores, labels_from_probabilities, predict_tiled
+from napari_unet.bundled import bundled_model_path, load_bundled_model
+from napari_unet.segment import rescale_for_diameter, segment
+from napari_unet.synthetic import SyntheticConfig, make_cells
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_bundled_model()
+
+
+def test_file_is_safetensors_and_small():
+    path = bundled_model_path()
+    raw = path.read_bytes()
+    assert len(raw) <= 10 * 2**20
+    (n,) = struct.unpack("<Q", raw[:8])  # safetensors: header length, then a JSON header
+    header = json.loads(raw[8 : 8 + n])
+    assert header["__metadata__"]["format"] == "napari-unet"
+    assert all(v["dtype"] == "F32" for k, v in header.items() if k != "__metadata__")
+
+
+def test_each_call_gives_a_fresh_model(model):
+    other = load_bundled_model()
+    assert other is not model
+    with torch.no_grad():
+        other.head.bias.add_(1.0)  # fine-tuning one copy leaves the others alone
+    assert not torch.equal(other.head.bias, model.head.bias)
+    assert torch.equal(load_bundled_model().head.bias, model.head.bias)
+    assert not model.training
+
+
+def test_metadata_records_provenance(model):
+    meta = model.metadata
+    assert meta["licence"] == "BSD-3-Clause"
+    data = meta["training_data"]
+    assert data["source"].startswith("napari_unet.synthetic")
+    # every training setting rebuilds, so the data can be drawn again
+    configs = [SyntheticConfig.from_dict(d) for d in data["settings"]]
+    assert {c.style for c in configs} == {"fluorescence"}
+    assert {c.dtype for c in configs} == {"uint8", "uint16"}
+    assert "generate(seed=" in data["seeds"]
+    assert meta["training"]["recipe"] == "scripts/train_bundled.py"
+    assert meta["object_diameter"] == {"min": 8.0, "max": 40.0}
+    assert meta["normalization"]["method"] == "percentile"
+    assert meta["evaluation"]["ap50"] > 0.8
+
+
+def test_unknown_bundled_model():
+    with pytest.raises(NapariUnetError):
+        load_bundled_model("mitochondria")
+
+
+def test_segments_the_nuclei_sample_zero_shot(model):
+    from napari_unet._sample_data import nuclei_sample
+
+    (image, _, _), (truth, _, _) = nuclei_sample()
+    pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"))
+    scores = instance_scores(truth, pred)
+    assert scores.ap50 >= 0.85  # measured 0.9x, see docs/model-card.md
+    assert scores.mean_iou >= 0.8
+
+
+def test_dim_8_bit_image(model):
+    image, truth = make_cells(
+        (256, 256), diameter=(10, 20), dtype=np.uint8, photons=(10, 20), seed=7
+    )
+    pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"))
+    assert instance_scores(truth, pred).ap50 >= 0.7
+
+
+def test_rescale_brings_large_nuclei_into_range(model):
+    image, truth = make_cells((320, 320), diameter=(70, 90), n_cells=8, touching=0.3, seed=5)
+    factor = rescale_for_diameter(model, 80)
+    assert factor == 0.5
+    scaled = segment(model, image, rescale=factor, device="cpu")
+    assert scaled.labels.shape == truth.shape
+    assert instance_scores(truth, scaled.labels).ap50 >= 0.8
