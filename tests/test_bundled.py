@@ -82,3 +82,48 @@ def test_rescale_brings_large_nuclei_into_range(model):
     scaled = segment(model, image, rescale=factor, device="cpu")
     assert scaled.labels.shape == truth.shape
     assert instance_scores(truth, scaled.labels).ap50 >= 0.8
+
+
+@pytest.mark.parametrize("kind", ["uint16", "float32", "saturated uint8"])
+def test_dtypes_and_saturation(model, kind):
+    """The same nuclei as 16-bit, float, or an 8-bit export whose bright half clips."""
+    image, truth = make_cells((256, 256), diameter=(10, 24), dtype=np.uint16, seed=11)
+    if kind == "float32":
+        image = image.astype(np.float32) / 65535.0
+    elif kind == "saturated uint8":
+        cut = np.percentile(image[truth > 0], 50)  # half of the nuclear pixels at 255
+        image = (np.clip(image / cut, 0, 1) * 255).astype(np.uint8)
+    pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"))
+    assert instance_scores(truth, pred).ap50 >= 0.8
+
+
+def test_cli_uses_the_bundled_model_by_default(tmp_path, capsys):
+    import tifffile
+
+    from napari_unet.cli import main
+
+    image, truth = make_cells((192, 192), diameter=(10, 20), seed=13)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    rc = main(["predict", str(tmp_path / "img.tif"), "-o", str(tmp_path / "lab.tif")])
+    assert rc == 0, capsys.readouterr().err
+    assert instance_scores(truth, tifffile.imread(tmp_path / "lab.tif")).ap50 >= 0.8
+
+
+def test_cli_train_starts_from_the_bundled_model(tmp_path, capsys):
+    import tifffile
+
+    from napari_unet import load_model
+    from napari_unet.cli import main
+
+    image, truth = make_cells((96, 128), diameter=(10, 18), seed=3)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lbl.tif", truth)
+    out = tmp_path / "tuned.safetensors"
+    args = ["train", "--image", str(tmp_path / "img.tif"), "--labels", str(tmp_path / "lbl.tif")]
+    assert main([*args, "-o", str(out), "--steps", "2", "--tile", "204"]) == 0
+    tuned = load_model(out)
+    origin = tuned.metadata["training"]["started_from"]
+    assert origin["model"] == "napari-unet nuclei"
+    assert origin["evaluation"]["ap50"] > 0.8
+    assert tuned.metadata["name"] == "napari-unet nuclei, fine-tuned"
+    assert "evaluation" not in tuned.metadata  # the bundled scores are not this model's
