@@ -114,6 +114,7 @@ def test_cli_train_starts_from_the_bundled_model(tmp_path, capsys):
 
     from napari_unet import load_model
     from napari_unet.cli import main
+    from napari_unet.training import FINE_TUNE_LEARNING_RATE
 
     image, truth = make_cells((96, 128), diameter=(10, 18), seed=3)
     tifffile.imwrite(tmp_path / "img.tif", image)
@@ -126,4 +127,5 @@ def test_cli_train_starts_from_the_bundled_model(tmp_path, capsys):
     assert origin["model"] == "napari-unet nuclei"
     assert origin["evaluation"]["ap50"] > 0.8
     assert tuned.metadata["name"] == "napari-unet nuclei, fine-tuned"
+    assert tuned.metadata["training"]["config"]["learning_rate"] == FINE_TUNE_LEARNING_RATE
     assert "evaluation" not in tuned.metadata  # the bundled scores are not this model's

@@ -202,3 +202,30 @@ def test_config_round_trip_and_checks():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(NapariUnetError):
         TrainConfig.from_dict({"bogus": 1})
+
+
+def test_fine_tuning_defaults_and_origin(cells, tiny_model, tmp_path):
+    from napari_unet import save_model
+    from napari_unet.training import FINE_TUNE_LEARNING_RATE
+
+    assert TrainConfig.fine_tune().learning_rate == FINE_TUNE_LEARNING_RATE
+    assert TrainConfig.fine_tune().learning_rate < TrainConfig().learning_rate
+    assert TrainConfig.interactive(fine_tune=False).learning_rate == TrainConfig().learning_rate
+    assert TrainConfig.interactive().time_limit == 120
+    tiny_model.metadata["name"] = "start"
+    save_model(tiny_model, tmp_path / "start.safetensors")
+    start = load_model(tmp_path / "start.safetensors")
+    ckpt = tmp_path / "ckpt.safetensors"
+    cfg = TrainConfig.fine_tune(**{**FAST, "steps": 4, "validation_fraction": 0})
+    data = prepare_training_data(*cells, model=start, config=cfg)
+    first = Trainer(start, data, cfg, checkpoint=ckpt, device="cpu")
+    gen = first.run()
+    for event in gen:
+        assert event.learning_rate == FINE_TUNE_LEARNING_RATE
+        if event.state is TrainState.CHECKPOINT:
+            break
+    resumed = Trainer.resume(ckpt, first.data, cfg, device="cpu")
+    _drain(resumed.run())
+    final = load_model(ckpt).metadata
+    assert final["training"]["started_from"] == {"model": "start", "steps": None}
+    assert final["name"] == "start, fine-tuned"  # not "fine-tuned, fine-tuned"

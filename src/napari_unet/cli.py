@@ -314,8 +314,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             args.resume, data, config, checkpoint=args.output, device=args.device
         )
     else:
-        config = _train_config(args, TrainConfig())
-        if args.start == "scratch":
+        scratch = args.start == "scratch"
+        # a trained start model gets the lower fine-tuning learning rate
+        config = _train_config(args, TrainConfig() if scratch else TrainConfig.fine_tune())
+        if scratch:
             model = new_model(config, in_channels=1)
         else:
             model = _load_model(args.start)

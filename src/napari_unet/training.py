@@ -52,6 +52,9 @@ __all__ = [
 _OPTIMIZERS = ("adam", "sgd")
 # Time budget of an interactive fine-tune ("within minutes on an ordinary laptop").
 INTERACTIVE_SECONDS = 120.0
+#: Learning rate for fine-tuning a trained model (the bundled one, a file): 3e-3, the best
+#: from scratch, first undid what the bundled model knew (docs/benchmarks.md).
+FINE_TUNE_LEARNING_RATE = 3e-4
 _SCHEDULES = ("constant", "cosine")
 
 
@@ -67,7 +70,9 @@ class TrainConfig:
         Time budget in seconds (validation included).
     learning_rate : float
         Learning rate (the peak of a cosine schedule). 3e-3 with Adam reached
-        AP@0.5 0.9 from scratch sooner than 1e-3, 3e-4 or 1e-2 (docs/benchmarks.md).
+        AP@0.5 0.9 from scratch sooner than 1e-3, 3e-4 or 1e-2; to fine-tune a
+        trained model use :data:`FINE_TUNE_LEARNING_RATE` (3e-4) instead, as
+        :meth:`fine_tune` does (docs/benchmarks.md).
     optimizer : {"adam", "sgd"}
         ``"adam"`` (default, chosen by measured time to quality, see
         docs/benchmarks.md) or the paper's ``"sgd"`` with ``momentum`` 0.99,
@@ -183,9 +188,15 @@ class TrainConfig:
         return cls(**data)
 
     @classmethod
-    def interactive(cls) -> TrainConfig:
-        """The defaults of the napari Train dock: a two-minute fine-tune."""
-        return cls(time_limit=INTERACTIVE_SECONDS)
+    def interactive(cls, *, fine_tune: bool = True) -> TrainConfig:
+        """The defaults of the napari Train dock: two minutes, from a trained model or not."""
+        base = cls.fine_tune() if fine_tune else cls()
+        return base.replace(time_limit=INTERACTIVE_SECONDS)
+
+    @classmethod
+    def fine_tune(cls, **changes: Any) -> TrainConfig:
+        """Defaults for continuing from a trained model: the lower learning rate."""
+        return cls(**{"learning_rate": FINE_TUNE_LEARNING_RATE, **changes})
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings changed."""
@@ -983,6 +994,8 @@ def train_model(
         The start model; ``None`` makes one from scratch with the paper's
         initialisation and ``config``'s architecture.
     config : TrainConfig or None
+        None: ``TrainConfig()`` from scratch, ``TrainConfig.fine_tune()`` (the
+        lower learning rate) when ``model`` is given.
     checkpoint : path-like or None
         Checkpoint file, saved atomically during and after training.
     device : str or None
@@ -993,7 +1006,8 @@ def train_model(
     -------
     UNet
     """
-    config = config or TrainConfig()
+    if config is None:
+        config = TrainConfig() if model is None else TrainConfig.fine_tune()
     if model is None:
         model = new_model(config)
     data = prepare_training_data(images, labels, regions, model=model, config=config)

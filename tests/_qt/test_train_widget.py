@@ -142,3 +142,21 @@ def test_a_crash_in_the_worker_ends_the_run(
     qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)
     assert "out of memory" in train._status.value
     assert train._train.enabled and session_for(viewer).model is None
+
+
+def test_learning_rate_follows_the_start_model_until_edited(make_napari_viewer):
+    from napari_unet.training import FINE_TUNE_LEARNING_RATE, TrainConfig
+
+    viewer = make_napari_viewer()
+    (train,) = _docks(viewer, "Train")
+    assert train._start.value == "bundled"
+    assert train._lr.value == FINE_TUNE_LEARNING_RATE
+    train._start.value = "scratch"
+    assert train._lr.value == TrainConfig().learning_rate
+    assert train.config().learning_rate == TrainConfig().learning_rate
+    train._lr.value = 0.002  # the user's own value stays
+    train._start.value = "bundled"
+    assert train._lr.value == 0.002
+    assert train._start_path.native.isHidden()  # the file picker is only for "file"
+    train._start.value = "file"
+    assert not train._start_path.native.isHidden()

@@ -83,9 +83,12 @@ class TrainWidget(Container):
             label="Time budget (s)", value=defaults.time_limit or 0.0, min=0.0, max=86400.0,
             step=10.0, tooltip="Training stops at whichever budget runs out first; 0 = none.",
         )  # fmt: skip
+        self._auto_lr = self._default_lr(self._start.value)
         self._lr = FloatSpinBox(
-            label="Learning rate", value=defaults.learning_rate, min=1e-6, max=1.0, step=1e-4
-        )
+            label="Learning rate", value=self._auto_lr, min=1e-6, max=1.0, step=1e-4,
+            tooltip="Follows 'Start from' (lower to fine-tune a trained model) until you "
+            "change it.",
+        )  # fmt: skip
         self._lr.native.setDecimals(6)
         aug = defaults.augment
         self._elastic = FloatSpinBox(
@@ -115,7 +118,7 @@ class TrainWidget(Container):
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
         self._defaults = defaults
-        self._start.changed.connect(lambda v: setattr(self._start_path, "visible", v == FILE))
+        self._start.changed.connect(self._on_start)
         self._train.changed.connect(self.fine_tune)
         self._stop.changed.connect(self.stop)
         self._preview.changed.connect(self.preview_augmentation)
@@ -136,6 +139,19 @@ class TrainWidget(Container):
         return self._predictor
 
     # -- settings
+    @staticmethod
+    def _default_lr(choice: str) -> float:
+        from ..training import TrainConfig
+
+        return TrainConfig.interactive(fine_tune=choice != SCRATCH).learning_rate
+
+    def _on_start(self, choice: str) -> None:
+        self._start_path.visible = choice == FILE
+        new = self._default_lr(choice)
+        if abs(self._lr.value - self._auto_lr) < 1e-9:  # the user has not set their own
+            self._lr.value = new
+        self._auto_lr = new
+
     def augment_config(self) -> AugmentConfig:
         """The augmentation settings shown in the dock."""
         a = self._defaults.augment
