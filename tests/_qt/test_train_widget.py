@@ -160,3 +160,24 @@ def test_learning_rate_follows_the_start_model_until_edited(make_napari_viewer):
     assert train._start_path.native.isHidden()  # the file picker is only for "file"
     train._start.value = "file"
     assert not train._start_path.native.isHidden()
+
+
+def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, paint, fast_config):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate, train, model_dock = _docks(viewer, "Annotate", "Train", "Model")
+    annotate.new_annotation()
+    paint(viewer.layers["nuclei annotation"], truth, list(range(1, 6)))
+    train._defaults = fast_config.replace(validation_fraction=0.0)
+    train._refresh.value = False
+    assert train._start.value == "bundled"
+    train._steps.value = 2
+    train._time.value = 0
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    assert session_for(viewer).source == "bundled model, fine-tuned here (2 steps)"
+    card = model_dock._card.value
+    assert card.startswith("napari-unet nuclei, fine-tuned")
+    assert "Started from: napari-unet nuclei (6000 steps)" in card
+    assert "learning_rate 0.0003" in card

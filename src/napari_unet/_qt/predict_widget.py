@@ -43,7 +43,7 @@ class PredictWidget(Container):
         self._model_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self._model_info = Label(label="In use", value=self._session.describe())
         self._tile = SpinBox(
-            label="Tile size", value=0, min=0, max=8192, step=16,
+            label="Tile size (0: auto)", value=0, min=0, max=8192, step=16,
             tooltip="Output pixels per tile; 0 picks the largest tiles that fit in memory. "
             "The result does not depend on it.",
         )  # fmt: skip
@@ -53,6 +53,7 @@ class PredictWidget(Container):
             "the model was trained for, the image is resized for prediction (results "
             "come back full size). 0: use the image as it is.",
         )  # fmt: skip
+        self._diameter.native.setSpecialValueText("as trained (no resizing)")
         self._device = ComboBox(label="Device", choices=["auto", *available_devices()])
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)

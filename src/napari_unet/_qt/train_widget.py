@@ -78,7 +78,9 @@ class TrainWidget(Container):
         )  # fmt: skip
         self._start_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self._start_path.visible = False
-        self._steps = SpinBox(label="Max steps", value=defaults.steps or 0, min=0, max=1_000_000)
+        self._steps = SpinBox(
+            label="Max steps (0: no limit)", value=defaults.steps or 0, min=0, max=1_000_000
+        )
         self._time = FloatSpinBox(
             label="Time budget (s)", value=defaults.time_limit or 0.0, min=0.0, max=86400.0,
             step=10.0, tooltip="Training stops at whichever budget runs out first; 0 = none.",
@@ -90,6 +92,7 @@ class TrainWidget(Container):
             "change it.",
         )  # fmt: skip
         self._lr.native.setDecimals(6)
+        self._time.native.setSpecialValueText("no limit")  # shown for 0
         aug = defaults.augment
         self._elastic = FloatSpinBox(
             label="Elastic sigma (px)", value=aug.sigma, min=0.0, max=50.0,
@@ -212,6 +215,7 @@ class TrainWidget(Container):
             show_error(str(exc))
             return
         self._target = image_layer
+        self._start_source = source
         self.plot.clear()
         self._progress.value = 0
         self._status.value = f"Preparing the data (starting from {source})..."
@@ -252,7 +256,9 @@ class TrainWidget(Container):
         score = f"; validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f}" if v else ""
         self._status.value = f"{last.message.rstrip('.')}{score}."
         self._left.value = ""
-        self._session.set_model(model, f"trained here ({last.step} steps)")
+        origin = getattr(self, "_start_source", "scratch")
+        how = "trained here from scratch" if origin == "scratch" else f"{origin}, fine-tuned here"
+        self._session.set_model(model, f"{how} ({last.step} steps)")
         show_info(f"{last.message} The new model is now in use.")
         target = getattr(self, "_target", None)
         if self._refresh.value and target is not None and target in self._viewer.layers:
