@@ -66,3 +66,44 @@ def test_new_region_layer(make_napari_viewer, cells):
     w.new_region()
     region = viewer.layers["nuclei annotated region"]
     assert region.mode == "add_rectangle" and w._region.value is region
+
+
+def test_closing_the_dock_while_painting(make_napari_viewer, qtbot, cells):
+    """A count update pending at close, and strokes after it, reach no deleted widget."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_unet._qt.annotate_widget import DEBOUNCE_MS
+
+    image, _ = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    w = _dock(viewer)
+    w.new_annotation()
+    layer = viewer.layers["nuclei annotation"]
+    layer.paint((10, 10), 1)  # starts the debounce timer
+    destroyed = []
+    w.native.destroyed.connect(lambda *_: destroyed.append(True))
+    viewer.window.remove_dock_widget("all")
+    w.native.deleteLater()
+    qtbot.waitUntil(lambda: bool(destroyed), timeout=5000)
+    layer.paint((60, 60), 5)  # the layer outlives the dock
+    qtbot.wait(3 * DEBOUNCE_MS)
+    QApplication.processEvents()
+    assert layer.selected_label == 2  # no dock moved the id on after it was gone
+    assert layer.data[60, 60] == 5
+
+
+def test_switching_the_weight_map_off_while_it_computes(make_napari_viewer, qtbot, cells, paint):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    w = _dock(viewer)
+    w.new_annotation()
+    paint(viewer.layers["nuclei annotation"], truth, [1, 2, 3])
+    w._show_weights.value = True
+    overlay = w.overlay
+    assert overlay._worker is not None  # computing in its thread
+    w._show_weights.value = False
+    qtbot.waitUntil(lambda: overlay._worker is None, timeout=20000)
+    qtbot.wait(50)
+    assert "nuclei annotation weight map" not in viewer.layers  # it does not come back

@@ -74,7 +74,7 @@ class AnnotateWidget(Container):
             self._new_region, self._region, self._region_help,
             self._show_weights, self._w0, self._sigma, self._touching, self._carve,
         ])  # fmt: skip
-        self._count_timer = QTimer()
+        self._count_timer = QTimer(self.native)  # dies with the dock, never fires after it
         self._count_timer.setSingleShot(True)
         self._count_timer.setInterval(DEBOUNCE_MS)
         self._count_timer.timeout.connect(self._update_count)
@@ -87,7 +87,7 @@ class AnnotateWidget(Container):
         self._sigma.changed.connect(self._params)
         self._carve.changed.connect(self.carve_gaps)
         self._warm_up = warm_up_worker()  # numba kernels load off the GUI thread, now
-        self.native.destroyed.connect(lambda *_: self._stop_overlay())
+        self.native.destroyed.connect(lambda *_: self._teardown())
         self._watch(self._labels.value)
 
     # -- annotation layer
@@ -145,6 +145,16 @@ class AnnotateWidget(Container):
         if self._show_weights.value:
             self._stop_overlay()
             self._toggle_weights(True)
+
+    def _teardown(self) -> None:
+        """The dock is gone: stop listening to the layer (it may outlive the dock)."""
+        if self._watched is not None:
+            self._watched.events.paint.disconnect(self._on_paint)
+            self._watched.events.data.disconnect(self._on_data)
+            self._watched = None
+        if self._overlay is not None:  # the dock's own widgets are being deleted: not them
+            self._overlay.close()
+            self._overlay = None
 
     def _on_paint(self, event: Any) -> None:  # a required argument: napari passes the event
         layer = self._watched

@@ -42,6 +42,7 @@ class WeightMapOverlay:
         self.w0, self.sigma = w0, sigma
         self._worker = None
         self._dirty = False
+        self._closed = False
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -65,6 +66,8 @@ class WeightMapOverlay:
         self._timer.start()
 
     def _start(self) -> None:
+        if self._closed:
+            return
         if self._worker is not None:  # one at a time; run again when it is done
             self._dirty = True
             return
@@ -82,7 +85,7 @@ class WeightMapOverlay:
 
     def _show(self, result: tuple[np.ndarray, int]) -> None:
         weights, n_touching = result
-        if self.layer not in self._viewer.layers:
+        if self._closed or self.layer not in self._viewer.layers:  # switched off meanwhile
             return
         upsert_layer(
             self._viewer, weights, kind="image", role="weight map", source=self.layer.name,
@@ -106,6 +109,7 @@ class WeightMapOverlay:
         """Stop following the labels (and remove the overlay layer)."""
         from .layers import find_own_layer
 
+        self._closed = True  # a computation still running is dropped when it returns
         self._timer.stop()
         for name in ("paint", "data", "labels_update", "set_data"):
             getattr(self.layer.events, name).disconnect(self.schedule)
