@@ -332,6 +332,19 @@ def test_outputs_are_checked_before_work(model, tmp_path):
     assert not (tmp_path / "t.zarr").exists()
 
 
+def test_overwrite_replaces_only_our_own_results(model, tmp_path):
+    image = np.random.default_rng(8).random((40, 40)).astype(np.float32)
+    raw = zarr.open_array(str(tmp_path / "raw.zarr"), mode="w", shape=(40, 40), dtype="f4")
+    raw[:] = image
+    with pytest.raises(NapariUnetError, match="did not write"):
+        predict_to_zarr(model, da.from_zarr(str(tmp_path / "raw.zarr")), tmp_path / "raw.zarr",
+                        overwrite=True)  # fmt: skip
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "raw.zarr"))[:], image)
+    first = predict_to_zarr(model, image, tmp_path / "o.zarr")
+    again = predict_to_zarr(model, image, tmp_path / "o.zarr", overwrite=True)
+    np.testing.assert_array_equal(first.labels[0].compute(), again.labels[0].compute())
+
+
 def test_merge_inputs_do_not_keep_chunks_alive(tmp_path):
     """The face ids returned per chunk are copies: views would keep every chunk's
     labels in memory until the merge (4 MB per 1024² chunk)."""

@@ -129,3 +129,17 @@ def test_cli_train_starts_from_the_bundled_model(tmp_path, capsys):
     assert tuned.metadata["name"] == "napari-unet nuclei, fine-tuned"
     assert tuned.metadata["training"]["config"]["learning_rate"] == FINE_TUNE_LEARNING_RATE
     assert "evaluation" not in tuned.metadata  # the bundled scores are not this model's
+
+
+def test_recipe_still_gives_the_shipped_settings(model):
+    """Changing a library default must not silently change the recipe (it pins them all)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "train_bundled.py"
+    spec = importlib.util.spec_from_file_location("train_bundled", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    stored = model.metadata["training"]
+    assert recipe.training_config(0, stored["steps"]).to_dict() == stored["config"]
+    assert [c.to_dict() for c in recipe.SYNTHETIC] == model.metadata["training_data"]["settings"]

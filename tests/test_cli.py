@@ -271,3 +271,27 @@ def test_rescale_gives_full_size_labels(tmp_path, capsys, tiny_model):
     )
     err = capsys.readouterr().err
     assert rc == 1 and "rescale factor" in err
+
+
+def test_diameter_needs_a_model_that_knows_its_sizes(tmp_path, capsys, tiny_model):
+    from napari_unet import save_model
+
+    img, _ = _train_files(tmp_path)
+    save_model(tiny_model, tmp_path / "m.safetensors")
+    out = tmp_path / "labels.tif"
+    args = ["predict", str(img), "-o", str(out), "--model", str(tmp_path / "m.safetensors")]
+    rc = main([*args, "--diameter", "30"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "rescale factor instead" in err and not out.exists()
+    rc = main(["predict", str(img), "-o", str(out), "--diameter", "1000"])  # bundled: 8-40 px
+    err = capsys.readouterr().err
+    assert rc == 1 and "too far from the 8-40 px" in err and not out.exists()
+
+
+def test_width_cannot_change_a_resumed_run(tmp_path, capsys):
+    img, lbl = _train_files(tmp_path)
+    model = tmp_path / "model.safetensors"
+    args = ["train", "--image", str(img), "--labels", str(lbl), "-o", str(model)]
+    rc = main([*args, "--resume", str(model), "--width", "8"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "resumed run" in err and "--from scratch" not in err

@@ -229,3 +229,51 @@ def test_fine_tuning_defaults_and_origin(cells, tiny_model, tmp_path):
     final = load_model(ckpt).metadata
     assert final["training"]["started_from"] == {"model": "start", "steps": None}
     assert final["name"] == "start, fine-tuned"  # not "fine-tuned, fine-tuned"
+
+
+def test_provenance_chain_and_no_change_on_failure(cells, tiny_model, tmp_path):
+    from napari_unet import save_model
+
+    tiny_model.metadata.update(
+        {
+            "name": "base",
+            "description": "made elsewhere",
+            "training_data": {"source": "somewhere"},
+            "evaluation": {"ap50": 0.9, "mean_iou": 0.8},
+        }
+    )
+    save_model(tiny_model, tmp_path / "base.safetensors")
+    # a trainer that fails to start leaves the start model's metadata alone
+    start = load_model(tmp_path / "base.safetensors")
+    small = TrainConfig.fine_tune(**{**FAST, "tile_size": 60})
+    data = prepare_training_data(*cells, model=start, config=small)
+    with pytest.raises(NapariUnetError, match="smaller tile size"):
+        Trainer(start, data, TrainConfig.fine_tune(**{**FAST, "tile_size": 140}), device="cpu")
+    assert start.metadata["name"] == "base" and "evaluation" in start.metadata
+    # fine-tune twice: the second origin carries the first
+    cfg = TrainConfig.fine_tune(**{**FAST, "steps": 2, "validation_fraction": 0})
+    once = train_model(*cells, model=start, config=cfg, device="cpu")
+    assert "description" not in once.metadata and "training_data" not in once.metadata
+    twice = train_model(*cells, model=once, config=cfg, device="cpu")
+    origin = twice.metadata["training"]["started_from"]
+    assert origin["model"] == "base, fine-tuned" and origin["steps"] == 2
+    first = origin["started_from"]
+    assert first["model"] == "base" and first["description"] == "made elsewhere"
+    assert first["training_data"] == {"source": "somewhere"}
+    assert first["evaluation"] == {"ap50": 0.9, "mean_iou": 0.8}
+    assert twice.metadata["name"] == "base, fine-tuned"
+
+
+def test_resume_of_a_checkpoint_without_an_origin(cells, tmp_path):
+    ckpt = tmp_path / "ckpt.safetensors"
+    first = _trainer(cells, checkpoint=ckpt, steps=4, validation_fraction=0)
+    for event in first.run():
+        if event.state is TrainState.CHECKPOINT:
+            break
+    old = load_model(ckpt)  # as an older version wrote it: no started_from
+    assert old.metadata["training"].pop("started_from") == {"model": "scratch"}
+    from napari_unet.modelfile import load_training_state, save_checkpoint
+
+    save_checkpoint(old, ckpt, load_training_state(ckpt), training=old.metadata["training"])
+    resumed = Trainer.resume(ckpt, first.data, first.config, device="cpu")
+    assert resumed.started_from["model"].startswith("unknown")

@@ -736,6 +736,17 @@ def _as_dask(image: Any) -> da.Array:
     return da.from_array(image, chunks=_read_chunks(shape, shape))
 
 
+def _written_by_us(path: Path) -> bool:
+    """Whether ``path`` is a zarr group holding a napari-unet result (complete or not)."""
+    import zarr
+
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception:  # an array, or not zarr at all
+        return False
+    return isinstance(dict(root.attrs).get(_ATTR), dict)
+
+
 def _open_output(output: Any, overwrite: bool) -> zarr.Group:
     import zarr
 
@@ -750,6 +761,11 @@ def _open_output(output: Any, overwrite: bool) -> zarr.Group:
             if not is_zarr:
                 raise NapariUnetError(
                     f"The output {p} exists and is not a zarr store; it was left alone."
+                )
+            if not _written_by_us(p):  # e.g. the input image: --overwrite never deletes data
+                raise NapariUnetError(
+                    f"The output {p} is a zarr store that napari-unet did not write (an image?); "
+                    "it was left alone. Choose another output."
                 )
         parent = p.parent if str(p.parent) else Path(".")
         if not parent.is_dir():

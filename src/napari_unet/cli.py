@@ -299,6 +299,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise NapariUnetError("Give one --region per --image, or none.")
     if args.resume and args.start:
         raise NapariUnetError("Use either --resume or --from, not both.")
+    if args.width is not None and args.resume:
+        raise NapariUnetError("--width cannot change the architecture of a resumed run.")
     if args.width is not None and args.start != "scratch":
         raise NapariUnetError("--width sets the architecture of a new model; add --from scratch.")
     images = [read_image(p) for p in args.image]

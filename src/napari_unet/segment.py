@@ -230,6 +230,12 @@ def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
     Returns
     -------
     float
+
+    Raises
+    ------
+    NapariUnetError
+        When the model records no diameter range, or the diameter needs a factor
+        beyond 1/16..16.
     """
     if diameter is None:
         return 1.0
@@ -239,9 +245,18 @@ def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
     known = getattr(model, "metadata", {}).get("object_diameter") or {}
     lo, hi = known.get("min"), known.get("max")
     if lo is None or hi is None:
-        return 1.0
-    target = min(max(d, float(lo)), float(hi))
-    return _check_rescale(target / d)
+        raise NapariUnetError(
+            "This model does not record the object sizes it was trained for, so a diameter "
+            "cannot be turned into a resize; give a rescale factor instead."
+        )
+    lo, hi = float(lo), float(hi)
+    smallest, largest = lo * _MIN_RESCALE, hi * _MAX_RESCALE
+    if not smallest <= d <= largest:
+        raise NapariUnetError(
+            f"Objects {d:g} px across are too far from the {lo:g}-{hi:g} px this model knows; "
+            f"it can resize for diameters from {smallest:g} to {largest:g} px."
+        )
+    return min(max(d, lo), hi) / d
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:

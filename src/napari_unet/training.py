@@ -620,9 +620,9 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self._torch_gen = torch.Generator().manual_seed(self.config.seed)
         self.model.metadata["normalization"] = _model_normalization(model, self.config).to_dict()
-        self.started_from = _origin(self.model.metadata)
         if data.planes and data.planes[0].pad < self.model.halo + self.output_size:
             raise NapariUnetError("The training data was prepared for a smaller tile size.")
+        self.started_from = _origin(self.model.metadata)  # last: nothing can fail after it
 
     # -- construction helpers
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -808,7 +808,10 @@ class Trainer:
         if config is None:
             config = TrainConfig.from_dict(info.get("config"))
         trainer = cls(model, data, config, checkpoint=checkpoint or path, device=device)
-        trainer.started_from = info.get("started_from", trainer.started_from)
+        # the run's own origin; a checkpoint from before origins were recorded has none
+        trainer.started_from = info.get("started_from") or {
+            "model": "unknown (the checkpoint predates provenance records)"
+        }
         state = load_training_state(path)
         trainer.step = int(info.get("steps", 0))
         trainer._seconds_before = float(info.get("seconds", 0.0))
@@ -930,15 +933,22 @@ class Trainer:
 def _origin(metadata: dict[str, Any]) -> dict[str, Any]:
     """Where a run starts: scratch, or a named/trained model (whose scores no longer apply).
 
-    The start model's own evaluation moves in here, and a named model gets
-    ", fine-tuned" added, so a fine-tuned model never shows the name and scores
-    of the weights it started from as its own. (Changes ``metadata``.)
+    The start model's own description, training data and evaluation move in
+    here (with its own origin, so fine-tuning twice keeps the whole chain), and
+    a named model gets ", fine-tuned" added, so a fine-tuned model never shows
+    the name, data or scores of the weights it started from as its own.
+    (Changes ``metadata``.)
     """
     training = metadata.get("training") or {}
     if not training and "name" not in metadata:
         return {"model": "scratch"}
     name = metadata.get("name", "a trained model")
     origin = {"model": name, "steps": training.get("steps")}
+    if training.get("started_from"):
+        origin["started_from"] = training["started_from"]
+    for key in ("description", "training_data"):
+        if key in metadata:
+            origin[key] = metadata.pop(key)
     if "name" in metadata and not name.endswith(", fine-tuned"):
         metadata["name"] = f"{name}, fine-tuned"
     if "evaluation" in metadata:

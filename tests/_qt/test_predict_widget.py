@@ -174,3 +174,22 @@ def test_object_diameter_resizes_for_the_model(
     widget._diameter.value = 20.0  # inside the range: no resizing
     _run(qtbot, widget)
     assert seen == [0.5, 1.0]
+
+
+def test_lazy_output_onto_the_input_is_refused(make_napari_viewer, qtbot, model_file, tmp_path):
+    import dask.array as da
+    import zarr
+
+    raw_path = tmp_path / "raw.zarr"
+    raw = zarr.open_array(str(raw_path), mode="w", shape=(64, 48), chunks=(32, 32), dtype="f4")
+    raw[:] = np.random.default_rng(3).random((64, 48))
+    before = raw[:]
+    viewer = make_napari_viewer()
+    image = viewer.add_image(da.from_zarr(str(raw_path)), name="raw")
+    widget = _dock(viewer, model_file)
+    widget._image.value = image
+    widget._zarr_out.value = raw_path  # the user picks the image itself
+    _run(qtbot, widget)
+    assert "left alone" in widget._status.value
+    np.testing.assert_array_equal(zarr.open_array(str(raw_path))[:], before)
+    assert "raw segmentation" not in viewer.layers
