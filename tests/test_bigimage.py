@@ -340,7 +340,13 @@ def test_overwrite_replaces_only_our_own_results(model, tmp_path):
         predict_to_zarr(model, da.from_zarr(str(tmp_path / "raw.zarr")), tmp_path / "raw.zarr",
                         overwrite=True)  # fmt: skip
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "raw.zarr"))[:], image)
-    first = predict_to_zarr(model, image, tmp_path / "o.zarr")
+    bad = image.copy()
+    bad[5, 5] = np.nan
+    with pytest.raises(NapariUnetError, match="NaN"):
+        predict_to_zarr(model, bad, tmp_path / "o.zarr")
+    with pytest.raises(NapariUnetError, match="incomplete"):  # marked, not foreign
+        open_prediction(tmp_path / "o.zarr")
+    first = predict_to_zarr(model, image, tmp_path / "o.zarr", overwrite=True)
     again = predict_to_zarr(model, image, tmp_path / "o.zarr", overwrite=True)
     np.testing.assert_array_equal(first.labels[0].compute(), again.labels[0].compute())
 
@@ -358,3 +364,22 @@ def test_merge_inputs_do_not_keep_chunks_alive(tmp_path):
     for face, ring in result["faces"].values():
         assert face.base is None and face.size == 32
         assert ring is None or ring.base is None
+
+
+def test_windows_read_only_their_part_of_the_source(tmp_path):
+    """A plain TIFF (one strip) and a zarr chunked along Z are read window by window."""
+    import tifffile
+
+    plain = (np.random.default_rng(0).random((2500, 2100)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "plain.tif", plain)  # contiguous: one zarr chunk
+    source = bigimage._LazyTiff(str(tmp_path / "plain.tif"), 0)
+    assert isinstance(source._open(), np.memmap)
+    lazy = open_image_lazily(tmp_path / "plain.tif")
+    assert lazy.chunksize == (1024, 1024)
+    np.testing.assert_array_equal(lazy[1000:1100, 7:2000].compute(), plain[1000:1100, 7:2000])
+    z = zarr.open_array(
+        str(tmp_path / "z.zarr"), mode="w", shape=(16, 300, 300), chunks=(16, 64, 64), dtype="u1"
+    )
+    lazy = open_image_lazily(tmp_path / "z.zarr")
+    assert lazy.chunksize[0] == 1  # a plane's window does not pull all 16 planes
+    assert z.shape == lazy.shape

@@ -245,3 +245,24 @@ def test_any_two_tilings_agree(model, image, tile_a, tile_b):
     a = predict_tiled(model, image, tile_shape=tile_a)
     b = predict_tiled(model, image, tile_shape=tile_b)
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_nan_outside_the_statistics_sample_is_still_refused(tiny_model, monkeypatch, tmp_path):
+    """The normalisation sees a subsample; every tile checks what it computed."""
+    import napari_unet.normalization as norm
+    from napari_unet.bigimage import predict_to_zarr
+
+    monkeypatch.setattr(norm, "_MAX_STAT_PIXELS", 16)
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    image[1, 1] = np.nan  # not on the sample's regular grid
+    with pytest.raises(NapariUnetError, match="NaN"):
+        predict_tiled(tiny_model, image, device="cpu")
+    with pytest.raises(NapariUnetError, match="NaN"):
+        predict_to_zarr(tiny_model, image, tmp_path / "o.zarr", chunk=32)
+
+
+def test_channels_last_single_channel_is_one_image():
+    image = np.random.default_rng(1).random((20, 30, 1))
+    np.testing.assert_array_equal(to_model_layout(image, 1), image[..., 0])
+    stack = np.zeros((3, 20, 30))
+    assert to_model_layout(stack, 1).shape == (3, 20, 30)  # a real stack stays one

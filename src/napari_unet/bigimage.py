@@ -159,8 +159,8 @@ def open_image_lazily(path: str | os.PathLike, *, level: int = 0) -> da.Array:
         arr = da.from_zarr(z, chunks=_read_chunks(z.shape, z.chunks))
     else:
         raise NapariUnetError(
-            f"{p} is neither a zarr store nor a TIFF file; smaller images of other formats "
-            "are read into memory instead."
+            f"{p} is neither a zarr store nor a TIFF file, so it cannot be read lazily; "
+            "write a TIFF output instead (-o OUT.tif) to segment it in memory."
         )
     squeeze = tuple(i for i in range(arr.ndim - 2) if arr.shape[i] == 1)
     arr = arr.squeeze(axis=squeeze) if squeeze else arr
@@ -196,8 +196,14 @@ def _read_chunks(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]
     """Dask chunks for reading: the store's own, grown to about 1024 pixels per spatial side."""
     from .layout import looks_rgb
 
-    out = [max(1, int(c)) for c in chunks]
-    spatial = (-3, -2) if looks_rgb(tuple(shape)) else (-2, -1)
+    rgb = looks_rgb(tuple(shape))
+    spatial = (-3, -2) if rgb else (-2, -1)
+    # one plane per read along the other axes: a window never pulls in a whole Z chunk
+    out = [1] * len(shape)
+    out[-1] = max(1, int(chunks[-1]))
+    out[-2] = max(1, int(chunks[-2]))
+    if rgb:
+        out[-3] = max(1, int(chunks[-3]))
     for ax in spatial:
         c = out[ax]
         out[ax] = min(int(shape[ax]), c * max(1, round(DEFAULT_CHUNK / c)))
@@ -213,13 +219,19 @@ class _LazyTiff:
         self._lock = threading.Lock()
         arr = self._open()
         self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
-        self.chunks = arr.chunks
+        # a contiguous TIFF is one "chunk" to zarr; memory-mapped, any window can be read
+        self.chunks = getattr(arr, "chunks", None) or tuple(min(s, 256) for s in arr.shape)
 
     def _open(self):
         import tifffile
         import zarr
 
         with self._lock:
+            if self._array is None and self.level == 0:
+                try:  # uncompressed and contiguous (ImageJ's default): map it, read windows
+                    self._array = tifffile.memmap(self.path, mode="r", series=0, level=0)
+                except Exception:  # compressed, tiled or odd: tifffile's zarr interface
+                    self._array = None
             if self._array is None:
                 try:
                     store = tifffile.imread(self.path, aszarr=True)
@@ -753,7 +765,7 @@ def _open_output(output: Any, overwrite: bool) -> zarr.Group:
     if isinstance(output, str | os.PathLike) and "://" not in str(output):
         p = Path(output)
         if p.exists():
-            is_zarr = (p / "zarr.json").exists() or (p / ".zgroup").exists()
+            is_zarr = any((p / n).exists() for n in ("zarr.json", ".zgroup", ".zarray"))
             if not overwrite:
                 raise NapariUnetError(
                     f"The output {p} already exists; pass --overwrite to replace it."
@@ -772,8 +784,13 @@ def _open_output(output: Any, overwrite: bool) -> zarr.Group:
             raise NapariUnetError(f"The folder {parent} for the output does not exist.")
         if not os.access(parent, os.W_OK):
             raise NapariUnetError(f"The folder {parent} is not writable.")
-        return zarr.open_group(str(p), mode="w", zarr_format=3)
-    return zarr.open_group(output, mode="w" if overwrite else "w-", zarr_format=3)
+        root = zarr.open_group(str(p), mode="w", zarr_format=3)
+    else:
+        root = zarr.open_group(output, mode="w" if overwrite else "w-", zarr_format=3)
+    # ours from the start: a run that fails before its metadata is written is still
+    # recognised as an incomplete result (and may be overwritten), not a foreign store
+    root.attrs[_ATTR] = {"complete": False}
+    return root
 
 
 def _layout(model: UNet, image: Any) -> _Layout:

@@ -161,7 +161,8 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
         raise NapariUnetError(
             "Zarr inputs, --scheduler and --chunk write a zarr store; name the output OUT.zarr."
         )
-    if args.output.resolve() == args.image.resolve():
+    src, out = args.image.resolve(), args.output.resolve()
+    if out == src or out in src.parents or src in out.parents:
         raise NapariUnetError(f"The output {args.output} would overwrite the input image.")
     if args.probabilities and args.probabilities.resolve() != args.output.resolve():
         raise NapariUnetError(
@@ -371,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-unet: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("napari-unet: interrupted; no output was written.", file=sys.stderr)
+        print("napari-unet: interrupted; no finished output was written.", file=sys.stderr)
         return 130
     except MemoryError:
         print("napari-unet: error: out of memory; try a smaller --tile.", file=sys.stderr)

@@ -18,7 +18,8 @@ def to_model_layout(image: np.ndarray, in_channels: int, *, rgb: bool | None = N
     """Return ``image`` in the layout a model with ``in_channels`` inputs takes.
 
     Single-channel models take ``(H, W)`` or ``(Z, H, W)``; an RGB(A) image
-    ``(H, W, 3|4)`` is turned into its luminance (alpha dropped). Multi-channel
+    ``(H, W, 3|4)`` is turned into its luminance (alpha dropped), and
+    ``(H, W, 1)`` becomes ``(H, W)``. Multi-channel
     models take ``(C, H, W)``; an RGB image with ``C == 3`` is moved channels-first.
 
     Parameters
@@ -38,6 +39,8 @@ def to_model_layout(image: np.ndarray, in_channels: int, *, rgb: bool | None = N
         raise NapariUnetError(f"An image needs at least two dimensions; got shape {image.shape}.")
     if min(image.shape[-2:]) < 1:
         raise NapariUnetError(f"The image is empty (shape {image.shape}).")
+    if in_channels == 1 and image.ndim == 3 and image.shape[-1] == 1 and not rgb:
+        image = image[..., 0]  # channels-last with one channel, not H planes 1 px wide
     is_rgb = looks_rgb(image.shape) if rgb is None else rgb
     if is_rgb:
         if in_channels == 1:

@@ -391,6 +391,8 @@ def predict_padded(
         with _eval_mode(model), torch.inference_mode():
             logits = model(x)
             prob = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        if not np.isfinite(prob).all():  # a NaN the statistics sample did not see
+            raise NapariUnetError("The image contains NaN or infinite values.")
         for p, (y, x0) in zip(prob, batch):
             h = min(sy, H - y)
             w = min(sx, W - x0)

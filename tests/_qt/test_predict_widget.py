@@ -193,3 +193,31 @@ def test_lazy_output_onto_the_input_is_refused(make_napari_viewer, qtbot, model_
     assert "left alone" in widget._status.value
     np.testing.assert_array_equal(zarr.open_array(str(raw_path))[:], before)
     assert "raw segmentation" not in viewer.layers
+
+
+def test_lazy_cancel_stops_the_dask_work(make_napari_viewer, qtbot, model_file, tmp_path, rng):
+    """Cancel ends the run only once dask's thread has stopped writing."""
+    import threading
+
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    data = da.from_array(rng.random((3, 160, 160)).astype(np.float32), chunks=(1, 32, 32))
+    image = viewer.add_image(data, name="stack", scale=(4.0, 0.5, 0.5), translate=(10, 1, 1))
+    widget = _dock(viewer, model_file)
+    widget._image.value = image
+    widget._zarr_out.value = tmp_path / "seg.zarr"
+    widget.segment()
+    qtbot.waitUntil(lambda: widget._progress.value > 2, timeout=30000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
+    assert "cancelled" in widget._status.value
+    assert not any(t.name == "napari-unet-dask" for t in threading.enumerate())
+    assert "stack segmentation" not in viewer.layers
+    # a new run to the same store is whole, and a stack keeps its Z scale and offset
+    _run(qtbot, widget)
+    seg = viewer.layers["stack segmentation"]
+    assert tuple(seg.scale) == (4.0, 0.5, 0.5) and tuple(seg.translate) == (10, 1, 1)
+    from napari_unet.bigimage import open_prediction
+
+    assert open_prediction(tmp_path / "seg.zarr").labels[0].shape == (3, 160, 160)

@@ -5,6 +5,7 @@ Shared by the Predict dock (Segment) and the Train dock (refresh after training)
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +67,30 @@ def drain(gen):
         return UserProblem(exc)
     except RuntimeError as exc:
         raise ComputationError(str(exc)) from exc
+
+
+class Cancelled:
+    """What a cooperatively cancelled worker returns."""
+
+
+def until_cancelled(gen, flag):
+    """Pass on ``gen``'s events until ``flag`` is set, then close it *in this thread*.
+
+    For generators that run work in threads of their own (dask): closing them
+    here waits for that work to stop, so the worker finishes only once nothing
+    writes any more, and a new run cannot meet the old one's writes.
+    """
+    try:
+        while True:
+            if flag.is_set():
+                return Cancelled()
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+    finally:
+        gen.close()
 
 
 def call_safely(func, *args):
@@ -131,6 +156,7 @@ class PredictionRunner:
         self._viewer = viewer
         self.worker = None
         self._bar = None
+        self._cancel_flag: threading.Event | None = None  # lazy runs only
 
     @property
     def running(self) -> bool:
@@ -191,21 +217,25 @@ class PredictionRunner:
         if not isinstance(data, da.Array):
             data = da.from_zarr(data) if hasattr(data, "chunks") else da.asarray(data)
         image = to_model_layout(data, model.in_channels, rgb=layer.rgb)
+        # replaces only an earlier napari-unet result, never another store
         gen = iter_predict_to_zarr(
             model, image, output, tile_shape=tile, device=device, overwrite=True
         )
+        self._cancel_flag = threading.Event()
         self.worker = start_worker(
-            gen,
+            until_cancelled(gen, self._cancel_flag),
             yielded=self._on_progress,
             returned=lambda result: self._on_lazy_done(layer, result),
             errored=lambda exc: self._end(f"Prediction failed: {exc}", error=True),
-            aborted=lambda: self._end("Prediction cancelled; the zarr store is incomplete."),
             finished=self._on_finished,
         )
         self._bar = napari_progress(total=0, desc=f"Segmenting {layer.name} to {output}")
         self.worker.start()
 
     def _on_lazy_done(self, layer: Any, result: Any) -> None:
+        if isinstance(result, Cancelled):
+            self._end("Prediction cancelled; the zarr store is incomplete.")
+            return
         if isinstance(result, UserProblem):
             self._end(result.message, error=True)
             return
@@ -213,17 +243,22 @@ class PredictionRunner:
         if old is not None:  # a lazy result replaces the layer: its data becomes a pyramid
             self._viewer.layers.remove(old)
         labels = result.labels
+        nd = labels[0].ndim  # a stack keeps its Z scale and offset
         self._viewer.add_labels(
             labels if len(labels) > 1 else labels[0], multiscale=len(labels) > 1,
-            name=f"{layer.name} segmentation", opacity=0.5, scale=layer.scale[-2:],
-            translate=layer.translate[-2:],
+            name=f"{layer.name} segmentation", opacity=0.5, scale=layer.scale[-nd:],
+            translate=layer.translate[-nd:],
             metadata={OWNER_KEY: {"role": "segmentation", "source": layer.name}},
         )  # fmt: skip
         self._end(f"{result.n_objects} objects found in {layer.name}; saved to {result.path}.")
 
     def cancel(self) -> None:
-        """Stop after the current batch of tiles."""
-        if self.worker is not None:
+        """Stop after the current batch of tiles (a lazy run: after the chunks under way)."""
+        if self.worker is None:
+            return
+        if self._cancel_flag is not None:
+            self._cancel_flag.set()  # the worker closes the run itself, then finishes
+        else:
             self.worker.quit()
 
     def _on_progress(self, event) -> None:
@@ -257,6 +292,7 @@ class PredictionRunner:
 
     def _on_finished(self) -> None:
         self.worker = None
+        self._cancel_flag = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
