@@ -99,17 +99,19 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, rng, m
     widget._model_choice.value = "file"
     widget.segment()
     assert "model file" in messages[-1]
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"\x80\x04 not a model")
-    widget._model_path.value = bad
-    widget.segment()
-    assert "cannot be loaded" in messages[-1]
-    assert widget.worker is None
-    # a failure inside the worker (NaN pixels) is reported too, and adds no layer
+    # the file is read in the worker; its problems come back as notifications
     import napari.utils.notifications as nn
 
     worker_messages = []
     monkeypatch.setattr(nn, "show_error", worker_messages.append)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04 not a model")
+    widget._model_path.value = bad
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
+    assert "cannot be loaded" in worker_messages[-1]
+    assert [layer.name for layer in viewer.layers] == ["img"]
+    # a failure inside the prediction (NaN pixels) is reported too, and adds no layer
     session_for(viewer).set_model(UNet(base_channels=2, depth=2, dropout=0.0), "m")
     widget._model_choice.value = "current"
     image.data = np.full((30, 30), np.nan)

@@ -52,11 +52,12 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     viewer.add_labels(truth, name="truth")
     train = viewer.window.add_plugin_dock_widget("napari-unet", "Train")[1]
     predict = viewer.window.add_plugin_dock_widget("napari-unet", "Predict")[1]
-    # the default network (width 16, depth 5, 380-pixel tiles), a few steps
+    # the default path: fine-tune the bundled model (width 16, depth 5, 380-pixel tiles),
+    # read in the worker, for a few steps
     train._defaults = TrainConfig(steps=4, time_limit=None, validate_every=2)
     train._steps.value = 4
     train._time.value = 0
-    train._start.value = "scratch"
+    assert train._start.value == "bundled"
     train._refresh.value = False
     train._labels.value = viewer.layers["truth"]
     # the docks load kernels and torch's optimizer stack when they open; let that finish

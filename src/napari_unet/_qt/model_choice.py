@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,4 +61,40 @@ def resolve_model(choice: str, path: str | Path | None, session: ModelSession) -
 
         p = Path(path)
         return load_model(p), p.name
+    raise NapariUnetError(f"Unknown model choice {choice!r}.")
+
+
+def model_loader(
+    choice: str, path: str | Path | None, session: ModelSession, *, copy: bool = True
+) -> tuple[Callable[[], UNet], str]:
+    """A loader for ``choice`` to call in a worker, and a description of the model.
+
+    The quick checks (is there a current model, was a file chosen) happen here,
+    on the GUI thread, so they fail at once; reading and copying the weights
+    (tens of milliseconds) happen in the loader. ``copy=False`` hands out the
+    current model itself (prediction only reads it).
+    """
+    import copy as copying
+
+    if choice == CURRENT and session.model is not None:
+        model = session.model
+        if not copy:
+            return (lambda: model), session.source
+
+        def copy_current() -> UNet:  # never train the model in use in place
+            clone = copying.deepcopy(model)
+            clone.metadata = copying.deepcopy(model.metadata)
+            return clone
+
+        return copy_current, session.source
+    if choice == CURRENT:
+        if not bundled_available():
+            raise NapariUnetError("There is no current model yet; train one or load a file.")
+        choice = BUNDLED
+    if choice == BUNDLED:
+        return (lambda: resolve_model(BUNDLED, None, session)[0]), "bundled model"
+    if choice == FILE:
+        if not path or str(path) in ("", "."):
+            raise NapariUnetError("Choose a model file (.safetensors) first.")
+        return (lambda: resolve_model(FILE, path, session)[0]), Path(path).name
     raise NapariUnetError(f"Unknown model choice {choice!r}.")

@@ -18,9 +18,8 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
-from ..segment import rescale_for_diameter
 from .layers import OWNER_KEY, find_own_layer
-from .model_choice import CURRENT, FILE, model_choices, resolve_model
+from .model_choice import CURRENT, FILE, model_choices, model_loader
 from .prediction import PredictionRunner, is_lazy
 from .session import session_for
 
@@ -109,13 +108,13 @@ class PredictWidget(Container):
             show_error("Choose an image layer to segment.")
             return
         try:
-            model, source = resolve_model(
-                self._model_choice.value, self._model_path.value, self._session
+            load, source = model_loader(
+                self._model_choice.value, self._model_path.value, self._session, copy=False
             )
             tile, device = self._tile.value or None, self._device.value
-            rescale = rescale_for_diameter(model, self._diameter.value or None)
+            diameter = self._diameter.value or None
             if is_lazy(layer):
-                if rescale != 1.0:
+                if diameter is not None:
                     show_error(
                         "Resizing for the object diameter needs the image in memory; "
                         "set the diameter to 0 for this image."
@@ -125,9 +124,9 @@ class PredictWidget(Container):
                 if not out or out == "." or not out.endswith(".zarr"):
                     show_error("This image is not in memory: choose a .zarr output to write to.")
                     return
-                self._runner.start_lazy(layer, model, out, tile=tile, device=device)
-            else:
-                self._runner.start(layer, model, tile=tile, device=device, rescale=rescale)
+                self._runner.start_lazy(layer, load(), out, tile=tile, device=device)
+            else:  # the model is read (and the diameter checked) in the worker
+                self._runner.start(layer, load, tile=tile, device=device, diameter=diameter)
         except ValueError as exc:
             show_error(str(exc))
             return

@@ -16,6 +16,8 @@ from psygnal import Signal
 from .layers import OWNER_KEY, find_own_layer, upsert_layer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import napari
 
     from ..model import UNet
@@ -109,11 +111,25 @@ def start_worker(gen, **connections):
     return worker
 
 
-def _predict_and_label(gen):
-    """Prediction events, then (foreground probability, labels), all in the worker."""
+def _segment_job(model, data, rgb, diameter, tile, device):
+    """In the worker: read the model, predict with its events, then label.
+
+    ``model`` is a model or a function that loads one. Returns
+    (foreground probability, labels).
+    """
+    import torch
+
+    from .. import segment as seg
+    from ..layout import to_model_layout
     from ..postprocess import foreground_probability
 
-    result = yield from gen
+    if not isinstance(model, torch.nn.Module):
+        model = model()
+    image = to_model_layout(data, model.in_channels, rgb=rgb)
+    rescale = seg.rescale_for_diameter(model, diameter)
+    result = yield from seg.iter_segment(
+        model, image, rescale=rescale, tile_shape=tile, device=device
+    )
     return foreground_probability(result.probabilities), result.labels
 
 
@@ -166,26 +182,22 @@ class PredictionRunner:
     def start(
         self,
         layer: Any,
-        model: UNet,
+        model: UNet | Callable[[], UNet],
         *,
         tile: int | None = None,
         device: str = "auto",
-        rescale: float = 1.0,
+        diameter: float | None = None,
     ) -> None:
-        """Start predicting ``layer`` with ``model``; problems become notifications.
+        """Start predicting ``layer``; problems become notifications.
 
-        ``rescale`` resizes the image for the network (objects of another size
-        than the model knows); the layers come back at the image's size.
+        ``model`` may be a function that loads it: it is called in the worker.
+        ``diameter`` (typical object size in pixels) resizes the image for the
+        network when it is outside the model's range; the layers come back at
+        the image's size.
         """
-        from ..layout import to_model_layout
-        from ..segment import iter_segment
-
         if self.worker is not None:
             return
-        image = to_model_layout(layer_image(layer), model.in_channels, rgb=layer.rgb)
-        gen = _predict_and_label(
-            iter_segment(model, image, rescale=rescale, tile_shape=tile, device=device)
-        )
+        gen = _segment_job(model, layer_image(layer), layer.rgb, diameter, tile, device)
         source = layer.name
         worker = start_worker(
             gen,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from napari.utils.notifications import show_error, show_info
 from .annotate_widget import spatial_shape
 from .layers import upsert_layer
 from .loss_plot import LossPlot
-from .model_choice import FILE, SCRATCH, bundled_available, model_choices, resolve_model
+from .model_choice import FILE, SCRATCH, bundled_available, model_choices, model_loader
 from .prediction import PredictionRunner, layer_image, start_worker, warm_up_worker
 from .session import session_for
 from .training_runner import TrainingRunner
@@ -204,13 +205,13 @@ class TrainWidget(Container):
             image, labels, region, image_layer = self._snapshot()
             config = self.config()
             choice = self._start.value
+            # the model is made, read or copied in the worker: tens of ms off the GUI thread
             if choice == SCRATCH:
                 from ..training import new_model
 
-                model, source = new_model(config), "scratch"
+                model, source = partial(new_model, config), "scratch"
             else:
-                model, source = resolve_model(choice, self._start_path.value, self._session)
-                model = _copy_model(model)  # never train the model in use in place
+                model, source = model_loader(choice, self._start_path.value, self._session)
         except ValueError as exc:
             show_error(str(exc))
             return
@@ -307,14 +308,6 @@ class TrainWidget(Container):
         upsert_layer(self._viewer, labels, kind="labels", role="preview labels", source=source,
                      name=f"{source} augmented labels", opacity=0.4)  # fmt: skip
         self._viewer.dims.set_current_step(0, 0)
-
-
-def _copy_model(model):
-    import copy
-
-    clone = copy.deepcopy(model)
-    clone.metadata = copy.deepcopy(model.metadata)
-    return clone
 
 
 def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):

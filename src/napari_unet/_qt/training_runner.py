@@ -10,6 +10,8 @@ from psygnal import Signal
 from .prediction import UserProblem, start_worker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..model import UNet
     from ..training import TrainConfig, Trainer
 
@@ -37,8 +39,14 @@ class TrainingRunner:
         """Whether training (or its data preparation) is under way."""
         return self.worker is not None
 
-    def start(self, images, labels, regions, model: UNet, config: TrainConfig) -> None:
-        """Train on snapshots of the given arrays (the caller takes the snapshots)."""
+    def start(
+        self, images, labels, regions, model: UNet | Callable[[], UNet], config: TrainConfig
+    ) -> None:
+        """Train on snapshots of the given arrays (the caller takes the snapshots).
+
+        ``model`` may be a function that makes, reads or copies the model: it is
+        called in the worker, so that work stays off the GUI thread.
+        """
         if self.worker is not None:
             return
         self._stop = False
@@ -55,8 +63,12 @@ class TrainingRunner:
         self.worker.start()
 
     def _job(self, images, labels, regions, model, config):
+        import torch
+
         from ..training import Trainer, prepare_training_data
 
+        if not isinstance(model, torch.nn.Module):  # a loader: run it here, in the worker
+            model = model()
         data = prepare_training_data(images, labels, regions, model=model, config=config)
         if self._stop:
             return model
