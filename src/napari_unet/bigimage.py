@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._generators import progress_callback, run_to_end
 from .errors import NapariUnetError
 from .normalization import Normalization
 
@@ -1178,13 +1179,7 @@ def predict_to_zarr(
     consecutive and in raster order of each object's first pixel.
     """
     gen = iter_predict_to_zarr(model, image, output, **kwargs)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event.done, event.total)
+    return run_to_end(gen, progress_callback(progress))
 
 
 def open_prediction(output: str | os.PathLike | Any) -> ZarrPrediction:

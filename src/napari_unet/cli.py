@@ -154,6 +154,7 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
     """Chunk-by-chunk prediction into a zarr store (memory bounded by a few tiles)."""
     from tqdm import tqdm
 
+    from ._generators import run_to_end
     from .bigimage import iter_predict_to_zarr, open_image_lazily
     from .layout import to_model_layout
 
@@ -183,17 +184,15 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
         min_size=args.min_size, scheduler=args.scheduler, overwrite=args.overwrite,
     )  # fmt: skip
     bar = tqdm(total=0, desc="predict", unit="step", file=sys.stderr)
+
+    def show(event) -> None:
+        # done/total counts over all phases (statistics, predict, label, relabel)
+        bar.total = event.total
+        bar.set_description(event.phase, refresh=False)
+        bar.update(event.done - bar.n)
+
     try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            # done/total counts over all phases (statistics, predict, label, relabel)
-            bar.total = event.total
-            bar.set_description(event.phase, refresh=False)
-            bar.update(event.done - bar.n)
+        result = run_to_end(gen, show)
     finally:
         bar.close()
     print(f"{result.n_objects} objects written to {args.output}", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._generators import progress_callback, run_to_end
 from .errors import NapariUnetError
 
 if TYPE_CHECKING:
@@ -204,13 +205,7 @@ def segment(
         min_size=min_size,
         **postprocess,
     )
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event.done, event.total)
+    return run_to_end(gen, progress_callback(progress))
 
 
 def rescale_for_diameter(model: UNet, diameter: float | None) -> float:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._generators import progress_callback, run_to_end
 from .device import select_device
 from .errors import NapariUnetError
 from .model import input_size_for_output
@@ -476,10 +477,4 @@ def predict_tiled(
         device=device,
         normalization=normalization,
     )
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event.done, event.total)
+    return run_to_end(gen, progress_callback(progress))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._generators import run_to_end
 from .augment import AugmentConfig, augment_sample
 from .device import select_device
 from .errors import NapariUnetError
@@ -1022,14 +1023,7 @@ def train_model(
         model = new_model(config)
     data = prepare_training_data(images, labels, regions, model=model, config=config)
     trainer = Trainer(model, data, config, checkpoint=checkpoint, device=device)
-    gen = trainer.run()
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
+    return run_to_end(trainer.run(), progress)
 
 
 def new_model(config: TrainConfig, in_channels: int = 1) -> UNet:

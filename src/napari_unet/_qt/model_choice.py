@@ -36,34 +36,6 @@ def model_choices(*, scratch: bool = False) -> list[str]:
     return choices
 
 
-def resolve_model(choice: str, path: str | Path | None, session: ModelSession) -> tuple[UNet, str]:
-    """The model for ``choice`` and a description of it.
-
-    Raises
-    ------
-    NapariUnetError
-        When the choice cannot give a model (no current model, no file, bad file).
-    """
-    if choice == CURRENT:
-        if session.model is None:
-            if bundled_available():
-                return resolve_model(BUNDLED, None, session)
-            raise NapariUnetError("There is no current model yet; train one or load a file.")
-        return session.model, session.source
-    if choice == BUNDLED:
-        from ..bundled import load_bundled_model
-
-        return load_bundled_model(), "bundled model"
-    if choice == FILE:
-        if not path or str(path) in ("", "."):
-            raise NapariUnetError("Choose a model file (.safetensors) first.")
-        from ..modelfile import load_model
-
-        p = Path(path)
-        return load_model(p), p.name
-    raise NapariUnetError(f"Unknown model choice {choice!r}.")
-
-
 def model_loader(
     choice: str, path: str | Path | None, session: ModelSession, *, copy: bool = True
 ) -> tuple[Callable[[], UNet], str]:
@@ -92,9 +64,22 @@ def model_loader(
             raise NapariUnetError("There is no current model yet; train one or load a file.")
         choice = BUNDLED
     if choice == BUNDLED:
-        return (lambda: resolve_model(BUNDLED, None, session)[0]), "bundled model"
+
+        def load_bundled() -> UNet:
+            from ..bundled import load_bundled_model
+
+            return load_bundled_model()
+
+        return load_bundled, "bundled model"
     if choice == FILE:
         if not path or str(path) in ("", "."):
             raise NapariUnetError("Choose a model file (.safetensors) first.")
-        return (lambda: resolve_model(FILE, path, session)[0]), Path(path).name
+        file = Path(path)
+
+        def load_file() -> UNet:
+            from ..modelfile import load_model
+
+            return load_model(file)
+
+        return load_file, file.name
     raise NapariUnetError(f"Unknown model choice {choice!r}.")
