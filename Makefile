@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # it is the normal torch release for the platform.
 TORCH ?= torch==2.13.0
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean system-run system-test
 
 install: $(VENV)/.installed
 
@@ -17,11 +17,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-run: install
+# On Linux, napari's canvas needs OpenGL, Qt's xcb libraries and (for the tests) Xvfb:
+# checked before anything is built, installed when we may (root or passwordless sudo),
+# otherwise one message with the exact command. Nothing to do on macOS and Windows.
+system-run:
+	@bash scripts/system-deps.sh run
+
+system-test:
+	@bash scripts/system-deps.sh test
+
+run: system-run install
 	$(PY) -m napari_unet._qt.demo
 
 # pytest-xvfb starts a virtual display (Xvfb) for the GUI tests.
-test: install lint
+test: system-test install lint
 	$(VENV)/bin/npe2 validate napari-unet
 	$(VENV)/bin/pytest -q
 

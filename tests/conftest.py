@@ -1,3 +1,6 @@
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -15,3 +18,17 @@ def tiny_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Without a display Qt aborts the whole run with a C-level dump: say what is missing."""
+    # pytest-xvfb has set DISPLAY by now when Xvfb is installed
+    has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    gui = [item for item in items if "_qt" in item.path.parts]
+    if gui and sys.platform.startswith("linux") and not has_display:
+        pytest.exit(
+            f"{len(gui)} GUI tests need a display and there is none (is Xvfb installed?). "
+            "'make test' installs what is missing where it may; "
+            "'bash scripts/system-deps.sh test' names the packages.",
+            returncode=4,
+        )

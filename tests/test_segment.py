@@ -75,11 +75,23 @@ def test_rescale_for_diameter():
     assert rescale_for_diameter(model, None) == 1.0
     with pytest.raises(NapariUnetError, match="positive"):
         rescale_for_diameter(model, -3)
-    with pytest.raises(NapariUnetError, match="from 0.625 to 320 px"):
+    with pytest.raises(NapariUnetError, match="from 4 to 320 px"):
         rescale_for_diameter(model, 1000)  # beyond what a 1/16 resize can bring in
+    # 1 px "objects" are noise: refused with the model's range, not enlarged 10x
+    with pytest.raises(NapariUnetError, match="10-20 px this model knows.*from 4 to 320"):
+        rescale_for_diameter(model, 1)
+    assert rescale_for_diameter(model, 4) == 2.5  # the smallest it enlarges
     model.metadata = {}
     with pytest.raises(NapariUnetError, match="rescale factor instead"):
         rescale_for_diameter(model, 40)  # a model that does not say: no silent 1.0
+
+
+def test_describe_resize_says_the_cost():
+    from napari_unet.segment import describe_resize
+
+    text = describe_resize((512, 512), 4.0)
+    assert "2048x2048 px" in text and "16x the work" in text
+    assert "0.25x the work" in describe_resize((3, 512, 512), 0.5)
 
 
 def test_segment_refuses_absurd_rescale():

@@ -25,10 +25,17 @@ if TYPE_CHECKING:
     from .model import UNet
     from .tiling import TileProgress
 
-__all__ = ["Segmentation", "segment", "iter_segment", "rescale_for_diameter", "resize_spatial"]
+__all__ = [
+    "Segmentation", "segment", "iter_segment", "rescale_for_diameter", "resize_spatial",
+    "describe_resize",
+]  # fmt: skip
 
 # Resizing below this factor would leave too little of an object to see.
 _MIN_RESCALE, _MAX_RESCALE = 1 / 16, 16.0
+# For a diameter: objects smaller than this have no shape to segment, and enlarging
+# more than this only interpolates pixels (and costs the square in time).
+MIN_OBJECT_DIAMETER = 4.0
+MAX_ENLARGEMENT = 4.0
 
 
 @dataclass(frozen=True)
@@ -229,8 +236,9 @@ def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
     Raises
     ------
     NapariUnetError
-        When the model records no diameter range, or the diameter needs a factor
-        beyond 1/16..16.
+        When the model records no diameter range, the objects are smaller than
+        ``MIN_OBJECT_DIAMETER`` (4 px) or would need enlarging more than
+        ``MAX_ENLARGEMENT`` (4x), or larger than 16x the model's largest.
     """
     if diameter is None:
         return 1.0
@@ -245,13 +253,31 @@ def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
             "cannot be turned into a resize; give a rescale factor instead."
         )
     lo, hi = float(lo), float(hi)
-    smallest, largest = lo * _MIN_RESCALE, hi * _MAX_RESCALE
+    smallest = max(lo / MAX_ENLARGEMENT, MIN_OBJECT_DIAMETER)
+    largest = hi / _MIN_RESCALE
     if not smallest <= d <= largest:
         raise NapariUnetError(
             f"Objects {d:g} px across are too far from the {lo:g}-{hi:g} px this model knows; "
             f"it can resize for diameters from {smallest:g} to {largest:g} px."
         )
     return min(max(d, lo), hi) / d
+
+
+def describe_resize(shape: tuple[int, ...], rescale: float) -> str:
+    """What a resize costs, in one sentence (for before a long run).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The image's spatial shape ``(..., H, W)``.
+    rescale : float
+        The factor (see :func:`rescale_for_diameter`).
+    """
+    h, w = shape[-2:]
+    new = (max(1, round(h * rescale)), max(1, round(w * rescale)))
+    work = rescale * rescale
+    cost = f"{work:.2g}x the work of the image as it is"
+    return f"Resizing x{rescale:.3g} for the network: {new[0]}x{new[1]} px, {cost}."
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from numba import njit
 from scipy import ndimage as ndi
 
 from .errors import NapariUnetError
+from .paper import SIGMA, W0
 
 __all__ = ["carve_gaps", "touching_cells", "touching_pairs", "unet_weight_map", "warm_up"]
 
@@ -57,8 +58,8 @@ _NEIGHBOUR_PAIRS = (
 
 def unet_weight_map(
     labels: np.ndarray,
-    w0: float = 10.0,
-    sigma: float = 5.0,
+    w0: float = W0,
+    sigma: float = SIGMA,
     class_weights: Sequence[float] | None = None,
     mask: np.ndarray | None = None,
 ) -> np.ndarray:

@@ -18,7 +18,7 @@ def test_new_annotation_counts_cells_and_gives_fresh_ids(make_napari_viewer, qtb
     assert layer.data.shape == image.shape and layer.data.max() == 0
     assert layer.mode == "paint" and layer.selected_label == 1
     assert layer.metadata[OWNER_KEY]["role"] == "annotation"
-    assert w._labels.value is layer
+    assert w._annotation.value is layer
     # a stroke through napari's paint API advances the id for the next cell
     layer.paint((10, 10), 1)
     assert layer.selected_label == 2
@@ -72,7 +72,7 @@ def test_closing_the_dock_while_painting(make_napari_viewer, qtbot, cells):
     """A count update pending at close, and strokes after it, reach no deleted widget."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_unet._qt.annotate_widget import DEBOUNCE_MS
+    from napari_unet._qt.weightmap_overlay import DEBOUNCE_MS
 
     image, _ = cells
     viewer = make_napari_viewer()

@@ -30,7 +30,7 @@ def test_twenty_start_stop_cycles(make_napari_viewer, qtbot, cells, fast_config)
     train._start.value = "scratch"
     train._steps.value = 100000
     train._refresh.value = False
-    train._labels.value = ann
+    train._annotation.value = ann
     predict._image.value = viewer.layers["nuclei"]
     predict._tile.value = 16
     before = _digest(ann)
@@ -71,7 +71,7 @@ def test_preview_and_prediction_never_modify_the_annotation(
     train._defaults = fast_config
     train._start.value = "scratch"
     train._steps.value = 3
-    train._labels.value = ann
+    train._annotation.value = ann
     train._region.value = region
     train.preview_augmentation()
     qtbot.waitUntil(lambda: train._preview_worker is None, timeout=30000)

@@ -12,12 +12,18 @@ def _dock(viewer):
     return viewer.window.add_plugin_dock_widget("napari-unet", "Model")[1]
 
 
-def test_bundled_model_and_its_card(make_napari_viewer):
+def _finish(qtbot, widget):
+    """Files are read and written in a worker: wait for it (and its signals)."""
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30000)
+
+
+def test_bundled_model_and_its_card(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     assert widget._card.value == ""
     assert not widget._bundled.native.isHidden()
     widget.use_bundled()
+    _finish(qtbot, widget)
     session = session_for(viewer)
     assert session.source == "bundled model"
     card = widget._card.value
@@ -27,17 +33,19 @@ def test_bundled_model_and_its_card(make_napari_viewer):
     assert "synthetic" in card
 
 
-def test_save_then_load_roundtrip(make_napari_viewer, tiny_model, tmp_path):
+def test_save_then_load_roundtrip(make_napari_viewer, qtbot, tiny_model, tmp_path):
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     session_for(viewer).set_model(tiny_model, "trained here")
     widget._save_path.value = tmp_path / "mine"  # the suffix is added
     widget.save()
+    _finish(qtbot, widget)
     saved = tmp_path / "mine.safetensors"
     assert saved.is_file()
     session_for(viewer).set_model(None, "")
     widget._load_path.value = saved
     widget.load()
+    _finish(qtbot, widget)
     loaded = session_for(viewer).model
     assert loaded is not None and session_for(viewer).source == "mine.safetensors"
     for a, b in zip(loaded.state_dict().values(), tiny_model.state_dict().values()):
@@ -45,7 +53,7 @@ def test_save_then_load_roundtrip(make_napari_viewer, tiny_model, tmp_path):
     assert "U-Net, depth 3, base width 4" in widget._card.value
 
 
-def test_bad_files_are_notifications(make_napari_viewer, tiny_model, tmp_path, monkeypatch):
+def test_bad_files_are_notifications(make_napari_viewer, qtbot, tiny_model, tmp_path, monkeypatch):
     import napari_unet._qt.model_widget as mw
 
     errors = []
@@ -64,12 +72,14 @@ def test_bad_files_are_notifications(make_napari_viewer, tiny_model, tmp_path, m
     evil.write_bytes(pickle.dumps(Payload()))
     widget._load_path.value = evil
     widget.load()
+    _finish(qtbot, widget)
     assert "safetensors" in errors[-1].lower()
     assert not marker.exists() and session_for(viewer).model is None
     # a read-only folder: nothing written, the model stays in use
     session_for(viewer).set_model(tiny_model, "trained here")
     widget._save_path.value = tmp_path / "missing" / "m.safetensors"
     widget.save()
+    _finish(qtbot, widget)
     assert "could not be saved" in errors[-1]
     assert not (tmp_path / "missing").exists()
 

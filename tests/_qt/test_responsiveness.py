@@ -5,8 +5,7 @@ import time
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from napari_unet._qt.prediction import _warm_up
-from napari_unet._qt.session import session_for
+from napari_unet._qt.session import session_for, state_for
 from napari_unet.training import TrainConfig
 
 # Goal: 50 ms while training or predicting. The bound below fails on a real freeze but
@@ -59,9 +58,9 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     train._time.value = 0
     assert train._start.value == "bundled"
     train._refresh.value = False
-    train._labels.value = viewer.layers["truth"]
+    train._annotation.value = viewer.layers["truth"]
     # the docks load kernels and torch's optimizer stack when they open; let that finish
-    _warm_up()
+    qtbot.waitUntil(lambda: state_for(viewer).is_warm, timeout=60000)
     qtbot.wait(300)
     with TickRecorder() as ticks:
         train.runner.done.connect(lambda *_: ticks.mark("trained"))

@@ -25,7 +25,7 @@ def test_full_loop(make_napari_viewer, qtbot, cells, paint, fast_config, tmp_pat
     train._start.value = "scratch"
     train._steps.value = 6
     train._time.value = 0
-    train._labels.value = ann
+    train._annotation.value = ann
     train.fine_tune()
     assert train.runner.running
     # annotations may change during training; the run uses its snapshot
@@ -45,9 +45,11 @@ def test_full_loop(make_napari_viewer, qtbot, cells, paint, fast_config, tmp_pat
     path = tmp_path / "mine.safetensors"
     model_dock._save_path.value = path
     model_dock.save()
+    qtbot.waitUntil(lambda: not model_dock.busy, timeout=30000)  # written in a worker
     assert load_model(path).metadata["training"]["steps"] == 6
     model_dock._load_path.value = path
     model_dock.load()
+    qtbot.waitUntil(lambda: not model_dock.busy, timeout=30000)
     assert session.source == "mine.safetensors"
 
 
@@ -62,7 +64,7 @@ def test_stop_mid_run_keeps_the_model(make_napari_viewer, qtbot, cells, paint, f
     train._start.value = "scratch"
     train._steps.value = 100000
     train._refresh.value = False
-    train._labels.value = viewer.layers["mine"]
+    train._annotation.value = viewer.layers["mine"]
     steps = []
     train.runner.event.connect(lambda e: steps.append(e.step) if e.state is TrainState.STEP else 0)
     train.fine_tune()
@@ -84,7 +86,7 @@ def test_preview_augmentation_adds_one_set_of_layers(make_napari_viewer, qtbot, 
     viewer.add_image(image, name="nuclei")
     viewer.add_labels(truth, name="truth")
     (train,) = _docks(viewer, "Train")
-    train._labels.value = viewer.layers["truth"]
+    train._annotation.value = viewer.layers["truth"]
     train._elastic.value = 10.0
     train.preview_augmentation()
     qtbot.waitUntil(lambda: "nuclei augmentation preview" in viewer.layers, timeout=30000)
@@ -110,7 +112,7 @@ def test_bad_input_is_a_notification(make_napari_viewer, qtbot, cells, monkeypat
     viewer.add_image(image, name="nuclei")
     viewer.add_labels(np.zeros((10, 10), np.uint8), name="wrong")
     (train,) = _docks(viewer, "Train")
-    train._labels.value = viewer.layers["wrong"]
+    train._annotation.value = viewer.layers["wrong"]
     train.fine_tune()
     assert "shape" in messages[-1] and not train.runner.running
     viewer.layers["wrong"].data = np.zeros_like(truth)
@@ -137,7 +139,7 @@ def test_a_crash_in_the_worker_ends_the_run(
     (train,) = _docks(viewer, "Train")
     train._defaults = fast_config
     train._start.value = "scratch"
-    train._labels.value = viewer.layers["truth"]
+    train._annotation.value = viewer.layers["truth"]
     train.fine_tune()
     qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)
     assert "out of memory" in train._status.value

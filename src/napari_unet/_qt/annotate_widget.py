@@ -5,90 +5,105 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    PushButton,
-    create_widget,
-)
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
 
-from .layers import OWNER_KEY
-from .prediction import warm_up_worker
-from .weightmap_overlay import DEBOUNCE_MS, WeightMapOverlay
+from ..paper import SIGMA, W0
+from .cell_counter import CellCounter
+from .dock import ScrollingDock
+from .layers import OWNER_KEY, layer_choices, spatial_shape
+from .session import state_for
+from .weightmap_overlay import WeightMapOverlay
 
 if TYPE_CHECKING:
     import napari
 
 
-def spatial_shape(layer: Any) -> tuple[int, ...]:
-    """Shape of an image layer without its colour axis."""
-    shape = layer.data[0].shape if getattr(layer, "multiscale", False) else layer.data.shape
-    return tuple(shape[:-1]) if layer.rgb else tuple(shape)
+class AnnotateWidget(ScrollingDock):
+    """Start an annotation, keep count of its cells, mark the annotated region, show weights.
 
-
-def count_cells(labels: np.ndarray) -> int:
-    """Number of distinct non-zero ids."""
-    ids = np.unique(labels)
-    return int((ids != 0).sum())
-
-
-class AnnotateWidget(Container):
-    """Start an annotation, keep count of its cells, mark the annotated region, show weights."""
+    The annotation made or chosen here is the viewer's current annotation: the
+    Train dock trains on it.
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        from ..weightmap import unet_weight_map
-
-        defaults = unet_weight_map.__defaults__  # (w0, sigma, ...) of the core function
+        super().__init__()
         self._viewer = viewer
+        self._state = state_for(viewer)
         self._overlay: WeightMapOverlay | None = None
-        self._image = create_widget(label="Image", annotation="napari.layers.Image")
+        self._counter: CellCounter | None = None
+        self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._new = PushButton(text="New annotation")
-        self._labels = create_widget(
-            label="Annotation", annotation="napari.layers.Labels", options={"nullable": True}
+        self._annotation = ComboBox(
+            label="Annotation", choices=layer_choices(viewer, "Labels"), nullable=True
         )
         self._auto_id = CheckBox(
-            text="New cell id after each stroke", value=True,
+            text="New cell id after each stroke",
+            value=True,
             tooltip="Each stroke paints a new cell; untick to keep painting the same cell.",
-        )  # fmt: skip
+        )
         self._count = Label(label="Cells annotated", value="0")
         self._new_region = PushButton(text="New annotated region")
-        self._region = create_widget(
-            label="Annotated region", annotation="napari.layers.Shapes", options={"nullable": True}
+        self._region = ComboBox(
+            label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
         )
         self._region_help = Label(
             value="Without a region the whole image counts as annotated.", label=""
         )
         self._show_weights = CheckBox(text="Show weight map", value=False)
-        self._w0 = FloatSpinBox(label="w0", value=defaults[0], min=0.0, max=100.0, step=1.0)
-        self._sigma = FloatSpinBox(label="sigma (px)", value=defaults[1], min=0.5, max=50.0)
+        self._w0 = FloatSpinBox(label="w0", value=W0, min=0.0, max=100.0, step=1.0)
+        self._sigma = FloatSpinBox(label="sigma (px)", value=SIGMA, min=0.5, max=50.0)
         self._touching = Label(label="", value="")
         self._touching.native.setWordWrap(True)
         self._carve = PushButton(text="Carve 1-pixel gaps between touching cells", visible=False)
-        self.extend([
-            self._image, self._new, self._labels, self._auto_id, self._count,
-            self._new_region, self._region, self._region_help,
-            self._show_weights, self._w0, self._sigma, self._touching, self._carve,
-        ])  # fmt: skip
-        self._count_timer = QTimer(self.native)  # dies with the dock, never fires after it
-        self._count_timer.setSingleShot(True)
-        self._count_timer.setInterval(DEBOUNCE_MS)
-        self._count_timer.timeout.connect(self._update_count)
-        self._watched = None
+        self.form.extend(
+            [
+                self._image,
+                self._new,
+                self._annotation,
+                self._auto_id,
+                self._count,
+                self._new_region,
+                self._region,
+                self._region_help,
+                self._show_weights,
+                self._w0,
+                self._sigma,
+                self._touching,
+                self._carve,
+            ]
+        )
         self._new.changed.connect(self.new_annotation)
         self._new_region.changed.connect(self.new_region)
-        self._labels.changed.connect(self._watch)
+        self._annotation.changed.connect(self._on_annotation_choice)
+        self._region.changed.connect(lambda layer: self._state.annotation.set(region=layer))
         self._show_weights.changed.connect(self._toggle_weights)
         self._w0.changed.connect(self._params)
         self._sigma.changed.connect(self._params)
         self._carve.changed.connect(self.carve_gaps)
-        self._warm_up = warm_up_worker()  # numba kernels load off the GUI thread, now
-        self.native.destroyed.connect(lambda *_: self._teardown())
-        self._watch(self._labels.value)
+        self._state.annotation.changed.connect(self._follow)
+        self._cancel_hook = self._state.on_close(self._shutdown)
+        self.native.destroyed.connect(lambda *_: self._shutdown())
+        self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
+        self._follow(self._state.annotation)
+        self._watch(self._annotation.value)
+
+    # -- the shared current annotation
+    def _follow(self, choice: Any) -> None:
+        """Show the viewer's current annotation (set here, or by another dock)."""
+        for widget, layer in (
+            (self._image, choice.image),
+            (self._annotation, choice.labels),
+            (self._region, choice.region),
+        ):
+            if layer is not None and layer in self._viewer.layers and widget.value is not layer:
+                widget.reset_choices()
+                widget.value = layer
+
+    def _on_annotation_choice(self, layer: Any) -> None:
+        self._watch(layer)
+        if layer is not None:
+            self._state.annotation.set(image=self._image.value, labels=layer)
 
     # -- annotation layer
     def new_annotation(self) -> None:
@@ -97,19 +112,20 @@ class AnnotateWidget(Container):
         if image is None:
             show_error("Open or choose an image first.")
             return
+        shape = spatial_shape(image)
         layer = self._viewer.add_labels(
-            np.zeros(spatial_shape(image), dtype=np.uint32),
+            np.zeros(shape, dtype=np.uint32),
             name=f"{image.name} annotation",
-            scale=image.scale[-len(spatial_shape(image)) :],
-            translate=image.translate[-len(spatial_shape(image)) :],
+            scale=image.scale[-len(shape) :],
+            translate=image.translate[-len(shape) :],
             metadata={OWNER_KEY: {"role": "annotation", "source": image.name}},
         )
         layer.brush_size = 5
         layer.mode = "paint"
         layer.selected_label = 1
         self._viewer.layers.selection.active = layer
-        self._labels.reset_choices()
-        self._labels.value = layer
+        self._annotation.reset_choices()
+        self._annotation.value = layer
 
     def new_region(self) -> None:
         """Add a Shapes layer to draw rectangles/polygons where the annotation is complete."""
@@ -134,54 +150,64 @@ class AnnotateWidget(Container):
         show_info("Draw rectangles or polygons around the parts you annotated completely.")
 
     def _watch(self, layer: Any) -> None:
-        if self._watched is not None:
-            self._watched.events.paint.disconnect(self._on_paint)
-            self._watched.events.data.disconnect(self._on_data)
-        self._watched = layer
+        if self._counter is not None and self._counter.layer is layer:
+            return
+        self._unwatch()
         if layer is not None:
-            layer.events.paint.connect(self._on_paint)
-            layer.events.data.connect(self._on_data)
-        self._update_count()
+            self._counter = CellCounter(layer)
+            self._counter.changed.connect(self._show_count)
+            layer.events.paint.connect(self._on_paint)  # after the counter: it knows the id
+        self._show_count()
         if self._show_weights.value:
             self._stop_overlay()
-            self._toggle_weights(True)
+            if layer is None:  # the annotation went away (or napari is closing): nothing to show
+                self._show_weights.value = False
+            else:
+                self._toggle_weights(True)
 
-    def _teardown(self) -> None:
-        """The dock is gone: stop listening to the layer (it may outlive the dock)."""
-        if self._watched is not None:
-            self._watched.events.paint.disconnect(self._on_paint)
-            self._watched.events.data.disconnect(self._on_data)
-            self._watched = None
-        if self._overlay is not None:  # the dock's own widgets are being deleted: not them
-            self._overlay.close()
+    def _unwatch(self, timeout: float = 5.0) -> None:
+        if self._counter is not None:
+            self._counter.layer.events.paint.disconnect(self._on_paint)
+            self._counter.changed.disconnect(self._show_count)
+            self._counter.close(timeout)
+            self._counter = None
+
+    def _shutdown(self) -> None:
+        """The dock or the viewer closes: stop listening, wait for work under way."""
+        self._cancel_hook()
+        self._state.annotation.changed.disconnect(self._follow)
+        self._unwatch()
+        if self._overlay is not None:  # the dock's own widgets may be being deleted: not them
+            self._overlay.shutdown()
+            self._overlay.close(remove_layer=False)
             self._overlay = None
 
+    @property
+    def counter(self) -> CellCounter | None:
+        """The cell counter of the current annotation."""
+        return self._counter
+
     def _on_paint(self, event: Any) -> None:  # a required argument: napari passes the event
-        layer = self._watched
+        layer = self._annotation.value
         if (
             self._auto_id.value
             and layer is not None
+            and self._counter is not None
             and layer.selected_label != 0
             and layer.mode == "paint"
         ):
-            # the next stroke paints a new cell (largest id + 1, like napari's "M" key);
-            # the event comes before the pixels are written, so count the id just used
-            layer.selected_label = max(int(np.max(layer.data)), layer.selected_label) + 1
-        self._count_timer.start()
+            # the next stroke paints a new cell (largest id + 1, like napari's "M" key)
+            layer.selected_label = max(self._counter.max_id, layer.selected_label) + 1
 
-    def _on_data(self, event: Any) -> None:
-        self._count_timer.start()
-
-    def _update_count(self) -> None:
-        layer = self._labels.value
-        self._count.value = "0" if layer is None else str(count_cells(np.asarray(layer.data)))
+    def _show_count(self, *_: Any) -> None:
+        self._count.value = str(self._counter.cells if self._counter is not None else 0)
 
     # -- weight map overlay
     def _toggle_weights(self, on: bool) -> None:
         if not on:
             self._stop_overlay()
             return
-        layer = self._labels.value
+        layer = self._annotation.value
         if layer is None:
             show_error("Choose or create an annotation first.")
             self._show_weights.value = False
@@ -220,7 +246,7 @@ class AnnotateWidget(Container):
         """Explicit user action: cut a 1-pixel gap wherever two cells touch."""
         from ..weightmap import carve_gaps
 
-        layer = self._labels.value
+        layer = self._annotation.value
         if layer is None:
             return
         before = np.asarray(layer.data)

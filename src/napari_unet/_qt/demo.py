@@ -21,12 +21,27 @@ def open_viewer(show: bool = True):
     for layer in viewer.layers:
         if layer.name.endswith("labels"):
             layer.visible = False
+    viewer.layers.selection.active = viewer.layers[0]  # the image, not the hidden truth
     docks = {name: viewer.window.add_plugin_dock_widget("napari-unet", name) for name in DOCKS}
+    window = viewer.window._qt_window
     first = docks[DOCKS[0]][0]
     for name in DOCKS[1:]:
-        viewer.window._qt_window.tabifyDockWidget(first, docks[name][0])
+        window.tabifyDockWidget(first, docks[name][0])
     first.raise_()
+    fit_to_screen(window)
     return viewer, docks
+
+
+def fit_to_screen(window) -> None:
+    """Keep the window inside the screen it is on (a 1366x768 laptop included)."""
+    screen = window.screen()
+    if screen is None:
+        return
+    free = screen.availableGeometry()
+    width, height = min(window.width(), free.width()), min(window.height(), free.height())
+    window.resize(width, height)
+    if not free.contains(window.frameGeometry()):
+        window.move(free.topLeft())
 
 
 def main() -> None:

@@ -1,15 +1,84 @@
-"""Adding or updating the plugin's own layers without touching the user's."""
+"""Layer helpers: pixels of a layer, the plugin's own layers, and which layers a dock offers."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import napari
     from napari.layers import Layer
 
 # Marker in layer.metadata: only layers carrying it are ever updated in place.
 OWNER_KEY = "napari_unet"
+# Roles of layers the plugin computes (never an image or annotation to train on by default).
+DERIVED_ROLES = frozenset(
+    {
+        "probability",
+        "segmentation",
+        "weight map",
+        "preview image",
+        "preview labels",
+        "preview weights",
+    }
+)
+
+
+def role_of(layer: Any) -> str | None:
+    """The role the plugin gave ``layer`` ("annotation", "segmentation", ...), or None."""
+    tag = getattr(layer, "metadata", {}).get(OWNER_KEY)
+    return tag.get("role") if isinstance(tag, dict) else None
+
+
+def is_derived(layer: Any) -> bool:
+    """Whether ``layer`` is a result the plugin computed (probability, weight map, ...)."""
+    return role_of(layer) in DERIVED_ROLES
+
+
+def layer_choices(
+    viewer: napari.viewer.Viewer, kind: str, *, derived: Callable[[], bool] = lambda: False
+) -> Callable[[Any], list[tuple[str, Any]]]:
+    """A ``choices`` callable for a ComboBox: the viewer's layers of ``kind``.
+
+    Layers the plugin derived are left out unless ``derived()`` says to offer them.
+    """
+    from napari import layers
+
+    cls = getattr(layers, kind)
+
+    def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+        offer_derived = derived()
+        return [
+            (layer.name, layer)
+            for layer in viewer.layers
+            if isinstance(layer, cls) and (offer_derived or not is_derived(layer))
+        ]
+
+    return choices
+
+
+def spatial_shape(layer: Any) -> tuple[int, ...]:
+    """Shape of an image layer without its colour axis."""
+    shape = layer.data[0].shape if getattr(layer, "multiscale", False) else layer.data.shape
+    return tuple(shape[:-1]) if layer.rgb else tuple(shape)
+
+
+def layer_data(layer: Any) -> Any:
+    """The full-resolution array of a layer, as it is (numpy, dask, zarr...)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def layer_image(layer: Any) -> np.ndarray:
+    """The pixels of an image layer (the full-resolution level of a multiscale one)."""
+    return np.asarray(layer_data(layer))
+
+
+def is_lazy(layer: Any) -> bool:
+    """Whether the layer's pixels are not in memory (dask, zarr): predict chunk by chunk."""
+    return not isinstance(layer_data(layer), np.ndarray)
 
 
 def find_own_layer(viewer: napari.viewer.Viewer, role: str, source: str) -> Layer | None:
@@ -34,14 +103,30 @@ def upsert_layer(
     """Update the plugin's layer for (``role``, ``source``) in place, or add it.
 
     A layer of the user's with the same name is never touched: napari then
-    gives the new layer a unique name.
+    gives the new layer a unique name. Adding a layer does not change which
+    layer is active: the user keeps painting where they were.
     """
     layer = find_own_layer(viewer, role, source)
     if layer is not None and layer._type_string == kind:
         layer.data = data
+        for key, value in kwargs.items():
+            if key in ("contrast_limits", "visible"):
+                setattr(layer, key, value)
         return layer
+    active = viewer.layers.selection.active
+    selected = set(viewer.layers.selection)
     if layer is not None:  # same role, other kind: replace our own layer
         viewer.layers.remove(layer)
     add = getattr(viewer, f"add_{kind}")
     layer = add(data, name=name, metadata={OWNER_KEY: {"role": role, "source": source}}, **kwargs)
+    if active is not None and active in viewer.layers:
+        viewer.layers.selection = {s for s in selected if s in viewer.layers} or {active}
+        viewer.layers.selection.active = active
     return layer
+
+
+def remove_own_layer(viewer: napari.viewer.Viewer, role: str, source: str) -> None:
+    """Remove the plugin's layer for (``role``, ``source``), if there is one."""
+    layer = find_own_layer(viewer, role, source)
+    if layer is not None:
+        viewer.layers.remove(layer)

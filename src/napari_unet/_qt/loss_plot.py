@@ -14,7 +14,11 @@ _AP = QColor(120, 220, 120)
 
 
 class LossPlot(QWidget):
-    """Training loss (blue, smoothed), validation loss (orange) and AP@0.5 (green, 0..1)."""
+    """Training loss (blue, smoothed), validation loss (orange) and AP@0.5 (green, 0..1).
+
+    The training loss is an exponential moving average over about the last ten
+    steps; the legend quotes that smoothed value, the one the curve ends at.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +49,7 @@ class LossPlot(QWidget):
         self.update()
 
     def _smoothed(self) -> list[float]:
+        """Exponential moving average of the losses (weight 0.1 on the newest)."""
         out, avg = [], None
         for v in self.losses:
             avg = v if avg is None else 0.9 * avg + 0.1 * v
@@ -82,12 +87,22 @@ class LossPlot(QWidget):
             QRectF(area.right() + 3, area.top() - 6, 28, 14), Qt.AlignmentFlag.AlignLeft, "AP 1"
         )
         p.setPen(QPen(QColor(200, 200, 200), 1))
-        legend = f"step {self.steps[-1]}   loss {self.losses[-1]:.3f}"
-        if self.val_ap:
-            legend += f"   val AP50 {self.val_ap[-1]:.2f}"
-        p.drawText(QRectF(area.left(), area.bottom() + 2, area.width(), 16),
-                   Qt.AlignmentFlag.AlignLeft, legend)  # fmt: skip
+        p.drawText(
+            QRectF(area.left(), area.bottom() + 2, area.width(), 16),
+            Qt.AlignmentFlag.AlignLeft,
+            self.legend(),
+        )
         p.end()
+
+    def legend(self) -> str:
+        """The line under the plot: the numbers the curves end at."""
+        if not self.steps:
+            return ""
+        # the blue curve is smoothed: quote the value it ends at, and say so
+        text = f"step {self.steps[-1]}   loss {self._smoothed()[-1]:.3f} (smoothed)"
+        if self.val_ap:
+            text += f"   val AP50 {self.val_ap[-1]:.2f}"
+        return text
 
     @staticmethod
     def _line(p, xs, ys, scale, pt, color) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NapariUnetError
 
@@ -34,6 +34,14 @@ def model_choices(*, scratch: bool = False) -> list[str]:
     if scratch:
         choices.append(SCRATCH)
     return choices
+
+
+def chosen_path(value: Any) -> Path | None:
+    """The path a FileEdit holds, or None when none was chosen (empty or ".")."""
+    text = str(value or "")
+    if text in ("", ".") or Path(text) == Path("."):
+        return None
+    return Path(text)
 
 
 def model_loader(
@@ -72,9 +80,9 @@ def model_loader(
 
         return load_bundled, "bundled model"
     if choice == FILE:
-        if not path or str(path) in ("", "."):
+        file = chosen_path(path)
+        if file is None:
             raise NapariUnetError("Choose a model file (.safetensors) first.")
-        file = Path(path)
 
         def load_file() -> UNet:
             from ..modelfile import load_model

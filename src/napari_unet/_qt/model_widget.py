@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Container, FileEdit, Label, PushButton, TextEdit
+from magicgui.widgets import FileEdit, Label, PushButton, TextEdit
 from napari.utils.notifications import show_error, show_info
 
-from .model_choice import bundled_available
-from .session import session_for
+from .dock import ScrollingDock
+from .model_choice import bundled_available, chosen_path
+from .session import state_for
+from .workers import WorkerGroup
 
 if TYPE_CHECKING:
     import napari
@@ -79,74 +80,119 @@ def describe_model(model: Any) -> str:
     return "\n".join(lines)
 
 
-class ModelWidget(Container):
-    """Save and load the model in use, or switch to the bundled one; shows its card."""
+class ModelWidget(ScrollingDock):
+    """Save and load the model in use, or switch to the bundled one; shows its card.
+
+    Reading and writing model files happens in a worker; the last problem stays
+    visible in the dock (a notification alone vanishes).
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
-        self._session = session_for(viewer)
+        self._state = state_for(viewer)
+        self._session = self._state.model
+        self._workers = WorkerGroup()
         self._in_use = Label(label="In use", value=self._session.describe())
+        self._in_use.native.setWordWrap(True)
         self._save_path = FileEdit(label="Save to", mode="w", filter="*.safetensors")
         self._save = PushButton(text="Save model")
         self._load_path = FileEdit(label="Load from", mode="r", filter="*.safetensors")
         self._load = PushButton(text="Load model")
         self._bundled = PushButton(text="Use the bundled model", visible=bundled_available())
+        self._status = Label(label="", value="")
+        self._status.native.setWordWrap(True)
         self._card = TextEdit(label="Model card", value="")
         self._card.native.setReadOnly(True)
         self._card.native.setMinimumHeight(160)
-        self.extend([
-            self._in_use, self._save_path, self._save, self._load_path, self._load,
-            self._bundled, self._card,
-        ])  # fmt: skip
+        self.form.extend(
+            [
+                self._in_use,
+                self._save_path,
+                self._save,
+                self._load_path,
+                self._load,
+                self._bundled,
+                self._status,
+                self._card,
+            ]
+        )
         self._save.changed.connect(self.save)
         self._load.changed.connect(self.load)
         self._bundled.changed.connect(self.use_bundled)
         self._session.changed.connect(self._refresh)
+        self._cancel_hook = self._state.on_close(self._shutdown)
+        self.native.destroyed.connect(lambda *_: self._shutdown())
         self._refresh(self._session)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a model file is being read or written."""
+        return bool(self._workers.pending)
+
+    def _shutdown(self) -> None:
+        self._cancel_hook()
+        self._session.changed.disconnect(self._refresh)
+        self._workers.stop_all()
 
     def _refresh(self, session: Any) -> None:
         self._in_use.value = session.describe()
         self._card.value = describe_model(session.model) if session.model is not None else ""
 
+    def _report(self, message: str, error: bool = False) -> None:
+        """A notification, and the same sentence kept in the dock."""
+        (show_error if error else show_info)(message)
+        self._status.value = f"Error: {message}" if error else message
+
+    def _failed(self, what: str) -> Any:
+        return lambda exc: self._report(f"{what}: {exc}", error=True)
+
     def save(self) -> None:
-        """Save the model in use (atomically) to the chosen file."""
+        """Save the model in use (atomically, in a worker) to the chosen file."""
         from ..modelfile import save_model
 
         if self._session.model is None:
-            show_error("There is no model to save yet; train or load one first.")
+            self._report("There is no model to save yet; train or load one first.", error=True)
             return
-        path = Path(str(self._save_path.value))
-        if not str(self._save_path.value) or path.is_dir() or path == Path("."):
-            show_error("Choose a file name to save the model to.")
+        path = chosen_path(self._save_path.value)
+        if path is None or path.is_dir():
+            self._report("Choose a file name to save the model to.", error=True)
             return
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
-        try:
-            save_model(self._session.model, path)
-        except (ValueError, OSError) as exc:
-            show_error(f"The model could not be saved: {exc}")
-            return
-        show_info(f"Model saved to {path}.")
+        self._workers.start_function(
+            save_model,
+            self._session.model,
+            path,
+            returned=lambda saved: self._report(f"Model saved to {saved}."),
+            errored=self._failed("The model could not be saved"),
+        )
 
     def load(self) -> None:
-        """Load a model file and make it the one in use."""
+        """Load a model file (in a worker) and make it the one in use."""
         from ..modelfile import load_model
 
-        path = self._load_path.value
-        if not str(path) or Path(str(path)) == Path("."):
-            show_error("Choose a model file (.safetensors) to load.")
+        path = chosen_path(self._load_path.value)
+        if path is None:
+            self._report("Choose a model file (.safetensors) to load.", error=True)
             return
-        try:
-            model = load_model(path)
-        except ValueError as exc:
-            show_error(str(exc))
-            return
-        self._session.set_model(model, Path(str(path)).name)
-        show_info(f"Loaded {Path(str(path)).name}; it is now the model in use.")
+        self._workers.start_function(
+            load_model,
+            path,
+            returned=lambda model: self._use(model, path.name),
+            errored=self._failed(f"{path.name} could not be loaded"),
+        )
 
     def use_bundled(self) -> None:
-        """Make the bundled model the one in use."""
+        """Make the bundled model the one in use (read in a worker)."""
         from ..bundled import load_bundled_model
 
-        self._session.set_model(load_bundled_model(), "bundled model")
+        self._workers.start_function(
+            load_bundled_model,
+            returned=lambda model: self._use(model, "bundled model"),
+            errored=self._failed("The bundled model could not be loaded"),
+        )
+
+    def _use(self, model: Any, source: str) -> None:
+        self._session.set_model(model, source)
+        self._report(f"Loaded {source}; it is now the model in use.")

@@ -7,71 +7,95 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from napari.utils.notifications import show_error, show_info
 
-from .layers import OWNER_KEY, find_own_layer
-from .model_choice import CURRENT, FILE, model_choices, model_loader
-from .prediction import PredictionRunner, is_lazy
-from .session import session_for
+from .dock import ScrollingDock
+from .layers import OWNER_KEY, find_own_layer, is_lazy, layer_choices
+from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
+from .prediction import PredictionRunner
+from .session import state_for
 
 if TYPE_CHECKING:
     import napari
 
 
-class PredictWidget(Container):
+class PredictWidget(ScrollingDock):
     """Segment an image layer into "<image> probability" and "<image> segmentation"."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        from ..device import available_devices
-
+        super().__init__()
         self._viewer = viewer
-        self._session = session_for(viewer)
+        self._state = state_for(viewer)
+        self._session = self._state.model
         self._runner = PredictionRunner(viewer)
-        self._image = create_widget(label="Image", annotation="napari.layers.Image")
+        self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._model_choice = ComboBox(label="Model", choices=model_choices(), value=CURRENT)
         self._model_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self._model_info = Label(label="In use", value=self._session.describe())
         self._tile = SpinBox(
-            label="Tile size (0: auto)", value=0, min=0, max=8192, step=16,
+            label="Tile size (0: auto)",
+            value=0,
+            min=0,
+            max=8192,
+            step=16,
             tooltip="Output pixels per tile; 0 picks the largest tiles that fit in memory. "
             "The result does not depend on it.",
-        )  # fmt: skip
+        )
         self._diameter = FloatSpinBox(
-            label="Object diameter", value=0.0, min=0.0, max=2000.0, step=1.0,
+            label="Object diameter",
+            value=0.0,
+            min=0.0,
+            max=2000.0,
+            step=1.0,
             tooltip="Typical cell/nucleus diameter in pixels. When it is outside the range "
             "the model was trained for, the image is resized for prediction (results "
-            "come back full size). 0: use the image as it is.",
-        )  # fmt: skip
+            "come back full size; the status says what the resize costs). Objects under "
+            "4 px, or needing more than 4x enlargement, are refused. 0: use the image as "
+            "it is.",
+        )
         self._diameter.native.setSpecialValueText("as trained (no resizing)")
-        self._device = ComboBox(label="Device", choices=["auto", *available_devices()])
+        # filled in once torch has loaded in the warm-up worker, not on the GUI thread
+        self._device = ComboBox(label="Device", choices=self._devices)
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
         self._zarr_out = FileEdit(
-            label="Output (zarr)", mode="w", filter="*.zarr",
+            label="Output (zarr)",
+            mode="w",
+            filter="*.zarr",
             tooltip="Images not in memory (dask, zarr) are segmented chunk by chunk into "
             "this zarr store; the result opens lazily.",
-        )  # fmt: skip
+        )
         self._copy = PushButton(
             text="Copy segmentation to annotation",
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
         self._status = Label(label="", value="")
-        self.extend([
-            self._image, self._model_choice, self._model_path, self._model_info, self._tile,
-            self._diameter, self._device, self._zarr_out, self._segment, self._cancel,
-            self._progress, self._copy, self._status,
-        ])  # fmt: skip
+        self._status.native.setWordWrap(True)
+        self.form.extend(
+            [
+                self._image,
+                self._model_choice,
+                self._model_path,
+                self._model_info,
+                self._tile,
+                self._diameter,
+                self._device,
+                self._zarr_out,
+                self._segment,
+                self._cancel,
+                self._progress,
+                self._copy,
+                self._status,
+            ]
+        )
         self._model_path.visible = False
         self._zarr_out.visible = False
         self._image.changed.connect(self._on_image)
@@ -81,9 +105,27 @@ class PredictWidget(Container):
         self._cancel.changed.connect(self.cancel)
         self._copy.changed.connect(self.copy_to_annotation)
         self._runner.progressed.connect(self._on_progress)
+        self._runner.planned.connect(self._on_planned)
         self._runner.finished.connect(self._on_finished)
         self._session.changed.connect(self._on_session)
-        self.native.destroyed.connect(lambda *_: self.cancel())
+        self._state.warmed.connect(self._device.reset_choices)
+        self._cancel_hook = self._state.on_close(self._shutdown)
+        self.native.destroyed.connect(lambda *_: self._shutdown())
+        self._state.warm_up()
+
+    def _devices(self, _widget: object = None) -> list[str]:
+        if not self._state.is_warm:  # torch is still loading in the worker
+            return ["auto"]
+        from ..device import available_devices
+
+        return ["auto", *available_devices()]
+
+    def _shutdown(self) -> None:
+        """The dock or the viewer closes: stop the prediction and wait for it."""
+        self._cancel_hook()
+        self._session.changed.disconnect(self._on_session)
+        self._state.warmed.disconnect(self._device.reset_choices)
+        self._runner.shutdown()
 
     @property
     def worker(self):
@@ -120,11 +162,11 @@ class PredictWidget(Container):
                         "set the diameter to 0 for this image."
                     )
                     return
-                out = str(self._zarr_out.value)
-                if not out or out == "." or not out.endswith(".zarr"):
+                out = chosen_path(self._zarr_out.value)
+                if out is None or out.suffix != ".zarr":
                     show_error("This image is not in memory: choose a .zarr output to write to.")
                     return
-                self._runner.start_lazy(layer, load(), out, tile=tile, device=device)
+                self._runner.start_lazy(layer, load, str(out), tile=tile, device=device)
             else:  # the model is read (and the diameter checked) in the worker
                 self._runner.start(layer, load, tile=tile, device=device, diameter=diameter)
         except ValueError as exc:
@@ -143,6 +185,9 @@ class PredictWidget(Container):
     def _on_progress(self, done: int, total: int) -> None:
         self._progress.max = max(total, 1)
         self._progress.value = done
+
+    def _on_planned(self, message: str) -> None:
+        self._status.value = message
 
     def _on_finished(self, message: str) -> None:
         self._status.value = message
@@ -164,4 +209,5 @@ class PredictWidget(Container):
         new.mode = "paint"
         new.selected_label = int(new.data.max()) + 1
         self._viewer.layers.selection.active = new
+        self._state.annotation.set(image=layer, labels=new)  # the docks now work on the copy
         show_info(f"Copied {int(new.data.max())} objects to '{new.name}'; correct them there.")

@@ -1,18 +1,26 @@
-"""The model a viewer is working with, shared by the plugin's docks.
+"""What the plugin's docks share within one viewer, and what happens when it closes.
 
-Each viewer gets its own :class:`ModelSession` (kept in a weak mapping, so it
-goes away with the viewer): the Train dock puts the model it trained there, the
-Predict and Model docks use and replace it. Nothing is shared between viewers.
+Each viewer gets one :class:`ViewerState` (kept in a weak mapping, so it goes
+away with the viewer): the model in use (:class:`ModelSession`), the current
+annotation (:class:`AnnotationChoice`), the one-time warm-up, and the docks'
+close hooks. Nothing is shared between viewers.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
+from qtpy.QtCore import QEvent, QObject
+
+from .workers import WorkerGroup, warm_up_steps
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import napari
 
     from ..model import UNet
@@ -49,12 +57,128 @@ class ModelSession:
         return f"{self.source} (width {c['base_channels']}, depth {c['depth']})"
 
 
-_SESSIONS: weakref.WeakKeyDictionary[Any, ModelSession] = weakref.WeakKeyDictionary()
+class AnnotationChoice:
+    """The annotation the docks work on: the one the Annotate dock made or chose.
+
+    The Annotate dock (New annotation, its Annotation and region choices) and the
+    Predict dock (Copy segmentation to annotation) set it; the Train dock follows it.
+    """
+
+    changed = Signal(object)
+
+    def __init__(self) -> None:
+        self.image: Any = None
+        self.labels: Any = None
+        self.region: Any = None
+
+    def set(self, **parts: Any) -> None:
+        """Change some of ``image``, ``labels`` and ``region`` and tell the docks."""
+        changed = False
+        for key, value in parts.items():
+            if getattr(self, key) is not value:
+                setattr(self, key, value)
+                changed = True
+        if changed:
+            self.changed.emit(self)
+
+
+class _CloseWatcher(QObject):
+    """Runs the close hooks once napari's window is really closing."""
+
+    def __init__(self, state: ViewerState) -> None:
+        super().__init__()
+        self._state = weakref.ref(state)
+        self._asked = False
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        kind = event.type()
+        if kind == QEvent.Type.Close:
+            if event.spontaneous():  # napari may still ask to confirm: wait for the hide
+                self._asked = True
+            else:
+                self._close()
+        elif kind == QEvent.Type.Hide and self._asked and not event.spontaneous():
+            self._close()
+        return False
+
+    def _close(self) -> None:
+        state = self._state()
+        if state is not None:
+            state.close()
+
+
+class ViewerState:
+    """Per-viewer state of the plugin; see the module docstring."""
+
+    warmed = Signal()  # the one-time loading is done (torch is imported)
+
+    def __init__(self) -> None:
+        self.model = ModelSession()
+        self.annotation = AnnotationChoice()
+        self.closed = False
+        self._warm_up = WorkerGroup()
+        self._warmed = False
+        self.is_warm = False
+        self._hooks: list[Callable[[], None]] = []
+        self._watcher: _CloseWatcher | None = None
+
+    def warm_up(self) -> None:
+        """Start the one-time loading in a worker (once per viewer)."""
+        if not self._warmed:
+            self._warmed = True
+            self._warm_up.start_generator(warm_up_steps(), returned=self._on_warm)
+
+    def _on_warm(self, _result: object) -> None:
+        self.is_warm = True
+        self.warmed.emit()
+
+    def on_close(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Run ``hook`` when the viewer closes; returns a function that cancels it."""
+        self._hooks.append(hook)
+
+        def cancel() -> None:
+            with contextlib.suppress(ValueError):
+                self._hooks.remove(hook)
+
+        return cancel
+
+    def close(self, timeout: float = 10.0) -> None:
+        """The viewer closes: stop every worker the plugin started and wait for it."""
+        if self.closed:
+            return
+        self.closed = True
+        for hook in list(self._hooks):
+            hook()
+        self._warm_up.stop_all(timeout)
+
+    def _watch(self, viewer: Any) -> None:
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if window is not None:
+            self._watcher = _CloseWatcher(self)
+            window.installEventFilter(self._watcher)
+
+
+_STATES: weakref.WeakKeyDictionary[Any, ViewerState] = weakref.WeakKeyDictionary()
+
+
+def state_for(viewer: napari.viewer.Viewer) -> ViewerState:
+    """The :class:`ViewerState` of ``viewer`` (created, and its close watched, on first use)."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # docks get a PublicOnlyProxy
+    state = _STATES.get(viewer)
+    if state is None:
+        state = _STATES[viewer] = ViewerState()
+        state._watch(viewer)
+    return state
 
 
 def session_for(viewer: napari.viewer.Viewer) -> ModelSession:
-    """The :class:`ModelSession` of ``viewer`` (created on first use)."""
-    session = _SESSIONS.get(viewer)
-    if session is None:
-        session = _SESSIONS[viewer] = ModelSession()
-    return session
+    """The :class:`ModelSession` of ``viewer``."""
+    return state_for(viewer).model
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, before Qt objects go away, stop what still runs."""
+    for state in list(_STATES.values()):
+        with contextlib.suppress(Exception):
+            state.close(timeout=5.0)

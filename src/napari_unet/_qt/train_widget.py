@@ -9,24 +9,23 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from napari.utils.notifications import show_error, show_info
 
-from .annotate_widget import spatial_shape
-from .layers import upsert_layer
+from .dock import ScrollingDock
+from .layers import is_derived, layer_choices, layer_image, spatial_shape, upsert_layer
 from .loss_plot import LossPlot
 from .model_choice import FILE, SCRATCH, bundled_available, model_choices, model_loader
-from .prediction import PredictionRunner, layer_image, start_worker, warm_up_worker
-from .session import session_for
+from .prediction import PredictionRunner
+from .session import state_for
 from .training_runner import TrainingRunner
+from .workers import UserProblem, WorkerGroup
 
 if TYPE_CHECKING:
     import napari
@@ -53,58 +52,94 @@ def region_mask(shapes_layer: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     return np.broadcast_to(mask, shape).copy() if len(shape) == 3 else mask
 
 
-class TrainWidget(Container):
-    """Fine-tune on the annotation; live loss plot, Stop keeps the model trained so far."""
+class TrainWidget(ScrollingDock):
+    """Fine-tune on the annotation; live loss plot, Stop keeps the model trained so far.
+
+    The annotation is the viewer's current one (made or chosen in the Annotate
+    dock, else the selected Labels layer); the lists leave out the plugin's own
+    results (probability, segmentation, weight map) unless asked to offer them.
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         from ..training import TrainConfig
 
         defaults = TrainConfig.interactive()
         self._viewer = viewer
-        self._session = session_for(viewer)
+        self._state = state_for(viewer)
+        self._session = self._state.model
         self._runner = TrainingRunner()
         self._predictor = PredictionRunner(viewer)
+        self._workers = WorkerGroup()  # the augmentation preview
         self._preview_worker = None
-        self._image = create_widget(label="Image", annotation="napari.layers.Image")
-        self._labels = create_widget(label="Annotation", annotation="napari.layers.Labels")
-        self._region = create_widget(
-            label="Annotated region", annotation="napari.layers.Shapes", options={"nullable": True}
+        self._offer_derived = CheckBox(
+            text="Offer the plugin's results as training data",
+            value=False,
+            tooltip="Also list probability, segmentation and weight-map layers below.",
+        )
+        derived = lambda: self._offer_derived.value  # noqa: E731
+        self._image = ComboBox(
+            label="Image", choices=layer_choices(viewer, "Image", derived=derived)
+        )
+        self._annotation = ComboBox(
+            label="Annotation",
+            choices=layer_choices(viewer, "Labels", derived=derived),
+            nullable=True,
+        )
+        self._region = ComboBox(
+            label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
         )
         start = model_choices(scratch=True)
         self._start = ComboBox(
-            label="Start from", choices=start, value="bundled" if bundled_available() else SCRATCH,
+            label="Start from",
+            choices=start,
+            value="bundled" if bundled_available() else SCRATCH,
             tooltip="current: the model in use; bundled: the shipped nuclei model; "
             "scratch: random weights (paper initialisation).",
-        )  # fmt: skip
+        )
         self._start_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self._start_path.visible = False
         self._steps = SpinBox(
             label="Max steps (0: no limit)", value=defaults.steps or 0, min=0, max=1_000_000
         )
         self._time = FloatSpinBox(
-            label="Time budget (s)", value=defaults.time_limit or 0.0, min=0.0, max=86400.0,
-            step=10.0, tooltip="Training stops at whichever budget runs out first; 0 = none.",
-        )  # fmt: skip
+            label="Time budget (s)",
+            value=defaults.time_limit or 0.0,
+            min=0.0,
+            max=86400.0,
+            step=10.0,
+            tooltip="Training stops at whichever budget runs out first; 0 = none.",
+        )
         self._auto_lr = self._default_lr(self._start.value)
         self._lr = FloatSpinBox(
-            label="Learning rate", value=self._auto_lr, min=1e-6, max=1.0, step=1e-4,
+            label="Learning rate",
+            value=self._auto_lr,
+            min=1e-6,
+            max=1.0,
+            step=1e-4,
             tooltip="Follows 'Start from' (lower to fine-tune a trained model) until you "
             "change it.",
-        )  # fmt: skip
+        )
         self._lr.native.setDecimals(6)
         self._time.native.setSpecialValueText("no limit")  # shown for 0
         aug = defaults.augment
         self._elastic = FloatSpinBox(
-            label="Elastic sigma (px)", value=aug.sigma, min=0.0, max=50.0,
+            label="Elastic sigma (px)",
+            value=aug.sigma,
+            min=0.0,
+            max=50.0,
             tooltip="Displacement on a coarse grid (paper: 10 px); 0 switches it off.",
-        )  # fmt: skip
+        )
         self._grid = SpinBox(label="Elastic grid", value=aug.grid_points, min=2, max=10)
         self._rotation = FloatSpinBox(label="Rotation (deg)", value=aug.rotation, min=0, max=180)
         self._intensity = FloatSpinBox(
-            label="Intensity changes", value=1.0, min=0.0, max=3.0, step=0.25,
+            label="Intensity changes",
+            value=1.0,
+            min=0.0,
+            max=3.0,
+            step=0.25,
             tooltip="Scales contrast, brightness, gamma and noise changes (1 = default).",
-        )  # fmt: skip
+        )
         self._preview = PushButton(text="Preview augmentation")
         self._train = PushButton(text="Fine-tune")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -113,14 +148,32 @@ class TrainWidget(Container):
         self._status = Label(label="", value="")
         self._status.native.setWordWrap(True)
         self._refresh = CheckBox(text="Segment the image when training ends", value=True)
-        self.extend([
-            self._image, self._labels, self._region, self._start, self._start_path,
-            self._steps, self._time, self._lr, self._elastic, self._grid, self._rotation,
-            self._intensity, self._preview, self._train, self._stop, self._progress,
-            self._left, self._refresh, self._status,
-        ])  # fmt: skip
+        self.form.extend(
+            [
+                self._image,
+                self._annotation,
+                self._region,
+                self._offer_derived,
+                self._start,
+                self._start_path,
+                self._steps,
+                self._time,
+                self._lr,
+                self._elastic,
+                self._grid,
+                self._rotation,
+                self._intensity,
+                self._preview,
+                self._train,
+                self._stop,
+                self._progress,
+                self._left,
+                self._refresh,
+                self._status,
+            ]
+        )
         self.plot = LossPlot()
-        self.native.layout().addWidget(self.plot)
+        self.form.native.layout().addWidget(self.plot)
         self._defaults = defaults
         self._start.changed.connect(self._on_start)
         self._train.changed.connect(self.fine_tune)
@@ -129,8 +182,43 @@ class TrainWidget(Container):
         self._runner.event.connect(self._on_event)
         self._runner.done.connect(self._on_done)
         self._runner.failed.connect(self._on_failed)
-        self._warm_up = warm_up_worker()  # numba kernels load off the GUI thread, now
-        self.native.destroyed.connect(lambda *_: self.stop())
+        self._offer_derived.changed.connect(lambda *_: self.reset_choices())
+        self._state.annotation.changed.connect(self._follow)
+        self._cancel_hook = self._state.on_close(self._shutdown)
+        self.native.destroyed.connect(lambda *_: self._shutdown())
+        self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
+        self._follow(self._state.annotation)
+
+    # -- which annotation
+    def _follow(self, choice: Any) -> None:
+        """Train on the viewer's current annotation (else the selected Labels layer)."""
+        from napari.layers import Labels
+
+        layers = self._viewer.layers
+        labels = choice.labels if choice.labels in layers else None
+        active = layers.selection.active
+        if labels is None and isinstance(active, Labels) and not is_derived(active):
+            labels = active
+        self.reset_choices()
+        if labels is not None:
+            self._annotation.value = labels
+        else:
+            self._annotation.value = None
+        image = choice.image if choice.image in layers else None
+        if image is None and labels is not None:
+            image = next((layer for layer in layers if layer.name == _source_of(labels)), None)
+        if image is not None:
+            self._image.value = image
+        if choice.region in layers:
+            self._region.value = choice.region
+
+    def _shutdown(self) -> None:
+        """The dock or the viewer closes: stop (keeping the model trained so far) and wait."""
+        self._cancel_hook()
+        self._state.annotation.changed.disconnect(self._follow)
+        self._runner.shutdown()
+        self._predictor.shutdown()
+        self._workers.stop_all()
 
     @property
     def runner(self) -> TrainingRunner:
@@ -160,13 +248,19 @@ class TrainWidget(Container):
         """The augmentation settings shown in the dock."""
         a = self._defaults.augment
         k = self._intensity.value
-        return a.__class__.from_dict({
-            **a.to_dict(),
-            "sigma": self._elastic.value, "elastic": self._elastic.value > 0,
-            "grid_points": self._grid.value, "rotation": self._rotation.value,
-            "contrast": a.contrast * k, "brightness": a.brightness * k,
-            "gamma": a.gamma * k, "noise": a.noise * k,
-        })  # fmt: skip
+        return a.__class__.from_dict(
+            {
+                **a.to_dict(),
+                "sigma": self._elastic.value,
+                "elastic": self._elastic.value > 0,
+                "grid_points": self._grid.value,
+                "rotation": self._rotation.value,
+                "contrast": a.contrast * k,
+                "brightness": a.brightness * k,
+                "gamma": a.gamma * k,
+                "noise": a.noise * k,
+            }
+        )
 
     def config(self) -> TrainConfig:
         """The training settings shown in the dock."""
@@ -182,9 +276,13 @@ class TrainWidget(Container):
         from ..errors import NapariUnetError
         from ..layout import to_model_layout
 
-        image_layer, labels_layer = self._image.value, self._labels.value
-        if image_layer is None or labels_layer is None:
-            raise NapariUnetError("Choose an image and its annotation (Labels layer) first.")
+        image_layer, labels_layer = self._image.value, self._annotation.value
+        if image_layer is None:
+            raise NapariUnetError("Choose an image to train on first.")
+        if labels_layer is None:
+            raise NapariUnetError(
+                "Choose or create an annotation first (Annotate dock: New annotation)."
+            )
         labels = np.array(labels_layer.data, copy=True)
         shape = spatial_shape(image_layer)
         if labels.shape != shape:
@@ -192,8 +290,9 @@ class TrainWidget(Container):
                 f"The annotation '{labels_layer.name}' has shape {labels.shape} but the image "
                 f"'{image_layer.name}' has shape {shape}."
             )
-        image = to_model_layout(np.array(layer_image(image_layer), copy=True), 1,
-                                rgb=image_layer.rgb)  # fmt: skip
+        image = to_model_layout(
+            np.array(layer_image(image_layer), copy=True), 1, rgb=image_layer.rgb
+        )
         return image, labels, region_mask(self._region.value, shape), image_layer
 
     # -- actions
@@ -222,7 +321,7 @@ class TrainWidget(Container):
         self._status.value = f"Preparing the data (starting from {source})..."
         self._train.enabled = False
         self._stop.enabled = True
-        self._runner.start(image, labels, region, model, config)
+        self._runner.start(image, labels, region, model, config, name=image_layer.name)
 
     def stop(self) -> None:
         """Stop after the current step, keeping the model trained so far."""
@@ -285,29 +384,55 @@ class TrainWidget(Container):
         except ValueError as exc:
             show_error(str(exc))
             return
-        self._preview_worker = start_worker(
+        self._preview_worker = self._workers.start_generator(
             _preview_samples(image, labels, region, config),
             returned=lambda result: self._show_preview(image_layer.name, result),
             errored=lambda exc: show_error(f"Preview failed: {exc}"),
             finished=lambda: setattr(self, "_preview_worker", None),
         )
-        self._preview_worker.start()
 
     def _show_preview(self, source: str, result: Any) -> None:
-        from .prediction import UserProblem
-
         if isinstance(result, UserProblem):
             show_error(result.message)
             return
         images, labels, weights = result
-        upsert_layer(self._viewer, images, kind="image", role="preview image", source=source,
-                     name=f"{source} augmentation preview")  # fmt: skip
-        upsert_layer(self._viewer, weights, kind="image", role="preview weights", source=source,
-                     name=f"{source} augmented weight map", colormap="inferno",
-                     blending="additive", opacity=0.5)  # fmt: skip
-        upsert_layer(self._viewer, labels, kind="labels", role="preview labels", source=source,
-                     name=f"{source} augmented labels", opacity=0.4)  # fmt: skip
+        upsert_layer(
+            self._viewer,
+            images,
+            kind="image",
+            role="preview image",
+            source=source,
+            name=f"{source} augmentation preview",
+        )
+        upsert_layer(
+            self._viewer,
+            weights,
+            kind="image",
+            role="preview weights",
+            source=source,
+            name=f"{source} augmented weight map",
+            colormap="inferno",
+            blending="additive",
+            opacity=0.5,
+        )
+        upsert_layer(
+            self._viewer,
+            labels,
+            kind="labels",
+            role="preview labels",
+            source=source,
+            name=f"{source} augmented labels",
+            opacity=0.4,
+        )
         self._viewer.dims.set_current_step(0, 0)
+
+
+def _source_of(layer: Any) -> str | None:
+    """The image an annotation was made for (New annotation records it)."""
+    from .layers import OWNER_KEY
+
+    tag = layer.metadata.get(OWNER_KEY)
+    return tag.get("source") if isinstance(tag, dict) else None
 
 
 def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):
@@ -335,8 +460,9 @@ def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIE
         y = int(np.clip(cy - size // 2, 0, image.shape[0] - size))
         xx = int(np.clip(cx - size // 2, 0, image.shape[1] - size))
         crop = np.s_[y : y + size, xx : xx + size]
-        i, lab, w = augment_sample(x[crop], labels[crop], weights[crop],
-                                   config=config.augment, rng=rng)  # fmt: skip
+        i, lab, w = augment_sample(
+            x[crop], labels[crop], weights[crop], config=config.augment, rng=rng
+        )
         out_i.append(i)
         out_l.append(lab)
         out_w.append(w)

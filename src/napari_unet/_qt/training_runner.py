@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils import progress as napari_progress
 from psygnal import Signal
 
-from .prediction import UserProblem, start_worker
+from .workers import UserProblem, WorkerGroup
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -16,11 +19,25 @@ if TYPE_CHECKING:
     from ..training import TrainConfig, Trainer
 
 
+def recovery_folder() -> Path:
+    """Where a model trained when napari closed mid-training is saved.
+
+    ``$NAPARI_UNET_DATA_DIR/interrupted``, by default in the user's data folder
+    (``~/.local/share/napari-unet/interrupted`` on Linux).
+    """
+    import platformdirs
+
+    base = os.environ.get("NAPARI_UNET_DATA_DIR") or platformdirs.user_data_dir("napari-unet")
+    return Path(base) / "interrupted"
+
+
 class TrainingRunner:
     """Prepares the data and trains in a worker; Stop takes effect after the current step.
 
     Signals carry the engine's typed events; ``done`` carries the trained model
     (also after Stop, with the steps done so far) and ``failed`` a sentence.
+    When the dock or napari closes mid-run, :meth:`shutdown` stops after the
+    current step and saves the model trained so far in :func:`recovery_folder`.
     """
 
     event = Signal(object)  # napari_unet.training.TrainEvent
@@ -30,7 +47,11 @@ class TrainingRunner:
     def __init__(self) -> None:
         self.worker = None
         self.trainer: Trainer | None = None
+        self.saved_on_close: Path | None = None
+        self._workers = WorkerGroup()
         self._stop = False
+        self._closing = False
+        self._name = "training"
         self._bar = None
         self._last = None
 
@@ -40,27 +61,36 @@ class TrainingRunner:
         return self.worker is not None
 
     def start(
-        self, images, labels, regions, model: UNet | Callable[[], UNet], config: TrainConfig
+        self,
+        images,
+        labels,
+        regions,
+        model: UNet | Callable[[], UNet],
+        config: TrainConfig,
+        *,
+        name: str = "training",
     ) -> None:
         """Train on snapshots of the given arrays (the caller takes the snapshots).
 
         ``model`` may be a function that makes, reads or copies the model: it is
-        called in the worker, so that work stays off the GUI thread.
+        called in the worker, so that work stays off the GUI thread. ``name``
+        (the image's) names the file saved if napari closes mid-run.
         """
         if self.worker is not None:
             return
         self._stop = False
         self.trainer = None
         self._last = None
-        self.worker = start_worker(
+        self._name = name
+        # before the worker starts: napari's progress bar may process events
+        self._bar = napari_progress(total=1000, desc="Training U-Net")
+        self.worker = self._workers.start_generator(
             self._job(images, labels, regions, model, config),
             yielded=self._on_event,
             returned=self._on_returned,
             errored=lambda exc: self.failed.emit(f"Training failed: {exc}"),
             finished=self._on_finished,
         )
-        self._bar = napari_progress(total=1000, desc="Training U-Net")
-        self.worker.start()
 
     def _job(self, images, labels, regions, model, config):
         import torch
@@ -75,13 +105,46 @@ class TrainingRunner:
         self.trainer = Trainer(model, data, config)
         if self._stop:
             self.trainer.stop()
-        return (yield from self.trainer.run())
+        model = yield from self.trainer.run()
+        if self._closing and self.trainer.step > 0:
+            self._save_on_close(model)
+        return model
+
+    def _save_on_close(self, model: UNet) -> None:
+        """Napari is closing: keep the model trained so far where the user finds it."""
+        from ..modelfile import save_model
+
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self._name)[:60]
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = recovery_folder() / f"{stamp}-{safe}-{self.trainer.step}steps.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.saved_on_close = save_model(model, path)
 
     def stop(self) -> None:
         """Stop after the current step; the model trained so far is kept."""
         self._stop = True
         if self.trainer is not None:
             self.trainer.stop()
+
+    def shutdown(self, timeout: float = 30.0) -> Path | None:
+        """The dock or napari closes: stop after the current step, save, and wait.
+
+        Returns the file the model trained so far was saved to (None when no
+        step had been taken, or nothing was running).
+        """
+        self._closing = True
+        self.stop()  # the trainer stops after its step and returns the model: not interrupted
+        self._workers.stop_all(timeout, interrupt=False)
+        path = self.saved_on_close
+        if path is not None:
+            import sys
+
+            print(
+                f"napari-unet: napari closed during training; the model trained so far "
+                f"({self.trainer.step} steps) is saved to {path}",
+                file=sys.stderr,
+            )
+        return path
 
     def _on_event(self, event: Any) -> None:
         self._last = event

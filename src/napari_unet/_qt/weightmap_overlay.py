@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.qt.threading import create_worker
 from psygnal import Signal
 from qtpy.QtCore import QTimer
 
-from .layers import upsert_layer
-from .prediction import call_safely
+from .layers import remove_own_layer, upsert_layer
+from .workers import WorkerGroup
 
 if TYPE_CHECKING:
     import napari
@@ -30,7 +29,9 @@ class WeightMapOverlay:
 
     The map is recomputed in a thread worker on a snapshot of the labels, at most
     one at a time, a short while after painting stops. The result layer is
-    updated in place (never a second layer).
+    updated in place (never a second layer), never becomes the active layer, and
+    is not shown while the map is flat (no cells yet): it would only veil the image.
+    Its darkest colour (invisible with additive blending) is the smallest weight.
     """
 
     touching = Signal(int)  # number of touching cell pairs in the latest snapshot
@@ -41,6 +42,7 @@ class WeightMapOverlay:
         self.layer = layer
         self.w0, self.sigma = w0, sigma
         self._worker = None
+        self._workers = WorkerGroup()
         self._dirty = False
         self._closed = False
         self._timer = QTimer()
@@ -73,25 +75,38 @@ class WeightMapOverlay:
             return
         self._dirty = False
         snapshot = np.array(self.layer.data, copy=True)
-        worker = create_worker(
-            call_safely, _compute, snapshot, self.w0, self.sigma,
-            _start_thread=False, _ignore_errors=True,
-        )  # fmt: skip
-        worker.returned.connect(self._show)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._done)
-        self._worker = worker
-        worker.start()
+        self._worker = self._workers.start_function(
+            _compute,
+            snapshot,
+            self.w0,
+            self.sigma,
+            returned=self._show,
+            errored=self._failed,
+            finished=self._done,
+        )
 
     def _show(self, result: tuple[np.ndarray, int]) -> None:
         weights, n_touching = result
         if self._closed or self.layer not in self._viewer.layers:  # switched off meanwhile
             return
-        upsert_layer(
-            self._viewer, weights, kind="image", role="weight map", source=self.layer.name,
-            name=f"{self.layer.name} weight map", colormap="inferno", blending="additive",
-            opacity=0.7, scale=self.layer.scale, translate=self.layer.translate,
-        )  # fmt: skip
+        low, high = float(weights.min()), float(weights.max())
+        if high - low < 1e-6:  # no cells: a flat field that says nothing
+            remove_own_layer(self._viewer, "weight map", self.layer.name)
+        else:
+            upsert_layer(
+                self._viewer,
+                weights,
+                kind="image",
+                role="weight map",
+                source=self.layer.name,
+                name=f"{self.layer.name} weight map",
+                colormap="inferno",
+                blending="additive",
+                opacity=0.7,
+                contrast_limits=(low, high),
+                scale=self.layer.scale,
+                translate=self.layer.translate,
+            )
         self.touching.emit(n_touching)
         self.updated.emit()
 
@@ -107,13 +122,15 @@ class WeightMapOverlay:
 
     def close(self, remove_layer: bool = True) -> None:
         """Stop following the labels (and remove the overlay layer)."""
-        from .layers import find_own_layer
-
         self._closed = True  # a computation still running is dropped when it returns
         self._timer.stop()
         for name in ("paint", "data", "labels_update", "set_data"):
             getattr(self.layer.events, name).disconnect(self.schedule)
         if remove_layer:
-            own = find_own_layer(self._viewer, "weight map", self.layer.name)
-            if own is not None:
-                self._viewer.layers.remove(own)
+            remove_own_layer(self._viewer, "weight map", self.layer.name)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """The dock or viewer closes: stop following and wait for a computation under way."""
+        self._closed = True
+        self._timer.stop()
+        self._workers.stop_all(timeout)

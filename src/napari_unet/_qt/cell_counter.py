@@ -1,0 +1,140 @@
+"""How many cells an annotation holds, kept up to date from its strokes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from psygnal import Signal
+
+from .workers import WorkerGroup
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+def pixel_counts(labels: np.ndarray) -> dict[int, int]:
+    """Pixels per id of ``labels`` (a full scan: run it in a worker)."""
+    flat = np.ravel(labels)
+    if flat.size == 0:
+        return {}
+    low, high = int(flat.min()), int(flat.max())
+    if low >= 0 and high < 2**22:  # bincount is several times faster than a sort
+        counts = np.bincount(flat.astype(np.intp, copy=False), minlength=high + 1)
+        ids = np.flatnonzero(counts)
+        return dict(zip(ids.tolist(), counts[ids].tolist()))
+    ids, counts = np.unique(flat, return_counts=True)
+    return dict(zip(ids.tolist(), counts.tolist()))
+
+
+def _atom_changes(atom: Any) -> Iterable[tuple[np.ndarray, Any]]:
+    """(old values of the changed pixels, new value or values) of one napari history atom."""
+    if hasattr(atom, "new_value"):  # napari's masked paint atom
+        return [(np.ravel(atom.old_values), atom.new_value)]
+    _, old, new = atom  # (indices, values before, value(s) after)
+    return [(np.ravel(old), new)]
+
+
+class CellCounter:
+    """Cells (non-zero ids) of a Labels layer and its largest id.
+
+    A stroke updates the counts from napari's paint event, which carries the
+    values it replaced: painting costs nothing, however large the image. Changes
+    that come without one (undo, redo, a new array) recount in a worker; strokes
+    made meanwhile are applied on top of the recount when it arrives.
+    """
+
+    changed = Signal(int)  # number of cells
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self._counts: dict[int, int] = {}
+        self._workers = WorkerGroup()
+        self._since_snapshot: list[Any] | None = None  # strokes during a recount
+        self._painted = False
+        self._again = False
+        layer.events.paint.connect(self._on_paint)
+        layer.events.set_data.connect(self._on_set_data)
+        layer.events.data.connect(self._on_new_data)
+        self.recount()
+
+    @property
+    def cells(self) -> int:
+        """Number of distinct non-zero ids."""
+        return sum(1 for i, n in self._counts.items() if i != 0 and n > 0)
+
+    @property
+    def max_id(self) -> int:
+        """The largest id in use (0 when there is none)."""
+        return max((i for i, n in self._counts.items() if n > 0), default=0)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a recount is under way."""
+        return self._since_snapshot is not None
+
+    def _apply(self, atoms: Iterable[Any]) -> None:
+        for atom in atoms:
+            for old, new in _atom_changes(atom):
+                ids, n = np.unique(old, return_counts=True)
+                for i, k in zip(ids.tolist(), n.tolist()):
+                    self._counts[i] = self._counts.get(i, 0) - k
+                if np.ndim(new) == 0:
+                    self._counts[int(new)] = self._counts.get(int(new), 0) + old.size
+                else:
+                    ids, n = np.unique(np.ravel(new), return_counts=True)
+                    for i, k in zip(ids.tolist(), n.tolist()):
+                        self._counts[i] = self._counts.get(i, 0) + k
+
+    def _on_paint(self, event: Any) -> None:
+        atoms = list(event.value)
+        self._painted = True
+        if self._since_snapshot is not None:
+            self._since_snapshot.extend(atoms)
+        self._apply(atoms)
+        self.changed.emit(self.cells)
+
+    def _on_set_data(self, event: Any = None) -> None:
+        if self._painted:  # the refresh after a stroke: already counted
+            self._painted = False
+            return
+        self.recount()  # undo, redo, or another change without a stroke
+
+    def _on_new_data(self, event: Any = None) -> None:
+        self._painted = False
+        self.recount()
+
+    def recount(self) -> None:
+        """Count all ids again, in a worker (one at a time)."""
+        if self._workers.closed:
+            return
+        if self._since_snapshot is not None:
+            self._again = True
+            return
+        snapshot = np.array(self.layer.data, copy=True)
+        self._since_snapshot = []
+        self._workers.start_function(
+            pixel_counts, snapshot, returned=self._on_counts, finished=self._on_recounted
+        )
+
+    def _on_counts(self, counts: dict[int, int]) -> None:
+        later = self._since_snapshot or []
+        self._counts = counts
+        self._apply(later)
+        self.changed.emit(self.cells)
+
+    def _on_recounted(self) -> None:
+        self._since_snapshot = None
+        if self._again:
+            self._again = False
+            self.recount()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop following the layer and wait for a recount under way."""
+        for name, slot in (
+            ("paint", self._on_paint),
+            ("set_data", self._on_set_data),
+            ("data", self._on_new_data),
+        ):
+            getattr(self.layer.events, name).disconnect(slot)
+        self._workers.stop_all(timeout)
