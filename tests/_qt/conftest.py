@@ -9,6 +9,12 @@ FAST_TRAINING = TrainConfig(
 )
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path, monkeypatch):
+    """Models kept at close go to the test's folder, never the user's."""
+    monkeypatch.setenv("NAPARI_UNET_DATA_DIR", str(tmp_path / "napari-unet-data"))
+
+
 @pytest.fixture
 def cells():
     from napari_unet.synthetic import make_cells

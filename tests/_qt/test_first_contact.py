@@ -237,3 +237,16 @@ def test_one_name_everywhere(make_napari_viewer):
     viewer.window.add_plugin_dock_widget("napari-unet", "Predict")
     titles = sorted(viewer.window._wrapped_dock_widgets)
     assert titles == ["Predict (napari-unet)", "Train (napari-unet)"]
+
+
+def test_model_dock_offers_the_model_kept_when_napari_closed(
+    make_napari_viewer, tmp_path, monkeypatch, tiny_model
+):
+    from napari_unet import save_model
+
+    monkeypatch.setenv("NAPARI_UNET_DATA_DIR", str(tmp_path))
+    (tmp_path / "interrupted").mkdir()
+    kept = save_model(tiny_model, tmp_path / "interrupted" / "x-5steps.safetensors")
+    model = _dock(make_napari_viewer(), "Model")
+    assert str(model._load_path.value) == str(kept)
+    assert str(kept) in model._status.value

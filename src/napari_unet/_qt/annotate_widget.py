@@ -50,6 +50,7 @@ class AnnotateWidget(ScrollingDock):
         self._region_help = Label(
             value="Without a region the whole image counts as annotated.", label=""
         )
+        self._region_help.native.setWordWrap(True)
         self._show_weights = CheckBox(text="Show weight map", value=False)
         self._w0 = FloatSpinBox(label="w0", value=W0, min=0.0, max=100.0, step=1.0)
         self._sigma = FloatSpinBox(label="sigma (px)", value=SIGMA, min=0.5, max=50.0)
@@ -82,8 +83,7 @@ class AnnotateWidget(ScrollingDock):
         self._sigma.changed.connect(self._params)
         self._carve.changed.connect(self.carve_gaps)
         self._state.annotation.changed.connect(self._follow)
-        self._cancel_hook = self._state.on_close(self._shutdown)
-        self.native.destroyed.connect(lambda *_: self._shutdown())
+        self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
         self._watch(self._annotation.value)
@@ -174,7 +174,6 @@ class AnnotateWidget(ScrollingDock):
 
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop listening, wait for work under way."""
-        self._cancel_hook()
         self._state.annotation.changed.disconnect(self._follow)
         self._unwatch()
         if self._overlay is not None:  # the dock's own widgets may be being deleted: not them

@@ -40,8 +40,9 @@ class CellCounter:
 
     A stroke updates the counts from napari's paint event, which carries the
     values it replaced: painting costs nothing, however large the image. Changes
-    that come without one (undo, redo, a new array) recount in a worker; strokes
-    made meanwhile are applied on top of the recount when it arrives.
+    that come without one (undo and redo, seen as a change of napari's history
+    queues at the next refresh; a new array) recount in a worker; strokes made
+    meanwhile are applied on top of the recount when it arrives.
     """
 
     changed = Signal(int)  # number of cells
@@ -51,7 +52,7 @@ class CellCounter:
         self._counts: dict[int, int] = {}
         self._workers = WorkerGroup()
         self._since_snapshot: list[Any] | None = None  # strokes during a recount
-        self._painted = False
+        self._history = self._history_lengths()
         self._again = False
         layer.events.paint.connect(self._on_paint)
         layer.events.set_data.connect(self._on_set_data)
@@ -86,22 +87,30 @@ class CellCounter:
                     for i, k in zip(ids.tolist(), n.tolist()):
                         self._counts[i] = self._counts.get(i, 0) + k
 
+    def _history_lengths(self) -> tuple[int, int] | None:
+        """Lengths of napari's undo and redo queues: they change on undo and redo."""
+        try:
+            return len(self.layer._undo_history), len(self.layer._redo_history)
+        except (AttributeError, TypeError):  # another napari: recount on every refresh
+            return None
+
     def _on_paint(self, event: Any) -> None:
         atoms = list(event.value)
-        self._painted = True
+        self._history = self._history_lengths()
         if self._since_snapshot is not None:
             self._since_snapshot.extend(atoms)
         self._apply(atoms)
         self.changed.emit(self.cells)
 
     def _on_set_data(self, event: Any = None) -> None:
-        if self._painted:  # the refresh after a stroke: already counted
-            self._painted = False
+        history = self._history_lengths()
+        if history is not None and history == self._history:  # a refresh: nothing new
             return
-        self.recount()  # undo, redo, or another change without a stroke
+        self._history = history
+        self.recount()  # undo or redo (they write pixels without a paint event)
 
     def _on_new_data(self, event: Any = None) -> None:
-        self._painted = False
+        self._history = self._history_lengths()
         self.recount()
 
     def recount(self) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFrame, QScrollArea
+
+if TYPE_CHECKING:
+    from .session import ViewerState
 
 
 class ScrollingDock(Container):
@@ -27,6 +30,27 @@ class ScrollingDock(Container):
         self._scroll.setWidget(self.form.native)
         self.native.layout().addWidget(self._scroll)
         self.margins = (0, 0, 0, 0)
+
+    def finish(self, state: ViewerState) -> None:
+        """Once the fields are in: size the dock to them, and close with the viewer.
+
+        The scroll area is as wide as the fields need (nothing is cut off at the
+        right); :meth:`_shutdown` runs once, when this dock or the viewer closes.
+        """
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self._scroll.setMinimumWidth(self.form.native.minimumSizeHint().width() + bar)
+        self._closed = False
+        self._cancel_close_hook = state.on_close(self._close_once)
+        self.native.destroyed.connect(lambda *_: self._close_once())
+
+    def _close_once(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._cancel_close_hook()
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Stop listening and wait for the dock's workers (subclasses add theirs)."""
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""

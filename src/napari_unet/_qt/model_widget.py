@@ -11,6 +11,7 @@ from napari.utils.notifications import show_error, show_info
 from .dock import ScrollingDock
 from .model_choice import bundled_available, chosen_path
 from .session import state_for
+from .training_runner import recent_recovered_model
 from .workers import WorkerGroup
 
 if TYPE_CHECKING:
@@ -121,9 +122,15 @@ class ModelWidget(ScrollingDock):
         self._load.changed.connect(self.load)
         self._bundled.changed.connect(self.use_bundled)
         self._session.changed.connect(self._refresh)
-        self._cancel_hook = self._state.on_close(self._shutdown)
-        self.native.destroyed.connect(lambda *_: self._shutdown())
+        self.finish(self._state)
         self._refresh(self._session)
+        recovered = recent_recovered_model()
+        if recovered is not None:  # napari closed mid-training: offer what was kept
+            self._load_path.value = recovered
+            self._status.value = (
+                f"napari closed during a training run; the model trained so far is kept in "
+                f"{recovered}. Press Load model to use it."
+            )
 
     @property
     def busy(self) -> bool:
@@ -131,7 +138,6 @@ class ModelWidget(ScrollingDock):
         return bool(self._workers.pending)
 
     def _shutdown(self) -> None:
-        self._cancel_hook()
         self._session.changed.disconnect(self._refresh)
         self._workers.stop_all()
 

@@ -109,8 +109,7 @@ class PredictWidget(ScrollingDock):
         self._runner.finished.connect(self._on_finished)
         self._session.changed.connect(self._on_session)
         self._state.warmed.connect(self._device.reset_choices)
-        self._cancel_hook = self._state.on_close(self._shutdown)
-        self.native.destroyed.connect(lambda *_: self._shutdown())
+        self.finish(self._state)
         self._state.warm_up()
 
     def _devices(self, _widget: object = None) -> list[str]:
@@ -122,7 +121,6 @@ class PredictWidget(ScrollingDock):
 
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop the prediction and wait for it."""
-        self._cancel_hook()
         self._session.changed.disconnect(self._on_session)
         self._state.warmed.disconnect(self._device.reset_choices)
         self._runner.shutdown()

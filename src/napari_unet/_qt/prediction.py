@@ -187,6 +187,7 @@ class PredictionRunner:
         if self._cancel_flag is not None:
             self._cancel_flag.set()
         self._workers.stop_all(timeout)
+        self._on_finished()  # its signals are no longer delivered
 
     def _on_progress(self, event) -> None:
         if isinstance(event, str):

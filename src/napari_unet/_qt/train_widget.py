@@ -184,8 +184,7 @@ class TrainWidget(ScrollingDock):
         self._runner.failed.connect(self._on_failed)
         self._offer_derived.changed.connect(lambda *_: self.reset_choices())
         self._state.annotation.changed.connect(self._follow)
-        self._cancel_hook = self._state.on_close(self._shutdown)
-        self.native.destroyed.connect(lambda *_: self._shutdown())
+        self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
 
@@ -214,7 +213,6 @@ class TrainWidget(ScrollingDock):
 
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop (keeping the model trained so far) and wait."""
-        self._cancel_hook()
         self._state.annotation.changed.disconnect(self._follow)
         self._runner.shutdown()
         self._predictor.shutdown()

@@ -31,6 +31,15 @@ def recovery_folder() -> Path:
     return Path(base) / "interrupted"
 
 
+def recent_recovered_model(days: float = 7.0) -> Path | None:
+    """The newest model saved by :meth:`TrainingRunner.shutdown` in the last ``days``."""
+    folder = recovery_folder()
+    files = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    if files and time.time() - files[-1].stat().st_mtime < days * 86400:
+        return files[-1]
+    return None
+
+
 class TrainingRunner:
     """Prepares the data and trains in a worker; Stop takes effect after the current step.
 
@@ -51,6 +60,7 @@ class TrainingRunner:
         self._workers = WorkerGroup()
         self._stop = False
         self._closing = False
+        self._told = False
         self._name = "training"
         self._bar = None
         self._last = None
@@ -135,8 +145,10 @@ class TrainingRunner:
         self._closing = True
         self.stop()  # the trainer stops after its step and returns the model: not interrupted
         self._workers.stop_all(timeout, interrupt=False)
+        self._on_finished()  # its signals are no longer delivered
         path = self.saved_on_close
-        if path is not None:
+        if path is not None and not self._told:
+            self._told = True
             import sys
 
             print(

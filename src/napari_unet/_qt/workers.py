@@ -176,7 +176,7 @@ class WorkerGroup:
 
     def _start(self, worker: _Tracked, connections: dict[str, Callable]) -> Any:
         for signal, slot in connections.items():
-            getattr(worker, signal).connect(slot)
+            getattr(worker, signal).connect(self._unless_closed(slot))
         worker.finished.connect(lambda: self._forget(worker))
         self._workers.append(worker)
         if self.closed:  # the owner is closing: nothing new starts
@@ -184,6 +184,15 @@ class WorkerGroup:
         else:
             worker.start()
         return worker
+
+    def _unless_closed(self, slot: Callable) -> Callable:
+        """``slot``, dropped once the owner closed (its widgets may be gone by then)."""
+
+        def call(*args: Any) -> None:
+            if not self.closed:
+                slot(*args)
+
+        return call
 
     def _forget(self, worker: _Tracked) -> None:
         if worker in self._workers:

@@ -1,0 +1,62 @@
+"""Closing napari at any moment ends the process cleanly and keeps the work done.
+
+Each scenario runs in a fresh process (a crash at close would kill pytest itself):
+exit status 0, no traceback, no abort, no error on the way out.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from napari_unet import load_model
+
+SCRIPT = Path(__file__).with_name("close_scenario.py")
+# napari alone exits in about 1-2 s here; the issue's goal is under 2 s more with the
+# plugin (measured in benchmarks/bench_gui.py). This bound catches a real hang (the
+# old warm-up made it 5-6 s more), not the noise of a shared machine.
+EXTRA_EXIT_S = 4.0
+
+
+def _run(scenario, tmp_path):
+    env = {**os.environ, "NAPARI_UNET_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), scenario],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    ended = time.time()
+    out = proc.stdout + proc.stderr
+    closing = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("closing")]
+    return proc, out, (ended - closing[0]) if closing else None
+
+
+def _clean(proc, out):
+    assert proc.returncode == 0, out[-3000:]
+    for bad in ("Traceback", "Aborted", "ERROR", "has been deleted", "Fatal"):
+        assert bad not in out, out[-3000:]
+
+
+@pytest.mark.parametrize("scenario", ["docked", "weightmap", "prediction"])
+def test_close_while_working(scenario, tmp_path):
+    proc, out, exit_s = _run(scenario, tmp_path)
+    _clean(proc, out)
+    assert exit_s is not None, out[-3000:]
+    _, plain_out, plain_s = _run("plain", tmp_path)
+    print(f"{scenario}: exit {exit_s:.2f} s after close; napari alone {plain_s:.2f} s")
+    assert exit_s - plain_s < EXTRA_EXIT_S, f"exit took {exit_s:.1f} s vs {plain_s:.1f} s"
+
+
+def test_close_during_training_keeps_the_model(tmp_path):
+    proc, out, _ = _run("training", tmp_path)
+    _clean(proc, out)
+    saved = sorted((tmp_path / "interrupted").glob("*.safetensors"))
+    assert len(saved) == 1, out[-3000:]
+    assert f"is saved to {saved[0]}" in out  # and the user is told where
+    model = load_model(saved[0])
+    assert model.metadata["training"]["steps"] >= 2
