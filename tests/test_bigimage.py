@@ -13,8 +13,9 @@ from napari_unet.bigimage import (
     open_prediction,
     predict_to_zarr,
 )
+from napari_unet.padding import mirror_indices, mirror_pad
 from napari_unet.synthetic import make_cells
-from napari_unet.tiling import _mirror_pad, predict_tiled
+from napari_unet.tiling import predict_tiled
 
 
 @pytest.fixture
@@ -56,8 +57,8 @@ def _same_partition(a, b):
 def test_border_mirroring_matches_the_in_memory_padding(n):
     a = np.arange(n * 5).reshape(n, 5)
     for before, after in [(0, 0), (2, 1), (n + 4, 3 * n + 9)]:
-        ref = _mirror_pad(a, ((before, after), (0, 0)))
-        got = a[bigimage._reflect(-before, n + after, n)]
+        ref = mirror_pad(a, ((before, after), (0, 0)))
+        got = a[mirror_indices(-before, n + after, n)]
         np.testing.assert_array_equal(got, ref)
 
 

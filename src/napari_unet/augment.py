@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import NapariUnetError
+from .seeding import random_generator
 
 __all__ = [
     "AugmentConfig",
@@ -55,16 +56,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _rng(seed: Any) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or isinstance(seed, (int, np.integer)):
-        return np.random.default_rng(seed)
-    raise NapariUnetError(
-        f"The seed must be an integer, a numpy Generator or None, got {type(seed).__name__}."
-    )
 
 
 def _check_image(image: Any) -> np.ndarray:
@@ -346,7 +337,7 @@ def elastic_deform(
     img, lab, wts = _check_inputs(image, labels, weights)
     _check_order(order)
     _check_grid(grid_points, sigma)
-    coarse = _draw_coarse(_rng(seed), int(grid_points), float(sigma))
+    coarse = _draw_coarse(random_generator(seed), int(grid_points), float(sigma))
     h, w = img.shape[-2:]
     mat, t = _affine(h, w)
     out = _warp(img, lab, wts, mat=mat, t=t, coarse=coarse, order=order)
@@ -383,7 +374,7 @@ def random_flip(image: Any, labels: Any = None, *, weights: Any = None, seed: An
         ``(image, labels)``, plus ``weights`` when given, as for :func:`elastic_deform`.
     """
     img, lab, wts = _check_inputs(image, labels, weights)
-    rng = _rng(seed)
+    rng = random_generator(seed)
     fy, fx = (bool(b) for b in rng.random(2) < 0.5)
     img, lab, wts = _flip_rot(img, lab, wts, fy, fx, 0)
     return _result(_as_float(img), _copy(lab), _float_or_none(wts), weights is not None)
@@ -422,7 +413,7 @@ def random_rot90(image: Any, labels: Any = None, *, weights: Any = None, seed: A
     """
     img, lab, wts = _check_inputs(image, labels, weights)
     h, w = img.shape[-2:]
-    k = _draw_k(_rng(seed), h, w)
+    k = _draw_k(random_generator(seed), h, w)
     img, lab, wts = _flip_rot(img, lab, wts, False, False, k)
     return _result(_as_float(img), _copy(lab), _float_or_none(wts), weights is not None)
 
@@ -460,7 +451,7 @@ def random_rotate(
     img, lab, wts = _check_inputs(image, labels, weights)
     _check_order(order)
     _check_range("max_angle", max_angle)
-    angle = _rng(seed).uniform(-1.0, 1.0) * max_angle
+    angle = random_generator(seed).uniform(-1.0, 1.0) * max_angle
     mat, t = _affine(*img.shape[-2:], angle=angle)
     out = _warp(img, lab, wts, mat=mat, t=t, coarse=None, order=order)
     return _result(*out, weights is not None)
@@ -496,7 +487,7 @@ def random_shift(
     img, lab, wts = _check_inputs(image, labels, weights)
     _check_order(order)
     _check_range("max_shift", max_shift)
-    shift = _rng(seed).uniform(-1.0, 1.0, size=2) * max_shift
+    shift = random_generator(seed).uniform(-1.0, 1.0, size=2) * max_shift
     mat, t = _affine(*img.shape[-2:], shift=tuple(shift))
     out = _warp(img, lab, wts, mat=mat, t=t, coarse=None, order=order)
     return _result(*out, weights is not None)
@@ -578,7 +569,7 @@ def random_contrast(image: Any, *, amount: float = 0.2, seed: Any = None) -> np.
     """
     _check_range("amount", amount)
     x, ndim = _channels(image)
-    _contrast(x, _log_uniform(_rng(seed), amount))
+    _contrast(x, _log_uniform(random_generator(seed), amount))
     return _finish(x, ndim)
 
 
@@ -600,7 +591,7 @@ def random_brightness(image: Any, *, amount: float = 0.1, seed: Any = None) -> n
     """
     _check_range("amount", amount)
     x, ndim = _channels(image)
-    _brightness(x, _rng(seed).uniform(-amount, amount), _std(x))
+    _brightness(x, random_generator(seed).uniform(-amount, amount), _std(x))
     return _finish(x, ndim)
 
 
@@ -625,7 +616,7 @@ def random_gamma(image: Any, *, amount: float = 0.2, seed: Any = None) -> np.nda
     """
     _check_range("amount", amount)
     x, ndim = _channels(image)
-    _gamma(x, _log_uniform(_rng(seed), amount))
+    _gamma(x, _log_uniform(random_generator(seed), amount))
     return _finish(x, ndim)
 
 
@@ -647,7 +638,7 @@ def random_noise(image: Any, *, amount: float = 0.03, seed: Any = None) -> np.nd
     """
     _check_range("amount", amount)
     x, ndim = _channels(image)
-    rng = _rng(seed)
+    rng = random_generator(seed)
     _noise(x, rng.uniform(0.0, amount), _std(x), _draw_seed(rng))
     return _finish(x, ndim)
 
@@ -796,7 +787,7 @@ def augment_sample(
     if not isinstance(cfg, AugmentConfig):
         raise NapariUnetError(f"config must be an AugmentConfig, got {type(cfg).__name__}.")
     img, lab, wts = _check_inputs(image, labels, weights)
-    gen = _rng(rng)
+    gen = random_generator(rng)
     h, w = img.shape[-2:]
 
     # Fixed draw order (see docstring); each value in [0, 1) or [-1, 1), scaled below.

@@ -39,6 +39,7 @@ import numpy as np
 from ._generators import progress_callback, run_to_end
 from .errors import NapariUnetError
 from .normalization import Normalization
+from .padding import mirror_indices
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -319,19 +320,6 @@ def _receive_model(config: dict, state: dict, metadata: dict) -> _SharedModel:
 
 
 # --------------------------------------------------------------------------- geometry
-
-
-def _reflect(start: int, stop: int, n: int) -> np.ndarray:
-    """Source indices of positions ``start..stop-1`` of an axis of ``n`` mirrored pixels.
-
-    As :func:`numpy.pad` ``"reflect"`` mirrors (repeated for wide pads; ``"edge"`` if n == 1).
-    """
-    i = np.arange(start, stop)
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * (n - 1)
-    j = np.mod(i, period)
-    return np.where(j >= n, period - j, j)
 
 
 @dataclass(frozen=True)
@@ -795,9 +783,9 @@ def _open_output(output: Any, overwrite: bool) -> zarr.Group:
 
 
 def _layout(model: UNet, image: Any) -> _Layout:
-    from .tiling import spatial_layout
+    from .tiling import channel_and_stack_axes
 
-    has_channels, is_stack = spatial_layout(model, image)
+    has_channels, is_stack = channel_and_stack_axes(model, image)
     return _Layout(
         has_channels=has_channels,
         is_stack=is_stack,
@@ -974,8 +962,8 @@ def iter_predict_to_zarr(
                 halo=plan.halo,
             )
             (pb_y, pa_y), (pb_x, pa_x) = grid.pad_widths()
-            rows = _reflect(c.y0 - pb_y, c.y1 + pa_y, H)
-            cols = _reflect(c.x0 - pb_x, c.x1 + pa_x, W)
+            rows = mirror_indices(c.y0 - pb_y, c.y1 + pa_y, H)
+            cols = mirror_indices(c.x0 - pb_x, c.x1 + pa_x, W)
             ry0, ry1, rx0, rx1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
             rows, cols = rows - ry0, cols - rx0
             rows = None if np.array_equal(rows, np.arange(rows.size)) else rows

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .errors import NapariUnetError
 from .fileio import atomic_write
@@ -25,6 +27,7 @@ __all__ = [
     "save_checkpoint",
     "load_training_state",
     "MODEL_SUFFIX",
+    "resolve_model_arg",
 ]
 
 MODEL_SUFFIX = ".safetensors"
@@ -238,3 +241,15 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     model.metadata = dict(info["metadata"])
     model.eval()
     return model
+
+
+def resolve_model_arg(model: UNet | Callable[[], UNet]) -> UNet:
+    """The network itself, or what a loader (a zero-argument callable) returns.
+
+    Lets a caller hand over either a model or the work of making one, so that
+    loading a file or copying a model can happen where the work runs (a worker
+    thread), not where the request is made.
+    """
+    if isinstance(model, torch.nn.Module):
+        return model
+    return model()

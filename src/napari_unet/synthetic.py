@@ -35,6 +35,7 @@ from scipy import ndimage as ndi
 from scipy import special
 
 from .errors import NapariUnetError
+from .seeding import random_generator
 
 __all__ = ["GENERATOR_VERSION", "STYLES", "SyntheticConfig", "make_cells"]
 
@@ -217,7 +218,7 @@ class SyntheticConfig:
             ``(H, W)`` int32 instance labels, 0 for background and 1..n for the
             cells, each pixel belonging to the cell in front.
         """
-        return _generate(self, _rng(seed))
+        return _generate(self, random_generator(seed))
 
     def generate_many(
         self, n_images: int, seed: int | None = None
@@ -347,17 +348,6 @@ def _dtype_name(value: Any) -> str:
     if name not in _DTYPES:
         raise NapariUnetError(f"The image type must be uint16 or uint8, got {value!r}.")
     return name
-
-
-def _rng(seed: Any) -> np.random.Generator:
-    if isinstance(seed, (bool, np.random.Generator)):
-        raise NapariUnetError(f"The seed must be a non-negative whole number, got {seed!r}.")
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError):
-        raise NapariUnetError(
-            f"The seed must be a non-negative whole number, got {seed!r}."
-        ) from None
 
 
 # --------------------------------------------------------------------------- geometry

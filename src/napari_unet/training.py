@@ -33,6 +33,7 @@ from .errors import NapariUnetError
 from .metrics import instance_scores
 from .model import UNet, input_size_for_output, output_size
 from .normalization import Normalization
+from .padding import mirror_pad
 from .postprocess import labels_from_probabilities
 from .tiling import predict_tiled
 from .weightmap import carve_gaps, unet_weight_map
@@ -504,8 +505,8 @@ def _prepare_plane(
         full_w = unet_weight_map(target, w0=cfg.w0, sigma=cfg.sigma, mask=region)
         val_weights = full_w[y0:y1, x0:x1]
     return _Plane(
-        image=_mirror(image, pad, channels=True),
-        labels=_mirror(target, pad),
+        image=mirror_pad(image, ((0, 0), (pad, pad), (pad, pad))),
+        labels=mirror_pad(target, ((pad, pad), (pad, pad))),
         weights=np.pad(weights, pad),
         train_pixels=np.flatnonzero(train_region),
         pad=pad,
@@ -525,15 +526,6 @@ def _compact_ids(labels: np.ndarray) -> np.ndarray:
     ids, inverse = np.unique(labels, return_inverse=True)
     out = inverse.reshape(labels.shape).astype(np.int32)
     return out if ids[0] == 0 else out + 1
-
-
-def _mirror(a: np.ndarray, pad: int, channels: bool = False) -> np.ndarray:
-    from .tiling import _mirror_pad
-
-    widths = [(pad, pad), (pad, pad)]
-    if channels:
-        widths = [(0, 0), *widths]
-    return _mirror_pad(a, widths)
 
 
 # ------------------------------------------------------------------------------------ loss
