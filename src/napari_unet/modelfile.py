@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from .errors import NapariUnetError
 from .fileio import atomic_write
@@ -99,8 +101,6 @@ def save_checkpoint(
 
 
 def _write(model: UNet, path: str | os.PathLike, metadata: dict, state: dict) -> Path:
-    from safetensors.torch import save
-
     meta = _jsonable({**getattr(model, "metadata", {}), **metadata})
     header = {
         "format": _FORMAT,
@@ -187,9 +187,6 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _load_tensors(path: Path, device: str | None) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device=device or "cpu")
     except (SafetensorError, OSError, ValueError) as exc:
