@@ -40,7 +40,7 @@ from .output import (
     FORMAT_VERSION,
     ZarrPrediction,
     create_label_levels,
-    ome_multiscales,
+    mark_complete,
     open_output,
     pyramid_levels,
     read_result,
@@ -288,15 +288,8 @@ def iter_predict_to_zarr(
         tasks = relabel_tasks(local, levels, axes, chunks, luts, dtype, run_id)
         yield from run_phase(runner, tasks, "relabel", 1 + 2 * n, total)
 
-        root["labels"].attrs["ome"] = ome_multiscales(axes, n_levels)
-        del root["_work"]
-        meta.update(
-            complete=True,
-            n_objects=n_objects,
-            labels={**meta["labels"], "levels": n_levels, "dtype": dtype},
-            probabilities=prob_name if probabilities else None,
-        )
-        root.attrs[ATTR] = meta  # written last: its "complete" marks a finished run
+        kept = prob_name if probabilities else None
+        mark_complete(root, meta, axes, n_levels, n_objects, dtype, kept)
         yield ChunkProgress("done", total, total)
         return read_result(root, str(output))
     finally:

@@ -24,6 +24,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ZarrPrediction",
     "create_label_levels",
+    "mark_complete",
     "ome_multiscales",
     "open_output",
     "open_prediction",
@@ -169,6 +170,31 @@ def ome_multiscales(axes: ImageAxes, n_levels: int) -> dict:
             }
         ],
     }
+
+
+def mark_complete(
+    root: zarr.Group,
+    meta: dict,
+    axes: ImageAxes,
+    n_levels: int,
+    n_objects: int,
+    dtype: str,
+    probabilities: str | None,
+) -> None:
+    """Finish the store: OME metadata on the labels, work arrays gone, then ``complete``.
+
+    ``probabilities`` names the kept probabilities array (None: not kept). The
+    metadata is written last: its ``"complete": true`` marks a finished run.
+    """
+    root["labels"].attrs["ome"] = ome_multiscales(axes, n_levels)
+    del root["_work"]
+    meta.update(
+        complete=True,
+        n_objects=n_objects,
+        labels={**meta["labels"], "levels": n_levels, "dtype": dtype},
+        probabilities=probabilities,
+    )
+    root.attrs[ATTR] = meta
 
 
 def open_prediction(output: str | os.PathLike | Any) -> ZarrPrediction:
