@@ -37,6 +37,7 @@ __all__ = [
     "iter_predict_tiled",
     "predict_tiled",
     "channel_and_stack_axes",
+    "resolve_normalization",
 ]
 
 # Peak bytes of activations per input pixel and base channel during inference,
@@ -224,7 +225,12 @@ def _eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
-def _resolve_normalization(model: UNet, normalization: Any) -> Normalization:
+def resolve_normalization(model: UNet, normalization: Any) -> Normalization:
+    """The normalisation a ``normalization`` argument asks for.
+
+    ``None``: the model's stored one; ``False``: none; a :class:`Normalization` or
+    its dict form: that one.
+    """
     if normalization is None:
         return Normalization.from_dict(getattr(model, "metadata", {}).get("normalization"))
     if normalization is False:
@@ -256,7 +262,7 @@ def iter_predict_tiled(
         raise NapariUnetError(f"batch_size must be at least 1, got {batch_size}.")
     image = np.asarray(image) if not hasattr(image, "ndim") else image
     has_channels, is_stack = channel_and_stack_axes(model, image)
-    norm = _resolve_normalization(model, normalization)
+    norm = resolve_normalization(model, normalization)
     stats = norm.statistics(image, channel_axis=0 if has_channels else None)
     dev = select_device(device)
     spatial = tuple(image.shape[-2:])

@@ -26,7 +26,7 @@ from ..errors import NapariUnetError
 from ..model import UNet
 from ..normalization import Normalization
 from ..postprocess import labels_from_probabilities
-from ..tiling import TileGrid, _resolve_normalization, default_memory_budget, plan_tiles
+from ..tiling import TileGrid, default_memory_budget, plan_tiles, resolve_normalization
 from .chunks import (
     ImageAxes,
     chunk_shape,
@@ -245,7 +245,7 @@ def iter_predict_to_zarr(
     _check_postprocess(model.n_classes, threshold, postprocess)
     image = as_dask(image)
     axes = image_axes(model, image)
-    norm = _resolve_normalization(model, normalization)
+    norm = resolve_normalization(model, normalization)
     chunk_px = chunk_shape(model, axes, chunk)
     budget = _tile_memory_budget(scheduler, device, memory_budget)
     plan = plan_tiles(model, chunk_px, tile_shape, memory_budget=budget // batch_size)
