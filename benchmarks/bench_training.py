@@ -50,6 +50,7 @@ from napari_unet import instance_scores, labels_from_probabilities, load_model, 
 from napari_unet.bundled import load_bundled_model
 from napari_unet.synthetic import make_cells
 from napari_unet.training import (
+    TileSampler,
     TrainConfig,
     Trainer,
     new_model,
@@ -163,7 +164,7 @@ GROUPS: dict[str, dict[str, dict]] = {
 }
 
 
-class _EdgeSampler(Trainer):
+class _EdgeSampler(TileSampler):
     """The earlier sampler: windows may hang over the annotated extent."""
 
     def _window(self, p: int, lo: int, hi: int, o: int) -> int:
@@ -196,7 +197,7 @@ class Run:
 def start_run(
     name: str, changes: dict, task: Task, seed: int, budget: float, start: str | None = None
 ) -> Run:
-    cls = _EdgeSampler if changes.get("sampler") == "edge" else Trainer
+    edge = changes.get("sampler") == "edge"
     from_model = changes.get("from")
     changes = {k: v for k, v in changes.items() if k not in ("sampler", "from")}
     cfg = TrainConfig(**{**BASE, **changes, "seed": seed, "steps": None, "time_limit": budget})
@@ -205,7 +206,11 @@ def start_run(
     else:
         model = new_model(cfg)
     data = prepare_training_data(task.image, task.labels, task.region, model=model, config=cfg)
-    return Run(name, cls(model, data, cfg, device="cpu"), budget)
+    trainer = Trainer(model, data, cfg, device="cpu")
+    if edge:
+        t = trainer.sampler
+        trainer.sampler = _EdgeSampler(t.data, t.input_size, t.output_size, t.augment, t.rng)
+    return Run(name, trainer, budget)
 
 
 def _step(run: Run, fraction: float) -> float:

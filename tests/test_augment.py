@@ -6,11 +6,7 @@ import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_unet import augment as aug
-from napari_unet.augment import (
-    AugmentConfig,
-    augment_sample,
-    elastic_deform,
+from augment_steps import (
     random_brightness,
     random_contrast,
     random_flip,
@@ -19,8 +15,14 @@ from napari_unet.augment import (
     random_rot90,
     random_rotate,
     random_shift,
+)
+from napari_unet.augment import (
+    AugmentConfig,
+    augment_sample,
+    elastic_deform,
     upsample_displacement,
 )
+from napari_unet.augment import warping as aug
 from napari_unet.errors import NapariUnetError
 
 HUGE = [0, 7, 2**40, 2**62 + 3]
@@ -205,8 +207,8 @@ def test_borders_are_mirrored_not_zero_filled():
 def test_mirroring_is_numpy_reflect():
     image = smooth_image((30, 40))
     labels = np.arange(30 * 40).reshape(30, 40)
-    mat, t = aug._affine(30, 40, shift=(0.0, 3.0))
-    out, lab, _ = aug._warp(image, labels, None, mat=mat, t=t, coarse=None, order=3)
+    mat, t = aug.affine(30, 40, shift=(0.0, 3.0))
+    out, lab, _ = aug.warp(image, labels, None, mat=mat, t=t, coarse=None, order=3)
     expected = np.pad(image, ((0, 0), (3, 0)), mode="reflect")[:, :40]
     np.testing.assert_allclose(out, expected, atol=1e-5)
     np.testing.assert_array_equal(lab, np.pad(labels, ((0, 0), (3, 0)), mode="reflect")[:, :40])
@@ -215,8 +217,8 @@ def test_mirroring_is_numpy_reflect():
 def test_quarter_turn_matches_rot90():
     image = smooth_image((32, 32))
     labels = np.arange(32 * 32).reshape(32, 32)
-    mat, t = aug._affine(32, 32, angle=90.0)
-    out, lab, _ = aug._warp(image, labels, None, mat=mat, t=t, coarse=None, order=3)
+    mat, t = aug.affine(32, 32, angle=90.0)
+    out, lab, _ = aug.warp(image, labels, None, mat=mat, t=t, coarse=None, order=3)
     np.testing.assert_allclose(out, np.rot90(image), atol=1e-5)
     np.testing.assert_array_equal(lab, np.rot90(labels))
 

@@ -13,8 +13,9 @@ from napari_unet.bigimage import (
     open_prediction,
     predict_to_zarr,
 )
+from napari_unet.padding import mirror_indices, mirror_pad
 from napari_unet.synthetic import make_cells
-from napari_unet.tiling import _mirror_pad, predict_tiled
+from napari_unet.tiling import predict_tiled
 
 
 @pytest.fixture
@@ -56,8 +57,8 @@ def _same_partition(a, b):
 def test_border_mirroring_matches_the_in_memory_padding(n):
     a = np.arange(n * 5).reshape(n, 5)
     for before, after in [(0, 0), (2, 1), (n + 4, 3 * n + 9)]:
-        ref = _mirror_pad(a, ((before, after), (0, 0)))
-        got = a[bigimage._reflect(-before, n + after, n)]
+        ref = mirror_pad(a, ((before, after), (0, 0)))
+        got = a[mirror_indices(-before, n + after, n)]
         np.testing.assert_array_equal(got, ref)
 
 
@@ -156,7 +157,7 @@ def test_min_size_applies_to_whole_objects(mask_net, tmp_path):
 
 
 def test_display_levels(mask_net, cells_mask, tmp_path, monkeypatch):
-    monkeypatch.setattr(bigimage, "_PYRAMID_STOP", 64)
+    monkeypatch.setattr(bigimage.output, "_PYRAMID_STOP", 64)
     r = predict_to_zarr(mask_net, cells_mask, tmp_path / "p.zarr", chunk=64, normalization=False)
     assert len(r.labels) == 2
     full = r.labels[0].compute()
@@ -195,19 +196,20 @@ def test_progress_and_cancel(model, tmp_path):
 def test_failed_run_is_detectable_and_rerun_is_identical(model, tmp_path, monkeypatch):
     image = np.random.default_rng(4).random((64, 64)).astype(np.float32)
     clean = predict_to_zarr(model, image, tmp_path / "clean.zarr", chunk=32, probabilities=True)
-    real = bigimage._predict_chunk
+    real = bigimage.tasks.predict_chunk
 
     def crash_after_garbage(*args):
         chunk, layout, target = args[5], args[6], args[-1]
-        target[bigimage._region(chunk, layout, lead=True)] = 7.0  # a half-written chunk
+        region = bigimage.chunks.chunk_region(chunk, layout, lead=True)
+        target[region] = 7.0  # a half-written chunk
         raise OSError("worker lost")
 
-    monkeypatch.setattr(bigimage, "_predict_chunk", crash_after_garbage)
+    monkeypatch.setattr(bigimage.tasks, "predict_chunk", crash_after_garbage)
     with pytest.raises(OSError, match="worker lost"):
         predict_to_zarr(model, image, tmp_path / "out.zarr", chunk=32, probabilities=True)
     with pytest.raises(NapariUnetError, match="incomplete"):
         open_prediction(tmp_path / "out.zarr")
-    monkeypatch.setattr(bigimage, "_predict_chunk", real)
+    monkeypatch.setattr(bigimage.tasks, "predict_chunk", real)
     again = predict_to_zarr(
         model, image, tmp_path / "out.zarr", chunk=32, probabilities=True, overwrite=True
     )
@@ -220,18 +222,19 @@ def test_local_cluster_retries_a_failed_task(model, tmp_path, monkeypatch):
 
     image = np.random.default_rng(5).random((64, 80)).astype(np.float32)
     clean = predict_to_zarr(model, image, tmp_path / "clean.zarr", chunk=32, probabilities=True)
-    real = bigimage._predict_chunk
+    real = bigimage.tasks.predict_chunk
     marker = tmp_path / "failed-once"  # a file: the task may run in a copy of this closure
 
     def fail_once(*args):
         chunk, layout, target = args[5], args[6], args[-1]
         if chunk.index == 2 and not marker.exists():
             marker.write_text("2")
-            target[bigimage._region(chunk, layout, lead=True)] = 7.0  # killed mid-write
+            region = bigimage.chunks.chunk_region(chunk, layout, lead=True)
+            target[region] = 7.0  # killed mid-write
             raise OSError("worker lost")
         return real(*args)
 
-    monkeypatch.setattr(bigimage, "_predict_chunk", fail_once)
+    monkeypatch.setattr(bigimage.tasks, "predict_chunk", fail_once)
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
@@ -247,6 +250,19 @@ def test_local_cluster_retries_a_failed_task(model, tmp_path, monkeypatch):
 def test_cluster_workers_receive_the_model_once(model, tmp_path):
     import distributed
 
+    def _count_model_arrivals():
+        """On a worker: count the models it unpickles (receive_model is looked up by name)."""
+        from napari_unet.bigimage import worker
+
+        real = worker.receive_model
+        worker.arrivals = 0
+
+        def counting(*payload):
+            worker.arrivals += 1
+            return real(*payload)
+
+        worker.receive_model = counting
+
     image = np.random.default_rng(6).random((96, 96)).astype(np.float32)
     clean = predict_to_zarr(model, image, tmp_path / "clean.zarr", chunk=16, probabilities=True)
     with distributed.LocalCluster(
@@ -254,10 +270,11 @@ def test_cluster_workers_receive_the_model_once(model, tmp_path):
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         # by address, as `napari-unet predict --scheduler tcp://...` does
         address = cluster.scheduler_address
+        client.run(_count_model_arrivals)
         r = predict_to_zarr(
             model, image, tmp_path / "out.zarr", chunk=16, probabilities=True, scheduler=address
         )
-        received = client.run(lambda: __import__("napari_unet.bigimage").bigimage.MODELS_RECEIVED)
+        received = client.run(lambda: __import__("napari_unet.bigimage").bigimage.worker.arrivals)
     # 36 chunks, at most one copy per worker (a worker that got no task may have none)
     assert set(received.values()) <= {0, 1} and 1 in received.values()
     np.testing.assert_array_equal(r.probabilities.compute(), clean.probabilities.compute())
@@ -354,13 +371,13 @@ def test_overwrite_replaces_only_our_own_results(model, tmp_path):
 def test_merge_inputs_do_not_keep_chunks_alive(tmp_path):
     """The face ids returned per chunk are copies: views would keep every chunk's
     labels in memory until the merge (4 MB per 1024² chunk)."""
-    layout = bigimage._Layout(False, False, 1, 1, (64, 64))
+    layout = bigimage.chunks.ImageAxes(False, False, 1, 1, (64, 64))
     root = zarr.open_group(tmp_path / "w.zarr", mode="w")
     prob = root.create_array("p", shape=(2, 64, 64), chunks=(2, 32, 32), dtype="float32")
     prob[:] = np.stack([np.zeros((64, 64)), np.ones((64, 64))])
     local = root.create_array("l", shape=(64, 64), chunks=(32, 32), dtype="int32")
-    chunk = bigimage._plan_chunks(layout, (32, 32))[0]
-    result = bigimage._label_chunk(prob, local, chunk, layout, 8, 0.5, {})
+    chunk = bigimage.chunks.plan_chunks(layout, (32, 32))[0]
+    result = bigimage.tasks.label_chunk(prob, local, chunk, layout, 8, 0.5, {})
     for face, ring in result["faces"].values():
         assert face.base is None and face.size == 32
         assert ring is None or ring.base is None
@@ -372,7 +389,7 @@ def test_windows_read_only_their_part_of_the_source(tmp_path):
 
     plain = (np.random.default_rng(0).random((2500, 2100)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "plain.tif", plain)  # contiguous: one zarr chunk
-    source = bigimage._LazyTiff(str(tmp_path / "plain.tif"), 0)
+    source = bigimage.inputs.LazyTiff(str(tmp_path / "plain.tif"), 0)
     assert isinstance(source._open(), np.memmap)
     lazy = open_image_lazily(tmp_path / "plain.tif")
     assert lazy.chunksize == (1024, 1024)

@@ -27,6 +27,21 @@ def test_package_import_is_light():
     assert not any(m.startswith(("qtpy", "PyQt", "napari.")) for m in mods)
 
 
+def test_package_import_loads_no_engine_qt_or_napari():
+    """napari imports the package for its manifest: nothing heavy may come with it."""
+    mods = _modules_after("import napari_unet")
+    engine = {"napari_unet." + m for m in ("bigimage", "training", "augment", "tiling", "model")}
+    assert not mods & ({"torch", "qtpy", "napari", "dask", "zarr"} | engine)
+
+
+def test_sample_data_and_bundled_path_stay_light():
+    """napari opens the samples, and the docks look up the bundled file, without torch."""
+    mods = _modules_after(
+        "import napari_unet._sample_data, napari_unet.bundled as b; b.bundled_model_path()"
+    )
+    assert "torch" not in mods and "napari" not in mods
+
+
 def test_core_never_imports_qt_or_napari():
     mods = _modules_after("import " + ", ".join(CORE) + "\nimport napari_unet as n; n.UNet")
     assert "torch" in mods

@@ -114,3 +114,10 @@ def test_corrupt_truncated_and_foreign_files(tmp_path, tiny_model):
         load_model(tmp_path / "missing.safetensors")
     with pytest.raises(NapariUnetError, match="folder"):
         load_model(tmp_path)
+
+
+def test_model_argument_is_a_model_or_a_loader(tiny_model):
+    from napari_unet.modelfile import resolve_model_arg
+
+    assert resolve_model_arg(tiny_model) is tiny_model
+    assert resolve_model_arg(lambda: tiny_model) is tiny_model

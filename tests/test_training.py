@@ -277,3 +277,29 @@ def test_resume_of_a_checkpoint_without_an_origin(cells, tmp_path):
     save_checkpoint(old, ckpt, load_training_state(ckpt), training=old.metadata["training"])
     resumed = Trainer.resume(ckpt, first.data, first.config, device="cpu")
     assert resumed.started_from["model"].startswith("unknown")
+
+
+def test_preview_shows_the_tiles_training_draws(cells):
+    from napari_unet.training import preview_samples
+
+    image, labels = cells
+    region = np.zeros(labels.shape, bool)
+    region[:, :80] = True
+    cfg = TrainConfig(**FAST, steps=1, seed=4, validation_fraction=0.2)
+    images, labs, weights = preview_samples(image, labels, region, cfg, n=3)
+    assert images.shape == labs.shape == weights.shape == (3, 92, 92)
+    assert images.dtype == weights.dtype == np.float32
+    model = new_model(cfg)
+    data = prepare_training_data(image, labels, region, model=model, config=cfg)
+    trainer = Trainer(model, data, cfg, device="cpu")
+    h = (trainer.input_size - trainer.output_size) // 2
+    centre = np.s_[h : h + trainer.output_size, h : h + trainer.output_size]
+    for k in range(3):  # the first tiles of a run with the same settings
+        x, target, w = trainer.sampler.sample()
+        np.testing.assert_array_equal(x[0], images[k])
+        np.testing.assert_array_equal(target, labs[k][centre] > 0)
+        np.testing.assert_array_equal(w, weights[k][centre])
+    again = preview_samples(image, labels, region, cfg, n=3, seed=4)
+    np.testing.assert_array_equal(again[0], images)
+    other = preview_samples(image, labels, region, cfg, n=3, seed=5)
+    assert not np.array_equal(other[0], images)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .synthetic import make_cells
+
 __all__ = ["brightfield_sample", "nuclei_sample"]
 
 _SHAPE = (512, 512)
@@ -25,8 +27,6 @@ def nuclei_sample() -> list[tuple[Any, dict[str, Any], str]]:
         ``[(image, {"name": "synthetic nuclei"}, "image"),
         (labels, {"name": "synthetic nuclei labels"}, "labels")]``.
     """
-    from .synthetic import make_cells
-
     image, labels = make_cells(_SHAPE, style="fluorescence", seed=_NUCLEI_SEED)
     return [
         (image, {"name": "synthetic nuclei"}, "image"),
@@ -43,8 +43,6 @@ def brightfield_sample() -> list[tuple[Any, dict[str, Any], str]]:
         ``[(image, {"name": "synthetic brightfield"}, "image"),
         (labels, {"name": "synthetic brightfield labels"}, "labels")]``.
     """
-    from .synthetic import make_cells
-
     image, labels = make_cells(_SHAPE, style="brightfield", seed=_BRIGHTFIELD_SEED)
     return [
         (image, {"name": "synthetic brightfield"}, "image"),

@@ -7,11 +7,24 @@ Every expected failure prints one line and exits non-zero, without a traceback;
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
+from ._generators import run_to_end
+from .augment import AugmentConfig
+from .bigimage import iter_predict_to_zarr, open_image_lazily
 from .errors import NapariUnetError
+from .fileio import check_output_path, read_image, write_tiff
+from .layout import to_model_layout
+from .modelfile import load_model
+from .postprocess import foreground_probability
+from .segment import rescale_for_diameter, segment
+from .training import TrainConfig, Trainer, TrainState, new_model, prepare_training_data
+from .weightmap import unet_weight_map
 
 __all__ = ["main", "build_parser"]
 
@@ -25,7 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_predict(sub)
+    _add_train(sub)
+    _add_weightmap(sub)
+    return parser
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """The ``predict`` subcommand."""
     p = sub.add_parser(
         "predict",
         help="segment an image into instance labels",
@@ -46,21 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=16, help="smallest object kept, in pixels")
     size = p.add_mutually_exclusive_group()
     size.add_argument(
-        "--diameter", type=float, default=None,
+        "--diameter",
+        type=float,
+        default=None,
         help="typical object diameter in pixels; the image is resized into the model's range",
-    )  # fmt: skip
+    )
     size.add_argument(
-        "--rescale", type=float, default=None,
+        "--rescale",
+        type=float,
+        default=None,
         help="resize the image by this factor for prediction (results come back full size)",
-    )  # fmt: skip
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
-        "--scheduler", default=None, metavar="ADDRESS",
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
         help="dask.distributed scheduler address (zarr output), e.g. tcp://host:8786",
-    )  # fmt: skip
+    )
     p.add_argument("--chunk", type=int, default=None, help="zarr output: chunk side in pixels")
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` subcommand."""
     t = sub.add_parser(
         "train",
         help="train or fine-tune a U-Net on annotated images",
@@ -93,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     t.set_defaults(func=_cmd_train)
 
+
+def _add_weightmap(sub: argparse._SubParsersAction) -> None:
+    """The ``weightmap`` subcommand."""
     w = sub.add_parser(
         "weightmap",
         help="compute the paper's boundary weight map of a label image",
@@ -104,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--sigma", type=float, default=5.0, help="border width in pixels (paper: 5)")
     w.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     w.set_defaults(func=_cmd_weightmap)
-    return parser
 
 
 class _ProgressBar:
@@ -114,8 +145,6 @@ class _ProgressBar:
         self.desc, self.unit, self.bar = desc, unit, None
 
     def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
         if self.bar is None:
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
         self.bar.update(done - self.bar.n)
@@ -128,11 +157,10 @@ class _ProgressBar:
 def _load_model(spec: str | None):
     """The model named on the command line: a file, or the bundled one when None."""
     if spec in (None, "bundled"):
+        # an optional subpackage (the GUI checks that it is installed)
         from .bundled import load_bundled_model
 
         return load_bundled_model()
-    from .modelfile import load_model
-
     return load_model(Path(spec))
 
 
@@ -152,12 +180,6 @@ def _wants_zarr(args: argparse.Namespace) -> bool:
 
 def _cmd_predict_zarr(args: argparse.Namespace) -> int:
     """Chunk-by-chunk prediction into a zarr store (memory bounded by a few tiles)."""
-    from tqdm import tqdm
-
-    from ._generators import run_to_end
-    from .bigimage import iter_predict_to_zarr, open_image_lazily
-    from .layout import to_model_layout
-
     if args.output.suffix != ".zarr":
         raise NapariUnetError(
             "Zarr inputs, --scheduler and --chunk write a zarr store; name the output OUT.zarr."
@@ -178,11 +200,19 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     image = to_model_layout(open_image_lazily(args.image), model.in_channels)  # stays lazy
     gen = iter_predict_to_zarr(
-        model, image, args.output, chunk=args.chunk, tile_shape=args.tile,
-        batch_size=args.batch_size, device=args.device,
-        probabilities=args.probabilities is not None, threshold=args.threshold,
-        min_size=args.min_size, scheduler=args.scheduler, overwrite=args.overwrite,
-    )  # fmt: skip
+        model,
+        image,
+        args.output,
+        chunk=args.chunk,
+        tile_shape=args.tile,
+        batch_size=args.batch_size,
+        device=args.device,
+        probabilities=args.probabilities is not None,
+        threshold=args.threshold,
+        min_size=args.min_size,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+    )
     bar = tqdm(total=0, desc="predict", unit="step", file=sys.stderr)
 
     def show(event) -> None:
@@ -200,11 +230,6 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .fileio import check_output_path, read_image, write_tiff
-    from .layout import to_model_layout
-    from .postprocess import foreground_probability
-    from .segment import rescale_for_diameter, segment
-
     if args.tile is not None and args.tile < 1:
         raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
     if _wants_zarr(args):
@@ -249,9 +274,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_weightmap(args: argparse.Namespace) -> int:
-    from .fileio import check_output_path, read_image, write_tiff
-    from .weightmap import unet_weight_map
-
     check_output_path(args.output, overwrite=args.overwrite)
     weights = unet_weight_map(read_image(args.labels), w0=args.w0, sigma=args.sigma)
     write_tiff(args.output, weights, compression="zlib")
@@ -260,8 +282,6 @@ def _cmd_weightmap(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, base):
-    from .augment import AugmentConfig
-
     changes = {}
     for name, value in (
         ("steps", args.steps),
@@ -284,12 +304,6 @@ def _train_config(args: argparse.Namespace, base):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import signal
-
-    from .fileio import check_output_path, read_image
-    from .modelfile import load_model
-    from .training import TrainConfig, Trainer, TrainState, new_model, prepare_training_data
-
     check_output_path(args.output, overwrite=args.overwrite or args.resume == args.output)
     if len(args.labels) != len(args.image):
         raise NapariUnetError(
@@ -331,8 +345,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
         trainer.stop()
-
-    from tqdm import tqdm
 
     bar = tqdm(total=1000, desc="train", file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}")
     previous = signal.signal(signal.SIGINT, on_interrupt)

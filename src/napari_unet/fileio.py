@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+import skimage.io
+import tifffile
 
 from .errors import NapariUnetError
 
@@ -127,12 +129,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise NapariUnetError(f"The file {p} is not readable (permission denied).")
     try:
         if p.suffix.lower() in _TIFF_SUFFIXES:
-            import tifffile
-
             data = tifffile.imread(p)
         else:
-            import skimage.io
-
             data = skimage.io.imread(p)
     except MemoryError:
         raise NapariUnetError(f"The image {p} does not fit in memory.") from None
@@ -161,8 +159,6 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, **kwargs) -> Path:
     -------
     pathlib.Path
     """
-    import tifffile
-
     with atomic_write(path) as fh:
         tifffile.imwrite(fh, data, **kwargs)
     return Path(path)

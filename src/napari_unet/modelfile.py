@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from .errors import NapariUnetError
 from .fileio import atomic_write
@@ -25,6 +29,7 @@ __all__ = [
     "save_checkpoint",
     "load_training_state",
     "MODEL_SUFFIX",
+    "resolve_model_arg",
 ]
 
 MODEL_SUFFIX = ".safetensors"
@@ -96,8 +101,6 @@ def save_checkpoint(
 
 
 def _write(model: UNet, path: str | os.PathLike, metadata: dict, state: dict) -> Path:
-    from safetensors.torch import save
-
     meta = _jsonable({**getattr(model, "metadata", {}), **metadata})
     header = {
         "format": _FORMAT,
@@ -184,9 +187,6 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _load_tensors(path: Path, device: str | None) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device=device or "cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -238,3 +238,15 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     model.metadata = dict(info["metadata"])
     model.eval()
     return model
+
+
+def resolve_model_arg(model: UNet | Callable[[], UNet]) -> UNet:
+    """The network itself, or what a loader (a zero-argument callable) returns.
+
+    Lets a caller hand over either a model or the work of making one, so that
+    loading a file or copying a model can happen where the work runs (a worker
+    thread), not where the request is made.
+    """
+    if isinstance(model, torch.nn.Module):
+        return model
+    return model()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import reconstruction
+from skimage.segmentation import watershed
 
 from .errors import NapariUnetError
 
@@ -111,9 +113,6 @@ def _label_plane(fg: np.ndarray, min_size: int, method: str, h: float, smoothing
 
 
 def _watershed(fg: np.ndarray, h: float, smoothing: float) -> np.ndarray:
-    from skimage.morphology import reconstruction
-    from skimage.segmentation import watershed
-
     dist = ndi.distance_transform_edt(fg).astype(np.float32)
     if smoothing > 0:
         dist = ndi.gaussian_filter(dist, smoothing)

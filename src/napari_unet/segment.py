@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from skimage.transform import resize
 
 from ._generators import progress_callback, run_to_end
 from .errors import NapariUnetError
+from .postprocess import labels_from_probabilities
+from .tiling import iter_predict_tiled
 
 if TYPE_CHECKING:
     import torch
@@ -89,8 +92,6 @@ def resize_spatial(
     numpy.ndarray
         float32 for images, the input's dtype for labels.
     """
-    from skimage.transform import resize
-
     a = np.asarray(array)
     out_shape = (*a.shape[:-2], *map(int, shape))
     if out_shape == a.shape:
@@ -132,9 +133,6 @@ def iter_segment(
 
     Closing the generator between yields cancels the prediction (the GUI's way).
     """
-    from .postprocess import labels_from_probabilities
-    from .tiling import iter_predict_tiled
-
     f = _check_rescale(rescale)
     if min_size < 0:  # checked before the long prediction, not after
         raise NapariUnetError(f"min_size must be 0 or more, got {min_size}.")

@@ -25,6 +25,7 @@ from .device import select_device
 from .errors import NapariUnetError
 from .model import input_size_for_output
 from .normalization import Normalization
+from .padding import mirror_pad
 
 if TYPE_CHECKING:
     from .model import UNet
@@ -35,7 +36,8 @@ __all__ = [
     "plan_tiles",
     "iter_predict_tiled",
     "predict_tiled",
-    "spatial_layout",
+    "channel_and_stack_axes",
+    "resolve_normalization",
 ]
 
 # Peak bytes of activations per input pixel and base channel during inference,
@@ -186,7 +188,7 @@ def plan_tiles(
     )
 
 
-def spatial_layout(model: UNet, image: Any) -> tuple[bool, bool]:
+def channel_and_stack_axes(model: UNet, image: Any) -> tuple[bool, bool]:
     """Whether ``image`` has a channel axis (first) and a stack axis.
 
     Single-channel models take ``(H, W)`` or ``(Z, H, W)``; a model with C input
@@ -223,7 +225,12 @@ def _eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
-def _resolve_normalization(model: UNet, normalization: Any) -> Normalization:
+def resolve_normalization(model: UNet, normalization: Any) -> Normalization:
+    """The normalisation a ``normalization`` argument asks for.
+
+    ``None``: the model's stored one; ``False``: none; a :class:`Normalization` or
+    its dict form: that one.
+    """
     if normalization is None:
         return Normalization.from_dict(getattr(model, "metadata", {}).get("normalization"))
     if normalization is False:
@@ -254,8 +261,8 @@ def iter_predict_tiled(
     if batch_size < 1:
         raise NapariUnetError(f"batch_size must be at least 1, got {batch_size}.")
     image = np.asarray(image) if not hasattr(image, "ndim") else image
-    has_channels, is_stack = spatial_layout(model, image)
-    norm = _resolve_normalization(model, normalization)
+    has_channels, is_stack = channel_and_stack_axes(model, image)
+    norm = resolve_normalization(model, normalization)
     stats = norm.statistics(image, channel_axis=0 if has_channels else None)
     dev = select_device(device)
     spatial = tuple(image.shape[-2:])
@@ -338,7 +345,7 @@ def _predict_plane(
 ) -> Iterator[int]:
     """Predict one normalised ``(C, H, W)`` plane into ``out`` (K, H, W), yielding tiles done."""
     (pb_y, pa_y), (pb_x, pa_x) = grid.pad_widths()
-    padded = _mirror_pad(plane, ((0, 0), (pb_y, pa_y), (pb_x, pa_x)))
+    padded = mirror_pad(plane, ((0, 0), (pb_y, pa_y), (pb_x, pa_x)))
     yield from predict_padded(model, padded, grid, batch_size, device, out)
 
 
@@ -399,21 +406,6 @@ def predict_padded(
             w = min(sx, W - x0)
             out[:, y : y + h, x0 : x0 + w] = p[:, :h, :w]
         yield len(batch)
-
-
-def _mirror_pad(a: np.ndarray, widths: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Mirror ``a`` at its borders (``reflect``; repeated for pads wider than the image)."""
-    # numpy's reflect needs at least 2 pixels; a 1-pixel axis can only repeat itself.
-    modes = {a.shape[i] > 1 for i, w in enumerate(widths) if any(w)}
-    if modes == {True} or not modes:
-        return np.pad(a, widths, mode="reflect")
-    out = a
-    for axis, w in enumerate(widths):
-        if any(w):
-            wi = [(0, 0)] * a.ndim
-            wi[axis] = w
-            out = np.pad(out, wi, mode="reflect" if a.shape[axis] > 1 else "edge")
-    return out
 
 
 def predict_tiled(

@@ -15,7 +15,8 @@ scan keeps, for every pixel, the two nearest pixels of different cells in its co
 and a horizontal search combines the columns within the cut-off, stopping as soon as no
 column further away can change the result. It costs less than one scipy distance
 transform of the image, whatever the number of cells (benchmarks/bench_weightmap.py).
-The kernel is compiled with numba and cached on disk after the first call.
+The kernel (:mod:`napari_unet.border_term`) is compiled with numba and cached on disk
+after the first call.
 
 Stacks ``(Z or T, H, W)`` are handled plane by plane: distances never cross planes.
 """
@@ -29,9 +30,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
 from scipy import ndimage as ndi
 
+from .border_term import weight_rows
 from .errors import NapariUnetError
 from .paper import SIGMA, W0
 
@@ -108,11 +109,7 @@ def unet_weight_map(
         or the mask's shape differs from the labels'.
     """
     original = _checked_labels(labels)
-    if not (_is_real(sigma) and math.isfinite(sigma) and sigma > 0):
-        raise NapariUnetError(f"sigma must be a positive number of pixels, got {sigma!r}.")
-    if not (_is_real(w0) and math.isfinite(w0) and w0 >= 0):
-        raise NapariUnetError(f"w0 must be zero or a positive number, got {w0!r}.")
-    sigma, w0 = float(sigma), float(w0)
+    sigma, w0 = _checked_border_term(sigma, w0)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != original.shape:
@@ -121,10 +118,27 @@ def unet_weight_map(
                 f"{original.shape}; they must match."
             )
         mask = mask.astype(bool, copy=False)
-
     planes = _instance_planes(original)
     w_bg, w_fg = _class_weights(planes, class_weights, mask)
+    out = _fill_in_threads(planes, w_bg, w_fg, w0, sigma).reshape(original.shape)
+    if mask is not None:
+        out[~mask] = 0.0
+    return out
 
+
+def _checked_border_term(sigma: float, w0: float) -> tuple[float, float]:
+    """``sigma`` and ``w0`` as floats, refused unless positive (``w0`` may be 0)."""
+    if not (_is_real(sigma) and math.isfinite(sigma) and sigma > 0):
+        raise NapariUnetError(f"sigma must be a positive number of pixels, got {sigma!r}.")
+    if not (_is_real(w0) and math.isfinite(w0) and w0 >= 0):
+        raise NapariUnetError(f"w0 must be zero or a positive number, got {w0!r}.")
+    return float(sigma), float(w0)
+
+
+def _fill_in_threads(
+    planes: np.ndarray, w_bg: float, w_fg: float, w0: float, sigma: float
+) -> np.ndarray:
+    """The weights of every plane, computed in bands of rows shared by the threads."""
     # Beyond this d1 + d2 the border term is below _TRUNCATION and is left out.
     cutoff = sigma * math.sqrt(2.0 * math.log(w0 / _TRUNCATION)) if w0 > _TRUNCATION else 0.0
     out = np.empty(planes.shape, dtype=np.float32)
@@ -132,7 +146,7 @@ def unet_weight_map(
 
     def fill(task: tuple[int, int, int]) -> None:
         p, i0, i1 = task
-        _weight_rows(planes[p], out[p], i0, i1, w_bg, w_fg, w0, inv_two_sigma_sq, cutoff)
+        weight_rows(planes[p], out[p], i0, i1, w_bg, w_fg, w0, inv_two_sigma_sq, cutoff)
 
     # The kernel releases the GIL, so threads share the tasks, this one included.
     pending = _row_bands(planes.shape, cutoff)[::-1]
@@ -150,9 +164,6 @@ def unet_weight_map(
     work()
     for helper in helpers:
         helper.result()
-    out = out.reshape(original.shape)
-    if mask is not None:
-        out[~mask] = 0.0
     return out
 
 
@@ -351,190 +362,3 @@ def _class_weights(
     if n_bg == 0 or n_fg == 0:
         return 1.0, 1.0
     return n / (2.0 * n_bg), n / (2.0 * n_fg)
-
-
-# Squared distance meaning "no cell within reach"; far above any real one.
-_FAR = np.int64(1) << np.int64(62)
-
-
-@njit(cache=True, nogil=True)
-def _weight_rows(lab, out, i0, i1, w_bg, w_fg, w0, inv_two_sigma_sq, cutoff):  # pragma: no cover
-    """Fill rows ``i0:i1`` of ``out`` with ``w_c`` plus the border term, for int64 labels.
-
-    Exactness rests on two facts. (1) In each column, only the nearest pixels of the two
-    nearest distinct cells can matter to a pixel: any third cell of that column is beaten
-    there by two distinct cells, one of which is not the pixel's nearest. (2) A column at
-    horizontal offset ``dj`` adds only squared distances >= ``dj**2``, so the search
-    outwards stops once that cannot change the two nearest, or once ``d1 + d2`` is sure
-    to exceed the cut-off. (3) ``d1`` is 1-Lipschitz, so a pixel whose left or upper
-    neighbour is known to lie more than half the cut-off plus one from every cell is
-    skipped: its term is negligible. Rows farther than the cut-off never matter, so a
-    band of rows needs only that margin above and below it: bands run independently.
-    """
-    h, w = lab.shape
-    reach = min(int(cutoff), h + w)  # largest offset, in pixels, that can still matter
-    half = 0.5 * cutoff
-
-    # Upward scan: rows of the nearest foreground pixel at or below each pixel and of the
-    # nearest one below it that belongs to another cell (-1: none).
-    below1 = np.empty((i1 - i0, w), np.int32)
-    below2 = np.empty((i1 - i0, w), np.int32)
-    row1 = np.full(w, -1, np.int32)
-    row2 = np.full(w, -1, np.int32)
-    id1 = np.zeros(w, np.int64)
-    id2 = np.zeros(w, np.int64)
-    for i in range(min(h, i1 + reach) - 1, i0 - 1, -1):
-        for j in range(w):
-            v = lab[i, j]
-            if v != 0:
-                if row1[j] >= 0 and id1[j] != v:
-                    row2[j] = row1[j]
-                row1[j] = i
-                id1[j] = v
-        if i < i1:
-            for j in range(w):  # loops, not slice assignments: those compile slowly
-                below1[i - i0, j] = row1[j]
-                below2[i - i0, j] = row2[j]
-
-    # Downward scan with the same state for "at or above"; per row, both sides merge into
-    # the squared vertical distances and ids of the two nearest distinct cells of each
-    # column within reach (_FAR: none).
-    for j in range(w):
-        row1[j] = -1
-        row2[j] = -1
-        id1[j] = 0
-    g1 = np.empty(w, np.int64)
-    c1 = np.empty(w, np.int64)
-    g2 = np.empty(w, np.int64)
-    c2 = np.empty(w, np.int64)
-    near_above = np.zeros(w)  # lower bounds on d1 in the row above (0: unknown)
-    for i in range(max(0, i0 - reach), i1):
-        for j in range(w):
-            v = lab[i, j]
-            if v != 0:
-                if row1[j] >= 0 and id1[j] != v:
-                    row2[j] = row1[j]
-                    id2[j] = id1[j]
-                row1[j] = i
-                id1[j] = v
-        if i < i0:
-            continue
-        for j in range(w):
-            v = lab[i, j]
-            if v != 0:
-                # The pixel's own cell is nearest; the second is the nearer of the other
-                # cells just above and just below.
-                g1[j] = 0
-                c1[j] = v
-                up2 = _square_within(i - row2[j], row2[j], reach)
-                r = below2[i - i0, j]
-                down2 = _square_within(r - i, r, reach)
-                if up2 <= down2:
-                    g2[j] = up2
-                    c2[j] = id2[j]
-                else:
-                    g2[j] = down2
-                    c2[j] = lab[r, j]
-                continue
-            up1 = _square_within(i - row1[j], row1[j], reach)
-            up2 = _square_within(i - row2[j], row2[j], reach)
-            r = below1[i - i0, j]
-            down1 = _square_within(r - i, r, reach)
-            dn_id1 = lab[r, j] if r >= 0 else 0
-            r = below2[i - i0, j]
-            down2 = _square_within(r - i, r, reach)
-            dn_id2 = lab[r, j] if r >= 0 else 0
-            if up1 <= down1:
-                g1[j] = up1
-                c1[j] = id1[j]
-                other, other_id = (down1, dn_id1) if dn_id1 != id1[j] else (down2, dn_id2)
-                if up2 <= other:
-                    g2[j] = up2
-                    c2[j] = id2[j]
-                else:
-                    g2[j] = other
-                    c2[j] = other_id
-            else:
-                g1[j] = down1
-                c1[j] = dn_id1
-                other, other_id = (up1, id1[j]) if id1[j] != dn_id1 else (up2, id2[j])
-                if down2 <= other:
-                    g2[j] = down2
-                    c2[j] = dn_id2
-                else:
-                    g2[j] = other
-                    c2[j] = other_id
-
-        # Horizontal search: each background pixel combines the columns around it.
-        near_left = 0.0  # lower bound on d1 of the pixel to the left
-        for j0 in range(w):
-            if lab[i, j0] != 0:
-                out[i, j0] = w_fg
-                near_left = 0.0
-                near_above[j0] = 0.0
-                continue
-            # d1 changes by at most 1 between neighbours: deep in the background, the
-            # bounds of the left and upper neighbours can show the term is negligible.
-            near = max(near_left, near_above[j0]) - 1.0
-            if near > half:
-                out[i, j0] = w_bg
-                near_left = near
-                near_above[j0] = near
-                continue
-            b1 = _FAR
-            b2 = _FAR
-            l1 = np.int64(0)
-            l2 = np.int64(0)
-            dj = 0
-            while dj <= reach:
-                dj_sq = np.int64(dj) * np.int64(dj)
-                if dj_sq > b2:
-                    break  # every remaining candidate is farther than both found
-                # Past half the cut-off, a new candidate could only enter a pair whose sum
-                # exceeds the cut-off, so the term is negligible. Go on only while no cell
-                # is nearer than dj: that raises the bound that lets neighbours skip.
-                if dj > half and dj > cutoff - math.sqrt(b1) and dj_sq > b1:
-                    break
-                for j in (j0 - dj, j0 + dj):
-                    if j < 0 or j >= w or (dj == 0 and j > j0) or g1[j] == _FAR:
-                        continue
-                    b1, l1, b2, l2 = _insert(dj_sq + g1[j], c1[j], b1, l1, b2, l2)
-                    if g2[j] < _FAR:
-                        b1, l1, b2, l2 = _insert(dj_sq + g2[j], c2[j], b1, l1, b2, l2)
-                dj += 1
-            # Columns closer than dj are all seen, so d1 >= min(sqrt(b1), dj).
-            near = min(math.sqrt(b1), float(dj))
-            near_left = near
-            near_above[j0] = near
-            value = w_bg
-            if b2 < _FAR:
-                s = math.sqrt(b1) + math.sqrt(b2)
-                if s <= cutoff:
-                    value += w0 * math.exp(-s * s * inv_two_sigma_sq)
-            out[i, j0] = value
-
-
-@njit(cache=True, nogil=True)
-def _square_within(distance, row, reach):  # pragma: no cover
-    """``distance**2`` for a found pixel (``row >= 0``) within reach, else _FAR."""
-    if row < 0 or distance > reach:
-        return _FAR
-    return np.int64(distance) * np.int64(distance)
-
-
-@njit(cache=True, nogil=True)
-def _insert(d, cell, b1, l1, b2, l2):  # pragma: no cover
-    """Add candidate ``(d, cell)`` to the two nearest distinct cells ``(b1, l1), (b2, l2)``."""
-    if cell == l1:
-        if d < b1:
-            b1 = d
-    elif d < b1:
-        b2 = b1
-        l2 = l1
-        b1 = d
-        l1 = cell
-    elif d < b2:
-        # Also right when cell == l2: its distance just got smaller.
-        b2 = d
-        l2 = cell
-    return b1, l1, b2, l2

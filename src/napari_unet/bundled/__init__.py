@@ -51,6 +51,8 @@ def load_bundled_model(name: str = "nuclei", *, device: str | None = None) -> UN
     UNet
         The network in eval mode, with its metadata (normalisation, provenance).
     """
+    # here, not at the top: the docks call bundled_model_path while they are built,
+    # and only loading a model may pull in torch
     from ..modelfile import load_model
 
     resource = bundled_model_path(name)

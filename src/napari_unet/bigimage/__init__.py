@@ -1,0 +1,48 @@
+"""Images bigger than memory: overlap-tile prediction chunk by chunk, on dask, into zarr.
+
+The output is cut into chunks whose origins lie on the network's pooling grid of
+the whole image. Each chunk is one dask task: it reads its input window (the chunk
+plus the network's context) from the source, mirrors it at the image border
+exactly as the in-memory path mirror-pads the whole image, normalises it with
+statistics computed once for the whole image, and runs the same tile code as
+:func:`napari_unet.predict_tiled` (:func:`napari_unet.tiling.predict_padded`). So
+the probabilities equal in-memory prediction, and memory is bounded by a few
+chunks, never by the image.
+
+Instance labels take three more steps: every chunk is labelled on its own (with
+a margin of neighbouring probabilities), ids that meet across chunk faces are
+merged with a union-find, and the chunks are relabelled with global, consecutive
+ids; ``min_size`` is applied after merging, to whole objects.
+
+Every task writes only its own zarr chunks, from inputs no task modifies, so a
+task that is run again (dask retrying it after a worker died) writes the same
+bytes. The output's metadata says ``"complete": true`` only once everything is
+written; an interrupted run is detectable and is simply run again.
+
+The package, one idea per module:
+
+- :mod:`.api`: :func:`predict_to_zarr` and :func:`iter_predict_to_zarr`, the order of the phases;
+- :mod:`.inputs`: opening zarr, OME-Zarr and TIFF images lazily;
+- :mod:`.chunks`: chunk planning and the mirrored source window of each chunk;
+- :mod:`.tasks`: the work on one chunk (predict, label, relabel);
+- :mod:`.merge`: the id merge across chunk faces;
+- :mod:`.output`: our zarr output, its display levels, and reading it back;
+- :mod:`.runners`: dask's threads or a dask.distributed cluster, with progress;
+- :mod:`.worker`: what each process keeps (the model, one inference thread).
+"""
+
+from .api import DEFAULT_LABEL_MARGIN, ChunkProgress, iter_predict_to_zarr, predict_to_zarr
+from .inputs import DEFAULT_CHUNK, open_image_lazily
+from .output import FORMAT_VERSION, ZarrPrediction, open_prediction
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "DEFAULT_LABEL_MARGIN",
+    "FORMAT_VERSION",
+    "ChunkProgress",
+    "ZarrPrediction",
+    "iter_predict_to_zarr",
+    "open_image_lazily",
+    "open_prediction",
+    "predict_to_zarr",
+]

@@ -1,0 +1,422 @@
+"""The public entry points: :func:`predict_to_zarr` and its generator form.
+
+A run has four phases: image statistics, prediction (one task per chunk),
+labelling (one task per chunk, then the id merge) and relabelling (one task per
+chunk, writing every display level). Their order and the metadata's
+``"complete"`` flag, written last, are decided here; the work is in the
+sibling modules.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from .._generators import progress_callback, run_to_end
+from ..device import select_device
+from ..errors import NapariUnetError
+from ..model import UNet
+from ..normalization import Normalization
+from ..postprocess import labels_from_probabilities
+from ..tiling import TileGrid, default_memory_budget, plan_tiles, resolve_normalization
+from .chunks import (
+    ImageAxes,
+    chunk_shape,
+    image_axes,
+    plan_chunks,
+)
+from .inputs import as_dask
+from .merge import merge_across_faces
+from .output import (
+    ATTR,
+    FORMAT_VERSION,
+    ZarrPrediction,
+    create_label_levels,
+    mark_complete,
+    open_output,
+    pyramid_levels,
+    read_result,
+)
+from .runners import DistributedRunner, ThreadRunner, make_runner
+from .tasks import label_tasks, predict_tasks, relabel_tasks
+from .worker import SharedModel
+
+__all__ = ["DEFAULT_LABEL_MARGIN", "ChunkProgress", "iter_predict_to_zarr", "predict_to_zarr"]
+
+#: Default margin of neighbouring probabilities each chunk sees when labelling.
+DEFAULT_LABEL_MARGIN = 64
+# Activations one task may use by default; a few tasks run at once.
+_DEFAULT_TASK_BUDGET = 512 << 20
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    """Progress of :func:`iter_predict_to_zarr`.
+
+    Attributes
+    ----------
+    phase : str
+        ``"statistics"``, ``"predict"``, ``"label"``, ``"relabel"`` or ``"done"``.
+    done, total : int
+        Steps done and in all; one step per chunk and phase (plus one for the
+        statistics), so ``done / total`` is the overall fraction.
+    """
+
+    phase: str
+    done: int
+    total: int
+
+
+def predict_to_zarr(
+    model: UNet,
+    image: Any,
+    output: str | os.PathLike | Any,
+    *,
+    chunk: int | Sequence[int] | None = None,
+    tile_shape: int | Sequence[int] | None = None,
+    batch_size: int = 1,
+    device: str | None = None,
+    normalization: Normalization | dict | bool | None = None,
+    probabilities: bool = False,
+    threshold: float = 0.5,
+    min_size: int = 16,
+    label_margin: int | None = None,
+    memory_budget: int | None = None,
+    scheduler: Any = None,
+    num_workers: int | None = None,
+    retries: int = 2,
+    overwrite: bool = False,
+    progress: Callable[[int, int], Any] | None = None,
+    **postprocess: Any,
+) -> ZarrPrediction:
+    """Segment an image of any size chunk by chunk, on dask, into a zarr store.
+
+    Parameters
+    ----------
+    model : UNet
+        The network. It is copied (threaded scheduler) or sent once to every
+        worker (distributed); the caller's model is not changed.
+    image : dask array, zarr array or array-like
+        In the model's layout, as for :func:`napari_unet.predict_tiled`:
+        ``(H, W)`` or ``(Z, H, W)`` for a single-channel model, ``(C, H, W)`` or
+        ``(C, Z, H, W)`` for ``C`` channels. Read window by window; never loaded
+        whole. :func:`open_image_lazily` opens zarr, OME-Zarr and TIFF files.
+    output : path-like or zarr store
+        The zarr group to write: ``labels/0`` (full resolution) and coarser
+        ``labels/1``, ... for display, ``probabilities`` on request, and the run's
+        metadata in the group attribute ``"napari_unet"``. On a cluster it must
+        be a location every worker can write (a shared file system, or an object
+        store URL that zarr understands).
+    chunk : int, (int, int) or None
+        Output chunk per side (1024 by default), which is also the unit of
+        work. Rounded up to a multiple of the pooling factor ``2**(depth-1)``
+        so that every chunk lies on the pooling grid of the whole image; capped
+        at the image.
+    tile_shape : int, (int, int) or None
+        Output tile per forward pass inside a chunk, rounded up to the pooling
+        factor and capped at the chunk. ``None`` takes the largest tiles whose
+        activations fit ``memory_budget``, split evenly over the chunk. Pick a
+        divisor of ``chunk`` to waste nothing. The result does not depend on it
+        (to float rounding).
+    batch_size : int
+        Tiles per forward pass.
+    device : str or None
+        Resolved on each worker: ``None``/``"auto"`` picks CUDA, MPS, then CPU.
+    normalization : Normalization, dict, False or None
+        As for :func:`napari_unet.predict_tiled`. Percentiles come from a
+        regular, shape-only subsample of at most about 4 million pixels, the
+        same one the in-memory path uses; they are stored in the metadata.
+    probabilities : bool
+        Keep the float32 ``(K, ..., H, W)`` probabilities in the output (4 bytes
+        per pixel and class). They are always computed, and otherwise deleted
+        once the labels are written.
+    threshold : float
+        As for :func:`napari_unet.labels_from_probabilities`.
+    min_size : int
+        Smallest object kept, in pixels; applies to whole objects, after
+        merging across chunks.
+    label_margin : int or None
+        Pixels of neighbouring probabilities each chunk sees when it is
+        labelled. ``None``: 0 for ``method="components"`` (exact without one),
+        64 otherwise.
+    memory_budget : int or None
+        Bytes of activations one forward pass may use when ``tile_shape`` is
+        None: 512 MiB by default (less if RAM is short; half the free GPU memory
+        on the local scheduler with CUDA).
+    scheduler : None, "threads", distributed.Client or str
+        ``None``/``"threads"``: dask's local threaded scheduler. A
+        ``distributed.Client``, or a scheduler address such as
+        ``"tcp://10.0.0.1:8786"`` (connected for this run and closed after),
+        runs on that cluster.
+    num_workers : int or None
+        Threads of the local scheduler (dask's default: one per core).
+    retries : int
+        Distributed only: times dask reruns a failed task (a lost worker, say)
+        before the run fails. Reruns write the same bytes.
+    overwrite : bool
+        Replace an existing zarr store at ``output`` (only one napari-unet wrote).
+    progress : callable or None
+        Called as ``progress(done, total)`` after every chunk of every phase.
+    **postprocess
+        As for :func:`napari_unet.labels_from_probabilities` (``method``, ``h``,
+        ``smoothing``...).
+
+    Returns
+    -------
+    ZarrPrediction
+        The output, opened lazily.
+
+    Notes
+    -----
+    Probabilities equal :func:`napari_unet.predict_tiled` on the same image
+    (exactly for the same tiles, else to float rounding). With
+    ``method="components"`` the labels equal the in-memory labels, ids
+    included. With the watershed each chunk is split on its own, seeing
+    ``label_margin`` pixels around it; two pieces that meet across a chunk face
+    become one object when either chunk's labelling puts them in one object. This
+    matches the in-memory watershed for objects smaller than the margin; larger
+    objects may be split or joined differently near chunk faces. Ids are
+    consecutive and in raster order of each object's first pixel.
+    """
+    gen = iter_predict_to_zarr(
+        model,
+        image,
+        output,
+        chunk=chunk,
+        tile_shape=tile_shape,
+        batch_size=batch_size,
+        device=device,
+        normalization=normalization,
+        probabilities=probabilities,
+        threshold=threshold,
+        min_size=min_size,
+        label_margin=label_margin,
+        memory_budget=memory_budget,
+        scheduler=scheduler,
+        num_workers=num_workers,
+        retries=retries,
+        overwrite=overwrite,
+        **postprocess,
+    )
+    return run_to_end(gen, progress_callback(progress))
+
+
+def iter_predict_to_zarr(
+    model: UNet,
+    image: Any,
+    output: str | os.PathLike | Any,
+    *,
+    chunk: int | Sequence[int] | None = None,
+    tile_shape: int | Sequence[int] | None = None,
+    batch_size: int = 1,
+    device: str | None = None,
+    normalization: Normalization | dict | bool | None = None,
+    probabilities: bool = False,
+    threshold: float = 0.5,
+    min_size: int = 16,
+    label_margin: int | None = None,
+    memory_budget: int | None = None,
+    scheduler: Any = None,
+    num_workers: int | None = None,
+    retries: int = 2,
+    overwrite: bool = False,
+    **postprocess: Any,
+) -> Generator[ChunkProgress, None, ZarrPrediction]:
+    """Generator form of :func:`predict_to_zarr` (same arguments but ``progress``).
+
+    Yields a :class:`ChunkProgress` before any work (``done == 0``), as every
+    phase starts and after every chunk of it, and returns the :class:`ZarrPrediction`
+    (``StopIteration.value``). Closing the generator between yields cancels the
+    run within the chunks under way; the output then stays marked incomplete.
+    Arguments are checked before the first yield.
+    """
+    _check_counts(batch_size=batch_size, min_size=min_size, retries=retries)
+    if num_workers is not None and num_workers < 1:
+        raise NapariUnetError(f"num_workers must be at least 1, got {num_workers}.")
+    label_margin = _label_margin(label_margin, postprocess)
+    _check_postprocess(model.n_classes, threshold, postprocess)
+    image = as_dask(image)
+    axes = image_axes(model, image)
+    norm = resolve_normalization(model, normalization)
+    chunk_px = chunk_shape(model, axes, chunk)
+    budget = _tile_memory_budget(scheduler, device, memory_budget)
+    plan = plan_tiles(model, chunk_px, tile_shape, memory_budget=budget // batch_size)
+    chunks = plan_chunks(axes, chunk_px)
+    n = len(chunks)
+    total = 1 + 3 * n
+    run_id = uuid.uuid4().hex[:12]
+    runner = make_runner(scheduler, num_workers, retries)
+    try:
+        root = open_output(output, overwrite)
+        yield ChunkProgress("statistics", 0, total)
+        with dask.config.set(scheduler=runner.statistics_scheduler()):
+            stats = norm.statistics(image, channel_axis=0 if axes.has_channels else None)
+        yield ChunkProgress("statistics", 1, total)
+        labelling = {
+            "threshold": threshold,
+            "min_size": min_size,
+            "margin": label_margin,
+            "postprocess": dict(postprocess),
+        }
+        meta = _run_metadata(model, image, norm, stats, chunk_px, plan, labelling)
+        root.attrs[ATTR] = meta  # complete: false, until everything below is written
+        prob_name = "probabilities" if probabilities else "_work/probabilities"
+        prob, local = _create_work_arrays(root, axes, chunk_px, model.n_classes, prob_name)
+
+        shared = runner.share(SharedModel(model))
+        tasks = predict_tasks(
+            shared, image, axes, chunks, plan, (norm, stats), (device, batch_size), prob, run_id
+        )
+        yield from run_phase(runner, tasks, "predict", 1, total)
+
+        tasks = label_tasks(prob, local, axes, chunks, labelling, run_id)
+        # labels_from_probabilities holds the GIL (scipy.ndimage): on local threads a
+        # second task only adds memory and contention (measured: slower than one).
+        results = yield from run_phase(runner, tasks, "label", 1 + n, total, serial=True)
+        luts, n_objects = merge_across_faces(results, chunks, label_margin, min_size)
+        dtype = _label_dtype(n_objects)
+        n_levels = pyramid_levels(axes, chunk_px)
+        levels = create_label_levels(root, axes, chunk_px, n_levels, dtype)
+        tasks = relabel_tasks(local, levels, axes, chunks, luts, dtype, run_id)
+        yield from run_phase(runner, tasks, "relabel", 1 + 2 * n, total)
+
+        kept = prob_name if probabilities else None
+        mark_complete(root, meta, axes, n_levels, n_objects, dtype, kept)
+        yield ChunkProgress("done", total, total)
+        return read_result(root, str(output))
+    finally:
+        runner.close()
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_counts(**counts: int) -> None:
+    """``batch_size`` at least 1; ``min_size`` and ``retries`` 0 or more."""
+    for name, value in counts.items():
+        lowest = 1 if name == "batch_size" else 0
+        if value < lowest:
+            at_least = "at least 1" if lowest else "0 or more"
+            raise NapariUnetError(f"{name} must be {at_least}, got {value}.")
+
+
+def _label_margin(label_margin: int | None, postprocess: dict) -> int:
+    """The margin asked for, or the default for the labelling method."""
+    if label_margin is None:
+        method = postprocess.get("method", "watershed")
+        label_margin = 0 if method == "components" else DEFAULT_LABEL_MARGIN
+    if label_margin < 0:
+        raise NapariUnetError(f"label_margin must be 0 or more, got {label_margin}.")
+    return label_margin
+
+
+def _check_postprocess(n_classes: int, threshold: float, postprocess: dict) -> None:
+    """Post-processing options are checked now, on a 1-pixel image, not after hours."""
+    labels_from_probabilities(
+        np.full((n_classes, 1, 1), 1.0 / n_classes, dtype=np.float32),
+        threshold=threshold,
+        min_size=0,
+        **postprocess,
+    )
+
+
+def _tile_memory_budget(scheduler: Any, device: str | None, memory_budget: int | None) -> int:
+    """Bytes of activations one chunk's forward passes may use."""
+    budget = min(default_memory_budget(None), _DEFAULT_TASK_BUDGET)  # host RAM
+    if scheduler is None or scheduler == "threads":  # cluster workers resolve their device
+        dev = select_device(device)
+        if dev.type == "cuda":  # activations live on the GPU, not in host RAM
+            budget = default_memory_budget(dev)
+    return memory_budget or budget
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def _run_metadata(
+    model: UNet,
+    image: da.Array,
+    norm: Normalization,
+    stats: np.ndarray,
+    chunk: tuple[int, int],
+    plan: TileGrid,
+    labelling: dict,
+) -> dict:
+    """What the run records, ``"complete": False`` until it is finished."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "complete": False,
+        "image_shape": [int(s) for s in image.shape],
+        "image_dtype": str(image.dtype),
+        "model": model.config,
+        "normalization": {
+            **norm.to_dict(),
+            "statistics": stats.tolist(),
+            "subsample": "regular, shape-only (napari_unet.normalization)",
+        },
+        "chunk": list(chunk),
+        "tile_step": list(plan.step),
+        "tile_input": list(plan.input_shape),
+        "halo": plan.halo,
+        "labels": labelling,
+    }
+
+
+def _create_work_arrays(
+    root: zarr.Group, axes: ImageAxes, chunk: tuple[int, int], n_classes: int, prob_name: str
+) -> tuple[zarr.Array, zarr.Array]:
+    """The probabilities (kept, or under ``_work/``) and the chunks' local labels."""
+    plane_chunk = (1,) if axes.is_stack else ()
+    prob = root.create_array(
+        prob_name,
+        shape=axes.out_shape((n_classes,)),
+        chunks=(n_classes, *plane_chunk, *chunk),
+        dtype="float32",
+        compressors=None,  # float noise compresses little; decoding it would cost CPU
+        fill_value=0,
+        overwrite=True,
+    )
+    local = root.create_array(
+        "_work/local_labels",
+        shape=axes.out_shape(),
+        chunks=(*plane_chunk, *chunk),
+        dtype="int32",
+        fill_value=0,
+        overwrite=True,
+    )
+    return prob, local
+
+
+def _label_dtype(n_objects: int) -> str:
+    """The smallest unsigned integer type that holds every id."""
+    return "uint16" if n_objects < 2**16 else "uint32" if n_objects < 2**32 else "uint64"
+
+
+def run_phase(
+    runner: ThreadRunner | DistributedRunner,
+    tasks: list,
+    name: str,
+    done: int,
+    total: int,
+    serial: bool = False,
+) -> Generator[ChunkProgress, None, list]:
+    """Run one pass: an event as it starts, then one per finished chunk; returns the results."""
+    yield ChunkProgress(name, done, total)
+    gen = runner.run(tasks, serial=serial)
+    try:
+        while True:
+            try:
+                step = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield ChunkProgress(name, done + step, total)
+    finally:
+        gen.close()  # a closed caller cancels the pass

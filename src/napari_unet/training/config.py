@@ -1,0 +1,229 @@
+"""What decides a training run (:class:`TrainConfig`) and what it reports (:class:`TrainEvent`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import Enum
+from typing import Any
+
+from ..augment import AugmentConfig
+from ..errors import NapariUnetError
+from ..normalization import Normalization
+
+__all__ = [
+    "FINE_TUNE_LEARNING_RATE",
+    "INTERACTIVE_SECONDS",
+    "TrainConfig",
+    "TrainEvent",
+    "TrainState",
+    "Validation",
+]
+
+_OPTIMIZERS = ("adam", "sgd")
+# Time budget of an interactive fine-tune ("within minutes on an ordinary laptop").
+INTERACTIVE_SECONDS = 120.0
+#: Learning rate for fine-tuning a trained model (the bundled one, a file): 3e-3, the best
+#: from scratch, first undid what the bundled model knew (docs/benchmarks.md).
+FINE_TUNE_LEARNING_RATE = 3e-4
+_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; the GUI takes its defaults from here.
+
+    Why the defaults are what they are: docs/benchmarks.md, "Why the training defaults".
+
+    Attributes
+    ----------
+    steps : int or None
+        Step budget. Training ends at whichever budget runs out first.
+    time_limit : float or None
+        Time budget in seconds (validation included).
+    learning_rate : float
+        Learning rate (the peak of a cosine schedule). To fine-tune a trained
+        model use :data:`FINE_TUNE_LEARNING_RATE` (3e-4) instead, as
+        :meth:`fine_tune` does.
+    optimizer : {"adam", "sgd"}
+        ``"adam"`` (default) or the paper's ``"sgd"`` with ``momentum``.
+    momentum : float
+        SGD momentum (the paper's 0.99).
+    schedule : {"constant", "cosine"}
+        Constant (default), or cosine decay to 5% over the budget.
+    tile_size : int
+        Network input side per training tile, rounded up to a valid size
+        (the paper uses 572 with batch 1).
+    batch_size : int
+        Tiles per step.
+    w0, sigma : float
+        Border term of the weight map (paper: 10 and 5 pixels).
+    augment : AugmentConfig
+        Augmentation; the paper's by default.
+    validation_fraction : float
+        Share of the annotated area held out for validation (0 turns it off).
+    validate_every : int
+        Steps between validations (and one at the end).
+    checkpoint_every : int
+        Steps between checkpoints when a checkpoint path is given.
+    seed : int
+        Seeds sampling, augmentation, dropout and a model made from scratch.
+    base_channels, depth, dropout : int, int, float
+        Architecture of a model made from scratch.
+    normalization : Normalization
+        Intensity normalisation of a model made from scratch (a model that
+        already has one keeps it).
+    min_size : int
+        Smallest predicted object kept when scoring.
+    separate_touching : bool
+        Where two annotated cells touch with no background between them, the
+        training target gets a 1-pixel background gap (:func:`carve_gaps`), so the
+        network learns to separate them and the weight map stresses the gap. The
+        user's labels are not changed; validation scores use them as they are.
+    """
+
+    steps: int | None = 1000
+    time_limit: float | None = None
+    learning_rate: float = 3e-3
+    optimizer: str = "adam"
+    momentum: float = 0.99
+    schedule: str = "constant"
+    tile_size: int = 380
+    batch_size: int = 1
+    w0: float = 10.0
+    sigma: float = 5.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    validation_fraction: float = 0.15
+    validate_every: int = 50
+    checkpoint_every: int = 100
+    seed: int = 0
+    base_channels: int = 16
+    depth: int = 5
+    dropout: float = 0.0
+    normalization: Normalization = field(default_factory=Normalization)
+    min_size: int = 16
+    separate_touching: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.time_limit is None:
+            raise NapariUnetError("Give a step budget, a time budget, or both.")
+        if self.steps is not None and int(self.steps) < 1:
+            raise NapariUnetError(f"The step budget must be at least 1, got {self.steps}.")
+        if self.time_limit is not None and not float(self.time_limit) > 0:
+            raise NapariUnetError(f"The time budget must be positive, got {self.time_limit}.")
+        if self.optimizer not in _OPTIMIZERS:
+            raise NapariUnetError(
+                f"Unknown optimizer {self.optimizer!r}; use {' or '.join(_OPTIMIZERS)}."
+            )
+        if self.schedule not in _SCHEDULES:
+            raise NapariUnetError(
+                f"Unknown schedule {self.schedule!r}; use {' or '.join(_SCHEDULES)}."
+            )
+        if not self.learning_rate > 0:
+            raise NapariUnetError(f"The learning rate must be positive, got {self.learning_rate}.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise NapariUnetError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}."
+            )
+        for name in ("batch_size", "validate_every", "checkpoint_every", "tile_size"):
+            if int(getattr(self, name)) < 1:
+                raise NapariUnetError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.sigma <= 0 or self.w0 < 0:
+            raise NapariUnetError("The weight map needs sigma > 0 and w0 >= 0.")
+        if isinstance(self.augment, dict):
+            object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+        if isinstance(self.normalization, dict):
+            object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, stored as training provenance in model files."""
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        d["normalization"] = self.normalization.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        if not data:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise NapariUnetError(f"Unknown training setting(s): {', '.join(unknown)}.")
+        return cls(**data)
+
+    @classmethod
+    def interactive(cls, *, fine_tune: bool = True) -> TrainConfig:
+        """The defaults of the napari Train dock: two minutes, from a trained model or not."""
+        base = cls.fine_tune() if fine_tune else cls()
+        return base.replace(time_limit=INTERACTIVE_SECONDS)
+
+    @classmethod
+    def fine_tune(cls, **changes: Any) -> TrainConfig:
+        """Defaults for continuing from a trained model: the lower learning rate."""
+        return cls(**{"learning_rate": FINE_TUNE_LEARNING_RATE, **changes})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some settings changed."""
+        return replace(self, **changes)
+
+
+class TrainState(Enum):
+    """What a :class:`TrainEvent` reports."""
+
+    STARTED = "started"
+    STEP = "step"
+    VALIDATED = "validated"
+    CHECKPOINT = "checkpoint"
+    DONE = "done"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Scores on the held-out part of the annotation."""
+
+    loss: float
+    mean_iou: float
+    ap50: float
+    n_true: int
+    n_pred: int
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress of a training run.
+
+    Attributes
+    ----------
+    state : TrainState
+    step : int
+        Steps done so far (over all runs when resumed).
+    total_steps : int or None
+        The step budget, if any.
+    loss : float or None
+        Training loss of the last step (None before the first).
+    learning_rate : float
+    elapsed : float
+        Seconds spent in this run.
+    remaining : float or None
+        Estimated seconds left (None until a step has been timed).
+    fraction : float
+        Share of the budget used, 0..1 (drives progress bars).
+    validation : Validation or None
+        The latest validation.
+    message : str
+        A sentence for STARTED, DONE, STOPPED and CRASHED events.
+    """
+
+    state: TrainState
+    step: int
+    total_steps: int | None
+    loss: float | None
+    learning_rate: float
+    elapsed: float
+    remaining: float | None
+    fraction: float
+    validation: Validation | None = None
+    message: str = ""

@@ -1,0 +1,350 @@
+"""The training loop: :class:`Trainer` steps an optimizer on tiles from its sampler.
+
+:meth:`Trainer.run` is a generator: it yields a typed
+:class:`~napari_unet.training.TrainEvent` after every step, so a CLI progress bar
+or a napari thread worker can follow it, and :meth:`Trainer.stop` ends it between
+two steps with a consistent model. Tiles come from
+:class:`~napari_unet.training.sampler.TileSampler`, scores from
+:func:`~napari_unet.training.validation.validate`, checkpoints and provenance
+from :mod:`napari_unet.training.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._generators import run_to_end
+from ..device import select_device
+from ..errors import NapariUnetError
+from ..model import UNet
+from ..modelfile import load_model, load_training_state
+from .checkpoint import origin_of, restore_training_state, save_trainer, training_record
+from .config import TrainConfig, TrainEvent, TrainState, Validation
+from .data import TrainingData, model_normalization, prepare_training_data, tile_sizes
+from .loss import weighted_cross_entropy
+from .sampler import TileSampler
+from .validation import validate
+
+__all__ = ["Trainer", "new_model", "train_model"]
+
+
+class Trainer:
+    """Fine-tunes a :class:`~napari_unet.UNet` on prepared data.
+
+    Parameters
+    ----------
+    model : UNet
+        The network to train (in place). A model without a stored normalisation
+        gets ``config.normalization``.
+    data : TrainingData
+        From :func:`prepare_training_data`.
+    config : TrainConfig
+    checkpoint : path-like or None
+        Where to save checkpoints (every ``config.checkpoint_every`` steps and at
+        the end); each save is atomic and can be resumed with :meth:`resume`.
+    device : str or None
+        ``None`` picks CUDA, then MPS, then CPU.
+
+    Notes
+    -----
+    Drive it with ``for event in trainer.run(): ...``. :meth:`stop` may be called
+    from another thread; it takes effect after the current step, and the
+    generator then returns the model as trained so far.
+    """
+
+    def __init__(
+        self,
+        model: UNet,
+        data: TrainingData,
+        config: TrainConfig | None = None,
+        *,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+    ) -> None:
+        self.config = config or TrainConfig()
+        if data.in_channels != model.in_channels:
+            raise NapariUnetError(
+                f"The model takes {model.in_channels} channel(s) but the data has "
+                f"{data.in_channels}."
+            )
+        self.model = model
+        self.data = data
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.device = select_device(device)
+        self.step = 0
+        self.history: list[TrainEvent] = []
+        self._stop_requested = False
+        self.seconds_before = 0.0  # training time of earlier (resumed) runs
+        self.input_size, self.output_size = tile_sizes(self.config.tile_size, model.depth)
+        self.sampler = TileSampler(
+            data,
+            self.input_size,
+            self.output_size,
+            self.config.augment,
+            np.random.default_rng(self.config.seed),
+        )
+        self.model.to(self.device, memory_format=torch.channels_last)
+        self.optimizer = self._make_optimizer()
+        self.torch_generator = torch.Generator().manual_seed(self.config.seed)
+        self.model.metadata["normalization"] = model_normalization(model, self.config).to_dict()
+        if data.planes and data.planes[0].pad < self.model.halo + self.output_size:
+            raise NapariUnetError("The training data was prepared for a smaller tile size.")
+        self.started_from = origin_of(self.model.metadata)  # last: nothing can fail after it
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The random generator of tile positions and augmentation (the sampler's)."""
+        return self.sampler.rng
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        params = self.model.parameters()
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum)
+        return torch.optim.Adam(params, lr=c.learning_rate)
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (thread-safe)."""
+        self._stop_requested = True
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop_requested
+
+    # -- schedule
+    def _fraction(self, elapsed: float) -> float:
+        c = self.config
+        parts = []
+        if c.steps is not None:
+            parts.append(self.step / c.steps)
+        if c.time_limit is not None:
+            parts.append((self.seconds_before + elapsed) / c.time_limit)
+        return min(1.0, max(parts))
+
+    def learning_rate_at(self, fraction: float) -> float:
+        """The scheduled learning rate when ``fraction`` (0..1) of the budget is used.
+
+        Constant, or cosine decay from ``learning_rate`` to 5% of it.
+        """
+        c = self.config
+        if c.schedule == "constant":
+            return c.learning_rate
+        return c.learning_rate * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * fraction)))
+
+    # -- a step
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        samples = [self.sampler.sample() for _ in range(self.config.batch_size)]
+        x = torch.from_numpy(np.stack([s[0] for s in samples]).astype(np.float32))
+        t = torch.from_numpy(np.stack([s[1] for s in samples]))
+        w = torch.from_numpy(np.stack([s[2] for s in samples]).astype(np.float32))
+        dev = self.device
+        return x.to(dev).contiguous(memory_format=torch.channels_last), t.to(dev), w.to(dev)
+
+    def train_step(self, lr: float) -> float:
+        """One optimisation step; returns its loss."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, t, w = self._batch()
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.torch_generator.get_state())
+            logits = self.model(x)
+            self.torch_generator.set_state(torch.get_rng_state())
+        loss = weighted_cross_entropy(logits, t, w)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def validate(self) -> Validation | None:
+        """Loss, mean IoU and AP@0.5 on the held-out band(s); None without validation data."""
+        return validate(self.model, self.data, self.config.min_size, self.device)
+
+    # -- checkpoints
+    def save(self, path: str | Path, seconds: float = 0.0, validation=None) -> Path:
+        """Save a checkpoint (model, optimizer and random state) atomically."""
+        return save_trainer(self, path, seconds, validation)
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | Path,
+        data: TrainingData,
+        config: TrainConfig | None = None,
+        *,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+    ) -> Trainer:
+        """Continue a run from a checkpoint written by :meth:`save`.
+
+        ``config`` defaults to the checkpoint's own; give one to extend the
+        budget (``steps`` counts all steps, earlier runs included).
+        """
+        model = load_model(path)
+        info = model.metadata.get("training") or {}
+        if config is None:
+            config = TrainConfig.from_dict(info.get("config"))
+        trainer = cls(model, data, config, checkpoint=checkpoint or path, device=device)
+        restore_training_state(trainer, info, load_training_state(path))
+        return trainer
+
+    # -- the loop
+    def _event(self, state: TrainState, loss, lr, start, step_time, validation, message=""):
+        elapsed = time.perf_counter() - start
+        c = self.config
+        remaining = None
+        if step_time is not None:
+            left = []
+            if c.steps is not None:
+                left.append(max(0, c.steps - self.step) * step_time)
+            if c.time_limit is not None:
+                left.append(max(0.0, c.time_limit - self.seconds_before - elapsed))
+            remaining = min(left)
+        event = TrainEvent(
+            state=state,
+            step=self.step,
+            total_steps=c.steps,
+            loss=loss,
+            learning_rate=lr,
+            elapsed=elapsed,
+            remaining=remaining,
+            fraction=self._fraction(elapsed),
+            validation=validation,
+            message=message,
+        )
+        self.history.append(event)
+        return event
+
+    def run(self) -> Generator[TrainEvent, None, UNet]:
+        """Train until a budget runs out or :meth:`stop` is called.
+
+        Yields
+        ------
+        TrainEvent
+            STARTED, then a STEP after every step, VALIDATED and CHECKPOINT when
+            they happen, and finally DONE or STOPPED (CRASHED before an error
+            propagates).
+
+        Returns
+        -------
+        UNet
+            The trained model (``StopIteration.value``).
+        """
+        c = self.config
+        start = time.perf_counter()
+        loss = None
+        validation = None
+        step_time = None
+        lr = self.learning_rate_at(self._fraction(0.0))
+        yield self._event(TrainState.STARTED, None, lr, start, None, None, "Training started.")
+        try:
+            while not self._stop_requested and self._fraction(time.perf_counter() - start) < 1.0:
+                lr = self.learning_rate_at(self._fraction(time.perf_counter() - start))
+                t0 = time.perf_counter()
+                loss = self.train_step(lr)
+                if not math.isfinite(loss):
+                    raise NapariUnetError(
+                        "Training diverged (the loss is not a number); try a smaller learning rate."
+                    )
+                dt = time.perf_counter() - t0
+                step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
+                yield self._event(TrainState.STEP, loss, lr, start, step_time, validation)
+                if self.step % c.validate_every == 0 and self.data.has_validation:
+                    validation = self.validate()
+                    yield self._event(TrainState.VALIDATED, loss, lr, start, step_time, validation)
+                if self.checkpoint and self.step % c.checkpoint_every == 0:
+                    self.save(self.checkpoint, time.perf_counter() - start, validation)
+                    yield self._event(TrainState.CHECKPOINT, loss, lr, start, step_time, validation)
+            stopped = self._stop_requested
+            if self.data.has_validation and (self.history[-1].state != TrainState.VALIDATED):
+                validation = self.validate()
+            self._finish(time.perf_counter() - start, validation)
+        except Exception as exc:
+            yield self._event(TrainState.CRASHED, loss, lr, start, step_time, validation, str(exc))
+            raise
+        finally:
+            self.model.eval()
+        state = TrainState.STOPPED if stopped else TrainState.DONE
+        word = "stopped" if stopped else "finished"
+        yield self._event(
+            state,
+            loss,
+            lr,
+            start,
+            step_time,
+            validation,
+            f"Training {word} after {self.step} steps.",
+        )
+        return self.model
+
+    def _finish(self, seconds: float, validation: Validation | None) -> None:
+        self.model.metadata["training"] = training_record(self, seconds, validation)
+        self.model.metadata["training"].pop("rng")
+        if self.checkpoint:
+            self.save(self.checkpoint, seconds, validation)
+
+
+def train_model(
+    images: Sequence[Any] | Any,
+    labels: Sequence[Any] | Any,
+    regions: Sequence[Any] | Any | None = None,
+    *,
+    model: UNet | None = None,
+    config: TrainConfig | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | None = None,
+    progress: Callable[[TrainEvent], Any] | None = None,
+) -> UNet:
+    """Train (or fine-tune) a U-Net and return it: the one-call form of :class:`Trainer`.
+
+    Parameters
+    ----------
+    images, labels, regions
+        As for :func:`prepare_training_data`.
+    model : UNet or None
+        The start model; ``None`` makes one from scratch with the paper's
+        initialisation and ``config``'s architecture.
+    config : TrainConfig or None
+        None: ``TrainConfig()`` from scratch, ``TrainConfig.fine_tune()`` (the
+        lower learning rate) when ``model`` is given.
+    checkpoint : path-like or None
+        Checkpoint file, saved atomically during and after training.
+    device : str or None
+    progress : callable or None
+        Called with every :class:`TrainEvent`.
+
+    Returns
+    -------
+    UNet
+    """
+    if config is None:
+        config = TrainConfig() if model is None else TrainConfig.fine_tune()
+    if model is None:
+        model = new_model(config)
+    data = prepare_training_data(images, labels, regions, model=model, config=config)
+    trainer = Trainer(model, data, config, checkpoint=checkpoint, device=device)
+    return run_to_end(trainer.run(), progress)
+
+
+def new_model(config: TrainConfig, in_channels: int = 1) -> UNet:
+    """A U-Net from scratch with the paper's initialisation, seeded by ``config.seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = UNet(
+            in_channels=in_channels,
+            n_classes=2,
+            base_channels=config.base_channels,
+            depth=config.depth,
+            dropout=config.dropout,
+        )
+    model.metadata["normalization"] = config.normalization.to_dict()
+    return model

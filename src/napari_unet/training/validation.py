@@ -1,0 +1,72 @@
+"""Scoring a model on the held-out band of the annotation (loss, mean IoU, AP@0.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..metrics import instance_scores
+from ..model import UNet
+from ..postprocess import labels_from_probabilities
+from ..tiling import predict_tiled
+from .config import Validation
+from .data import TrainingData
+
+__all__ = ["validate"]
+
+
+def validate(
+    model: UNet, data: TrainingData, min_size: int, device: torch.device
+) -> Validation | None:
+    """Loss, mean IoU and AP@0.5 on the held-out band(s); None without validation data.
+
+    Objects smaller than ``min_size`` pixels are dropped from the prediction, and
+    predicted objects mostly outside the annotated region are not scored.
+    """
+    if not data.has_validation:
+        return None
+    h = model.halo
+    total_loss, counted = 0.0, 0
+    tp = n_true = n_pred = 0
+    iou_sum = 0.0
+    for plane in data.planes:
+        if plane.val_box is None:
+            continue
+        y0, y1, x0, x1 = plane.val_box
+        p = plane.pad
+        crop = plane.image[:, y0 + p - h : y1 + p + h, x0 + p - h : x1 + p + h]
+        crop = crop[0] if crop.shape[0] == 1 else crop
+        prob = predict_tiled(model, crop, normalization=False, device=device)
+        prob = prob[:, h:-h, h:-h]
+        target = torch.from_numpy(plane.val_target.astype(np.int64))[None]
+        weights = torch.from_numpy(plane.val_weights.astype(np.float32))[None]
+        logp = torch.from_numpy(np.log(np.clip(prob, 1e-7, 1.0)))[None]
+        ce = F.nll_loss(logp, target, reduction="none")
+        total_loss += float((ce * weights).sum())
+        counted += int((weights > 0).sum())
+        pred = labels_from_probabilities(prob, min_size=min_size)
+        pred = _drop_outside(pred, plane.val_mask)
+        s = instance_scores(plane.val_labels, pred)
+        tp, n_true, n_pred = tp + s.tp, n_true + s.n_true, n_pred + s.n_pred
+        iou_sum += s.mean_iou * s.n_true
+    denom = n_true + n_pred - tp
+    return Validation(
+        loss=total_loss / max(counted, 1),
+        mean_iou=iou_sum / n_true if n_true else 1.0,
+        ap50=tp / denom if denom else 1.0,
+        n_true=n_true,
+        n_pred=n_pred,
+    )
+
+
+def _drop_outside(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Remove predicted objects mostly outside the annotated region (they cannot be scored)."""
+    if mask.all():
+        return pred
+    n = int(pred.max())
+    inside = np.bincount(pred[mask].ravel(), minlength=n + 1)
+    total = np.bincount(pred.ravel(), minlength=n + 1)
+    keep = inside * 2 >= total
+    keep[0] = False
+    return np.where(keep[pred], pred, 0)
