@@ -55,3 +55,23 @@ def test_public_names_resolve():
     assert set(napari_unet.__all__) == set(napari_unet._LAZY)
     for name in napari_unet.__all__:
         assert getattr(napari_unet, name) is not None
+
+
+def test_configs_load_without_the_engines():
+    """The docks read TrainConfig and AugmentConfig on the GUI thread: no torch, numba, scipy."""
+    mods = _modules_after(
+        "from napari_unet.training import TrainConfig\n"
+        "from napari_unet.augment import AugmentConfig\n"
+        "TrainConfig.interactive(); AugmentConfig()"
+    )
+    assert not {"torch", "numba", "scipy"} & mods
+
+
+def test_subpackage_public_names_resolve():
+    import napari_unet.augment as augment
+    import napari_unet.training as training
+
+    for package in (augment, training):
+        assert set(package.__all__) == set(package._LAZY)
+        for name in package.__all__:
+            assert getattr(package, name) is not None

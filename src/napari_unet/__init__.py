@@ -6,9 +6,10 @@ napari does at start-up to read the plugin manifest) loads neither torch nor Qt.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_names
 
 try:
     __version__ = version("napari-unet")
@@ -58,6 +59,8 @@ __all__ = [
     "unet_weight_map",
 ]
 
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
+
 if TYPE_CHECKING:
     from .augment import AugmentConfig, elastic_deform
     from .bigimage import predict_to_zarr
@@ -72,16 +75,3 @@ if TYPE_CHECKING:
     from .tiling import iter_predict_tiled, predict_tiled
     from .training import TrainConfig, Trainer, train_model
     from .weightmap import unet_weight_map
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'napari_unet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

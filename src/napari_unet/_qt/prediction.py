@@ -29,14 +29,12 @@ def _segment_job(model, data, rgb, diameter, tile, device):
     ``model`` is a model or a function that loads one. Returns
     (foreground probability, labels).
     """
-    import torch
-
     from .. import segment as seg
     from ..layout import to_model_layout
+    from ..modelfile import resolve_model_arg
     from ..postprocess import foreground_probability
 
-    if not isinstance(model, torch.nn.Module):
-        model = model()
+    model = resolve_model_arg(model)
     image = to_model_layout(data, model.in_channels, rgb=rgb)
     rescale = seg.rescale_for_diameter(model, diameter)
     if rescale != 1.0:  # say what it costs before the run
@@ -50,13 +48,12 @@ def _segment_job(model, data, rgb, diameter, tile, device):
 def _zarr_job(model, data, rgb, output, tile, device):
     """In the worker: read the model, then predict ``data`` chunk by chunk into ``output``."""
     import dask.array as da
-    import torch
 
     from ..bigimage import iter_predict_to_zarr
     from ..layout import to_model_layout
+    from ..modelfile import resolve_model_arg
 
-    if not isinstance(model, torch.nn.Module):
-        model = model()
+    model = resolve_model_arg(model)
     if not isinstance(data, da.Array):
         data = da.from_zarr(data) if hasattr(data, "chunks") else da.asarray(data)
     image = to_model_layout(data, model.in_channels, rgb=rgb)

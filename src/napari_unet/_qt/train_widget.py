@@ -434,34 +434,12 @@ def _source_of(layer: Any) -> str | None:
 
 
 def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):
-    """Generator (for a worker): ``n`` augmented crops as the training engine makes them."""
-    from ..augment import augment_sample
-    from ..errors import NapariUnetError
-    from ..normalization import Normalization
-    from ..weightmap import unet_weight_map
+    """Generator (for a worker): the first ``n`` tiles the trainer would train on, augmented.
+
+    The core's :func:`~napari_unet.training.preview_samples` cuts them with the
+    trainer's own sampler, so the preview shows exactly what training sees.
+    """
+    from ..training import preview_samples
 
     yield  # lets the worker start before the work
-    if image.ndim != 2:
-        raise NapariUnetError("The augmentation preview works on 2D images.")
-    norm = Normalization.from_dict(config.normalization.to_dict())
-    x = norm.apply(image, norm.statistics(image))
-    weights = unet_weight_map(labels, w0=config.w0, sigma=config.sigma, mask=region)
-    rng = np.random.default_rng(config.seed)
-    size = min(config.tile_size, *image.shape)
-    out_i, out_l, out_w = [], [], []
-    annotated = np.flatnonzero(labels > 0)
-    for _ in range(n):
-        if annotated.size:
-            cy, cx = divmod(int(annotated[rng.integers(annotated.size)]), image.shape[1])
-        else:
-            cy, cx = image.shape[0] // 2, image.shape[1] // 2
-        y = int(np.clip(cy - size // 2, 0, image.shape[0] - size))
-        xx = int(np.clip(cx - size // 2, 0, image.shape[1] - size))
-        crop = np.s_[y : y + size, xx : xx + size]
-        i, lab, w = augment_sample(
-            x[crop], labels[crop], weights[crop], config=config.augment, rng=rng
-        )
-        out_i.append(i)
-        out_l.append(lab)
-        out_w.append(w)
-    return np.stack(out_i), np.stack(out_l), np.stack(out_w)
+    return preview_samples(image, labels, region, config, n=n)

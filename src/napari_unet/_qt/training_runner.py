@@ -103,12 +103,10 @@ class TrainingRunner:
         )
 
     def _job(self, images, labels, regions, model, config):
-        import torch
-
+        from ..modelfile import resolve_model_arg
         from ..training import Trainer, prepare_training_data
 
-        if not isinstance(model, torch.nn.Module):  # a loader: run it here, in the worker
-            model = model()
+        model = resolve_model_arg(model)  # a loader runs here, in the worker
         data = prepare_training_data(images, labels, regions, model=model, config=config)
         if self._stop:
             return model

@@ -32,8 +32,21 @@ The package, one idea per module:
 - :mod:`.checks`: what the functions accept.
 """
 
-from .config import AugmentConfig
-from .fields import upsample_displacement
-from .pipeline import augment_sample, elastic_deform
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_names
+
+# imported on first use: AugmentConfig is read by the napari docks without torch
+_LAZY = {
+    "AugmentConfig": "config",
+    "upsample_displacement": "fields",
+    "augment_sample": "pipeline",
+    "elastic_deform": "pipeline",
+}
 __all__ = ["AugmentConfig", "augment_sample", "elastic_deform", "upsample_displacement"]
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
+
+if TYPE_CHECKING:
+    from .config import AugmentConfig
+    from .fields import upsample_displacement
+    from .pipeline import augment_sample, elastic_deform

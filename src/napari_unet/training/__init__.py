@@ -23,19 +23,28 @@ The package, one idea per module:
 - :mod:`.trainer`: the loop (:class:`Trainer`), :func:`train_model`, :func:`new_model`.
 """
 
-from .config import (
-    FINE_TUNE_LEARNING_RATE,
-    INTERACTIVE_SECONDS,
-    TrainConfig,
-    TrainEvent,
-    TrainState,
-    Validation,
-)
-from .data import TrainingData, prepare_training_data
-from .loss import weighted_cross_entropy
-from .sampler import TileSampler, preview_samples
-from .trainer import Trainer, new_model, train_model
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_names
+
+# public name -> module; imported on first use, so that reading a TrainConfig (the
+# napari docks do it on the GUI thread) does not load torch
+_LAZY = {
+    "FINE_TUNE_LEARNING_RATE": "config",
+    "INTERACTIVE_SECONDS": "config",
+    "TrainConfig": "config",
+    "TrainEvent": "config",
+    "TrainState": "config",
+    "Validation": "config",
+    "TrainingData": "data",
+    "prepare_training_data": "data",
+    "weighted_cross_entropy": "loss",
+    "TileSampler": "sampler",
+    "preview_samples": "sampler",
+    "Trainer": "trainer",
+    "new_model": "trainer",
+    "train_model": "trainer",
+}
 __all__ = [
     "FINE_TUNE_LEARNING_RATE",
     "INTERACTIVE_SECONDS",
@@ -52,3 +61,18 @@ __all__ = [
     "train_model",
     "weighted_cross_entropy",
 ]
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
+
+if TYPE_CHECKING:
+    from .config import (
+        FINE_TUNE_LEARNING_RATE,
+        INTERACTIVE_SECONDS,
+        TrainConfig,
+        TrainEvent,
+        TrainState,
+        Validation,
+    )
+    from .data import TrainingData, prepare_training_data
+    from .loss import weighted_cross_entropy
+    from .sampler import TileSampler, preview_samples
+    from .trainer import Trainer, new_model, train_model
