@@ -109,8 +109,10 @@ def main() -> None:
         plain.append(close_seconds("plain"))
         plugin.append(close_seconds("plugin"))
     p, q = statistics.median(plain), statistics.median(plugin)
-    print(f"\nclose -> exit: napari alone {p:.2f} s, with the four docks {q:.2f} s "
-          f"(+{q - p:.2f} s; goal < 2 s)")
+    print(
+        f"\nclose -> exit: napari alone {p:.2f} s, with the four docks {q:.2f} s "
+        f"(+{q - p:.2f} s; goal < 2 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Render the README's screenshots of the real napari window into docs/images/.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py
+
+(a 1366x768 laptop screen: the window and its docks must fit it).
 
 Paints 20 cells of the synthetic sample into a new annotation (as a user would),
 shows the weight map, fine-tunes for a minute, segments, and saves one picture per
@@ -27,8 +29,6 @@ def main() -> None:
     from napari_unet._qt.demo import open_viewer
 
     viewer, docks = open_viewer(show=True)
-    window = viewer.window._qt_window
-    window.resize(1600, 1000)
     app = QApplication.instance()
 
     def settle(seconds: float = 0.5) -> None:
@@ -76,9 +76,8 @@ def main() -> None:
     docks["Annotate"][0].raise_()
     shot("annotate.png")
 
-    # 2. fine-tune on it
-    train._labels.value = ann
-    train._region.value = region
+    # 2. fine-tune on it (the Train dock follows the Annotate dock's annotation and region)
+    assert train._annotation.value is ann and train._region.value is region
     train._time.value = SECONDS
     train._steps.value = 0
     docks["Train"][0].raise_()
@@ -91,6 +90,8 @@ def main() -> None:
     viewer.camera.center = (256, 256)
     viewer.camera.zoom = 1.15
     viewer.layers["synthetic nuclei annotated region"].visible = False
+    scroll = train._scroll.verticalScrollBar()
+    scroll.setValue(scroll.maximum())  # down to the loss plot
     shot("train.png")
 
     # 3. the segmentation on its own, in the Predict dock

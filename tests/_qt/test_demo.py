@@ -2,8 +2,15 @@ from napari_unet._qt.demo import DOCKS, open_viewer
 
 
 def test_make_run_viewer_has_sample_and_all_docks(qtbot):
-    viewer, docks = open_viewer(show=False)
+    viewer, docks = open_viewer(show=True)
     try:
+        window = viewer.window._qt_window
+        qtbot.waitExposed(window)
+        free = window.screen().availableGeometry()
+        assert free.contains(window.frameGeometry()), (free, window.frameGeometry())
+        assert window.width() >= 0.9 * free.width()  # and uses it
+        # the sample's hidden true labels are not what Train would train on
+        assert docks["Train"][1]._annotation.value is None
         assert [layer.name for layer in viewer.layers] == [
             "synthetic nuclei",
             "synthetic nuclei labels",

@@ -33,15 +33,14 @@ def open_viewer(show: bool = True):
 
 
 def fit_to_screen(window) -> None:
-    """Keep the window inside the screen it is on (a 1366x768 laptop included)."""
+    """Fill the screen the window is on, and no more (a 1366x768 laptop included)."""
     screen = window.screen()
     if screen is None:
         return
     free = screen.availableGeometry()
-    width, height = min(window.width(), free.width()), min(window.height(), free.height())
-    window.resize(width, height)
-    if not free.contains(window.frameGeometry()):
-        window.move(free.topLeft())
+    frame = window.frameGeometry().size() - window.geometry().size()  # title bar, borders
+    window.resize(free.width() - frame.width(), free.height() - frame.height())
+    window.move(free.topLeft())
 
 
 def main() -> None:

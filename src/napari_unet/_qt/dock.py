@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFrame, QScrollArea
+from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea
 
 if TYPE_CHECKING:
     from .session import ViewerState
@@ -37,6 +37,11 @@ class ScrollingDock(Container):
         The scroll area is as wide as the fields need (nothing is cut off at the
         right); :meth:`_shutdown` runs once, when this dock or the viewer closes.
         """
+        for combo in self.form.native.findChildren(QComboBox):  # long layer names elide
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(12)
         bar = self._scroll.verticalScrollBar().sizeHint().width()
         self._scroll.setMinimumWidth(self.form.native.minimumSizeHint().width() + bar)
         self._closed = False
