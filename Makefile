@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 
 .PHONY: install run test lint bench clean system-run system-test
+# In order, also under `make -j`: the system check must come before anything is built.
+.NOTPARALLEL:
 
 install: $(VENV)/.installed
 

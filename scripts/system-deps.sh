@@ -23,7 +23,7 @@ no_display() {
     if [[ $mode == run && -z ${DISPLAY:-} && -z ${WAYLAND_DISPLAY:-} ]]; then
         echo "napari opens a window, but there is no display here (DISPLAY is not set)." >&2
         echo "Run 'make run' in a desktop session or over 'ssh -X', or under a virtual" >&2
-        echo "display: xvfb-run -a make run" >&2
+        echo "display: xvfb-run -a make run (xvfb-run comes with the xvfb package)." >&2
         return 0
     fi
     return 1
@@ -41,17 +41,22 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
 fi
 
 missing=()
-for pkg in "${wanted[@]}"; do
+for pkg in ${wanted[@]+"${wanted[@]}"}; do
     status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null)
     [[ $status == ii* ]] || missing+=("$pkg")
 done
+# `make` builds .venv with `python3 -m venv`; Debian's python3 needs python3-venv for it
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
 
 if ((${#missing[@]})); then
-    install=(apt-get install -y -qq --no-install-recommends "${missing[@]}")
+    # sudo drops the environment: pass DEBIAN_FRONTEND on the command line (no prompt)
+    apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
     if [[ $(id -u) == 0 ]]; then
-        sudo=()
+        :
     elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo=(sudo -n)
+        apt=(sudo -n "${apt[@]}")
     else
         echo "napari's canvas needs system libraries that are missing here. Install them with:" >&2
         echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
@@ -59,8 +64,8 @@ if ((${#missing[@]})); then
         exit 1
     fi
     echo "Installing the system libraries napari's canvas needs: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" "${install[@]}"; } >/dev/null 2>&1; then
+    if ! { "${apt[@]}" update -qq &&
+        "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1; then
         echo "Installing them failed. Run this and read its messages:" >&2
         echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
         exit 1

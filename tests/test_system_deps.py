@@ -37,7 +37,9 @@ def shim(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def run_check(tmp_path, mode="test", *, system="Linux", uid=0, installed=(), sudo=None, env=None):
+def run_check(
+    tmp_path, mode="test", *, system="Linux", uid=0, installed=(), sudo=None, env=None, venv=True
+):
     """Run the check with fake system commands; returns (process, commands run as admin)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -53,6 +55,7 @@ def run_check(tmp_path, mode="test", *, system="Linux", uid=0, installed=(), sud
         "exit 1",
     )
     shim(bin_dir, "apt-get", f'echo "apt-get $*" >> {log}')
+    shim(bin_dir, "python3", "exit 0" if venv else "exit 1")  # can it make a venv?
     if sudo == "passwordless":
         shim(
             bin_dir, "sudo", f'[[ $1 == -n ]] && shift; [[ $1 == true ]] || echo "sudo $*" >> {log}'
@@ -114,7 +117,15 @@ def test_as_root_it_installs_only_what_is_missing(tmp_path):
 def test_passwordless_sudo_installs(tmp_path):
     proc, admin = run_check(tmp_path, uid=1000, installed=listed("run"), sudo="passwordless")
     assert proc.returncode == 0, proc.stderr
-    assert any(line.startswith("sudo apt-get install") and "xvfb" in line for line in admin)
+    installs = [line for line in admin if line.startswith("sudo ") and "apt-get install" in line]
+    assert len(installs) == 1 and "xvfb" in installs[0]
+    assert "DEBIAN_FRONTEND=noninteractive" in installs[0]  # sudo drops the environment
+
+
+def test_a_python_that_cannot_make_a_venv_gets_python3_venv(tmp_path):
+    proc, admin = run_check(tmp_path, uid=0, installed=listed("test"), venv=False)
+    assert proc.returncode == 0, proc.stderr
+    assert admin[-1].endswith("--no-install-recommends python3-venv")
 
 
 def test_run_without_a_display_says_how_to_get_one(tmp_path):

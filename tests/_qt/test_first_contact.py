@@ -250,3 +250,69 @@ def test_model_dock_offers_the_model_kept_when_napari_closed(
     model = _dock(make_napari_viewer(), "Model")
     assert str(model._load_path.value) == str(kept)
     assert str(kept) in model._status.value
+
+
+def test_closing_a_dock_alone_stops_its_work(make_napari_viewer, qtbot, cells, fast_config):
+    """napari's close button unparents the dock (never deletes it): its work stops anyway."""
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(truth, name="mine")
+    state = state_for(viewer)
+    dock, train = viewer.window.add_plugin_dock_widget("napari-unet", "Train")
+    hooks = len(state._hooks)
+    train._defaults = fast_config
+    train._start.value = "scratch"
+    train._steps.value = 100000
+    train.fine_tune()
+    qtbot.waitUntil(lambda: train.runner.trainer is not None, timeout=30000)
+    viewer.window.remove_dock_widget(dock)
+    assert not train.runner.running  # stopped after its step, and waited for
+    assert train.runner.trainer.step < 100000
+    assert len(state._hooks) == hooks - 1  # nothing left behind for the viewer's close
+
+
+def test_counter_sees_an_undo_made_while_the_layer_was_hidden(
+    make_napari_viewer, qtbot, cells, paint
+):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate = _dock(viewer, "Annotate")
+    annotate.new_annotation()
+    ann = viewer.layers["nuclei annotation"]
+    paint(ann, truth, [1, 2, 3])
+    qtbot.waitUntil(lambda: annotate._count.value == "3", timeout=5000)
+    ann.visible = False
+    ann.undo()  # no refresh while hidden: no event says the pixels changed
+    ann.paint((60, 100), 9)
+    ann.visible = True
+    truth_count = len(np.unique(ann.data)) - 1
+    qtbot.waitUntil(lambda: annotate._count.value == str(truth_count), timeout=5000)
+
+
+def test_train_keeps_its_own_choice_when_only_the_region_changes(make_napari_viewer, cells):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate, train = _dock(viewer, "Annotate"), _dock(viewer, "Train")
+    annotate.new_annotation()
+    mine = viewer.add_labels(truth, name="chosen in Train")
+    train._annotation.value = mine  # the user's explicit choice in the Train dock
+    annotate.new_region()
+    assert train._annotation.value is mine
+    assert train._region.value is viewer.layers["nuclei annotated region"]
+    annotate._region.value = None  # "none" in Annotate: Train trains on everything again
+    assert train._region.value is None
+
+
+def test_next_id_never_reuses_a_cell_of_an_existing_annotation(make_napari_viewer, qtbot, cells):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    old = viewer.add_labels(truth.copy(), name="yesterday's")
+    old.selected_label, old.mode = 1, "paint"
+    annotate = _dock(viewer, "Annotate")
+    annotate._annotation.value = old
+    qtbot.waitUntil(lambda: not annotate.counter.busy, timeout=5000)
+    assert old.selected_label == int(truth.max()) + 1

@@ -11,7 +11,7 @@ from napari.utils.notifications import show_error, show_info
 from ..paper import SIGMA, W0
 from .cell_counter import CellCounter
 from .dock import ScrollingDock
-from .layers import OWNER_KEY, layer_choices, spatial_shape
+from .layers import OWNER_KEY, image_of, layer_choices, spatial_shape
 from .session import state_for
 from .weightmap_overlay import WeightMapOverlay
 
@@ -31,6 +31,7 @@ class AnnotateWidget(ScrollingDock):
         self._viewer = viewer
         self._state = state_for(viewer)
         self._overlay: WeightMapOverlay | None = None
+        self._retired: list[WeightMapOverlay] = []  # switched off, maybe still computing
         self._counter: CellCounter | None = None
         self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._new = PushButton(text="New annotation")
@@ -50,12 +51,10 @@ class AnnotateWidget(ScrollingDock):
         self._region_help = Label(
             value="Without a region the whole image counts as annotated.", label=""
         )
-        self._region_help.native.setWordWrap(True)
         self._show_weights = CheckBox(text="Show weight map", value=False)
         self._w0 = FloatSpinBox(label="w0", value=W0, min=0.0, max=100.0, step=1.0)
         self._sigma = FloatSpinBox(label="sigma (px)", value=SIGMA, min=0.5, max=50.0)
         self._touching = Label(label="", value="")
-        self._touching.native.setWordWrap(True)
         self._carve = PushButton(text="Carve 1-pixel gaps between touching cells", visible=False)
         self.form.extend(
             [
@@ -103,7 +102,8 @@ class AnnotateWidget(ScrollingDock):
     def _on_annotation_choice(self, layer: Any) -> None:
         self._watch(layer)
         if layer is not None:
-            self._state.annotation.set(image=self._image.value, labels=layer)
+            image = image_of(self._viewer, layer) or self._image.value
+            self._state.annotation.set(image=image, labels=layer)
 
     # -- annotation layer
     def new_annotation(self) -> None:
@@ -156,6 +156,7 @@ class AnnotateWidget(ScrollingDock):
         if layer is not None:
             self._counter = CellCounter(layer)
             self._counter.changed.connect(self._show_count)
+            self._counter.recounted.connect(self._after_recount)
             layer.events.paint.connect(self._on_paint)  # after the counter: it knows the id
         self._show_count()
         if self._show_weights.value:
@@ -169,6 +170,7 @@ class AnnotateWidget(ScrollingDock):
         if self._counter is not None:
             self._counter.layer.events.paint.disconnect(self._on_paint)
             self._counter.changed.disconnect(self._show_count)
+            self._counter.recounted.disconnect(self._after_recount)
             self._counter.close(timeout)
             self._counter = None
 
@@ -176,6 +178,9 @@ class AnnotateWidget(ScrollingDock):
         """The dock or the viewer closes: stop listening, wait for work under way."""
         self._state.annotation.changed.disconnect(self._follow)
         self._unwatch()
+        for overlay in self._retired:
+            overlay.shutdown()
+        self._retired = []
         if self._overlay is not None:  # the dock's own widgets may be being deleted: not them
             self._overlay.shutdown()
             self._overlay.close(remove_layer=False)
@@ -188,18 +193,30 @@ class AnnotateWidget(ScrollingDock):
 
     def _on_paint(self, event: Any) -> None:  # a required argument: napari passes the event
         layer = self._annotation.value
+        counter = self._counter
         if (
             self._auto_id.value
             and layer is not None
-            and self._counter is not None
+            and counter is not None
             and layer.selected_label != 0
             and layer.mode == "paint"
         ):
             # the next stroke paints a new cell (largest id + 1, like napari's "M" key)
-            layer.selected_label = max(self._counter.max_id, layer.selected_label) + 1
+            new = max(counter.max_id, layer.selected_label) + 1
+            dtype = np.dtype(layer.data.dtype)
+            if np.issubdtype(dtype, np.integer) and new > np.iinfo(dtype).max:
+                return  # a full id range: keep the id (napari would refuse a larger one)
+            layer.selected_label = new
 
     def _show_count(self, *_: Any) -> None:
         self._count.value = str(self._counter.cells if self._counter is not None else 0)
+
+    def _after_recount(self) -> None:
+        """A full count arrived (the first, or after an undo): never reuse a cell's id."""
+        counter, layer = self._counter, self._annotation.value
+        if counter is not None and layer is counter.layer:
+            if 0 < layer.selected_label <= counter.max_id:
+                self._on_paint(None)
 
     # -- weight map overlay
     def _toggle_weights(self, on: bool) -> None:
@@ -222,6 +239,8 @@ class AnnotateWidget(ScrollingDock):
     def _stop_overlay(self) -> None:
         if self._overlay is not None:
             self._overlay.close()
+            # a map still computing is waited for when the dock closes
+            self._retired = [o for o in self._retired if o.busy] + [self._overlay]
             self._overlay = None
         self._touching.value = ""
         self._carve.visible = False

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 
 from .workers import WorkerGroup
 
@@ -46,6 +47,7 @@ class CellCounter:
     """
 
     changed = Signal(int)  # number of cells
+    recounted = Signal()  # a full count arrived
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
@@ -54,6 +56,7 @@ class CellCounter:
         self._since_snapshot: list[Any] | None = None  # strokes during a recount
         self._history = self._history_lengths()
         self._again = False
+        self._deferred = False
         layer.events.paint.connect(self._on_paint)
         layer.events.set_data.connect(self._on_set_data)
         layer.events.data.connect(self._on_new_data)
@@ -94,13 +97,31 @@ class CellCounter:
         except (AttributeError, TypeError):  # another napari: recount on every refresh
             return None
 
+    def _missed_history(self, now: tuple[int, int] | None) -> bool:
+        """Whether an undo or redo happened unseen since the last stroke.
+
+        A stroke adds one item to the undo queue (or keeps it full); anything else
+        means the queue moved without us (an undo while the layer was hidden).
+        """
+        before = self._history
+        if before is None or now is None:
+            return False
+        full = getattr(self.layer._undo_history, "maxlen", None)
+        expected = before[0] if full is not None and before[0] >= full else before[0] + 1
+        return now[0] != expected
+
     def _on_paint(self, event: Any) -> None:
         atoms = list(event.value)
-        self._history = self._history_lengths()
+        now = self._history_lengths()
+        missed = self._missed_history(now)
+        self._history = now
         if self._since_snapshot is not None:
             self._since_snapshot.extend(atoms)
         self._apply(atoms)
         self.changed.emit(self.cells)
+        if missed or self._deferred:
+            # after this event: napari may write the stroke's pixels only once it returns
+            QTimer.singleShot(0, self.recount)
 
     def _on_set_data(self, event: Any = None) -> None:
         history = self._history_lengths()
@@ -113,6 +134,12 @@ class CellCounter:
         self._history = self._history_lengths()
         self.recount()
 
+    def _mid_stroke(self) -> bool:
+        """Whether a brush stroke is under way (pixels written, its paint event to come)."""
+        return bool(getattr(self.layer, "_block_history", False)) or bool(
+            getattr(self.layer, "_staged_history", None)
+        )
+
     def recount(self) -> None:
         """Count all ids again, in a worker (one at a time)."""
         if self._workers.closed:
@@ -120,6 +147,10 @@ class CellCounter:
         if self._since_snapshot is not None:
             self._again = True
             return
+        if self._mid_stroke():  # a snapshot now would hold half a stroke: after it
+            self._deferred = True
+            return
+        self._deferred = False
         snapshot = np.array(self.layer.data, copy=True)
         self._since_snapshot = []
         self._workers.start_function(
@@ -131,6 +162,7 @@ class CellCounter:
         self._counts = counts
         self._apply(later)
         self.changed.emit(self.cells)
+        self.recounted.emit()
 
     def _on_recounted(self) -> None:
         self._since_snapshot = None

@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Container
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea
+from magicgui.widgets import Container, Label
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QWidget
 
 if TYPE_CHECKING:
     from .session import ViewerState
+
+
+class _KeepWide(QObject):
+    """Keeps a scroll area as wide as its content's minimum (which grows once styled)."""
+
+    def __init__(self, scroll: QScrollArea, content: QWidget) -> None:
+        super().__init__(scroll)
+        self._scroll, self._content = scroll, content
+        content.installEventFilter(self)
+        self._fit()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        kinds = (QEvent.Type.LayoutRequest, QEvent.Type.Show, QEvent.Type.StyleChange)
+        if event.type() in kinds:
+            self._fit()
+        return False
+
+    def _fit(self) -> None:
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self._scroll.setMinimumWidth(self._content.minimumSizeHint().width() + bar)
+
+
+class _WatchRemoval(QObject):
+    """Calls ``on_removed`` when napari takes the dock out of its window.
+
+    napari's close button (``remove_dock_widget``) unparents the dock's widget
+    and deletes only the frame around it, so the widget's ``destroyed`` never comes.
+    """
+
+    def __init__(self, widget: QWidget, on_removed: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._on_removed = on_removed
+        self._docked = False
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.ParentChange:
+            if obj.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._on_removed()
+        return False
 
 
 class ScrollingDock(Container):
@@ -37,16 +80,23 @@ class ScrollingDock(Container):
         The scroll area is as wide as the fields need (nothing is cut off at the
         right); :meth:`_shutdown` runs once, when this dock or the viewer closes.
         """
+        for widget in self.form:  # texts that change (status, model in use) wrap, not widen
+            if isinstance(widget, Label):
+                widget.native.setWordWrap(True)
+                widget.native.setAlignment(
+                    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+                )
+        self.form.native.layout().addStretch(1)  # fields stay together at the top
         for combo in self.form.native.findChildren(QComboBox):  # long layer names elide
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
             combo.setMinimumContentsLength(12)
-        bar = self._scroll.verticalScrollBar().sizeHint().width()
-        self._scroll.setMinimumWidth(self.form.native.minimumSizeHint().width() + bar)
+        self._width_keeper = _KeepWide(self._scroll, self.form.native)
         self._closed = False
         self._cancel_close_hook = state.on_close(self._close_once)
         self.native.destroyed.connect(lambda *_: self._close_once())
+        self._removal = _WatchRemoval(self.native, self._close_once)
 
     def _close_once(self) -> None:
         if not self._closed:

@@ -60,6 +60,13 @@ def layer_choices(
     return choices
 
 
+def image_of(viewer: napari.viewer.Viewer, annotation: Any) -> Any:
+    """The image layer an annotation was made for (recorded by the plugin), if open."""
+    tag = annotation.metadata.get(OWNER_KEY)
+    source = tag.get("source") if isinstance(tag, dict) else None
+    return next((layer for layer in viewer.layers if layer.name == source), None)
+
+
 def spatial_shape(layer: Any) -> tuple[int, ...]:
     """Shape of an image layer without its colour axis."""
     shape = layer.data[0].shape if getattr(layer, "multiscale", False) else layer.data.shape

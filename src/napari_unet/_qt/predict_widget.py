@@ -78,7 +78,6 @@ class PredictWidget(ScrollingDock):
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
         self._status = Label(label="", value="")
-        self._status.native.setWordWrap(True)
         self.form.extend(
             [
                 self._image,

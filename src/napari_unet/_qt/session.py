@@ -64,7 +64,7 @@ class AnnotationChoice:
     Predict dock (Copy segmentation to annotation) set it; the Train dock follows it.
     """
 
-    changed = Signal(object)
+    changed = Signal(object, object)  # the choice, and the names of the parts that changed
 
     def __init__(self) -> None:
         self.image: Any = None
@@ -73,13 +73,13 @@ class AnnotationChoice:
 
     def set(self, **parts: Any) -> None:
         """Change some of ``image``, ``labels`` and ``region`` and tell the docks."""
-        changed = False
+        changed = set()
         for key, value in parts.items():
             if getattr(self, key) is not value:
                 setattr(self, key, value)
-                changed = True
+                changed.add(key)
         if changed:
-            self.changed.emit(self)
+            self.changed.emit(self, frozenset(changed))
 
 
 class _CloseWatcher(QObject):
@@ -92,7 +92,9 @@ class _CloseWatcher(QObject):
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
         kind = event.type()
-        if kind == QEvent.Type.Close:
+        if kind == QEvent.Type.Show:  # a close the user declined is forgotten
+            self._asked = False
+        elif kind == QEvent.Type.Close:
             if event.spontaneous():  # napari may still ask to confirm: wait for the hide
                 self._asked = True
             else:

@@ -19,7 +19,14 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from .dock import ScrollingDock
-from .layers import is_derived, layer_choices, layer_image, spatial_shape, upsert_layer
+from .layers import (
+    image_of,
+    is_derived,
+    layer_choices,
+    layer_image,
+    spatial_shape,
+    upsert_layer,
+)
 from .loss_plot import LossPlot
 from .model_choice import FILE, SCRATCH, bundled_available, model_choices, model_loader
 from .prediction import PredictionRunner
@@ -146,7 +153,6 @@ class TrainWidget(ScrollingDock):
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
         self._left = Label(label="Time left", value="")
         self._status = Label(label="", value="")
-        self._status.native.setWordWrap(True)
         self._refresh = CheckBox(text="Segment the image when training ends", value=True)
         self.form.extend(
             [
@@ -189,27 +195,29 @@ class TrainWidget(ScrollingDock):
         self._follow(self._state.annotation)
 
     # -- which annotation
-    def _follow(self, choice: Any) -> None:
-        """Train on the viewer's current annotation (else the selected Labels layer)."""
+    def _follow(self, choice: Any, parts: frozenset | None = None) -> None:
+        """Train on the viewer's current annotation (else the selected Labels layer).
+
+        Only the parts that changed (``parts``; all when the dock opens) are taken
+        over, so a change of region leaves an annotation chosen here alone.
+        """
         from napari.layers import Labels
 
         layers = self._viewer.layers
-        labels = choice.labels if choice.labels in layers else None
-        active = layers.selection.active
-        if labels is None and isinstance(active, Labels) and not is_derived(active):
-            labels = active
         self.reset_choices()
-        if labels is not None:
+        if parts is None or "labels" in parts:
+            labels = choice.labels if choice.labels in layers else None
+            active = layers.selection.active
+            if labels is None and isinstance(active, Labels) and not is_derived(active):
+                labels = active
             self._annotation.value = labels
-        else:
-            self._annotation.value = None
-        image = choice.image if choice.image in layers else None
-        if image is None and labels is not None:
-            image = next((layer for layer in layers if layer.name == _source_of(labels)), None)
-        if image is not None:
-            self._image.value = image
-        if choice.region in layers:
-            self._region.value = choice.region
+            image = image_of(self._viewer, labels) if labels is not None else None
+            if image is None and choice.image in layers:
+                image = choice.image
+            if image is not None:
+                self._image.value = image
+        if parts is None or "region" in parts:
+            self._region.value = choice.region if choice.region in layers else None
 
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop (keeping the model trained so far) and wait."""
@@ -333,7 +341,7 @@ class TrainWidget(ScrollingDock):
             self._left.value = f"{event.remaining:.0f} s"
         if event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
-            self._status.value = f"Step {event.step}, loss {event.loss:.3f}"
+            self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"
         elif event.validation is not None and event.state in (
             TrainState.VALIDATED,
             TrainState.DONE,
@@ -423,14 +431,6 @@ class TrainWidget(ScrollingDock):
             opacity=0.4,
         )
         self._viewer.dims.set_current_step(0, 0)
-
-
-def _source_of(layer: Any) -> str | None:
-    """The image an annotation was made for (New annotation records it)."""
-    from .layers import OWNER_KEY
-
-    tag = layer.metadata.get(OWNER_KEY)
-    return tag.get("source") if isinstance(tag, dict) else None
 
 
 def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):

@@ -88,7 +88,8 @@ class _Tracked:
     """Knows whether its work started and when it ended; can be called off before it starts."""
 
     def _init_tracking(self) -> None:
-        self.done = threading.Event()
+        self.done = threading.Event()  # the work has ended
+        self.ended = threading.Event()  # ... and the worker emitted its last signal
         self._lock = threading.Lock()
         self._began = False
         self._called_off = False
@@ -97,12 +98,15 @@ class _Tracked:
         with self._lock:
             if self._called_off:  # stopped before it started: do nothing, say nothing
                 self.done.set()
+                self.ended.set()
                 return
             self._began = True
         try:
             super().run()
         except RuntimeError:  # napari closed and deleted our signals: nobody listens any more
             self.done.set()
+        finally:
+            self.ended.set()
 
     def work(self) -> Any:
         try:
@@ -122,6 +126,10 @@ class _Tracked:
             if not self._began:
                 self._called_off = True
                 self.done.set()
+                self.ended.set()
+                discard = getattr(type(self), "_set_discard", None)
+                if discard is not None:  # superqt keeps started workers until they finish
+                    discard(self)
                 return True
         if interrupt:
             self.quit()
@@ -129,12 +137,7 @@ class _Tracked:
 
     def wait_until_ended(self, timeout: float) -> bool:
         """Wait until the work has ended and the worker emitted its last signals."""
-        deadline = time.monotonic() + timeout
-        if not self.done.wait(timeout):
-            return False
-        while self.is_running and time.monotonic() < deadline:  # the last few signals
-            time.sleep(0.002)
-        return True
+        return self.ended.wait(timeout)
 
 
 class TrackedGeneratorWorker(_Tracked, GeneratorWorker):
@@ -212,7 +215,8 @@ class WorkerGroup:
         """
         self.closed = True
         for worker in list(self._workers):
-            worker.call_off(interrupt=interrupt)
+            if worker.call_off(interrupt=interrupt):
+                self._forget(worker)  # it never runs, so never says it finished
         deadline = time.monotonic() + timeout
         ended = True
         for worker in list(self._workers):
