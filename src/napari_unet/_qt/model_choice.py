@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy as copying
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
@@ -54,8 +55,6 @@ def model_loader(
     (tens of milliseconds) happen in the loader. ``copy=False`` hands out the
     current model itself (prediction only reads it).
     """
-    import copy as copying
-
     if choice == CURRENT and session.model is not None:
         model = session.model
         if not copy:

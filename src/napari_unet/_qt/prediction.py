@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from .layers import OWNER_KEY, find_own_layer, layer_data, layer_image, upsert_layer
@@ -188,8 +189,6 @@ class PredictionRunner:
 
     def _on_progress(self, event) -> None:
         if isinstance(event, str):
-            from napari.utils.notifications import show_info
-
             show_info(event)
             self.planned.emit(event)
             return
@@ -228,8 +227,6 @@ class PredictionRunner:
         self._end(f"{int(labels.max())} objects found in {source}.")
 
     def _end(self, message: str, error: bool = False) -> None:
-        from napari.utils.notifications import show_error, show_info
-
         (show_error if error else show_info)(message)
         self.finished.emit(message)
 

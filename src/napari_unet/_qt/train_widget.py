@@ -18,6 +18,8 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
+from ..errors import NapariUnetError
+from ..layout import to_model_layout
 from .dock import ScrollingDock
 from .layers import (
     image_of,
@@ -46,8 +48,6 @@ PREVIEW_SAMPLES = 8
 
 def region_mask(shapes_layer: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     """Pixels inside any shape of ``shapes_layer`` (None when there is no layer)."""
-    from ..errors import NapariUnetError
-
     if shapes_layer is None:
         return None
     if len(shapes_layer.data) == 0:
@@ -71,7 +71,7 @@ class TrainWidget(ScrollingDock):
         super().__init__()
         from ..training import TrainConfig
 
-        defaults = TrainConfig.interactive()
+        self._defaults = TrainConfig.interactive()
         self._viewer = viewer
         self._state = state_for(viewer)
         self._session = self._state.model
@@ -79,6 +79,35 @@ class TrainWidget(ScrollingDock):
         self._predictor = PredictionRunner(viewer)
         self._workers = WorkerGroup()  # the augmentation preview
         self._preview_worker = None
+        self.form.extend(
+            [*self._data_fields(viewer), *self._budget_fields(), *self._augment_fields()]
+        )
+        self._preview = PushButton(text="Preview augmentation")
+        self._train = PushButton(text="Fine-tune")
+        self._stop = PushButton(text="Stop", enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
+        self._left = Label(label="Time left", value="")
+        self._status = Label(label="", value="")
+        self._refresh = CheckBox(text="Segment the image when training ends", value=True)
+        controls = [self._preview, self._train, self._stop, self._progress, self._left]
+        self.form.extend([*controls, self._refresh, self._status])
+        self.plot = LossPlot()
+        self.form.native.layout().addWidget(self.plot)
+        self._start.changed.connect(self._on_start)
+        self._train.changed.connect(self.fine_tune)
+        self._stop.changed.connect(self.stop)
+        self._preview.changed.connect(self.preview_augmentation)
+        self._runner.event.connect(self._on_event)
+        self._runner.done.connect(self._on_done)
+        self._runner.failed.connect(self._on_failed)
+        self._offer_derived.changed.connect(lambda *_: self.reset_choices())
+        self._state.annotation.changed.connect(self._follow)
+        self.finish(self._state)
+        self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
+        self._follow(self._state.annotation)
+
+    def _data_fields(self, viewer: napari.viewer.Viewer) -> list:
+        """What to train on: image, annotation, region."""
         self._offer_derived = CheckBox(
             text="Offer the plugin's results as training data",
             value=False,
@@ -96,10 +125,14 @@ class TrainWidget(ScrollingDock):
         self._region = ComboBox(
             label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
         )
-        start = model_choices(scratch=True)
+        return [self._image, self._annotation, self._region, self._offer_derived]
+
+    def _budget_fields(self) -> list:
+        """Where to start from, how long, how fast."""
+        defaults = self._defaults
         self._start = ComboBox(
             label="Start from",
-            choices=start,
+            choices=model_choices(scratch=True),
             value="bundled" if bundled_available() else SCRATCH,
             tooltip="current: the model in use; bundled: the shipped nuclei model; "
             "scratch: random weights (paper initialisation).",
@@ -117,6 +150,7 @@ class TrainWidget(ScrollingDock):
             step=10.0,
             tooltip="Training stops at whichever budget runs out first; 0 = none.",
         )
+        self._time.native.setSpecialValueText("no limit")  # shown for 0
         self._auto_lr = self._default_lr(self._start.value)
         self._lr = FloatSpinBox(
             label="Learning rate",
@@ -128,8 +162,11 @@ class TrainWidget(ScrollingDock):
             "change it.",
         )
         self._lr.native.setDecimals(6)
-        self._time.native.setSpecialValueText("no limit")  # shown for 0
-        aug = defaults.augment
+        return [self._start, self._start_path, self._steps, self._time, self._lr]
+
+    def _augment_fields(self) -> list:
+        """The paper's augmentation, with its defaults."""
+        aug = self._defaults.augment
         self._elastic = FloatSpinBox(
             label="Elastic sigma (px)",
             value=aug.sigma,
@@ -147,52 +184,7 @@ class TrainWidget(ScrollingDock):
             step=0.25,
             tooltip="Scales contrast, brightness, gamma and noise changes (1 = default).",
         )
-        self._preview = PushButton(text="Preview augmentation")
-        self._train = PushButton(text="Fine-tune")
-        self._stop = PushButton(text="Stop", enabled=False)
-        self._progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
-        self._left = Label(label="Time left", value="")
-        self._status = Label(label="", value="")
-        self._refresh = CheckBox(text="Segment the image when training ends", value=True)
-        self.form.extend(
-            [
-                self._image,
-                self._annotation,
-                self._region,
-                self._offer_derived,
-                self._start,
-                self._start_path,
-                self._steps,
-                self._time,
-                self._lr,
-                self._elastic,
-                self._grid,
-                self._rotation,
-                self._intensity,
-                self._preview,
-                self._train,
-                self._stop,
-                self._progress,
-                self._left,
-                self._refresh,
-                self._status,
-            ]
-        )
-        self.plot = LossPlot()
-        self.form.native.layout().addWidget(self.plot)
-        self._defaults = defaults
-        self._start.changed.connect(self._on_start)
-        self._train.changed.connect(self.fine_tune)
-        self._stop.changed.connect(self.stop)
-        self._preview.changed.connect(self.preview_augmentation)
-        self._runner.event.connect(self._on_event)
-        self._runner.done.connect(self._on_done)
-        self._runner.failed.connect(self._on_failed)
-        self._offer_derived.changed.connect(lambda *_: self.reset_choices())
-        self._state.annotation.changed.connect(self._follow)
-        self.finish(self._state)
-        self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
-        self._follow(self._state.annotation)
+        return [self._elastic, self._grid, self._rotation, self._intensity]
 
     # -- which annotation
     def _follow(self, choice: Any, parts: frozenset | None = None) -> None:
@@ -279,9 +271,6 @@ class TrainWidget(ScrollingDock):
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         """Copies of the image, annotation and region taken now (training uses these)."""
-        from ..errors import NapariUnetError
-        from ..layout import to_model_layout
-
         image_layer, labels_layer = self._image.value, self._annotation.value
         if image_layer is None:
             raise NapariUnetError("Choose an image to train on first.")

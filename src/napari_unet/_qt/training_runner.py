@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import platformdirs
 from napari.utils import progress as napari_progress
 from psygnal import Signal
 
@@ -25,8 +27,6 @@ def recovery_folder() -> Path:
     ``$NAPARI_UNET_DATA_DIR/interrupted``, by default in the user's data folder
     (``~/.local/share/napari-unet/interrupted`` on Linux).
     """
-    import platformdirs
-
     base = os.environ.get("NAPARI_UNET_DATA_DIR") or platformdirs.user_data_dir("napari-unet")
     return Path(base) / "interrupted"
 
@@ -147,8 +147,6 @@ class TrainingRunner:
         path = self.saved_on_close
         if path is not None and not self._told:
             self._told = True
-            import sys
-
             print(
                 f"napari-unet: napari closed during training; the model trained so far "
                 f"({self.trainer.step} steps) is saved to {path}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.utils.notifications import show_error
 from psygnal import Signal
 from qtpy.QtCore import QTimer
 
@@ -111,8 +112,6 @@ class WeightMapOverlay:
         self.updated.emit()
 
     def _failed(self, exc: Exception) -> None:
-        from napari.utils.notifications import show_error
-
         show_error(f"The weight map could not be computed: {exc}")
 
     def _done(self) -> None:
