@@ -140,11 +140,14 @@ def test_make_checks_before_it_builds(tmp_path):
     """`make test` and `make run` start with the check, before .venv is built; CI uses it too."""
     for target, mode in (("test", "test"), ("run", "run")):
         dry = subprocess.run(
-            ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+            ["make", "--no-print-directory", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env={**os.environ, "MAKEFLAGS": ""},
+            # as run under `make test` itself: not a sub-make of it
+            env={
+                k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+            },
             timeout=60,
         )
         assert dry.returncode == 0, dry.stderr
