@@ -94,7 +94,7 @@ class ScrollingDock(Container):
             combo.setMinimumContentsLength(12)
         self._width_keeper = _KeepWide(self._scroll, self.form.native)
         self._closed = False
-        self._cancel_close_hook = state.on_close(self._close_once)
+        self._cancel_close_hook = state.on_close(self._close_once, first=self._ask_to_stop)
         self.native.destroyed.connect(lambda *_: self._close_once())
         self._removal = _WatchRemoval(self.native, self._close_once)
 
@@ -103,6 +103,9 @@ class ScrollingDock(Container):
             self._closed = True
             self._cancel_close_hook()
             self._shutdown()
+
+    def _ask_to_stop(self) -> None:
+        """The viewer closes: ask long work to stop, without waiting (subclasses)."""
 
     def _shutdown(self) -> None:
         """Stop listening and wait for the dock's workers (subclasses add theirs)."""

@@ -118,6 +118,9 @@ class PredictWidget(ScrollingDock):
 
         return ["auto", *available_devices()]
 
+    def _ask_to_stop(self) -> None:
+        self._runner.cancel()
+
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop the prediction and wait for it."""
         self._session.changed.disconnect(self._on_session)

@@ -211,6 +211,10 @@ class TrainWidget(ScrollingDock):
         if parts is None or "region" in parts:
             self._region.value = choice.region if choice.region in layers else None
 
+    def _ask_to_stop(self) -> None:
+        self._runner.ask_to_stop()
+        self._predictor.cancel()
+
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop (keeping the model trained so far) and wait."""
         self._state.annotation.changed.disconnect(self._follow)

@@ -134,14 +134,18 @@ class TrainingRunner:
         if self.trainer is not None:
             self.trainer.stop()
 
+    def ask_to_stop(self) -> None:
+        """Closing: stop after the current step and save what was trained (no wait)."""
+        self._closing = True
+        self.stop()
+
     def shutdown(self, timeout: float = 30.0) -> Path | None:
         """The dock or napari closes: stop after the current step, save, and wait.
 
         Returns the file the model trained so far was saved to (None when no
         step had been taken, or nothing was running).
         """
-        self._closing = True
-        self.stop()  # the trainer stops after its step and returns the model: not interrupted
+        self.ask_to_stop()  # the trainer stops after its step and returns the model
         self._workers.stop_all(timeout, interrupt=False)
         self._on_finished()  # its signals are no longer delivered
         path = self.saved_on_close
