@@ -100,10 +100,10 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, rng, m
     widget.segment()
     assert "model file" in messages[-1]
     # the file is read in the worker; its problems come back as notifications
-    import napari.utils.notifications as nn
+    import napari_unet._qt.prediction as prediction
 
     worker_messages = []
-    monkeypatch.setattr(nn, "show_error", worker_messages.append)
+    monkeypatch.setattr(prediction, "show_error", worker_messages.append)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04 not a model")
     widget._model_path.value = bad
