@@ -17,6 +17,16 @@ def _dock(viewer, name):
     return viewer.window.add_plugin_dock_widget("napari-unet", name)[1]
 
 
+def _annotating(make_napari_viewer, cells):
+    """A viewer with the cells image, the Annotate dock and a new, empty annotation."""
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate = _dock(viewer, "Annotate")
+    annotate.new_annotation()
+    return viewer, annotate, viewer.layers["nuclei annotation"], truth
+
+
 def _sample(viewer):
     """The sample as `make run` opens it: image, and its true labels hidden."""
     viewer.open_sample("napari-unet", "nuclei")
@@ -99,12 +109,7 @@ def test_every_field_has_its_label_however_the_dock_is_opened(make_napari_viewer
 def test_weight_map_keeps_the_annotation_active_and_hides_a_flat_map(
     make_napari_viewer, qtbot, cells, paint
 ):
-    image, truth = cells
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="nuclei")
-    w = _dock(viewer, "Annotate")
-    w.new_annotation()
-    ann = viewer.layers["nuclei annotation"]
+    viewer, w, ann, truth = _annotating(make_napari_viewer, cells)
     w._show_weights.value = True
     qtbot.waitUntil(lambda: not w.overlay.busy, timeout=20000)
     assert "nuclei annotation weight map" not in viewer.layers  # empty: a flat field
@@ -127,12 +132,7 @@ def test_weight_map_keeps_the_annotation_active_and_hides_a_flat_map(
 def test_counter_follows_undo_and_the_copied_annotation(
     make_napari_viewer, qtbot, cells, paint, tiny_model
 ):
-    image, truth = cells
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="nuclei")
-    annotate = _dock(viewer, "Annotate")
-    annotate.new_annotation()
-    ann = viewer.layers["nuclei annotation"]
+    viewer, annotate, ann, truth = _annotating(make_napari_viewer, cells)
     paint(ann, truth, [1, 2, 3])
     qtbot.waitUntil(lambda: annotate._count.value == "3", timeout=5000)
     ann.undo()
@@ -142,7 +142,7 @@ def test_counter_follows_undo_and_the_copied_annotation(
     # Copy segmentation to annotation: the Annotate dock now counts the copy
     predict = _dock(viewer, "Predict")
     state_for(viewer).model.set_model(tiny_model, "tiny")
-    seg = np.zeros(image.shape, np.int32)
+    seg = np.zeros(ann.data.shape, np.int32)
     seg[5:15, 5:15], seg[30:40, 30:40] = 1, 2
     viewer.add_labels(
         seg,
@@ -275,12 +275,7 @@ def test_closing_a_dock_alone_stops_its_work(make_napari_viewer, qtbot, cells, f
 def test_counter_sees_an_undo_made_while_the_layer_was_hidden(
     make_napari_viewer, qtbot, cells, paint
 ):
-    image, truth = cells
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="nuclei")
-    annotate = _dock(viewer, "Annotate")
-    annotate.new_annotation()
-    ann = viewer.layers["nuclei annotation"]
+    viewer, annotate, ann, truth = _annotating(make_napari_viewer, cells)
     paint(ann, truth, [1, 2, 3])
     qtbot.waitUntil(lambda: annotate._count.value == "3", timeout=5000)
     ann.visible = False
