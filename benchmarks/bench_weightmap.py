@@ -25,9 +25,8 @@ import time
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_unet.paper import SIGMA, W0
 from napari_unet.weightmap import unet_weight_map
-
-W0, SIGMA = 10.0, 5.0
 
 
 def crowded_ellipses(shape: tuple[int, int], n_cells: int, seed: int = 0) -> np.ndarray:

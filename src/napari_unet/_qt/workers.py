@@ -88,8 +88,7 @@ class _Tracked:
     """Knows whether its work started and when it ended; can be called off before it starts."""
 
     def _init_tracking(self) -> None:
-        self.done = threading.Event()  # the work has ended
-        self.ended = threading.Event()  # ... and the worker emitted its last signal
+        self.ended = threading.Event()  # the work ended and the worker sent its last signal
         self._lock = threading.Lock()
         self._began = False
         self._called_off = False
@@ -97,14 +96,13 @@ class _Tracked:
     def run(self) -> None:  # in the pool's thread
         with self._lock:
             if self._called_off:  # stopped before it started: do nothing, say nothing
-                self.done.set()
                 self.ended.set()
                 return
             self._began = True
         try:
             super().run()
         except RuntimeError:  # napari closed and deleted our signals: nobody listens any more
-            self.done.set()
+            pass
         finally:
             self.ended.set()
 
@@ -115,7 +113,6 @@ class _Tracked:
             gen = getattr(self, "_gen", None)
             if gen is not None:
                 gen.close()  # a generator stopped early cleans up here, in its thread
-            self.done.set()
 
     def call_off(self, *, interrupt: bool = True) -> bool:
         """Ask the work to stop; True when it had not started (and now never will).
@@ -125,7 +122,6 @@ class _Tracked:
         with self._lock:
             if not self._began:
                 self._called_off = True
-                self.done.set()
                 self.ended.set()
                 discard = getattr(type(self), "_set_discard", None)
                 if discard is not None:  # superqt keeps started workers until they finish

@@ -9,6 +9,7 @@ from typing import Any
 from ..augment import AugmentConfig
 from ..errors import NapariUnetError
 from ..normalization import Normalization
+from ..paper import SIGMA, W0
 
 __all__ = [
     "FINE_TUNE_LEARNING_RATE",
@@ -89,8 +90,8 @@ class TrainConfig:
     schedule: str = "constant"
     tile_size: int = 380
     batch_size: int = 1
-    w0: float = 10.0
-    sigma: float = 5.0
+    w0: float = W0
+    sigma: float = SIGMA
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     validation_fraction: float = 0.15
     validate_every: int = 50
