@@ -166,7 +166,7 @@ class Trainer:
         return float(loss.detach())
 
     def validate(self) -> Validation | None:
-        """Loss, mean IoU and AP@0.5 on the held-out band(s); None without validation data."""
+        """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data."""
         return validate(self.model, self.data, self.config.min_size, self.device)
 
     # -- checkpoints
@@ -303,13 +303,15 @@ def train_model(
     checkpoint: str | Path | None = None,
     device: str | None = None,
     progress: Callable[[TrainEvent], Any] | None = None,
+    names: Sequence[str] | None = None,
 ) -> UNet:
     """Train (or fine-tune) a U-Net and return it: the one-call form of :class:`Trainer`.
 
     Parameters
     ----------
-    images, labels, regions
-        As for :func:`prepare_training_data`.
+    images, labels, regions, names
+        As for :func:`prepare_training_data`: one image or a training set of
+        several (sizes and dtypes may differ).
     model : UNet or None
         The start model; ``None`` makes one from scratch with the paper's
         initialisation and ``config``'s architecture.
@@ -330,7 +332,7 @@ def train_model(
         config = TrainConfig() if model is None else TrainConfig.fine_tune()
     if model is None:
         model = new_model(config)
-    data = prepare_training_data(images, labels, regions, model=model, config=config)
+    data = prepare_training_data(images, labels, regions, model=model, config=config, names=names)
     trainer = Trainer(model, data, config, checkpoint=checkpoint, device=device)
     return run_to_end(trainer.run(), progress)
 
