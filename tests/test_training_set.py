@@ -203,3 +203,28 @@ def test_cli_bad_training_sets_are_one_sentence(tmp_path, capsys):
     assert "'rgb.tif' has 3 channel(s)" in err and not out.exists()
     assert main(["train", "--data", str(d), "--labels", "x.tif", *_train_args(out)]) == 1
     assert "come from the folder" in capsys.readouterr().err
+
+
+def test_validation_takes_a_bounded_share_of_a_time_budget(monkeypatch):
+    import time as clock
+
+    from napari_unet.training import Trainer
+    from napari_unet.training import trainer as trainer_module
+
+    img, lab = make_cells((96, 128), diameter=(10, 16), seed=3)
+    cfg = TrainConfig(**{**FAST, "validate_every": 1}, steps=None, time_limit=3.0)
+    model = new_model(cfg)
+    data = prepare_training_data(img, lab, model=model, config=cfg)
+    slow = []
+
+    def slow_validate(self):
+        slow.append(clock.perf_counter())
+        clock.sleep(0.2)  # a validation as costly as many steps
+        return None
+
+    monkeypatch.setattr(trainer_module.Trainer, "validate", slow_validate)
+    trainer = Trainer(model, data, cfg, device="cpu")
+    steps = sum(1 for e in trainer.run() if e.state.name == "STEP")
+    # every step was due; validations ran only while they stayed under 10% of the time
+    assert steps > len(slow) * 3
+    assert 0.2 * len(slow) <= 3.0 * (trainer_module.VALIDATION_SHARE + 0.1) + 0.2

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from napari_unet._qt import training_set_panel, train_widget
+from napari_unet._qt import train_widget, training_set_panel
 from napari_unet._qt.session import session_for
 from napari_unet.synthetic import make_cells
 

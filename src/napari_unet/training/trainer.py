@@ -32,7 +32,10 @@ from .loss import weighted_cross_entropy
 from .sampler import TileSampler
 from .validation import validate
 
-__all__ = ["Trainer", "new_model", "train_model"]
+__all__ = ["VALIDATION_SHARE", "Trainer", "new_model", "train_model"]
+
+# Under a time budget, validation may take at most this share of the time.
+VALIDATION_SHARE = 0.1
 
 
 class Trainer:
@@ -82,6 +85,7 @@ class Trainer:
         self.history: list[TrainEvent] = []
         self._stop_requested = False
         self.seconds_before = 0.0  # training time of earlier (resumed) runs
+        self._val_cost: tuple[float, float] | None = None  # when the last validation ran
         self.input_size, self.output_size = tile_sizes(self.config.tile_size, model.depth)
         self.sampler = TileSampler(
             data,
@@ -258,8 +262,10 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
                 yield self._event(TrainState.STEP, loss, lr, start, step_time, validation)
-                if self.step % c.validate_every == 0 and self.data.has_validation:
+                if self.step % c.validate_every == 0 and self._validation_due(c):
+                    t_val = time.perf_counter()
                     validation = self.validate()
+                    self._val_cost = (t_val, time.perf_counter())
                     yield self._event(TrainState.VALIDATED, loss, lr, start, step_time, validation)
                 if self.checkpoint and self.step % c.checkpoint_every == 0:
                     self.save(self.checkpoint, time.perf_counter() - start, validation)
@@ -285,6 +291,20 @@ class Trainer:
             f"Training {word} after {self.step} steps.",
         )
         return self.model
+
+    def _validation_due(self, c: TrainConfig) -> bool:
+        """Whether to validate now.
+
+        Under a time budget, only while validating takes at most
+        :data:`VALIDATION_SHARE` of the time: held-out cells can span a whole
+        image, and every second spent scoring is a second not spent training.
+        """
+        if not self.data.has_validation:
+            return False
+        if c.time_limit is None or self._val_cost is None:
+            return True
+        began, ended = self._val_cost
+        return ended - began <= VALIDATION_SHARE * (time.perf_counter() - ended)
 
     def _finish(self, seconds: float, validation: Validation | None) -> None:
         self.model.metadata["training"] = training_record(self, seconds, validation)
