@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import NapariUnetError
 from .layers import is_derived, is_lazy, layer_image
@@ -72,7 +73,8 @@ def describe(result: BatchResult) -> str:
     if len(result.done) > _LISTED:
         lines.append(f"... and {len(result.done) - _LISTED} more images.")
     for source, message in result.failures:
-        lines.append(f"{display_name(source)} failed: {message}")
+        name = display_name(source)  # the whole path is in the folder field already
+        lines.append(f"{name} failed: {message.replace(str(source), name)}")
     return "\n".join(lines)
 
 
@@ -125,6 +127,10 @@ class BatchPanel:
         self._cancel = PushButton(text="Cancel batch", enabled=False)
         self._progress = ProgressBar(label="Batch", value=0, min=0, max=_STEPS)
         self._summary = Label(label="", value="")
+        for label in (heading, self._summary):  # fill the row, so left-aligned text is left
+            label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # long lines (a failure's reason) wrap instead of widening the dock
+        self._summary.native.setMinimumWidth(1)
         self.widgets = [
             heading,
             self._all_open,
