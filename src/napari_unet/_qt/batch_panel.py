@@ -72,10 +72,16 @@ def describe(result: BatchResult) -> str:
         lines.append(f"{display_name(item.source)}: {item.n_objects:,} objects")
     if len(result.done) > _LISTED:
         lines.append(f"... and {len(result.done) - _LISTED} more images.")
-    for source, message in result.failures:
-        name = display_name(source)  # the whole path is in the folder field already
-        lines.append(f"{name} failed: {message.replace(str(source), name)}")
+    lines += [failure_line(source, message) for source, message in result.failures]
     return "\n".join(lines)
+
+
+def failure_line(source: Path | str, message: str) -> str:
+    """A failure as "bad.tif failed: ...": the file's name, not its whole path."""
+    from ..batch import display_name
+
+    name = display_name(source)  # the folder is in the dock's field already
+    return f"{name} failed: {message.replace(str(source), name)}"
 
 
 class BatchPanel:
@@ -271,9 +277,7 @@ class BatchPanel:
             return
         self._summary.value = describe(result)
         if result.failures:
-            from ..batch import display_name
-
-            reasons = "; ".join(f"{display_name(s)}: {m}" for s, m in result.failures)
+            reasons = " ".join(failure_line(s, m) for s, m in result.failures)
             show_warning(f"{len(result.failures)} of {self._total} images failed. {reasons}")
         else:
             show_info(result.summary() + ".")
