@@ -96,6 +96,7 @@ def test_an_ambiguous_cell_ranks_first():
     assert cells[0].reason == "probability near 0.5"
     assert cells[0].certainty < 0.3 < min(c.certainty for c in cells[1:])
     assert all(0.0 <= c.certainty <= 1.0 for c in cells)
+    assert {c.reason for c in cells[1:]} == {"clear"}
     assert cells[0].plane is None
     assert cells[0].centroid == pytest.approx((45.0, 15.0), abs=0.5)
     assert cells[0].area == int((labels == 3).sum())

@@ -22,6 +22,11 @@ __all__ = ["UncertainCell", "merge_prediction", "rank_uncertain"]
 AMBIGUOUS = "probability near 0.5"
 TOUCHING = "no gap to a neighbour"
 FRAGMENT = "small fragment"
+CLEAR = "clear"
+# A cell whose every factor is at least this is "clear": nothing in particular to check.
+_CLEAR = 0.8
+# Weight of the share of a cell's outline shared with a neighbour (see rank_uncertain).
+_CONTACT_WEIGHT = 3.0
 
 
 def merge_prediction(
@@ -114,7 +119,7 @@ class UncertainCell:
         In [0, 1]: 1 is a cell the model is sure of, 0 one it is not sure of at all.
     reason : str
         What lowers the certainty most: "probability near 0.5", "no gap to a
-        neighbour" or "small fragment".
+        neighbour" or "small fragment"; "clear" when nothing lowers it much.
     """
 
     label: int
@@ -143,16 +148,19 @@ def rank_uncertain(
       it; the factor is the smaller of the two, so a cell whose inside is grey
       and a cell whose outline is blurred (a ring of middling probability where
       the edge should be) both score low, however sure the other part is.
-    - *separation*: 1 minus the share of the cell's outline that touches another
-      cell with no background between them. The network is trained to leave a
-      gap between touching cells; where it left none, the split was made by the
-      watershed alone, and the boundary between the two is a guess.
+    - *separation*: ``1 - 3 s`` (at least 0), ``s`` being the share of the cell's
+      outline that touches another cell with no background between them. The
+      network is trained to leave a gap between touching cells; where it left
+      none, the split was made by the watershed alone and that stretch of the
+      boundary is a guess. The cut between two touching round cells takes about
+      a sixth of each outline, which gives 0.5; a third or more gives 0.
     - *size*: the cell's area over half the median area of the ranked cells,
       at most 1. Fragments much smaller than a typical cell are usually a cell
       split in pieces or debris.
 
     The product stays in [0, 1] and any one doubtful aspect is enough to bring a
-    cell forward; the smallest factor is given as the reason.
+    cell forward; the smallest factor is given as the reason ("clear" when all
+    three are at least 0.8).
 
     Parameters
     ----------
@@ -210,6 +218,8 @@ def rank_uncertain(
         size = min(1.0, area / max(0.5 * median, 1.0))
         factors = {AMBIGUOUS: sure, TOUCHING: apart, FRAGMENT: size}
         reason = min(factors, key=factors.get)
+        if factors[reason] >= _CLEAR:
+            reason = CLEAR
         certainty = float(np.clip(sure * apart * size, 0.0, 1.0))
         cells.append(UncertainCell(label, plane, centroid, area, certainty, reason))
     cells.sort(key=lambda c: c.certainty)  # stable: ties keep id order
@@ -239,7 +249,7 @@ def _plane_factors(labels, margin, wanted, band, plane):
     ring_mean = np.where(ring_n > 0, ring_sum / np.maximum(ring_n, 1), 1.0)
     sure = np.minimum(sure, ring_mean)
     outline, contact = _outline_contact(labels, n)
-    apart = 1.0 - contact / np.maximum(outline, 1)
+    apart = np.clip(1.0 - _CONTACT_WEIGHT * contact / np.maximum(outline, 1), 0.0, 1.0)
     centres = ndi.center_of_mass(np.ones_like(margin), labels, present)
     return [
         (int(i), plane, (float(c[0]), float(c[1])), int(area[i]), float(sure[i]), float(apart[i]))

@@ -14,6 +14,7 @@ from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from .layers import OWNER_KEY, find_own_layer, layer_data, layer_image, upsert_layer
+from .session import state_for
 from .workers import Cancelled, UserProblem, WorkerGroup, until_cancelled
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def _segment_job(model, data, rgb, diameter, tile, device):
     """In the worker: read the model, predict with its events, then label.
 
     ``model`` is a model or a function that loads one. Returns
-    (foreground probability, labels).
+    (foreground probability, labels, the model).
     """
     from .. import segment as seg
     from ..layout import to_model_layout
@@ -43,7 +44,7 @@ def _segment_job(model, data, rgb, diameter, tile, device):
     result = yield from seg.iter_segment(
         model, image, rescale=rescale, tile_shape=tile, device=device
     )
-    return foreground_probability(result.probabilities), result.labels
+    return foreground_probability(result.probabilities), result.labels, model
 
 
 def _zarr_job(model, data, rgb, output, tile, device):
@@ -70,7 +71,9 @@ class PredictionRunner:
     """Predicts an image layer off the GUI thread and adds/updates the result layers.
 
     Results go to "<image> probability" (Image, magma, additive) and
-    "<image> segmentation" (Labels), both updated in place on later runs.
+    "<image> segmentation" (Labels), both updated in place on later runs. Their
+    metadata tag records ``"model"``: the viewer's model generation
+    (:attr:`ModelSession.generation`) when the model in use made them, else None.
     """
 
     progressed = Signal(int, int)  # done, total
@@ -198,12 +201,14 @@ class PredictionRunner:
             self._bar.refresh()
         self.progressed.emit(event.done, event.total)
 
-    def _on_done(self, source: str, result: tuple[np.ndarray, np.ndarray] | UserProblem) -> None:
+    def _on_done(self, source: str, result: tuple | UserProblem) -> None:
         if isinstance(result, UserProblem):
             self._end(result.message, error=True)
             return
-        foreground, labels = result
-        upsert_layer(
+        foreground, labels, model = result
+        session = state_for(self._viewer).model
+        made_by = session.generation if model is session.model else None
+        probability = upsert_layer(
             self._viewer,
             foreground,
             kind="image",
@@ -215,7 +220,7 @@ class PredictionRunner:
             opacity=0.6,
             contrast_limits=(0.0, 1.0),
         )
-        upsert_layer(
+        segmentation = upsert_layer(
             self._viewer,
             labels,
             kind="labels",
@@ -224,6 +229,8 @@ class PredictionRunner:
             name=f"{source} segmentation",
             opacity=0.5,
         )
+        for layer in (probability, segmentation):
+            layer.metadata[OWNER_KEY]["model"] = made_by
         self._end(f"{int(labels.max())} objects found in {source}.")
 
     def _end(self, message: str, error: bool = False) -> None:
