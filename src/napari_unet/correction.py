@@ -89,9 +89,7 @@ def merge_prediction(
     top = int(annotation.max(initial=0))
     new_ids = np.arange(top + 1, top + 1 + keep.size, dtype=np.int64)
     dtype = annotation.dtype
-    if keep.size and (
-        not np.issubdtype(dtype, np.integer) or new_ids[-1] > np.iinfo(dtype).max
-    ):
+    if keep.size and (not np.issubdtype(dtype, np.integer) or new_ids[-1] > np.iinfo(dtype).max):
         dtype = np.promote_types(np.min_scalar_type(int(new_ids[-1])), np.int32)
     merged = annotation.astype(dtype, copy=True)
     if keep.size:

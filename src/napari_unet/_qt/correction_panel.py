@@ -226,8 +226,7 @@ class CorrectionPanel(Container):
         for rank, cell in enumerate(self.cells, start=1):
             where = "" if cell.plane is None else f", plane {cell.plane}"
             text = (
-                f"{rank}. cell {cell.label}{where}: {cell.reason} "
-                f"(certainty {cell.certainty:.2f})"
+                f"{rank}. cell {cell.label}{where}: {cell.reason} (certainty {cell.certainty:.2f})"
             )
             item = QListWidgetItem(text)
             item.setToolTip(f"{cell.area} pixels; centre at y {cell.centroid[0]:.0f}, "

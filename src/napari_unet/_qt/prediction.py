@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
