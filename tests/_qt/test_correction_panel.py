@@ -101,6 +101,13 @@ def test_clicking_a_row_centres_the_cell_and_picks_its_label(
     assert _centre(viewer) == pytest.approx(cell.centroid)
     assert annotation.selected_label == cell.label
     assert viewer.layers.selection.active is annotation
+    # zoomed in so that the cell spans at least CELL_ON_SCREEN screen pixels
+    camera = getattr(viewer, "scene", viewer).camera
+    assert camera.zoom * max(cell.area**0.5, 10) >= cp.CELL_ON_SCREEN - 1e-6
+    zoom = camera.zoom * 3  # the user zoomed in further: going to a cell keeps it
+    camera.zoom = zoom
+    panel.list.setCurrentRow(0)
+    assert camera.zoom == pytest.approx(zoom)
 
 
 def test_stacks_go_to_the_cell_s_plane(make_napari_viewer, qtbot, said):

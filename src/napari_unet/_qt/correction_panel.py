@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 UNSURE = 0.5
 # Rows the list shows at most: nobody reviews more in one sitting.
 LIST_LIMIT = 200
+# Going to a cell zooms in until a cell (at least 10 px across) spans this many screen pixels.
+CELL_ON_SCREEN = 40.0
 
 
 class CorrectionPanel(Container):
@@ -225,12 +227,12 @@ class CorrectionPanel(Container):
         self.list.clear()
         for rank, cell in enumerate(self.cells, start=1):
             where = "" if cell.plane is None else f", plane {cell.plane}"
-            text = (
-                f"{rank}. cell {cell.label}{where}: {cell.reason} (certainty {cell.certainty:.2f})"
-            )
+            text = f"{rank}. cell {cell.label}{where}: {cell.reason} ({cell.certainty:.2f})"
             item = QListWidgetItem(text)
-            item.setToolTip(f"{cell.area} pixels; centre at y {cell.centroid[0]:.0f}, "
-                            f"x {cell.centroid[1]:.0f}")  # fmt: skip
+            item.setToolTip(
+                f"certainty {cell.certainty:.2f}; {cell.area} pixels; centre at "
+                f"y {cell.centroid[0]:.0f}, x {cell.centroid[1]:.0f}"
+            )
             self.list.addItem(item)
         self.list.blockSignals(False)
 
@@ -278,7 +280,10 @@ class CorrectionPanel(Container):
         if cell.plane is not None:
             self._viewer.dims.set_point(axes[0], world[0])
         # napari 0.9 moved the camera to viewer.scene; older versions have viewer.camera
-        getattr(self._viewer, "scene", self._viewer).camera.center = tuple(world[-2:])
+        camera = getattr(self._viewer, "scene", self._viewer).camera
+        camera.center = tuple(world[-2:])
+        across = max(np.sqrt(cell.area), 10.0) * float(np.max(np.abs(labels.scale[-2:])))
+        camera.zoom = max(camera.zoom, CELL_ON_SCREEN / across)  # zoom in, never out
         labels.selected_label = cell.label
         self._viewer.layers.selection.active = labels
 
