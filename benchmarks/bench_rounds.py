@@ -2,13 +2,17 @@
 
 Run:  .venv/bin/python benchmarks/bench_rounds.py [--seed 0] [--seconds 60] [--cells 20]
       .venv/bin/python benchmarks/bench_rounds.py --compare-bundled
+      .venv/bin/python benchmarks/bench_rounds.py --compare-bundled --steps 80
 
 The user's loop from issue 14 on a domain the bundled model never saw: round 0 is
 the bundled model zero-shot; in each of rounds 1-3 the user annotates ``--cells``
 more cells (cumulative: 20, 40, 60) and fine-tunes for ``--seconds`` from the
 previous round's model with the Train dock's defaults (``TrainConfig.interactive()``,
 only the time budget changed). Every round is scored on a separate held-out image
-of the same domain: AP@0.5, AP@0.75 and mean IoU.
+of the same domain: AP@0.5, AP@0.75 and mean IoU. ``--steps`` replaces the time
+budget by a step budget, so that the load of a shared machine does not decide
+how much each round trains (fairer for ``--compare-bundled``, which fine-tunes from
+the bundled model every round instead).
 
 The domain shift: the bundled model was trained on fluorescent nuclei only
 (``scripts/train_bundled.py``); here the generator's ``"brightfield"`` style draws
@@ -134,8 +138,11 @@ def score(model, image: np.ndarray, truth: np.ndarray) -> tuple[float, float, fl
     return s.ap50, ap_at(truth, pred, 0.75), s.mean_iou
 
 
-def fine_tune(model, image, labels, region, seconds: float, seed: int, steps: int | None = None):
-    """Fine-tune ``model`` in place with the Train dock's defaults; returns (model, steps, s)."""
+def fine_tune(model, image, labels, region, seconds, seed: int, steps: int | None = None):
+    """Fine-tune ``model`` in place with the Train dock's defaults; returns (model, steps, s).
+
+    ``seconds`` and ``steps`` are the budgets (None: no such limit; one must be given).
+    """
     config = TrainConfig.interactive().replace(time_limit=seconds, steps=steps, seed=seed)
     last = []
 
@@ -155,7 +162,7 @@ def run_rounds(
     *,
     rounds: int = 3,
     cells: int = 20,
-    seconds: float = 60.0,
+    seconds: float | None = 60.0,
     steps: int | None = None,
     seed: int = 0,
     chained: bool = True,
@@ -212,6 +219,9 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=20, help="cells annotated per round")
     parser.add_argument("--seconds", type=float, default=60.0, help="fine-tuning per round")
     parser.add_argument(
+        "--steps", type=int, default=None, help="steps per round instead of --seconds"
+    )
+    parser.add_argument(
         "--compare-bundled",
         action="store_true",
         help="also fine-tune from the bundled model every round (costs rounds - 1 more runs)",
@@ -226,7 +236,10 @@ def main() -> None:
         f"{n_test} held-out cells",
         flush=True,
     )
-    kwargs = dict(rounds=args.rounds, cells=args.cells, seconds=args.seconds, seed=args.seed)
+    seconds = None if args.steps else args.seconds
+    kwargs = dict(
+        rounds=args.rounds, cells=args.cells, seconds=seconds, steps=args.steps, seed=args.seed
+    )
     chained = run_rounds(world, **kwargs)
     print(table(chained, "From the previous round's model (the user's loop)"))
     print(f"\nrising: {'yes' if rising(chained) else 'no'}", flush=True)

@@ -175,3 +175,18 @@ def test_problems_are_one_sentence_and_change_nothing(
     _click(qtbot, panel)
     assert "cannot hold" in said["error"][-1]
     np.testing.assert_array_equal(small.data, before)
+
+
+def test_paint_added_during_the_merge_is_kept(make_napari_viewer, qtbot, cells, paint, said):
+    from napari_unet.correction import merge_prediction
+
+    viewer, image, annotation, truth, panel = _setup(make_napari_viewer, cells, paint)
+    before = annotation.data.copy()
+    merged, added = merge_prediction(before, truth)
+    # the user paints into a predicted cell while the worker merges
+    y, x = np.argwhere(truth == 5)[0]
+    annotation.data_setitem((np.array([y]), np.array([x])), 9)
+    painted = annotation.data.copy()
+    panel._apply(annotation, before, merged, added, [])
+    assert "was painted while the cells were copied" in said["warning"][-1]
+    np.testing.assert_array_equal(annotation.data, painted)

@@ -78,8 +78,9 @@ class CorrectionPanel(Container):
         self.list.currentRowChanged.connect(self.go_to)
         self.list.itemClicked.connect(lambda item: self.go_to(self.list.row(item)))
         self._runner.finished.connect(self._on_predicted)
-        self._cancel_close_hook = self._state.on_close(self.shutdown, first=self._runner.cancel)
         self._closed = False
+        self._cancel_close_hook = self._state.on_close(self.shutdown, first=self._runner.cancel)
+        self.native.destroyed.connect(lambda *_: self.shutdown())
 
     @property
     def busy(self) -> bool:
@@ -246,6 +247,8 @@ class CorrectionPanel(Container):
         ).reshape(-1, nd)
         features = {"rank": np.arange(1, len(cells) + 1)}
         layer = find_own_layer(self._viewer, "review", source)
+        if layer is None and not cells:
+            return  # nothing to point at: no empty layer
         if layer is not None and layer._type_string == "points":
             layer.data = points
             layer.features = features
