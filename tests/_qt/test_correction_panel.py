@@ -166,6 +166,13 @@ def test_problems_are_one_sentence_and_change_nothing(
     panel.set_target(image, annotation)
     _click(qtbot, panel)
     assert "no model in use" in said["error"][-1]
+    # an annotation of another size than its image
+    other = viewer.add_labels(np.zeros((10, 10), np.int32), name="other")
+    panel.set_target(image, other)
+    _click(qtbot, panel)
+    assert (
+        "'other' has shape (10, 10) but the image 'cells' has shape (96, 128)" in said["error"][-1]
+    )
     # an 8-bit annotation with ids near its top cannot take the new cells
     small = viewer.add_labels(np.zeros(truth.shape, np.uint8), name="small")
     small.data_setitem((np.array([0]), np.array([0])), 250)

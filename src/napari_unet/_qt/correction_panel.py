@@ -15,7 +15,7 @@ from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
-from .layers import OWNER_KEY, find_own_layer, upsert_layer
+from .layers import OWNER_KEY, find_own_layer, spatial_shape, upsert_layer
 from .prediction import PredictionRunner
 from .session import state_for
 from .workers import WorkerGroup
@@ -106,6 +106,13 @@ class CorrectionPanel(Container):
         if image is None or labels is None or image not in layers or labels not in layers:
             show_error("Choose an image and its annotation first.")
             return
+        shape = spatial_shape(image)
+        if np.shape(labels.data) != shape:
+            show_error(
+                f"The annotation '{labels.name}' has shape {np.shape(labels.data)} but the "
+                f"image '{image.name}' has shape {shape}."
+            )
+            return
         if self._fresh_prediction() is not None:
             self._merge()
             return
@@ -166,8 +173,9 @@ class CorrectionPanel(Container):
         seg, prob = self._fresh_prediction()
         labels = self._labels
         before = np.array(labels.data, copy=True)
-        segmentation = np.asarray(seg.data)
-        probability = np.asarray(prob.data)
+        # copies: the user may paint in the segmentation layer while the worker reads it
+        segmentation = np.array(seg.data, copy=True)
+        probability = np.array(prob.data, copy=True)
 
         def job():
             merged, added = merge_prediction(before, segmentation)
