@@ -59,3 +59,21 @@ def test_rounds_run(world):
     assert [r.steps for r in results] == [0, 2, 2]
     for r in results:
         assert 0.0 <= r.ap75 <= r.ap50 <= 1.0 and 0.0 <= r.mean_iou <= 1.0
+
+
+def test_ranking_check_counts_wrong_cells(monkeypatch):
+    from skimage.draw import disk
+
+    truth = np.zeros((40, 80), np.int32)
+    for i, x in enumerate((10, 30, 50, 70), start=1):
+        truth[disk((20, x), 6)] = i
+    pred = truth.copy()
+    pred[pred == 4] = 0
+    pred[18:23, 68:73] = 4  # a fragment of cell 4: wrong (IoU < 0.5)
+    fg = np.where(pred > 0, 0.95, 0.05)
+    probabilities = np.stack([1 - fg, fg])
+    top, overall = bench.ranking_check(probabilities, pred, truth)
+    assert overall == 0.25
+    assert top == 0.25  # TOP (10) covers all 4 cells here
+    monkeypatch.setattr(bench, "TOP", 1)
+    assert bench.ranking_check(probabilities, pred, truth) == (1.0, 0.25)  # fragment first
