@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels
 
 from .errors import NapariUnetError
@@ -248,10 +247,12 @@ def _plane_factors(labels, margin, wanted, band, plane):
     sure = np.minimum(sure, ring_mean)
     outline, contact = _outline_contact(labels, n)
     apart = np.clip(1.0 - _CONTACT_WEIGHT * contact / np.maximum(outline, 1), 0.0, 1.0)
-    centres = ndi.center_of_mass(np.ones_like(margin), labels, present)
+    ys, xs = np.indices(labels.shape, dtype=np.float64)
+    cy = np.bincount(flat, weights=ys.ravel(), minlength=n) / np.maximum(area, 1)
+    cx = np.bincount(flat, weights=xs.ravel(), minlength=n) / np.maximum(area, 1)
     return [
-        (int(i), plane, (float(c[0]), float(c[1])), int(area[i]), float(sure[i]), float(apart[i]))
-        for i, c in zip(present, centres)
+        (int(i), plane, (float(cy[i]), float(cx[i])), int(area[i]), float(sure[i]), float(apart[i]))
+        for i in present
     ]
 
 
