@@ -189,8 +189,11 @@ def fine_tune(model, image, labels, region, seconds, seed: int, steps: int | Non
 
 
 def warm_up() -> None:
-    """What the Train dock does when it opens: compile the weight-map kernels, load torch's
-    optimizer code; so round 1's budget is spent training, as the user's is."""
+    """Do the one-time loading the Train dock does when it opens.
+
+    The weight-map kernels are compiled and torch's optimizer code is loaded, so round
+    1's budget is spent training, as the user's is.
+    """
     from napari_unet.model import UNet
     from napari_unet.weightmap import warm_up as warm_weightmap
 
