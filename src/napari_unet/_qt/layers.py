@@ -23,6 +23,7 @@ DERIVED_ROLES = frozenset(
         "preview image",
         "preview labels",
         "preview weights",
+        "review",
     }
 )
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from .layers import OWNER_KEY, find_own_layer, layer_data, layer_image, upsert_layer
+from .session import state_for
 from .workers import Cancelled, UserProblem, WorkerGroup, until_cancelled
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def _segment_job(model, data, rgb, diameter, tile, device):
     """In the worker: read the model, predict with its events, then label.
 
     ``model`` is a model or a function that loads one. Returns
-    (foreground probability, labels).
+    (foreground probability, labels, the model).
     """
     from .. import segment as seg
     from ..layout import to_model_layout
@@ -43,7 +43,7 @@ def _segment_job(model, data, rgb, diameter, tile, device):
     result = yield from seg.iter_segment(
         model, image, rescale=rescale, tile_shape=tile, device=device
     )
-    return foreground_probability(result.probabilities), result.labels
+    return foreground_probability(result.probabilities), result.labels, model
 
 
 def _zarr_job(model, data, rgb, output, tile, device):
@@ -67,10 +67,19 @@ def _zarr_job(model, data, rgb, output, tile, device):
 
 
 def show_segmentation(
-    viewer: napari.viewer.Viewer, source: str, foreground: np.ndarray, labels: np.ndarray
+    viewer: napari.viewer.Viewer,
+    source: str,
+    foreground: np.ndarray,
+    labels: np.ndarray,
+    *,
+    made_by: int | None = None,
 ) -> None:
-    """Add or update "<source> probability" and "<source> segmentation" in place."""
-    upsert_layer(
+    """Add or update "<source> probability" and "<source> segmentation" in place.
+
+    ``made_by`` is the generation of the viewer's model in use that made them
+    (None: another model), recorded in both layers' metadata tag.
+    """
+    probability = upsert_layer(
         viewer,
         foreground,
         kind="image",
@@ -82,7 +91,7 @@ def show_segmentation(
         opacity=0.6,
         contrast_limits=(0.0, 1.0),
     )
-    upsert_layer(
+    segmentation = upsert_layer(
         viewer,
         labels,
         kind="labels",
@@ -91,13 +100,17 @@ def show_segmentation(
         name=f"{source} segmentation",
         opacity=0.5,
     )
+    for layer in (probability, segmentation):
+        layer.metadata[OWNER_KEY]["model"] = made_by
 
 
 class PredictionRunner:
     """Predicts an image layer off the GUI thread and adds/updates the result layers.
 
     Results go to "<image> probability" (Image, magma, additive) and
-    "<image> segmentation" (Labels), both updated in place on later runs.
+    "<image> segmentation" (Labels), both updated in place on later runs. Their
+    metadata tag records ``"model"``: the viewer's model generation
+    (:attr:`ModelSession.generation`) when the model in use made them, else None.
     """
 
     progressed = Signal(int, int)  # done, total
@@ -225,12 +238,14 @@ class PredictionRunner:
             self._bar.refresh()
         self.progressed.emit(event.done, event.total)
 
-    def _on_done(self, source: str, result: tuple[np.ndarray, np.ndarray] | UserProblem) -> None:
+    def _on_done(self, source: str, result: tuple | UserProblem) -> None:
         if isinstance(result, UserProblem):
             self._end(result.message, error=True)
             return
-        foreground, labels = result
-        show_segmentation(self._viewer, source, foreground, labels)
+        foreground, labels, model = result
+        session = state_for(self._viewer).model
+        made_by = session.generation if model is session.model else None
+        show_segmentation(self._viewer, source, foreground, labels, made_by=made_by)
         self._end(f"{int(labels.max())} objects found in {source}.")
 
     def _end(self, message: str, error: bool = False) -> None:

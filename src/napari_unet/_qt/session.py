@@ -35,6 +35,9 @@ class ModelSession:
         ``None`` until a model is trained or loaded; then the Predict dock uses it.
     source : str
         A short description shown to the user ("trained here", a file name, ...).
+    generation : int
+        Counts the models made current; a result stamped with it is known to
+        come from the model still in use.
     """
 
     changed = Signal(object)
@@ -42,11 +45,13 @@ class ModelSession:
     def __init__(self) -> None:
         self.model: UNet | None = None
         self.source: str = ""
+        self.generation = 0
 
     def set_model(self, model: UNet, source: str) -> None:
         """Make ``model`` current and tell the docks."""
         self.model = model
         self.source = source
+        self.generation += 1
         self.changed.emit(self)
 
     def describe(self) -> str:
