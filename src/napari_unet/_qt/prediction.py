@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import napari
+    import numpy as np
 
     from ..model import UNet
 
