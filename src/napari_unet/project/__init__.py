@@ -23,6 +23,7 @@ _LAZY = {
     "annotation_versions": "annotations",
     "save_region": "annotations",
     "load_region": "annotations",
+    "mask_to_shapes": "annotations",
 }
 
 __all__ = sorted(_LAZY)
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         annotation_versions,
         load_annotation,
         load_region,
+        mask_to_shapes,
         save_annotation,
         save_region,
     )

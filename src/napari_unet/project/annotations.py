@@ -35,6 +35,7 @@ __all__ = [
     "labelled_pixels",
     "load_annotation",
     "load_region",
+    "mask_to_shapes",
     "save_annotation",
     "save_region",
 ]
@@ -185,7 +186,7 @@ def save_annotation(
         before = 0
     if count == 0 and before and not allow_empty:
         raise EmptyAnnotationError(
-            f"The annotation {p.parent.name} is now empty; the project keeps the saved one "
+            f"The annotation '{p.parent.name}' is now empty; the project keeps the saved one "
             f"with {before} labelled pixels until you ask to save it empty."
         )
     if p.is_file():
@@ -263,3 +264,34 @@ def load_region(path: str | os.PathLike) -> RegionShapes | np.ndarray:
         return np.asarray(tifffile.imread(p)) != 0
     except (ValueError, KeyError, TypeError, OSError) as exc:
         raise NapariUnetError(f"The region file {p} could not be read ({exc}).") from None
+
+
+def mask_to_shapes(mask: np.ndarray) -> RegionShapes:
+    """Polygons around the inside of a region mask, so it can be edited as Shapes.
+
+    Each 2D plane's outlines become polygons (vertices at half-pixel precision);
+    a hole in the mask becomes a polygon of its own, so the filled shapes cover it.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Non-zero inside the region; 2D, or a stack whose last two axes are the plane.
+
+    Returns
+    -------
+    RegionShapes
+    """
+    from skimage.measure import approximate_polygon, find_contours
+
+    mask = np.asarray(mask) != 0
+    region = RegionShapes(ndim=mask.ndim)
+    for index in np.ndindex(mask.shape[:-2]):
+        # padded so that a region touching the border still gets a closed outline
+        plane = np.pad(mask[index], 1).astype(np.float32)
+        for contour in find_contours(plane, 0.5):
+            poly = approximate_polygon(contour - 1, tolerance=0.5)[:-1]  # last repeats first
+            if len(poly) >= 3:
+                lead = np.broadcast_to(np.array(index, float), (len(poly), len(index)))
+                region.data.append(np.column_stack([lead, poly]))
+                region.shape_types.append("polygon")
+    return region

@@ -1,0 +1,176 @@
+"""The rounds of a project: every Fine-tune, its scores and its model, comparable and undoable.
+
+``history.json`` in the project folder lists the rounds; each round's model is
+``rounds/round-NNN.safetensors``. Both are written atomically, the model first,
+so the history never names a model that is not on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NapariUnetError
+from ..fileio import atomic_write
+
+if TYPE_CHECKING:
+    from ..model import UNet
+
+__all__ = ["HISTORY_FILE", "ROUNDS_FOLDER", "RoundHistory", "RoundRecord"]
+
+HISTORY_FILE = "history.json"
+ROUNDS_FOLDER = "rounds"
+_FORMAT = 1
+
+
+@dataclass
+class RoundRecord:
+    """One Fine-tune of a project.
+
+    Attributes
+    ----------
+    round : int
+        1 for the first Fine-tune.
+    time : str
+        When it ended (local time, ISO 8601).
+    start_model : str
+        What it started from ("bundled", "round 2", a file name, "scratch").
+    cells, new_cells : int
+        Annotated cells trained and validated on, and how many more than the
+        round before.
+    steps : int
+    seconds : float
+    ap50, mean_iou : float or None
+        Validation scores (None without validation cells).
+    val_cells : int
+        How many held-out cells the scores rest on.
+    model_file : str
+        The round's model, relative to the project folder.
+    entries : list of str
+        The training set's entries.
+    """
+
+    round: int
+    time: str
+    start_model: str
+    cells: int
+    new_cells: int
+    steps: int
+    seconds: float
+    ap50: float | None
+    mean_iou: float | None
+    val_cells: int
+    model_file: str
+    entries: list[str] = field(default_factory=list)
+
+
+class RoundHistory:
+    """The rounds stored in a project folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        The project folder (created when the first round is added).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.rounds: list[RoundRecord] = []
+        self.current: int | None = None
+        self._read()
+
+    @property
+    def path(self) -> Path:
+        """The history file."""
+        return self.folder / HISTORY_FILE
+
+    def _read(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text())
+            known = {f.name for f in fields(RoundRecord)}
+            self.rounds = [
+                RoundRecord(**{k: v for k, v in r.items() if k in known}) for r in data["rounds"]
+            ]
+            self.current = data.get("current")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NapariUnetError(
+                f"The round history {self.path} is damaged and cannot be read ({exc})."
+            ) from None
+
+    def _write(self) -> None:
+        data = {
+            "format": _FORMAT,
+            "current": self.current,
+            "rounds": [asdict(r) for r in self.rounds],
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.path, "w") as fh:
+            json.dump(data, fh, indent=1)
+
+    def add_round(self, model: UNet, **info: Any) -> RoundRecord:
+        """Save ``model`` as the next round and make it the round in use.
+
+        Parameters
+        ----------
+        model : UNet
+            The trained model.
+        **info
+            The other :class:`RoundRecord` fields (``start_model``, ``cells``,
+            ``steps``, ``seconds``, ``ap50``, ``mean_iou``, ``val_cells``,
+            ``entries``); ``round``, ``time``, ``model_file`` and ``new_cells``
+            are filled in.
+
+        Returns
+        -------
+        RoundRecord
+        """
+        from ..modelfile import save_model
+
+        k = (self.rounds[-1].round if self.rounds else 0) + 1
+        rel = f"{ROUNDS_FOLDER}/round-{k:03d}.safetensors"
+        (self.folder / ROUNDS_FOLDER).mkdir(parents=True, exist_ok=True)
+        save_model(model, self.folder / rel)
+        previous = self.rounds[-1].cells if self.rounds else 0
+        info.setdefault("new_cells", max(0, int(info.get("cells", 0)) - previous))
+        record = RoundRecord(
+            round=k,
+            time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            model_file=rel,
+            **info,
+        )
+        self.rounds.append(record)
+        self.current = k
+        self._write()
+        return record
+
+    def get(self, k: int) -> RoundRecord:
+        """Round ``k``."""
+        for r in self.rounds:
+            if r.round == k:
+                return r
+        raise NapariUnetError(f"This project has no round {k}.")
+
+    def model_path(self, k: int) -> Path:
+        """The model file of round ``k``."""
+        return self.folder / self.get(k).model_file
+
+    def load_model(self, k: int) -> UNet:
+        """Round ``k``'s model, as it was saved."""
+        from ..modelfile import load_model
+
+        path = self.model_path(k)
+        if not path.exists():
+            raise NapariUnetError(f"The model of round {k} ({path.name}) is missing.")
+        return load_model(path)
+
+    def set_current(self, k: int | None) -> None:
+        """Record that round ``k``'s model is in use (None: a model from elsewhere)."""
+        if k is not None:
+            self.get(k)
+        self.current = k
+        self._write()
