@@ -26,7 +26,22 @@ _LAZY = {
     "mask_to_shapes": "annotations",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "EmptyAnnotationError",
+    "EntryRecord",
+    "Project",
+    "RegionShapes",
+    "annotation_versions",
+    "data_folder",
+    "default_project_folder",
+    "file_sha256",
+    "load_annotation",
+    "load_region",
+    "mask_to_shapes",
+    "safe_name",
+    "save_annotation",
+    "save_region",
+]
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
