@@ -85,12 +85,14 @@ def test_short_run_lowers_the_loss(cells):
         validate_every=30,
         augment=AugmentConfig.identity(),
     )
-    before = trainer.validate()  # the held-out band is fixed, so losses compare
+    before = trainer.validate()  # the held-out cells are fixed, so losses compare
     events, model = _drain(trainer.run())
     assert len([e for e in events if e.state is TrainState.STEP]) == 60
     vals = [e.validation for e in events if e.state is TrainState.VALIDATED]
     assert len(vals) == 2
-    assert vals[-1].loss < 0.6 * before.loss
+    # held-out cells (4 here), not a band: a smaller, harder set than the band was
+    assert vals[-1].loss < 0.75 * before.loss
+    assert vals[-1].ap50 > before.ap50 + 0.2
     assert events[0].state is TrainState.STARTED and events[-1].state is TrainState.DONE
     assert events[-1].validation == vals[-1]
     assert model is trainer.model and not model.training

@@ -19,11 +19,18 @@ from .augment import AugmentConfig
 from .bigimage import iter_predict_to_zarr, open_image_lazily
 from .errors import NapariUnetError
 from .fileio import check_output_path, read_image, write_tiff
-from .layout import to_model_layout
+from .layout import channel_count, check_same_channels, to_model_layout
 from .modelfile import load_model
 from .postprocess import foreground_probability
 from .segment import rescale_for_diameter, segment
-from .training import TrainConfig, Trainer, TrainState, new_model, prepare_training_data
+from .training import (
+    TrainConfig,
+    Trainer,
+    TrainState,
+    find_pairs,
+    new_model,
+    prepare_training_data,
+)
 from .weightmap import unet_weight_map
 
 __all__ = ["main", "build_parser"]
@@ -93,14 +100,35 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "train",
         help="train or fine-tune a U-Net on annotated images",
-        description="Train a U-Net on images and their instance labels. Pixels outside an "
-        "optional annotated-region mask carry no loss. Ctrl-C stops after the current step "
-        "and still saves the model.",
+        description="Train a U-Net on images and their instance labels: --image A B "
+        "--labels A_labels B_labels, or --data DIR. Pixels outside an optional "
+        "annotated-region mask carry no loss. Ctrl-C stops after the current step and still "
+        "saves the model.",
     )
-    t.add_argument("--image", type=Path, action="append", required=True, help="training image")
-    t.add_argument("--labels", type=Path, action="append", required=True, help="its labels")
+    data = t.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--image",
+        type=Path,
+        nargs="+",
+        action="extend",
+        help="training image(s): a training set may hold several, of any size",
+    )
+    data.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder of NAME.tif with NAME_labels.tif (and optional NAME_region.tif)",
+    )
     t.add_argument(
-        "--region", type=Path, action="append", default=None, help="annotated-region mask"
+        "--labels", type=Path, nargs="+", action="extend", help="their labels, in the same order"
+    )
+    t.add_argument(
+        "--region",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=None,
+        help="annotated-region masks, one per image (optional)",
     )
     t.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
     t.add_argument(
@@ -303,29 +331,48 @@ def _train_config(args: argparse.Namespace, base):
     return base.replace(**changes)
 
 
+def _training_set(args: argparse.Namespace) -> tuple[list, list, list | None, list[str]]:
+    """Images, labels, regions and names from --image/--labels/--region or --data."""
+    if args.data is not None:
+        if args.labels or args.region:
+            raise NapariUnetError("With --data, the labels and regions come from the folder.")
+        files = find_pairs(args.data)
+        paths, label_paths, region_paths = files.images, files.labels, files.regions
+    else:
+        paths, label_paths, region_paths = args.image, args.labels or [], args.region
+        if len(label_paths) != len(paths):
+            raise NapariUnetError(
+                f"Got {len(paths)} --image but {len(label_paths)} --labels; give one each."
+            )
+        if region_paths is not None and len(region_paths) != len(paths):
+            raise NapariUnetError("Give one --region per --image, or none.")
+    raw = [read_image(p) for p in paths]
+    names = [p.name for p in paths]
+    check_same_channels([channel_count(r) for r in raw], names)
+    images = [to_model_layout(r, 1) for r in raw]
+    labels = [read_image(p) for p in label_paths]
+    regions = None
+    if region_paths is not None and any(p is not None for p in region_paths):
+        regions = [None if p is None else read_image(p) for p in region_paths]
+    return images, labels, regions, names
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite or args.resume == args.output)
-    if len(args.labels) != len(args.image):
-        raise NapariUnetError(
-            f"Got {len(args.image)} --image but {len(args.labels)} --labels; give one each."
-        )
-    if args.region is not None and len(args.region) != len(args.image):
-        raise NapariUnetError("Give one --region per --image, or none.")
     if args.resume and args.start:
         raise NapariUnetError("Use either --resume or --from, not both.")
     if args.width is not None and args.resume:
         raise NapariUnetError("--width cannot change the architecture of a resumed run.")
     if args.width is not None and args.start != "scratch":
         raise NapariUnetError("--width sets the architecture of a new model; add --from scratch.")
-    images = [read_image(p) for p in args.image]
-    labels = [read_image(p) for p in args.labels]
-    regions = [read_image(p) for p in args.region] if args.region else None
-
+    images, labels, regions, names = _training_set(args)
     if args.resume:
         checkpoint_model = load_model(args.resume)
         stored = (checkpoint_model.metadata.get("training") or {}).get("config")
         config = _train_config(args, TrainConfig.from_dict(stored))
-        data = prepare_training_data(images, labels, regions, model=checkpoint_model, config=config)
+        data = prepare_training_data(
+            images, labels, regions, model=checkpoint_model, config=config, names=names
+        )
         trainer = Trainer.resume(
             args.resume, data, config, checkpoint=args.output, device=args.device
         )
@@ -337,7 +384,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             model = new_model(config, in_channels=1)
         else:
             model = _load_model(args.start)
-        data = prepare_training_data(images, labels, regions, model=model, config=config)
+        data = prepare_training_data(
+            images, labels, regions, model=model, config=config, names=names
+        )
         trainer = Trainer(model, data, config, checkpoint=args.output, device=args.device)
 
     def on_interrupt(signum, frame):

@@ -6,7 +6,7 @@ import numpy as np
 
 from .errors import NapariUnetError
 
-__all__ = ["looks_rgb", "to_model_layout"]
+__all__ = ["channel_count", "check_same_channels", "looks_rgb", "to_model_layout"]
 
 
 def looks_rgb(shape: tuple[int, ...]) -> bool:
@@ -54,3 +54,40 @@ def to_model_layout(image: np.ndarray, in_channels: int, *, rgb: bool | None = N
             f"(shape {image.shape})."
         )
     return image
+
+
+def channel_count(image: np.ndarray, *, rgb: bool | None = None) -> int:
+    """How many colour channels ``image`` has as the user gave it (1 unless RGB(A)).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The user's array (``(H, W)``, a stack, or ``(H, W, 3|4)``).
+    rgb : bool or None
+        Whether the last axis is colour; ``None`` guesses as napari does.
+    """
+    is_rgb = looks_rgb(image.shape) if rgb is None else rgb
+    return int(image.shape[-1]) if is_rgb else 1
+
+
+def check_same_channels(counts: list[int], names: list[str]) -> None:
+    """Refuse a training set whose images differ in their number of channels.
+
+    Parameters
+    ----------
+    counts : list of int
+        Channels of each image (:func:`channel_count`).
+    names : list of str
+        The images' names, for the message.
+
+    Raises
+    ------
+    NapariUnetError
+        Naming the first image that differs from the first one.
+    """
+    for count, name in zip(counts[1:], names[1:]):
+        if count != counts[0]:
+            raise NapariUnetError(
+                f"'{name}' has {count} channel(s) but '{names[0]}' has {counts[0]}: "
+                "the images of a training set must have the same channels."
+            )

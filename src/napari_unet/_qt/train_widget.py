@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,20 @@ from .layers import (
     upsert_layer,
 )
 from .loss_plot import LossPlot
-from .model_choice import FILE, SCRATCH, bundled_available, model_choices, model_loader
+from .model_choice import (
+    CURRENT,
+    FILE,
+    SCRATCH,
+    bundled_available,
+    model_choices,
+    model_loader,
+)
 from .prediction import PredictionRunner
+from .project_session import project_for
+from .round_history_panel import RoundHistoryPanel
 from .session import state_for
 from .training_runner import TrainingRunner
+from .training_set_panel import TrainingSetPanel
 from .workers import UserProblem, WorkerGroup
 
 if TYPE_CHECKING:
@@ -79,9 +90,10 @@ class TrainWidget(ScrollingDock):
         self._predictor = PredictionRunner(viewer)
         self._workers = WorkerGroup()  # the augmentation preview
         self._preview_worker = None
-        self.form.extend(
-            [*self._data_fields(viewer), *self._budget_fields(), *self._augment_fields()]
-        )
+        self.form.extend(self._data_fields(viewer))
+        self.training_set = TrainingSetPanel(viewer, region_mask)
+        self.form.native.layout().addWidget(self.training_set)
+        self.form.extend([*self._budget_fields(), *self._augment_fields()])
         self._preview = PushButton(text="Preview augmentation")
         self._train = PushButton(text="Fine-tune")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -93,10 +105,17 @@ class TrainWidget(ScrollingDock):
         self.form.extend([*controls, self._refresh, self._status])
         self.plot = LossPlot()
         self.form.native.layout().addWidget(self.plot)
+        self.history = RoundHistoryPanel()
+        self.form.native.layout().addWidget(self.history)
+        self._project = project_for(viewer)
         self._start.changed.connect(self._on_start)
         self._train.changed.connect(self.fine_tune)
         self._stop.changed.connect(self.stop)
         self._preview.changed.connect(self.preview_augmentation)
+        self.training_set.add_button.clicked.connect(self.add_to_set)
+        self.history.use_round.connect(self.use_round)
+        self._project.changed.connect(self._on_project)
+        self._project.opened.connect(self._on_opened)
         self._runner.event.connect(self._on_event)
         self._runner.done.connect(self._on_done)
         self._runner.failed.connect(self._on_failed)
@@ -105,6 +124,7 @@ class TrainWidget(ScrollingDock):
         self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
+        self._on_project()
 
     def _data_fields(self, viewer: napari.viewer.Viewer) -> list:
         """What to train on: image, annotation, region."""
@@ -218,6 +238,9 @@ class TrainWidget(ScrollingDock):
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop (keeping the model trained so far) and wait."""
         self._state.annotation.changed.disconnect(self._follow)
+        self._project.changed.disconnect(self._on_project)
+        self._project.opened.disconnect(self._on_opened)
+        self.training_set.close_counters()
         self._runner.shutdown()
         self._predictor.shutdown()
         self._workers.stop_all()
@@ -274,7 +297,7 @@ class TrainWidget(ScrollingDock):
         )
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
-        """Copies of the image, annotation and region taken now (training uses these)."""
+        """Copies of the chosen image, annotation and region taken now."""
         image_layer, labels_layer = self._image.value, self._annotation.value
         if image_layer is None:
             raise NapariUnetError("Choose an image to train on first.")
@@ -282,17 +305,45 @@ class TrainWidget(ScrollingDock):
             raise NapariUnetError(
                 "Choose or create an annotation first (Annotate dock: New annotation)."
             )
-        labels = np.array(labels_layer.data, copy=True)
-        shape = spatial_shape(image_layer)
-        if labels.shape != shape:
-            raise NapariUnetError(
-                f"The annotation '{labels_layer.name}' has shape {labels.shape} but the image "
-                f"'{image_layer.name}' has shape {shape}."
-            )
-        image = to_model_layout(
-            np.array(layer_image(image_layer), copy=True), 1, rgb=image_layer.rgb
+        return _take(image_layer, labels_layer, self._region.value)
+
+    def _set_snapshot(self) -> TrainingSnapshot:
+        """Copies of every entry of the training set (the current choice when it is empty)."""
+        entries = self.training_set.entries
+        if not entries:
+            image, labels, region, layer = self._snapshot()
+            return TrainingSnapshot([image], [labels], [region], [layer.name], [layer])
+        taken = [_take(e.image, e.labels, e.region) for e in entries]
+        return TrainingSnapshot(
+            [t[0] for t in taken],
+            [t[1] for t in taken],
+            [t[2] for t in taken],
+            [e.name for e in entries],
+            [e.image for e in entries],
         )
-        return image, labels, region_mask(self._region.value, shape), image_layer
+
+    def add_to_set(self) -> None:
+        """Add the chosen image, annotation and region to the training set."""
+        try:
+            entry = self.training_set.add(
+                self._image.value, self._annotation.value, self._region.value
+            )
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._status.value = f"Added '{entry.name}' to the training set."
+        self._project.track(None, entry.image, entry.labels, entry.region)
+
+    def _on_opened(self, restored: list) -> None:
+        """A project was opened: its entries become the training set."""
+        for old in list(self.training_set.entries):
+            self.training_set.remove(old)
+        for r in restored:
+            if r.image is not None and r.labels is not None:
+                try:
+                    self.training_set.add(r.image, r.labels, r.region)
+                except ValueError as exc:
+                    show_error(str(exc))
 
     # -- actions
     def fine_tune(self) -> None:
@@ -300,7 +351,7 @@ class TrainWidget(ScrollingDock):
         if self._runner.running:
             return
         try:
-            image, labels, region, image_layer = self._snapshot()
+            snap = self._set_snapshot()
             config = self.config()
             choice = self._start.value
             # the model is made, read or copied in the worker: tens of ms off the GUI thread
@@ -313,14 +364,25 @@ class TrainWidget(ScrollingDock):
         except ValueError as exc:
             show_error(str(exc))
             return
-        self._target = image_layer
+        target = self._image.value
+        self._target = target if target in snap.layers else snap.layers[0]
         self._start_source = source
+        self._start_label = self._session.source if choice == CURRENT else source
+        self._trained_names = snap.names
         self.plot.clear()
         self._progress.value = 0
         self._status.value = f"Preparing the data (starting from {source})..."
         self._train.enabled = False
         self._stop.enabled = True
-        self._runner.start(image, labels, region, model, config, name=image_layer.name)
+        self._runner.start(
+            snap.images,
+            snap.labels,
+            snap.regions,
+            model,
+            config,
+            name=self._target.name,
+            names=snap.names,
+        )
 
     def stop(self) -> None:
         """Stop after the current step, keeping the model trained so far."""
@@ -359,6 +421,8 @@ class TrainWidget(ScrollingDock):
         how = "trained here from scratch" if origin == "scratch" else f"{origin}, fine-tuned here"
         self._session.set_model(model, f"{how} ({last.step} steps)")
         show_info(f"{last.message} The new model is now in use.")
+        self._record_round(model, last)
+        self._start.value = CURRENT  # the next round starts from this one
         target = getattr(self, "_target", None)
         if self._refresh.value and target is not None and target in self._viewer.layers:
             try:
@@ -371,6 +435,69 @@ class TrainWidget(ScrollingDock):
         self._stop.enabled = False
         self._status.value = message
         show_error(message)
+
+    # -- rounds
+    def _on_project(self, *_: Any) -> None:
+        project = self._project.project
+        self.history.show_history(project.history if project is not None else None)
+
+    def _record_round(self, model: Any, last: Any) -> None:
+        """Keep this Fine-tune as the project's next round (model, scores), off the GUI thread."""
+        target = getattr(self, "_target", None)
+        trainer = self._runner.trainer
+        if target is None or trainer is None:
+            return
+        try:
+            project = self._project.ensure(target)
+        except ValueError as exc:
+            show_error(f"The round could not be kept in a project: {exc}")
+            return
+        v = last.validation
+        info = dict(
+            start_model=getattr(self, "_start_label", "scratch"),
+            cells=sum(s["cells"] for s in trainer.data.summary),
+            steps=last.step,
+            seconds=round(float(last.elapsed), 1),
+            ap50=None if v is None else round(v.ap50, 4),
+            mean_iou=None if v is None else round(v.mean_iou, 4),
+            val_cells=0 if v is None else int(v.n_true),
+            entries=list(self._trained_names),
+        )
+        history = project.history
+        self._workers.start_function(
+            partial(history.add_round, model, **info),
+            returned=lambda record: self._on_round(history, model, record),
+            errored=lambda exc: show_error(f"The round could not be saved: {exc}"),
+        )
+
+    def _on_round(self, history: Any, model: Any, record: Any) -> None:
+        if isinstance(record, UserProblem):
+            show_error(f"The round could not be saved: {record.message}")
+            return
+        self.history.show_history(history)
+
+    def use_round(self, k: int) -> None:
+        """Make round ``k``'s model the one in use again (read in a worker)."""
+        project = self._project.project
+        if project is None:
+            return
+        history = project.history
+
+        def load() -> Any:
+            model = history.load_model(k)
+            history.set_current(k)
+            return model
+
+        def done(model: Any) -> None:
+            if isinstance(model, UserProblem):
+                show_error(model.message)
+                return
+            self._session.set_model(model, f"round {k} of the project")
+            self._start.value = CURRENT
+            self.history.show_history(history)
+            show_info(f"Round {k}'s model is in use again.")
+
+        self._workers.start_function(load, returned=done, errored=lambda e: show_error(str(e)))
 
     # -- augmentation preview
     def preview_augmentation(self) -> None:
@@ -424,6 +551,30 @@ class TrainWidget(ScrollingDock):
             opacity=0.4,
         )
         self._viewer.dims.set_current_step(0, 0)
+
+
+@dataclass
+class TrainingSnapshot:
+    """Copies of a training set's arrays, taken when Fine-tune is pressed."""
+
+    images: list[np.ndarray]
+    labels: list[np.ndarray]
+    regions: list[np.ndarray | None]
+    names: list[str]
+    layers: list[Any]  # the image layers
+
+
+def _take(image_layer: Any, labels_layer: Any, region_layer: Any) -> tuple:
+    """Copies of one entry's image (in the model's layout), annotation and region mask."""
+    labels = np.array(labels_layer.data, copy=True)
+    shape = spatial_shape(image_layer)
+    if labels.shape != shape:
+        raise NapariUnetError(
+            f"The annotation '{labels_layer.name}' has shape {labels.shape} but the image "
+            f"'{image_layer.name}' has shape {shape}."
+        )
+    image = to_model_layout(np.array(layer_image(image_layer), copy=True), 1, rgb=image_layer.rgb)
+    return image, labels, region_mask(region_layer, shape), image_layer
 
 
 def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):

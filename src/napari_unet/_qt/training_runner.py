@@ -79,12 +79,14 @@ class TrainingRunner:
         config: TrainConfig,
         *,
         name: str = "training",
+        names: list[str] | None = None,
     ) -> None:
         """Train on snapshots of the given arrays (the caller takes the snapshots).
 
         ``model`` may be a function that makes, reads or copies the model: it is
         called in the worker, so that work stays off the GUI thread. ``name``
-        (the image's) names the file saved if napari closes mid-run.
+        (the image's) names the file saved if napari closes mid-run; ``names``
+        name the training set's images (see ``prepare_training_data``).
         """
         if self.worker is not None:
             return
@@ -95,19 +97,21 @@ class TrainingRunner:
         # before the worker starts: napari's progress bar may process events
         self._bar = napari_progress(total=1000, desc="Training U-Net")
         self.worker = self._workers.start_generator(
-            self._job(images, labels, regions, model, config),
+            self._job(images, labels, regions, model, config, names),
             yielded=self._on_event,
             returned=self._on_returned,
             errored=lambda exc: self.failed.emit(f"Training failed: {exc}"),
             finished=self._on_finished,
         )
 
-    def _job(self, images, labels, regions, model, config):
+    def _job(self, images, labels, regions, model, config, names=None):
         from ..modelfile import resolve_model_arg
         from ..training import Trainer, prepare_training_data
 
         model = resolve_model_arg(model)  # a loader runs here, in the worker
-        data = prepare_training_data(images, labels, regions, model=model, config=config)
+        data = prepare_training_data(
+            images, labels, regions, model=model, config=config, names=names
+        )
         if self._stop:
             return model
         self.trainer = Trainer(model, data, config)

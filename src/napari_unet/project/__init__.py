@@ -1,4 +1,4 @@
-"""Project folders: a training set's annotations, regions and rounds, kept on disk.
+"""Project folders: a training set's annotations, regions, rounds and their models (no Qt).
 
 Public names are imported lazily (see :mod:`napari_unet._lazy`).
 """
@@ -24,6 +24,8 @@ _LAZY = {
     "save_region": "annotations",
     "load_region": "annotations",
     "mask_to_shapes": "annotations",
+    "RoundHistory": "history",
+    "RoundRecord": "history",
 }
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "EntryRecord",
     "Project",
     "RegionShapes",
+    "RoundHistory",
+    "RoundRecord",
     "annotation_versions",
     "data_folder",
     "default_project_folder",
@@ -64,3 +68,4 @@ if TYPE_CHECKING:
         file_sha256,
         safe_name,
     )
+    from .history import RoundHistory, RoundRecord

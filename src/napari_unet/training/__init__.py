@@ -8,17 +8,20 @@ pixel-wise softmax cross-entropy weighted by the boundary weight map.
 every step, so a CLI progress bar or a napari thread worker can follow it, and
 :meth:`Trainer.stop` ends it between two steps with a consistent model.
 
-Pixels outside the annotated region carry zero loss. A band of the annotation is
-held out for validation (loss, mean IoU and AP@0.5 on instances).
+Pixels outside the annotated region carry zero loss. Some annotated cells, chosen
+by a fixed rule that stays put as annotations grow, are held out for validation
+(loss, mean IoU and AP@0.5 on instances).
 
 The package, one idea per module:
 
 - :mod:`.config`: :class:`TrainConfig`, and the events a run reports;
 - :mod:`.data`: :func:`prepare_training_data`, annotated planes ready for sampling;
+- :mod:`.split`: which annotated cells are held out for validation;
+- :mod:`.pairs`: image/labels/region files of a training set found in a folder;
 - :mod:`.sampler`: where a training tile is cut and how it is augmented
   (:class:`TileSampler`), and :func:`preview_samples`;
 - :mod:`.loss`: :func:`weighted_cross_entropy`;
-- :mod:`.validation`: scores on the held-out band;
+- :mod:`.validation`: scores on the held-out cells;
 - :mod:`.checkpoint`: checkpoints, resuming, provenance;
 - :mod:`.trainer`: the loop (:class:`Trainer`), :func:`train_model`, :func:`new_model`.
 """
@@ -37,6 +40,9 @@ _LAZY = {
     "TrainState": "config",
     "Validation": "config",
     "TrainingData": "data",
+    "annotated_plane_count": "data",
+    "split_cells": "split",
+    "find_pairs": "pairs",
     "prepare_training_data": "data",
     "weighted_cross_entropy": "loss",
     "TileSampler": "sampler",
@@ -55,9 +61,12 @@ __all__ = [
     "Trainer",
     "TrainingData",
     "Validation",
+    "annotated_plane_count",
+    "find_pairs",
     "new_model",
     "prepare_training_data",
     "preview_samples",
+    "split_cells",
     "train_model",
     "weighted_cross_entropy",
 ]
@@ -72,7 +81,9 @@ if TYPE_CHECKING:
         TrainState,
         Validation,
     )
-    from .data import TrainingData, prepare_training_data
+    from .data import TrainingData, annotated_plane_count, prepare_training_data
     from .loss import weighted_cross_entropy
+    from .pairs import find_pairs
     from .sampler import TileSampler, preview_samples
+    from .split import split_cells
     from .trainer import Trainer, new_model, train_model

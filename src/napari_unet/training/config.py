@@ -61,7 +61,8 @@ class TrainConfig:
     augment : AugmentConfig
         Augmentation; the paper's by default.
     validation_fraction : float
-        Share of the annotated area held out for validation (0 turns it off).
+        Share of the annotated cells held out for validation (0 turns it off);
+        which ones follows a fixed rule (:mod:`napari_unet.training.split`).
     validate_every : int
         Steps between validations (and one at the end).
     checkpoint_every : int

@@ -1,17 +1,19 @@
 """Training data: annotated planes checked, normalised, mirror-padded and weighted once.
 
 :func:`prepare_training_data` turns (image, instance labels, annotated region)
-triples into :class:`TrainingPlane` s; a band of each plane's annotation may be
-held out for validation.
+triples, a training set of any number of images, into :class:`TrainingPlane` s;
+some annotated cells are held out for validation by a fixed rule
+(:mod:`napari_unet.training.split`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..errors import NapariUnetError
 from ..model import UNet, halo, input_size_for_output, output_size
@@ -19,15 +21,30 @@ from ..normalization import Normalization
 from ..padding import mirror_pad
 from ..weightmap import carve_gaps, unet_weight_map
 from .config import TrainConfig
+from .split import split_cells, validation_area
 
 __all__ = [
     "TrainingData",
     "TrainingPlane",
+    "ValidationCrop",
+    "annotated_plane_count",
     "model_normalization",
     "prepare_planes",
     "prepare_training_data",
     "tile_sizes",
+    "validation_windows",
 ]
+
+
+@dataclass
+class ValidationCrop:
+    """A window of a plane whose held-out cells are scored (see :mod:`.split`)."""
+
+    box: tuple[int, int, int, int]  # (y0, y1, x0, x1) in image coordinates
+    labels: np.ndarray  # held-out cells in the box, 0 elsewhere
+    mask: np.ndarray  # the held-out area in the box (where predictions are scored)
+    target: np.ndarray  # foreground of the training target in the box
+    weights: np.ndarray  # the weight map in the box, 0 outside the held-out area
 
 
 @dataclass
@@ -40,11 +57,7 @@ class TrainingPlane:
     train_pixels: np.ndarray  # flat indices (unpadded) of training-region pixels
     pad: int
     shape: tuple[int, int]
-    val_box: tuple[int, int, int, int] | None  # (y0, y1, x0, x1) in image coordinates
-    val_labels: np.ndarray | None  # labels in the box, 0 outside the annotated region
-    val_mask: np.ndarray | None  # annotated pixels in the box
-    val_target: np.ndarray | None  # foreground of the training target in the box
-    val_weights: np.ndarray | None
+    validation: list[ValidationCrop] = field(default_factory=list)
     train_box: tuple[int, int, int, int] | None = None  # bounding box (y0, y1, x0, x1)
 
     def __post_init__(self) -> None:
@@ -55,7 +68,11 @@ class TrainingPlane:
 
 @dataclass
 class TrainingData:
-    """Annotated planes prepared for training (see :func:`prepare_training_data`)."""
+    """Annotated planes prepared for training (see :func:`prepare_training_data`).
+
+    ``summary`` has one dict per image: its shape, planes, annotated planes,
+    annotated cells, held-out cells and region pixels.
+    """
 
     planes: list[TrainingPlane]
     in_channels: int
@@ -64,7 +81,12 @@ class TrainingData:
     @property
     def has_validation(self) -> bool:
         """Whether some annotation is held out for validation."""
-        return any(p.val_box is not None for p in self.planes)
+        return any(p.validation for p in self.planes)
+
+    @property
+    def validation_cells(self) -> int:
+        """How many annotated cells are held out for validation."""
+        return sum(s["validation_cells"] for s in self.summary)
 
 
 def prepare_training_data(
@@ -74,6 +96,7 @@ def prepare_training_data(
     *,
     model: UNet,
     config: TrainConfig | None = None,
+    names: Sequence[str] | None = None,
 ) -> TrainingData:
     """Check, normalise and pad training pairs for ``model``; compute weight maps once.
 
@@ -81,19 +104,26 @@ def prepare_training_data(
     ----------
     images : array or list of arrays
         ``(H, W)`` or stacks ``(Z, H, W)`` (``(C, H, W)`` / ``(C, Z, H, W)`` for a
-        multi-channel model); several images may differ in shape. Stacks are
-        split into planes.
+        multi-channel model); several images may differ in shape and dtype.
+        Stacks are split into planes; a plane counts only when it carries
+        annotation (a cell, or a region).
     labels : array or list of arrays
         Instance labels, one per image, same spatial shape: 0 background, each
         annotated cell its own id.
     regions : array, list of arrays or None
         Annotated-region masks (True where the annotation is complete). Pixels
-        outside carry zero loss. ``None`` (or a None entry) means the whole image.
+        outside carry zero loss. ``None`` (or a None entry) means the whole image
+        (for a stack: the whole of each plane that has a cell).
     model : UNet
         The network to train: its channels, context and stored normalisation
         (``config.normalization`` when it has none) decide the preparation.
     config : TrainConfig or None
         For ``w0``, ``sigma``, ``validation_fraction`` and ``tile_size``.
+    names : list of str or None
+        A name per image (e.g. its file name). Part of the rule that holds
+        cells out for validation (:mod:`napari_unet.training.split`), so the
+        same names keep the same split when annotations grow. Default:
+        ``"image 1"``, ``"image 2"``, ...
 
     Returns
     -------
@@ -108,6 +138,7 @@ def prepare_training_data(
         depth=model.depth,
         normalization=model_normalization(model, cfg),
         config=cfg,
+        names=names,
     )
 
 
@@ -120,23 +151,35 @@ def prepare_planes(
     depth: int,
     normalization: Normalization,
     config: TrainConfig,
+    names: Sequence[str] | None = None,
 ) -> TrainingData:
     """:func:`prepare_training_data` for a network described by its channels and depth."""
     triples = _triples(images, labels, regions)
+    names = _names(names, len(triples))
     pad = halo(depth) + tile_sizes(config.tile_size, depth)[1]
-    planes: list[TrainingPlane] = []
+    annotated = []  # per image: its annotated planes
     summary = []
     for i, (img, lab, reg) in enumerate(triples):
         which = f"image {i + 1}" if len(triples) > 1 else "the image"
-        image_planes, image_summary = _prepare_image(
-            img, lab, reg, which, in_channels, normalization, config, pad
-        )
-        planes += image_planes
+        found, image_summary = _annotated_planes(img, lab, reg, which, in_channels, normalization)
+        annotated.append(found)
         summary.append(image_summary)
     if not any(s["region_pixels"] for s in summary):
         raise NapariUnetError("The annotated region excludes every pixel; nothing to train on.")
     if not any(s["cells"] for s in summary):
         raise NapariUnetError("No annotated cell was found: paint at least one cell in the labels.")
+    flat = [(i, p) for i, found in enumerate(annotated) for p in found]
+    fraction = config.validation_fraction
+    split = split_cells(
+        [p.labels for _, p in flat], [f"{names[i]}:{p.z}" for i, p in flat], fraction
+    )
+    planes: list[TrainingPlane] = []
+    for (i, p), held_out in zip(flat, split.validation):
+        summary[i]["validation_cells"] += len(held_out)
+        image = normalization.apply(p.image, p.stats, channel_axis=0)
+        plane = _prepare_plane(image, p.labels, p.region, held_out, config, pad, halo(depth))
+        if plane is not None:
+            planes.append(plane)
     if not planes:
         raise NapariUnetError("No annotated pixels are left for training.")
     return TrainingData(planes=planes, in_channels=in_channels, summary=summary)
@@ -172,17 +215,21 @@ def _triples(images: Any, labels: Any, regions: Any) -> list[tuple[Any, Any, Any
     return list(zip(image_list, label_list, region_list))
 
 
-def _prepare_image(
-    img: Any,
-    lab: Any,
-    reg: Any,
-    which: str,
-    in_channels: int,
-    norm: Normalization,
-    cfg: TrainConfig,
-    pad: int,
-) -> tuple[list[TrainingPlane], dict[str, Any]]:
-    """The training planes of one image (or stack), and a summary of its annotation."""
+@dataclass
+class _Plane:
+    """One annotated plane before preparation."""
+
+    z: int
+    image: np.ndarray  # (C, H, W), raw
+    stats: Any  # the image's normalisation statistics
+    labels: np.ndarray  # int32, 0 outside the region
+    region: np.ndarray  # bool
+
+
+def _annotated_planes(
+    img: Any, lab: Any, reg: Any, which: str, in_channels: int, norm: Normalization
+) -> tuple[list[_Plane], dict[str, Any]]:
+    """The annotated planes of one image (or stack), and a summary of its annotation."""
     img = np.asarray(img)
     stats = norm.statistics(img, channel_axis=0 if in_channels > 1 else None)  # refuses NaN/Inf
     img_planes = _planes_of(img, in_channels)
@@ -190,33 +237,68 @@ def _prepare_image(
     stack_shape = (len(img_planes), *spatial) if len(img_planes) > 1 else spatial
     lab = _check_labels(lab, stack_shape, which)
     lab_planes = [lab] if lab.ndim == 2 else list(lab)
-    reg_planes = _region_planes(reg, stack_shape, spatial, len(img_planes), which)
-    planes = []
+    reg_planes = _region_planes(reg, lab_planes, stack_shape, spatial, which)
+    found = []
     n_cells = n_region = 0
-    for ip, lp, rp in zip(img_planes, lab_planes, reg_planes):
-        n_region += int(rp.sum())
+    for z, (ip, lp, rp) in enumerate(zip(img_planes, lab_planes, reg_planes)):
         if not rp.any():
             continue
-        cells = np.unique(lp[rp])
-        n_cells += int((cells > 0).sum())
-        plane = _prepare_plane(norm.apply(ip, stats, channel_axis=0), lp, rp, cfg, pad)
-        if plane is not None:
-            planes.append(plane)
+        n_region += int(rp.sum())
+        lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
+        n_cells += int((np.unique(lab32) > 0).sum())
+        found.append(_Plane(z, ip, stats, lab32, rp))
     summary = {
         "shape": list(img.shape),
         "planes": len(img_planes),
+        "annotated_planes": len(found),
         "cells": int(n_cells),
+        "validation_cells": 0,
         "region_pixels": n_region,
     }
-    return planes, summary
+    return found, summary
+
+
+def annotated_plane_count(labels: Any, region: Any = None) -> tuple[int, int]:
+    """How many planes of an annotation count for training, of how many.
+
+    Parameters
+    ----------
+    labels : array
+        ``(H, W)`` or ``(Z, H, W)`` instance labels.
+    region : array or None
+        The annotated-region mask, same shape; None: a plane counts when it has a
+        cell (a 2D image always counts: all of it is annotated).
+
+    Returns
+    -------
+    annotated, planes : int, int
+    """
+    lab = np.asarray(labels)
+    if lab.ndim == 2:
+        counts = region is None or bool(np.asarray(region).any())
+        return int(counts), 1
+    if region is not None:
+        return int(np.asarray(region).reshape(len(lab), -1).any(1).sum()), len(lab)
+    return int(lab.reshape(len(lab), -1).any(1).sum()), len(lab)
 
 
 def _region_planes(
-    reg: Any, stack_shape: tuple[int, ...], spatial: tuple[int, ...], n: int, which: str
+    reg: Any,
+    lab_planes: list[np.ndarray],
+    stack_shape: tuple[int, ...],
+    spatial: tuple[int, ...],
+    which: str,
 ) -> list[np.ndarray]:
-    """The annotated region of each plane (all of it when ``reg`` is None)."""
+    """The annotated region of each plane.
+
+    Without a region mask, a 2D image is annotated everywhere, and a plane of a
+    stack is annotated everywhere when it has a cell and nowhere otherwise (an
+    unpainted plane is not a plane without cells).
+    """
     if reg is None:
-        return [np.ones(spatial, bool)] * n
+        if len(lab_planes) == 1:
+            return [np.ones(spatial, bool)]
+        return [np.full(spatial, bool(lp.any())) for lp in lab_planes]
     r = np.asarray(reg)
     if r.shape != stack_shape:
         raise NapariUnetError(
@@ -225,6 +307,16 @@ def _region_planes(
         )
     r = r.astype(bool)
     return [r] if r.ndim == 2 else list(r)
+
+
+def _names(names: Sequence[str] | None, n: int) -> list[str]:
+    """One name per image (the default numbers them)."""
+    if names is None:
+        return [f"image {i + 1}" for i in range(n)]
+    names = [str(x) for x in names]
+    if len(names) != n:
+        raise NapariUnetError(f"Got {n} image(s) but {len(names)} name(s).")
+    return names
 
 
 def _as_list(x: Any) -> list:
@@ -276,69 +368,84 @@ def _planes_of(image: np.ndarray, in_channels: int) -> list[np.ndarray]:
     )
 
 
-def _validation_box(region: np.ndarray, fraction: float) -> tuple[int, int, int, int] | None:
-    """The last ``fraction`` of the annotated bounding box along its longer axis."""
-    ys, xs = np.nonzero(region.any(1)), np.nonzero(region.any(0))
-    y0, y1 = int(ys[0][0]), int(ys[0][-1]) + 1
-    x0, x1 = int(xs[0][0]), int(xs[0][-1]) + 1
-    if y1 - y0 >= x1 - x0:
-        cut = y1 - max(1, round((y1 - y0) * fraction))
-        return (cut, y1, x0, x1)
-    cut = x1 - max(1, round((x1 - x0) * fraction))
-    return (y0, y1, cut, x1)
-
-
 def _prepare_plane(
     image: np.ndarray,
     labels: np.ndarray,
     region: np.ndarray,
+    held_out: np.ndarray,
     cfg: TrainConfig,
     pad: int,
+    context: int,
 ) -> TrainingPlane | None:
     """One plane ready for sampling, or None when none of its annotation is left for training.
 
-    ``pad`` pixels of mirrored context on each side let every tile be cut from it.
+    ``labels`` are 0 outside ``region``; the cells ``held_out`` and the annotated
+    pixels nearest to them are kept for validation. ``pad`` pixels of mirrored
+    context on each side let every tile be cut from it; ``context`` is the
+    network's halo (for the cost of validation windows).
     """
-    H, W = labels.shape
-    val_box = None
-    train_region = region
-    if cfg.validation_fraction > 0:
-        box = _validation_box(region, cfg.validation_fraction)
-        y0, y1, x0, x1 = box
-        in_box = np.zeros_like(region)
-        in_box[y0:y1, x0:x1] = True
-        val_region = region & in_box
-        rest = region & ~in_box
-        # validate only where both parts keep annotated cells
-        if (labels[val_region] > 0).any() and (labels[rest] > 0).any():
-            val_box, train_region = box, rest
+    val_area = validation_area(labels, region, held_out)
+    train_region = region & ~val_area
     if not train_region.any():
         return None
-    # labels outside the annotated region are unknown: they must not shape the weights
-    lab32 = np.where(region, _compact_ids(labels), 0).astype(np.int32)
-    target = carve_gaps(lab32) if cfg.separate_touching else lab32
+    target = carve_gaps(labels) if cfg.separate_touching else labels
     weights = unet_weight_map(target, w0=cfg.w0, sigma=cfg.sigma, mask=train_region)
-    val_labels = val_mask = val_weights = val_target = None
-    if val_box is not None:
-        y0, y1, x0, x1 = val_box
-        val_mask = region[y0:y1, x0:x1]
-        val_labels = np.where(val_mask, lab32[y0:y1, x0:x1], 0)
-        val_target = target[y0:y1, x0:x1] > 0
+    crops = []
+    if val_area.any():
         full_w = unet_weight_map(target, w0=cfg.w0, sigma=cfg.sigma, mask=region)
-        val_weights = full_w[y0:y1, x0:x1]
+        for y0, y1, x0, x1 in validation_windows(val_area, context):
+            mask = val_area[y0:y1, x0:x1]
+            crops.append(
+                ValidationCrop(
+                    box=(y0, y1, x0, x1),
+                    labels=np.where(mask, labels[y0:y1, x0:x1], 0),
+                    mask=mask,
+                    target=target[y0:y1, x0:x1] > 0,
+                    weights=np.where(mask, full_w[y0:y1, x0:x1], 0).astype(np.float32),
+                )
+            )
     return TrainingPlane(
         image=mirror_pad(image, ((0, 0), (pad, pad), (pad, pad))),
         labels=mirror_pad(target, ((pad, pad), (pad, pad))),
         weights=np.pad(weights, pad),
         train_pixels=np.flatnonzero(train_region),
         pad=pad,
-        shape=(H, W),
-        val_box=val_box,
-        val_labels=val_labels,
-        val_mask=val_mask,
-        val_target=val_target,
-        val_weights=val_weights,
+        shape=labels.shape,
+        validation=crops,
     )
+
+
+def validation_windows(area: np.ndarray, context: int) -> list[tuple[int, int, int, int]]:
+    """Windows ``(y0, y1, x0, x1)`` that cover ``area`` at a small prediction cost.
+
+    Each connected part gets its bounding box; two boxes merge while predicting
+    their union (with ``context`` pixels of halo around it) costs no more than
+    predicting both.
+    """
+    parts = ndi.find_objects(ndi.label(area)[0])
+    boxes = [(s[0].start, s[0].stop, s[1].start, s[1].stop) for s in parts]
+    if len(boxes) > 64:  # many scattered parts: one window, not a quadratic search
+        ys, xs = np.nonzero(area)
+        return [(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)]
+
+    def cost(b: tuple[int, int, int, int]) -> int:
+        return (b[1] - b[0] + 2 * context) * (b[3] - b[2] + 2 * context)
+
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                u = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                if cost(u) <= cost(a) + cost(b):
+                    boxes[i] = u
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
 
 
 def _compact_ids(labels: np.ndarray) -> np.ndarray:

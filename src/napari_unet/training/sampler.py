@@ -109,7 +109,7 @@ def preview_samples(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` training tiles exactly as training would draw them, for looking at.
 
-    The data are prepared as for training (normalised, the validation band held
+    The data are prepared as for training (normalised, the validation cells held
     out, gaps carved between touching cells, the weight map) and the tiles come
     from :class:`TileSampler`: the same crop rules and the same augmentation.
     With ``seed=None`` they are the first ``n`` tiles a :class:`Trainer` with this

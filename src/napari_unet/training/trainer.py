@@ -32,7 +32,10 @@ from .loss import weighted_cross_entropy
 from .sampler import TileSampler
 from .validation import validate
 
-__all__ = ["Trainer", "new_model", "train_model"]
+__all__ = ["VALIDATION_SHARE", "Trainer", "new_model", "train_model"]
+
+# Under a time budget, validation may take at most this share of the time.
+VALIDATION_SHARE = 0.1
 
 
 class Trainer:
@@ -82,6 +85,7 @@ class Trainer:
         self.history: list[TrainEvent] = []
         self._stop_requested = False
         self.seconds_before = 0.0  # training time of earlier (resumed) runs
+        self._val_cost: tuple[float, float] | None = None  # when the last validation ran
         self.input_size, self.output_size = tile_sizes(self.config.tile_size, model.depth)
         self.sampler = TileSampler(
             data,
@@ -166,7 +170,7 @@ class Trainer:
         return float(loss.detach())
 
     def validate(self) -> Validation | None:
-        """Loss, mean IoU and AP@0.5 on the held-out band(s); None without validation data."""
+        """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data."""
         return validate(self.model, self.data, self.config.min_size, self.device)
 
     # -- checkpoints
@@ -258,8 +262,10 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
                 yield self._event(TrainState.STEP, loss, lr, start, step_time, validation)
-                if self.step % c.validate_every == 0 and self.data.has_validation:
+                if self.step % c.validate_every == 0 and self._validation_due(c):
+                    t_val = time.perf_counter()
                     validation = self.validate()
+                    self._val_cost = (t_val, time.perf_counter())
                     yield self._event(TrainState.VALIDATED, loss, lr, start, step_time, validation)
                 if self.checkpoint and self.step % c.checkpoint_every == 0:
                     self.save(self.checkpoint, time.perf_counter() - start, validation)
@@ -286,6 +292,20 @@ class Trainer:
         )
         return self.model
 
+    def _validation_due(self, c: TrainConfig) -> bool:
+        """Whether to validate now.
+
+        Under a time budget, only while validating takes at most
+        :data:`VALIDATION_SHARE` of the time: held-out cells can span a whole
+        image, and every second spent scoring is a second not spent training.
+        """
+        if not self.data.has_validation:
+            return False
+        if c.time_limit is None or self._val_cost is None:
+            return True
+        began, ended = self._val_cost
+        return ended - began <= VALIDATION_SHARE * (time.perf_counter() - ended)
+
     def _finish(self, seconds: float, validation: Validation | None) -> None:
         self.model.metadata["training"] = training_record(self, seconds, validation)
         self.model.metadata["training"].pop("rng")
@@ -303,13 +323,15 @@ def train_model(
     checkpoint: str | Path | None = None,
     device: str | None = None,
     progress: Callable[[TrainEvent], Any] | None = None,
+    names: Sequence[str] | None = None,
 ) -> UNet:
     """Train (or fine-tune) a U-Net and return it: the one-call form of :class:`Trainer`.
 
     Parameters
     ----------
-    images, labels, regions
-        As for :func:`prepare_training_data`.
+    images, labels, regions, names
+        As for :func:`prepare_training_data`: one image or a training set of
+        several (sizes and dtypes may differ).
     model : UNet or None
         The start model; ``None`` makes one from scratch with the paper's
         initialisation and ``config``'s architecture.
@@ -330,7 +352,7 @@ def train_model(
         config = TrainConfig() if model is None else TrainConfig.fine_tune()
     if model is None:
         model = new_model(config)
-    data = prepare_training_data(images, labels, regions, model=model, config=config)
+    data = prepare_training_data(images, labels, regions, model=model, config=config, names=names)
     trainer = Trainer(model, data, config, checkpoint=checkpoint, device=device)
     return run_to_end(trainer.run(), progress)
 

@@ -1,4 +1,4 @@
-"""Scoring a model on the held-out band of the annotation (loss, mean IoU, AP@0.5)."""
+"""Scoring a model on the held-out cells of the annotation (loss, mean IoU, AP@0.5)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ __all__ = ["validate"]
 def validate(
     model: UNet, data: TrainingData, min_size: int, device: torch.device
 ) -> Validation | None:
-    """Loss, mean IoU and AP@0.5 on the held-out band(s); None without validation data.
+    """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data.
 
     Objects smaller than ``min_size`` pixels are dropped from the prediction, and
     predicted objects mostly outside the annotated region are not scored.
@@ -31,25 +31,24 @@ def validate(
     tp = n_true = n_pred = 0
     iou_sum = 0.0
     for plane in data.planes:
-        if plane.val_box is None:
-            continue
-        y0, y1, x0, x1 = plane.val_box
         p = plane.pad
-        crop = plane.image[:, y0 + p - h : y1 + p + h, x0 + p - h : x1 + p + h]
-        crop = crop[0] if crop.shape[0] == 1 else crop
-        prob = predict_tiled(model, crop, normalization=False, device=device)
-        prob = prob[:, h:-h, h:-h]
-        target = torch.from_numpy(plane.val_target.astype(np.int64))[None]
-        weights = torch.from_numpy(plane.val_weights.astype(np.float32))[None]
-        logp = torch.from_numpy(np.log(np.clip(prob, 1e-7, 1.0)))[None]
-        ce = F.nll_loss(logp, target, reduction="none")
-        total_loss += float((ce * weights).sum())
-        counted += int((weights > 0).sum())
-        pred = labels_from_probabilities(prob, min_size=min_size)
-        pred = _drop_outside(pred, plane.val_mask)
-        s = instance_scores(plane.val_labels, pred)
-        tp, n_true, n_pred = tp + s.tp, n_true + s.n_true, n_pred + s.n_pred
-        iou_sum += s.mean_iou * s.n_true
+        for crop in plane.validation:
+            y0, y1, x0, x1 = crop.box
+            window = plane.image[:, y0 + p - h : y1 + p + h, x0 + p - h : x1 + p + h]
+            window = window[0] if window.shape[0] == 1 else window
+            prob = predict_tiled(model, window, normalization=False, device=device)
+            prob = prob[:, h:-h, h:-h]
+            target = torch.from_numpy(crop.target.astype(np.int64))[None]
+            weights = torch.from_numpy(crop.weights)[None]
+            logp = torch.from_numpy(np.log(np.clip(prob, 1e-7, 1.0)))[None]
+            ce = F.nll_loss(logp, target, reduction="none")
+            total_loss += float((ce * weights).sum())
+            counted += int((weights > 0).sum())
+            pred = labels_from_probabilities(prob, min_size=min_size)
+            pred = _drop_outside(pred, crop.mask)
+            s = instance_scores(crop.labels, pred)
+            tp, n_true, n_pred = tp + s.tp, n_true + s.n_true, n_pred + s.n_pred
+            iou_sum += s.mean_iou * s.n_true
     denom = n_true + n_pred - tp
     return Validation(
         loss=total_loss / max(counted, 1),

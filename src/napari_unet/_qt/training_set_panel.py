@@ -1,0 +1,204 @@
+"""The Train dock's training set: (image, annotation, region) entries trained on together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.utils.notifications import show_error
+from psygnal import Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import NapariUnetError
+from ..layout import check_same_channels
+from .cell_counter import CellCounter
+from .layers import spatial_shape
+
+if TYPE_CHECKING:
+    import napari
+
+COLUMNS = ("Image", "Annotation", "Region", "Cells", "Planes")
+
+
+@dataclass
+class SetEntry:
+    """One entry of the training set: layers, and the live count of its cells."""
+
+    image: Any
+    labels: Any
+    region: Any
+    counter: CellCounter
+
+    @property
+    def name(self) -> str:
+        """The image's name: names the entry in the project and in the validation rule."""
+        return self.image.name
+
+
+def channels_of(image_layer: Any) -> int:
+    """Colour channels of an image layer as a single-channel model sees them (RGB: 3 or 4)."""
+    return int(image_layer.data.shape[-1]) if image_layer.rgb else 1
+
+
+def annotated_planes(labels_layer: Any, region: np.ndarray | None) -> tuple[int, int]:
+    """How many planes of an annotation count for training, of how many."""
+    from ..training.data import annotated_plane_count
+
+    return annotated_plane_count(labels_layer.data, region)
+
+
+class TrainingSetPanel(QWidget):
+    """A list of training entries with Add and Remove; each row shows its annotated cells.
+
+    With an empty list the dock's current choice is the training set, so the
+    single-image use stays one click. ``region_mask(layer, shape)`` turns a
+    region layer into a mask (the dock's function).
+    """
+
+    changed = Signal()  # entries added or removed, or their counts changed
+
+    def __init__(self, viewer: napari.viewer.Viewer, region_mask: Any) -> None:
+        super().__init__()
+        self._viewer = viewer
+        self._region_mask = region_mask
+        self.entries: list[SetEntry] = []
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setMinimumHeight(96)
+        self.table.setMaximumHeight(150)
+        self.add_button = QPushButton("Add")
+        self.add_button.setToolTip("Add the image, annotation and region chosen above.")
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Remove the selected entry (its layers stay open).")
+        self.summary = QLabel("Empty: training uses the image and annotation above.")
+        self.summary.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.remove_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        title = QLabel("<b>Training set</b>")
+        layout.addWidget(title)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        layout.addWidget(self.summary)
+        self.remove_button.clicked.connect(self.remove_selected)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    # -- building the list
+    def add(self, image: Any, labels: Any, region: Any = None) -> SetEntry:
+        """Add an entry (refused in one sentence when it cannot train with the others)."""
+        if image is None or labels is None:
+            raise NapariUnetError("Choose an image and its annotation above, then Add.")
+        if any(e.labels is labels for e in self.entries):
+            raise NapariUnetError(f"The annotation '{labels.name}' is already in the training set.")
+        if any(e.image is image for e in self.entries):
+            raise NapariUnetError(
+                f"The image '{image.name}' is already in the training set; one annotation "
+                "per image (paint all its cells in one Labels layer)."
+            )
+        shape = spatial_shape(image)
+        if tuple(labels.data.shape) != shape:
+            raise NapariUnetError(
+                f"The annotation '{labels.name}' has shape {tuple(labels.data.shape)} but the "
+                f"image '{image.name}' has shape {shape}."
+            )
+        check_same_channels(
+            [channels_of(e.image) for e in [*self.entries]] + [channels_of(image)],
+            [e.image.name for e in self.entries] + [image.name],
+        )
+        entry = SetEntry(image, labels, region, CellCounter(labels))
+        entry.counter.changed.connect(lambda *_: self._refresh())
+        self.entries.append(entry)
+        self._refresh()
+        self.changed.emit()
+        return entry
+
+    def remove_selected(self) -> None:
+        """Remove the selected entry (its layers are not touched)."""
+        rows = sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True)
+        if not rows and self.entries:
+            show_error("Select an entry of the training set to remove.")
+            return
+        for row in rows:
+            self._remove(row)
+
+    def remove(self, entry: SetEntry) -> None:
+        """Remove ``entry`` from the list (its layers are not touched)."""
+        self._remove(self.entries.index(entry))
+
+    def _remove(self, row: int) -> None:
+        entry = self.entries.pop(row)
+        entry.counter.close()
+        self._refresh()
+        self.changed.emit()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        layer = event.value
+        for row in reversed(range(len(self.entries))):
+            e = self.entries[row]
+            if layer is e.image or layer is e.labels:
+                self._remove(row)
+            elif layer is e.region:
+                e.region = None
+                self._refresh()
+
+    # -- what is shown
+    def _planes(self, entry: SetEntry) -> tuple[int, int]:
+        try:
+            region = self._region_mask(entry.region, spatial_shape(entry.image))
+        except NapariUnetError:
+            region = None
+        return annotated_planes(entry.labels, region)
+
+    def _refresh(self) -> None:
+        self.table.setRowCount(len(self.entries))
+        total = 0
+        stacks = []
+        for row, e in enumerate(self.entries):
+            done, planes = self._planes(e)
+            if planes > 1:
+                stacks.append(f"'{e.name}': {done} of {planes} planes annotated")
+            values = (
+                e.image.name,
+                e.labels.name,
+                e.region.name if e.region is not None else "whole image",
+                str(e.counter.cells),
+                f"{done}/{planes}" if planes > 1 else "",
+            )
+            for col, text in enumerate(values):
+                self.table.setItem(row, col, QTableWidgetItem(text))
+            total += e.counter.cells
+        if not self.entries:
+            self.summary.setText("Empty: training uses the image and annotation above.")
+        else:
+            n = len(self.entries)
+            text = f"{n} image{'s' if n > 1 else ''}, {total} annotated cells"
+            self.summary.setText("; ".join([text, *stacks]) + ".")
+
+    def counts(self) -> list[int]:
+        """Annotated cells of each entry (as counted live)."""
+        return [e.counter.cells for e in self.entries]
+
+    def close_counters(self) -> None:
+        """Stop the entries' counters (the dock closes)."""
+        self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        for e in self.entries:
+            e.counter.close()

@@ -1,0 +1,128 @@
+"""Which annotated cells are held out for validation: a fixed rule, stable as annotations grow.
+
+A cell is held out when a hash of its entry, plane and (coarsely rounded)
+centre falls below the validation fraction. The rule looks at nothing else, so
+a cell stays in validation from one round to the next, and cells painted later
+split the same way: scores of successive rounds are measured on a growing,
+never reshuffled validation set.
+
+The held-out area of a plane is every annotated pixel whose nearest annotated
+cell is a validation cell (a nearest-cell partition of the region). Background
+near a validation cell therefore counts for validation too, so a false
+positive there lowers the score instead of going unseen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = [
+    "GRID",
+    "MIN_CELLS_FOR_FALLBACK",
+    "CellSplit",
+    "cell_hashes",
+    "split_cells",
+    "validation_area",
+]
+
+# Centres are rounded to this many pixels: touching up a cell's outline keeps its side.
+GRID = 8
+# With this many cells or more, validation never stays empty: the cell with the
+# smallest hash is held out when the fraction picks none.
+MIN_CELLS_FOR_FALLBACK = 5
+
+
+@dataclass
+class CellSplit:
+    """The held-out cells of every plane (see :func:`split_cells`)."""
+
+    validation: list[np.ndarray]  # per plane: ids of validation cells
+    n_cells: int
+    n_validation: int
+
+
+def cell_hashes(labels: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of one plane and their hash values in [0, 1).
+
+    Parameters
+    ----------
+    labels : ndarray
+        ``(H, W)`` instance labels, 0 background (outside the annotated region too).
+    key : str
+        Names the entry and plane, e.g. ``"cells.tif:3"``.
+
+    Returns
+    -------
+    ids, values : ndarray, ndarray
+        Cell ids (sorted) and the hash of each one's rounded centre.
+    """
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if not len(ids):
+        return ids, np.zeros(0)
+    ys, xs = np.indices(labels.shape, sparse=True)
+    fg = labels > 0
+    index = np.searchsorted(ids, labels[fg])
+    count = np.bincount(index, minlength=len(ids))
+    cy = np.bincount(index, np.broadcast_to(ys, labels.shape)[fg], len(ids)) / count
+    cx = np.bincount(index, np.broadcast_to(xs, labels.shape)[fg], len(ids)) / count
+    values = np.array(
+        [_unit_hash(f"{key}|{int(y // GRID)}|{int(x // GRID)}") for y, x in zip(cy, cx)]
+    )
+    return ids, values
+
+
+def split_cells(planes: list[np.ndarray], keys: list[str], fraction: float) -> CellSplit:
+    """Choose the validation cells of a training set by the fixed rule.
+
+    Parameters
+    ----------
+    planes : list of ndarray
+        ``(H, W)`` labels of every annotated plane of the set (0 outside the region).
+    keys : list of str
+        One name per plane (entry and plane index), part of each cell's hash.
+    fraction : float
+        Share of cells held out (about; 0 holds out none).
+
+    Returns
+    -------
+    CellSplit
+        No cell is held out when that would leave no training cell, or when the
+        set has fewer than two cells.
+    """
+    per_plane = [cell_hashes(p, k) for p, k in zip(planes, keys)]
+    n_cells = sum(len(ids) for ids, _ in per_plane)
+    chosen = [ids[values < fraction] for ids, values in per_plane]
+    n_val = sum(len(c) for c in chosen)
+    if fraction > 0 and n_val == 0 and n_cells >= MIN_CELLS_FOR_FALLBACK:
+        best = min(
+            ((v.min(), i) for i, (_, v) in enumerate(per_plane) if len(v)), key=lambda t: t[0]
+        )[1]
+        ids, values = per_plane[best]
+        chosen[best] = ids[[int(np.argmin(values))]]
+        n_val = 1
+    if n_cells < 2 or n_val == 0 or n_val == n_cells:
+        return CellSplit([np.zeros(0, ids.dtype) for ids, _ in per_plane], n_cells, 0)
+    return CellSplit(chosen, n_cells, n_val)
+
+
+def validation_area(labels: np.ndarray, region: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+    """Annotated pixels whose nearest annotated cell is held out (a boolean mask)."""
+    if not len(held_out):
+        return np.zeros(labels.shape, bool)
+    cells = labels > 0
+    if cells.all():
+        nearest = labels
+    else:
+        _, (iy, ix) = ndi.distance_transform_edt(~cells, return_indices=True)
+        nearest = labels[iy, ix]
+    return region & np.isin(nearest, held_out)
+
+
+def _unit_hash(text: str) -> float:
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64

@@ -1,0 +1,114 @@
+"""The Train dock's training set, its rounds, and going back to an earlier round."""
+
+import numpy as np
+import torch
+
+from napari_unet._qt import train_widget, training_set_panel
+from napari_unet._qt.session import session_for
+from napari_unet.synthetic import make_cells
+
+
+def _train_dock(viewer):
+    return viewer.window.add_plugin_dock_widget("napari-unet", "Train")[1]
+
+
+def _annotated(viewer, name, shape, seed, ids, paint):
+    image, truth = make_cells(shape, diameter=(10, 18), seed=seed)
+    layer = viewer.add_image(image, name=name)
+    ann = viewer.add_labels(np.zeros_like(truth), name=f"{name} annotation")
+    paint(ann, truth, ids)
+    return layer, ann, truth
+
+
+def _fine_tune(train, qtbot):
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=90000)
+    qtbot.waitUntil(lambda: not train._workers.pending(), timeout=30000)  # the round is saved
+
+
+def test_a_set_of_two_images_trains_in_rounds_and_goes_back(
+    make_napari_viewer, qtbot, paint, fast_config, tmp_path
+):
+    viewer = make_napari_viewer()
+    a, ann_a, truth_a = _annotated(viewer, "a", (96, 128), 3, range(1, 9), paint)
+    b, ann_b, truth_b = _annotated(viewer, "b", (120, 100), 4, range(1, 7), paint)
+    train = _train_dock(viewer)
+    train._defaults = fast_config
+    train._refresh.value = False
+    train._start.value = "scratch"
+    train._steps.value = 4
+    train._time.value = 0
+    for image, ann in ((a, ann_a), (b, ann_b)):
+        train._image.value, train._annotation.value = image, ann
+        train.add_to_set()
+    panel = train.training_set
+    qtbot.waitUntil(lambda: panel.counts() == [8, 6], timeout=10000)
+    assert panel.table.rowCount() == 2 and panel.table.item(1, 3).text() == "6"
+    assert "2 images, 14 annotated cells" in panel.summary.text()
+    _fine_tune(train, qtbot)
+    data = train.runner.trainer.data
+    assert [s["shape"] for s in data.summary] == [[96, 128], [120, 100]]
+    assert data.summary[0]["cells"] + data.summary[1]["cells"] == 14
+    project = train._project.project
+    assert project is not None and project.history.rounds[0].cells == 14
+    assert train.history.table.rowCount() == 1
+    assert train._start.value == "current"  # the next round starts from this one
+    round1 = [t.clone() for t in session_for(viewer).model.state_dict().values()]
+    # round 2: more cells in b
+    paint(ann_b, truth_b, [7, 8, 9])
+    qtbot.waitUntil(lambda: panel.counts() == [8, 9], timeout=10000)
+    _fine_tune(train, qtbot)
+    rows = train.history.rows()
+    assert len(rows) == 2 and rows[1][3] == "17 (+3)" and "(in use)" in rows[1][0]
+    assert rows[1][2].startswith("trained here") or "steps" in rows[1][2]
+    now = list(session_for(viewer).model.state_dict().values())
+    assert any(not torch.equal(x, y) for x, y in zip(round1, now))
+    # one click makes round 1's model the one in use again
+    train.history.table.selectRow(0)
+    train.history.use_button.click()
+    qtbot.waitUntil(lambda: session_for(viewer).source == "round 1 of the project", timeout=30000)
+    back = list(session_for(viewer).model.state_dict().values())
+    assert all(torch.equal(x, y) for x, y in zip(round1, back))
+    assert "(in use)" in train.history.rows()[0][0] and project.history.current == 1
+    # removing a layer removes its entry; the other stays
+    viewer.layers.remove(ann_a)
+    assert [e.name for e in panel.entries] == ["b"]
+
+
+def test_stacks_say_how_many_planes_are_annotated(make_napari_viewer, qtbot, paint):
+    viewer = make_napari_viewer()
+    pairs = [make_cells((64, 64), diameter=(10, 16), seed=s) for s in range(6)]
+    stack = np.stack([p[0] for p in pairs])
+    truth = np.stack([p[1] for p in pairs])
+    image = viewer.add_image(stack, name="stack")
+    ann = viewer.add_labels(np.zeros_like(truth), name="stack annotation")
+    for z in (1, 4):
+        coords = np.argwhere(truth[z] == 1)
+        ann.data_setitem((np.full(len(coords), z), *coords.T), 1)
+    train = _train_dock(viewer)
+    train._image.value, train._annotation.value = image, ann
+    train.add_to_set()
+    assert "'stack': 2 of 6 planes annotated" in train.training_set.summary.text()
+    assert train.training_set.table.item(0, 4).text() == "2/6"
+
+
+def test_bad_entries_are_refused_in_one_sentence(make_napari_viewer, paint, monkeypatch):
+    errors = []
+    monkeypatch.setattr(train_widget, "show_error", errors.append)
+    monkeypatch.setattr(training_set_panel, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    grey, ann, _ = _annotated(viewer, "grey", (64, 64), 1, [1], paint)
+    rgb = viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="colour", rgb=True)
+    rgb_ann = viewer.add_labels(np.zeros((64, 64), np.int32), name="colour annotation")
+    train = _train_dock(viewer)
+    train._image.value, train._annotation.value = grey, ann
+    train.add_to_set()
+    train.add_to_set()
+    assert errors[-1] == "The annotation 'grey annotation' is already in the training set."
+    train._image.value, train._annotation.value = rgb, rgb_ann
+    train.add_to_set()
+    assert errors[-1].startswith("'colour' has 3 channel(s) but 'grey' has 1")
+    assert len(train.training_set.entries) == 1
+    train.training_set.table.clearSelection()
+    train.training_set.remove_selected()
+    assert errors[-1] == "Select an entry of the training set to remove."
