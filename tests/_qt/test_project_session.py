@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import tifffile
+import torch
 from napari.layers import Labels, Shapes
 
 from napari_unet._qt import project_session as ps_module
@@ -127,8 +128,20 @@ def test_a_project_round_trip(make_napari_viewer, qtbot, on_disk, tmp_path):
     session.track(None, image_b, labels_b)  # as the Train dock adds an entry
     assert session.flush()
     assert Project.open(folder).names == ["a", "b"]
+    # two rounds; the first one's model is the one in use
+    from napari_unet import UNet
+
+    models = [UNet(base_channels=2, depth=2), UNet(base_channels=3, depth=2)]
+    history = Project.open(folder).history
+    for model in models:
+        history.add_round(
+            model, start_model="scratch", cells=2, steps=1, seconds=0.1, ap50=None,
+            mean_iou=None, val_cells=0, entries=["a", "b"],
+        )  # fmt: skip
+    history.set_current(1)
 
     other = make_napari_viewer()
+    train = other.window.add_plugin_dock_widget("napari-unet", "Train")[1]
     reopened = project_for(other)
     with qtbot.waitSignal(reopened.opened, timeout=20000) as opened:
         reopened.open(folder)
@@ -145,6 +158,11 @@ def test_a_project_round_trip(make_napari_viewer, qtbot, on_disk, tmp_path):
         np.testing.assert_allclose(got, want)
     assert role_of(ea.labels) == "annotation" and role_of(ea.region) == "region"
     assert state_for(other).annotation.labels is eb.labels  # the last entry is current
+    in_use = state_for(other).model
+    assert in_use.model.config["base_channels"] == 2 and "round 1" in in_use.source
+    for (k, w), (_, v) in zip(in_use.model.state_dict().items(), models[0].state_dict().items()):
+        assert torch.equal(w, v), k
+    assert [e.name for e in train.training_set.entries] == ["a", "b"]  # the Train dock's list
     # the restored layers are tracked: a stroke in the reopened project is saved there
     t0 = time.time()
     ea.labels.paint((40, 60), 5)
