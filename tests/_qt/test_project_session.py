@@ -200,10 +200,12 @@ def test_a_moved_image_is_one_sentence_and_the_rest_opens(
     assert eb.image is not None and eb.labels.data.any()  # the rest opens
     assert panel._message.value == warnings[0] and not panel._locate.native.isHidden()
     # the user points at the new place
-    monkeypatch.setattr(ProjectPanel, "_ask_file", lambda self, caption: str(moved))
+    monkeypatch.setattr(ProjectPanel, "_ask_file", lambda self, caption, near: str(moved))
     panel._locate.changed.emit(True)
     qtbot.waitUntil(lambda: not reopened.moved, timeout=10000)
     assert "a" in other.layers and Project.open(tmp_path / "p").entry("a").image == str(moved)
+    layers = list(other.layers)
+    assert layers.index(other.layers["a"]) < layers.index(ea.labels)  # under its annotation
     qtbot.waitUntil(lambda: panel._locate.native.isHidden(), timeout=3000)
 
 

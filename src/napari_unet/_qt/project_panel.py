@@ -113,9 +113,12 @@ class ProjectPanel(Container):
         )
         return folder or None
 
-    def _ask_file(self, caption: str) -> str | None:
+    def _ask_file(self, caption: str, near: str | None = None) -> str | None:
+        start = Path(near).parent if near else Path.home()
+        while not start.is_dir() and start != start.parent:  # the nearest folder still there
+            start = start.parent
         path, _ = QFileDialog.getOpenFileName(
-            self.native, caption, str(Path.home()), options=QFileDialog.Option.DontUseNativeDialog
+            self.native, caption, str(start), options=QFileDialog.Option.DontUseNativeDialog
         )
         return path or None
 
@@ -144,6 +147,8 @@ class ProjectPanel(Container):
         if not self._session.moved:
             return
         name = self._session.moved[0]
-        path = self._ask_file(f"Where is the image of '{name}' now?")
+        project = self._session.project
+        was = project.entry(name).image if project is not None else None
+        path = self._ask_file(f"Where is the image of '{name}' now?", was)
         if path:
             self._session.relocate(name, path)

@@ -577,6 +577,8 @@ class ProjectSession:
             self._state.model.set_model(loaded.model, loaded.model_source)
         self.moved = list(loaded.moved)
         self.problems = list(loaded.problems)
+        saved = [r.saved_at for r in loaded.project.entries if r.saved_at]
+        self.last_saved = max(saved) if saved else None
         for sentence in loaded.problems:
             self.problem.emit(sentence)
             show_warning(sentence)
@@ -640,6 +642,12 @@ class ProjectSession:
             return
         record, image = result
         layer = self._image_layer(record, image)
+        layers = self._viewer.layers
+        for entry in self._entries:  # the image goes under its annotation, not over it
+            if entry.name == record.name and entry.labels in layers:
+                below = layers.index(entry.labels)
+                if layers.index(layer) > below:
+                    layers.move(layers.index(layer), below)
         self.moved = [n for n in self.moved if n != record.name]
         self.problems = [p for p in self.problems if f"'{record.name}'" not in p]
         for entry in self._entries:
