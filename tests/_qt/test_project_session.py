@@ -245,3 +245,21 @@ def test_closing_writes_what_the_timer_had_not(make_napari_viewer, qtbot, on_dis
     state_for(viewer).close()  # what napari's close runs, before the 2 s timer
     saved = load_annotation(path.parent / "cells.napari-unet/entries/cells/labels.tif")
     assert (saved == 7).any()
+
+
+def test_layers_handed_over_by_proxy_are_followed(make_napari_viewer, qtbot, on_disk):
+    """Docks may see napari's PublicOnlyProxy of a layer; its strokes are still saved."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    viewer = make_napari_viewer()
+    path = on_disk()
+    image = viewer.open(str(path))[0]
+    labels = viewer.add_labels(np.zeros((60, 80), np.uint8), name="mine")
+    session = project_for(viewer)
+    session.track(None, PublicOnlyProxy(image), PublicOnlyProxy(labels))
+    assert session.entry_name(labels) is None  # the same entry, whichever handle is used
+    t0 = time.time()
+    labels.paint((30, 30), 6)
+    _saved(session, qtbot, t0)
+    assert session.entry_name(labels) == "cells"
+    assert (load_annotation(path.parent / "cells.napari-unet/entries/cells/labels.tif") == 6).any()

@@ -311,6 +311,8 @@ class ProjectSession:
     def _track(
         self, name: str | None, image: Any, labels: Any, region: Any, *, clean: bool
     ) -> _Entry:
+        # docks may hold napari's public-only proxies; events carry the layers themselves
+        image, labels, region = (_unwrap(layer) for layer in (image, labels, region))
         entry = self._find(labels)
         if entry is None:
             entry = _Entry(labels=labels, image=image, name=name)
@@ -359,13 +361,14 @@ class ProjectSession:
         self._entries.remove(entry)
 
     def _find(self, labels: Any) -> _Entry | None:
+        labels = _unwrap(labels)
         return next((e for e in self._entries if e.labels is labels), None)
 
     def _follow(self, choice: Any, parts: Any = None) -> None:
         """The current annotation is always autosaved, even outside any training set."""
         if choice.labels is None or choice.image is None or self._closed:
             return
-        if choice.labels not in self._viewer.layers:
+        if _unwrap(choice.labels) not in self._viewer.layers:
             return
         self._track(None, choice.image, choice.labels, choice.region, clean=False)
 
@@ -655,6 +658,11 @@ class ProjectSession:
                 entry.image = layer
                 self._state.annotation.set(image=layer, labels=entry.labels, region=entry.region)
         self.changed.emit(self.project)
+
+
+def _unwrap(layer: Any) -> Any:
+    """The layer behind a napari PublicOnlyProxy (what its events carry as their source)."""
+    return getattr(layer, "__wrapped__", layer)
 
 
 def _history_lengths(layer: Any) -> tuple[int, int] | None:
