@@ -263,3 +263,31 @@ def test_layers_handed_over_by_proxy_are_followed(make_napari_viewer, qtbot, on_
     _saved(session, qtbot, t0)
     assert session.entry_name(labels) == "cells"
     assert (load_annotation(path.parent / "cells.napari-unet/entries/cells/labels.tif") == 6).any()
+
+
+def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((40, 50)), name="sample")
+    labels = viewer.add_labels(np.zeros((40, 50), np.uint8), name="sample annotation")
+    session = project_for(viewer)
+    state_for(viewer).annotation.set(image=image, labels=labels)  # as the Annotate dock does
+    labels.paint((20, 20), 2)
+    assert session.flush()
+    folder = session.project.folder
+    assert folder.parent.name == "projects"  # in the user's data folder (the test's own)
+    other = make_napari_viewer()
+    warnings = []
+    monkeypatch.setattr(ps_module, "show_warning", warnings.append)
+    with qtbot.waitSignal(project_for(other).opened, timeout=20000) as opened:
+        project_for(other).open(folder)
+    (entry,) = opened.args[0]
+    assert entry.image is None and (entry.labels.data == 2).any()
+    assert len(warnings) == 1 and "was not read from a file" in warnings[0]
+    # with the same image open, the annotation finds it
+    third = make_napari_viewer()
+    same = third.add_image(np.asarray(image.data), name="sample")
+    with qtbot.waitSignal(project_for(third).opened, timeout=20000) as opened:
+        project_for(third).open(folder)
+    assert opened.args[0][0].image is same

@@ -440,7 +440,7 @@ class ProjectSession:
         return (project, entry.name, info, layer_data(entry.labels), region, allow_empty)
 
     def _save(self, entry: _Entry, *, allow_empty: bool = False) -> None:
-        if self._closed or entry not in self._entries and entry.worker is None and not entry.dirty:
+        if self._closed:
             return
         if entry.worker is not None:  # one write at a time per entry: the next one follows
             entry.again = True
@@ -562,6 +562,11 @@ class ProjectSession:
         restored = []
         for record, image, labels, region in loaded.items:
             image_layer = self._image_layer(record, image)
+            if image_layer is None and record.image is None:
+                loaded.problems.append(
+                    f"The image of '{record.name}' was not read from a file, so the project "
+                    "cannot open it; its annotation opens alone."
+                )
             place = {}
             if image_layer is not None:
                 place = {"scale": image_layer.scale[-labels.ndim :]}
