@@ -36,6 +36,9 @@ _LAZY = {
     "instance_scores": "metrics",
     "predict_to_zarr": "bigimage",
     "load_bundled_model": "bundled",
+    "image_files": "batch",
+    "segment_files": "batch",
+    "segment_folder": "batch",
 }
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "Trainer",
     "UNet",
     "elastic_deform",
+    "image_files",
     "instance_scores",
     "iter_predict_tiled",
     "labels_from_probabilities",
@@ -54,6 +58,8 @@ __all__ = [
     "predict_tiled",
     "predict_to_zarr",
     "save_model",
+    "segment_files",
+    "segment_folder",
     "select_device",
     "train_model",
     "unet_weight_map",
@@ -63,6 +69,7 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 if TYPE_CHECKING:
     from .augment import AugmentConfig, elastic_deform
+    from .batch import image_files, segment_files, segment_folder
     from .bigimage import predict_to_zarr
     from .bundled import load_bundled_model
     from .device import select_device

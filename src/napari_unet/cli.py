@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ._generators import run_to_end
 from .augment import AugmentConfig
+from .batch import BatchState, display_name, image_files, is_zarr_store, segment_files
 from .bigimage import iter_predict_to_zarr, open_image_lazily
 from .errors import NapariUnetError
 from .fileio import check_output_path, read_image, write_tiff
@@ -56,10 +57,27 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="segment an image into instance labels",
-        description="Segment IMAGE by overlap-tile prediction and write instance labels as TIFF.",
+        description="Segment IMAGE by overlap-tile prediction and write instance labels as TIFF. "
+        "Several images, or a folder of images, are segmented one at a time into the folder "
+        "OUTPUT as NAME_labels.tif (or NAME_labels.zarr); an image that fails is listed at the "
+        "end and the others go on (exit status 1 if any failed).",
     )
-    p.add_argument("image", type=Path, help="input image (TIFF or any format scikit-image reads)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="labels TIFF to write")
+    p.add_argument(
+        "images",
+        type=Path,
+        nargs="+",
+        metavar="IMAGE",
+        help="input image (TIFF or any format scikit-image reads, or a zarr store); "
+        "several images or a folder for a batch",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="labels TIFF to write; for several images or a folder, the folder for the results "
+        "(created if missing)",
+    )
     p.add_argument(
         "--model",
         default=None,
@@ -92,6 +110,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="dask.distributed scheduler address (zarr output), e.g. tcp://host:8786",
     )
     p.add_argument("--chunk", type=int, default=None, help="zarr output: chunk side in pixels")
+    p.add_argument(
+        "--zarr",
+        action="store_true",
+        help="batch: write NAME_labels.zarr stores instead of TIFF files (zarr inputs always do)",
+    )
     p.set_defaults(func=_cmd_predict)
 
 
@@ -260,6 +283,11 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1:
         raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
+    if _is_batch(args):
+        return _cmd_predict_batch(args)
+    args.image = args.images[0]
+    if args.zarr:
+        raise NapariUnetError("For one image, name the output OUT.zarr instead of giving --zarr.")
     if _wants_zarr(args):
         return _cmd_predict_zarr(args)
     outputs = [args.output] + ([args.probabilities] if args.probabilities else [])
@@ -299,6 +327,131 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     # ids are consecutive, so the largest is the count
     print(f"{int(labels.max())} objects written to {args.output}", file=sys.stderr)
     return 0
+
+
+def _is_batch(args: argparse.Namespace) -> bool:
+    """Several images, a folder of images, or an existing folder to write into."""
+    first, out = args.images[0], args.output
+    if len(args.images) > 1 or (first.is_dir() and not _is_zarr_input(first)):
+        return True
+    return out.is_dir() and out.suffix.lower() != ".zarr" and not is_zarr_store(out)
+
+
+def _is_zarr_input(path: Path) -> bool:
+    return path.suffix.lower() == ".zarr" or is_zarr_store(path)
+
+
+def _batch_inputs(items: list[Path]) -> list[Path]:
+    """The files given, with every folder replaced by the images in it."""
+    paths = []
+    for item in items:
+        if item.is_dir() and not _is_zarr_input(item):
+            found = image_files(item)
+            if not found:
+                raise NapariUnetError(
+                    f"The folder {item} holds no images (TIFF, PNG, JPEG, BMP or zarr)."
+                )
+            paths.extend(found)
+        else:  # a missing or unreadable file fails on its own, the others go on
+            paths.append(item)
+    return paths
+
+
+def _check_batch_output(out: Path) -> None:
+    """With several images, -o must name a folder."""
+    if out.exists() and not out.is_dir():
+        raise NapariUnetError(
+            f"The output {out} is a file; with several images or a folder, -o names a folder."
+        )
+    if out.suffix.lower() in (".tif", ".tiff", ".png", ".jpg", ".zarr") and not out.is_dir():
+        raise NapariUnetError(
+            f"With several images or a folder, -o names a folder for the results; "
+            f"{out} looks like a file name."
+        )
+    if is_zarr_store(out):
+        raise NapariUnetError(f"The output {out} is a zarr store; -o names a folder for results.")
+
+
+def _cmd_predict_batch(args: argparse.Namespace) -> int:
+    """Several images: one at a time into the folder -o, failures listed, exit 1 if any."""
+    if args.probabilities:
+        raise NapariUnetError(
+            "--probabilities names one file; with several images or a folder leave it out."
+        )
+    out = args.output
+    _check_batch_output(out)
+    paths = _batch_inputs(args.images)
+    model = _load_model(args.model)
+    zarr_out = args.zarr or args.chunk is not None or args.scheduler is not None
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    gen = segment_files(
+        paths,
+        out,
+        model=model,
+        output_format="zarr" if zarr_out else "tiff",
+        overwrite=args.overwrite,
+        rescale=args.rescale if args.rescale is not None else 1.0,
+        diameter=args.diameter,
+        tile_shape=args.tile,
+        batch_size=args.batch_size,
+        device=args.device,
+        threshold=args.threshold,
+        min_size=args.min_size,
+        chunk=args.chunk,
+        scheduler=args.scheduler,
+    )
+    n = len(paths)
+    bar = None  # made on the first event: arguments refused before it print no bar
+    done, failed = [], []
+    try:
+        for event in gen:
+            if bar is None:
+                bar_format = "{desc}{percentage:3.0f}%|{bar}|"
+                bar = tqdm(total=n, desc="predict", file=sys.stderr, bar_format=bar_format)
+            bar.update(event.overall * n - bar.n)
+            if event.state is BatchState.STARTED:
+                bar.set_description(f"{event.index + 1}/{n} {display_name(event.source)}")
+            elif event.state is BatchState.DONE:
+                done.append((event.source, event.n_objects, event.output))
+            elif event.state is BatchState.FAILED:
+                failed.append((event.source, event.message))
+    except NapariUnetError:
+        if created and bar is None:  # refused before any image: leave nothing behind
+            out.rmdir()
+        raise
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        _print_batch_table(done)
+        print(
+            f"napari-unet: interrupted after {len(done) + len(failed)} of {n} images; the "
+            f"finished results are in {out}, the image under way was not written.",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_batch_table(done)
+    for source, message in failed:
+        print(f"napari-unet: failed: {display_name(source)}: {message}", file=sys.stderr)
+    objects = sum(count for _, count, _ in done)
+    summary = f"{n} images: {objects:,} objects written to {out}"
+    if failed:
+        summary += f"; {len(failed)} failed"
+    print(summary + ".", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _print_batch_table(done: list) -> None:
+    """Per image: its object count and result file, on stdout (for scripts)."""
+    if not done:
+        return
+    width = max(len(display_name(source)) for source, _, _ in done)
+    print(f"{'image':<{width}}  {'objects':>8}  output")
+    for source, count, output in done:
+        print(f"{display_name(source):<{width}}  {count:>8}  {output}")
 
 
 def _cmd_weightmap(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Run by tests/_qt/test_close.py in a fresh process: open napari, start work, close.
 
 Usage: python close_scenario.py SCENARIO, SCENARIO one of plain, docked, training,
-weightmap, prediction. Prints "closing at T" (time.time()) just before the close.
+weightmap, prediction, batch. Prints "closing at T" (time.time()) just before the close.
 """
 
 import sys
@@ -51,6 +51,12 @@ def main(scenario: str) -> None:
         predict._tile.value = 64
         predict._runner.progressed.connect(lambda done, total: QTimer.singleShot(0, close))
         predict.segment()
+    elif scenario == "batch":  # "Segment all open images", closed during the first image
+        viewer.add_image(np.tile(np.asarray(image.data), (4, 4)), name="big")
+        predict = docks["Predict"]
+        predict._tile.value = 64
+        predict._batch.segment_open_images()
+        predict._batch.worker.yielded.connect(lambda event: QTimer.singleShot(0, close))
     napari.run()
 
 

@@ -42,7 +42,7 @@ def _clean(proc, out):
         assert bad not in out, out[-3000:]
 
 
-@pytest.mark.parametrize("scenario", ["docked", "weightmap", "prediction"])
+@pytest.mark.parametrize("scenario", ["docked", "weightmap", "prediction", "batch"])
 def test_close_while_working(scenario, tmp_path):
     proc, out, exit_s = _run(scenario, tmp_path)
     _clean(proc, out)

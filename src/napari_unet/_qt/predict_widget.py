@@ -16,6 +16,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
+from .batch_panel import BatchPanel
 from .dock import ScrollingDock
 from .layers import OWNER_KEY, find_own_layer, is_lazy, layer_choices
 from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
@@ -78,6 +79,7 @@ class PredictWidget(ScrollingDock):
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
         self._status = Label(label="", value="")
+        self._batch = BatchPanel(viewer, self._settings, lambda: self._runner.running)
         self.form.extend(
             [
                 self._image,
@@ -93,6 +95,7 @@ class PredictWidget(ScrollingDock):
                 self._progress,
                 self._copy,
                 self._status,
+                *self._batch.widgets,
             ]
         )
         self._model_path.visible = False
@@ -120,12 +123,14 @@ class PredictWidget(ScrollingDock):
 
     def _ask_to_stop(self) -> None:
         self._runner.cancel()
+        self._batch.cancel()
 
     def _shutdown(self) -> None:
         """The dock or the viewer closes: stop the prediction and wait for it."""
         self._session.changed.disconnect(self._on_session)
         self._state.warmed.disconnect(self._device.reset_choices)
         self._runner.shutdown()
+        self._batch.shutdown()
 
     @property
     def worker(self):
@@ -141,20 +146,37 @@ class PredictWidget(ScrollingDock):
     def _on_session(self, session) -> None:
         self._model_info.value = session.describe()
 
+    def _settings(self) -> dict:
+        """The model (a loader to call in the worker) and options the fields say.
+
+        Raises ``NapariUnetError`` (a ``ValueError``) when no model can be had.
+        """
+        load, source = model_loader(
+            self._model_choice.value, self._model_path.value, self._session, copy=False
+        )
+        return {
+            "model": load,
+            "source": source,
+            "tile": self._tile.value or None,
+            "device": self._device.value,
+            "diameter": self._diameter.value or None,
+        }
+
     def segment(self) -> None:
         """Predict the chosen image in a thread worker."""
         if self._runner.running:
+            return
+        if self._batch.running:
+            show_error("A batch is under way; wait for it or cancel it first.")
             return
         layer = self._image.value
         if layer is None:
             show_error("Choose an image layer to segment.")
             return
         try:
-            load, source = model_loader(
-                self._model_choice.value, self._model_path.value, self._session, copy=False
-            )
-            tile, device = self._tile.value or None, self._device.value
-            diameter = self._diameter.value or None
+            settings = self._settings()
+            load, source = settings["model"], settings["source"]
+            tile, device, diameter = settings["tile"], settings["device"], settings["diameter"]
             if is_lazy(layer):
                 if diameter is not None:
                     show_error(

@@ -66,6 +66,33 @@ def _zarr_job(model, data, rgb, output, tile, device):
     )
 
 
+def show_segmentation(
+    viewer: napari.viewer.Viewer, source: str, foreground: np.ndarray, labels: np.ndarray
+) -> None:
+    """Add or update "<source> probability" and "<source> segmentation" in place."""
+    upsert_layer(
+        viewer,
+        foreground,
+        kind="image",
+        role="probability",
+        source=source,
+        name=f"{source} probability",
+        colormap="magma",
+        blending="additive",
+        opacity=0.6,
+        contrast_limits=(0.0, 1.0),
+    )
+    upsert_layer(
+        viewer,
+        labels,
+        kind="labels",
+        role="segmentation",
+        source=source,
+        name=f"{source} segmentation",
+        opacity=0.5,
+    )
+
+
 class PredictionRunner:
     """Predicts an image layer off the GUI thread and adds/updates the result layers.
 
@@ -203,27 +230,7 @@ class PredictionRunner:
             self._end(result.message, error=True)
             return
         foreground, labels = result
-        upsert_layer(
-            self._viewer,
-            foreground,
-            kind="image",
-            role="probability",
-            source=source,
-            name=f"{source} probability",
-            colormap="magma",
-            blending="additive",
-            opacity=0.6,
-            contrast_limits=(0.0, 1.0),
-        )
-        upsert_layer(
-            self._viewer,
-            labels,
-            kind="labels",
-            role="segmentation",
-            source=source,
-            name=f"{source} segmentation",
-            opacity=0.5,
-        )
+        show_segmentation(self._viewer, source, foreground, labels)
         self._end(f"{int(labels.max())} objects found in {source}.")
 
     def _end(self, message: str, error: bool = False) -> None:
