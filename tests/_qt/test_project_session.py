@@ -38,7 +38,7 @@ def _annotate(viewer, path):
     return image, viewer.layers[f"{image.name} annotation"], annotate
 
 
-def _saved(session, qtbot, after, timeout=8000):
+def _saved(session, qtbot, after, timeout=20000):
     qtbot.waitUntil(
         lambda: (
             session.last_saved is not None and session.last_saved > after and not session.pending
@@ -100,12 +100,12 @@ def test_an_empty_annotation_never_replaces_a_saved_one(make_napari_viewer, qtbo
     told = []
     session.problem.connect(told.append)
     labels.data = np.zeros_like(labels.data)  # everything gone, e.g. by a mistaken fill
-    qtbot.waitUntil(lambda: session.refused_entries == ["cells"], timeout=8000)
+    qtbot.waitUntil(lambda: session.refused_entries == ["cells"], timeout=20000)
     assert len(told) == 1 and "now empty" in told[0]
     np.testing.assert_array_equal(load_annotation(file), painted)  # nothing lost
     assert not panel._keep_empty.native.isHidden()
     panel._keep_empty.changed.emit(True)  # the user asks to keep it empty
-    qtbot.waitUntil(lambda: not load_annotation(file).any(), timeout=8000)
+    qtbot.waitUntil(lambda: not load_annotation(file).any(), timeout=20000)
     versions = annotation_versions(file)
     assert versions and np.array_equal(load_annotation(versions[0]), painted)
     qtbot.waitUntil(lambda: panel._keep_empty.native.isHidden(), timeout=3000)

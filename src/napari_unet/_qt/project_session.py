@@ -142,14 +142,15 @@ def _write_entry(
     """Write one entry (in a worker); the time written, None if nothing needed writing."""
     from ..project import EmptyAnnotationError
 
-    labels = np.array(labels_ref, copy=True)  # the snapshot; see the module docstring
     try:
         if name not in project.names:
-            if not labels.any() and not (region and region.data):
-                return None  # nothing painted yet: no folder is made
+            # nothing painted yet: no folder is made (and no 64 MB copy to find that out)
+            if not np.asarray(labels_ref).any() and not (region and region.data):
+                return None
             project.add_entry(
                 name, info.path, layer_name=info.layer_name, shape=info.shape, dtype=info.dtype
             )
+        labels = np.array(labels_ref, copy=True)  # the snapshot; see the module docstring
         project.save_labels(name, labels, allow_empty=allow_empty)
         project.save_region(name, region)
         project.hash_images()
