@@ -12,6 +12,7 @@ from ..paper import SIGMA, W0
 from .cell_counter import CellCounter
 from .dock import ScrollingDock
 from .layers import OWNER_KEY, image_of, layer_choices, spatial_shape
+from .project_session import project_for
 from .session import state_for
 from .weightmap_overlay import WeightMapOverlay
 
@@ -30,6 +31,7 @@ class AnnotateWidget(ScrollingDock):
         super().__init__()
         self._viewer = viewer
         self._state = state_for(viewer)
+        project_for(viewer)  # the annotation is autosaved from the first stroke on
         self._overlay: WeightMapOverlay | None = None
         self._retired: list[WeightMapOverlay] = []  # switched off, maybe still computing
         self._counter: CellCounter | None = None

@@ -1,0 +1,293 @@
+"""Project folders in the GUI: autosave as the user paints, open a project, moved images."""
+
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from napari.layers import Labels, Shapes
+
+from napari_unet._qt import project_session as ps_module
+from napari_unet._qt.layers import role_of
+from napari_unet._qt.project_panel import NO_PROJECT, ProjectPanel
+from napari_unet._qt.project_session import project_for
+from napari_unet._qt.session import state_for
+from napari_unet.project import Project, annotation_versions, load_annotation
+
+
+@pytest.fixture
+def on_disk(tmp_path):
+    """Write an image file and return its path."""
+
+    def write(name="cells", shape=(60, 80), seed=0):
+        path = tmp_path / f"{name}.tif"
+        rng = np.random.default_rng(seed)
+        tifffile.imwrite(path, rng.integers(0, 255, shape, dtype=np.uint8))
+        return path
+
+    return write
+
+
+def _annotate(viewer, path):
+    """Open ``path`` and make a new annotation for it in the Annotate dock, as a user does."""
+    image = viewer.open(str(path))[0]
+    annotate = viewer.window.add_plugin_dock_widget("napari-unet", "Annotate")[1]
+    annotate._image.value = image
+    annotate.new_annotation()
+    return image, viewer.layers[f"{image.name} annotation"], annotate
+
+
+def _saved(session, qtbot, after, timeout=20000):
+    qtbot.waitUntil(
+        lambda: (
+            session.last_saved is not None and session.last_saved > after and not session.pending
+        ),
+        timeout=timeout,
+    )
+
+
+def test_painting_is_autosaved_next_to_the_image(make_napari_viewer, qtbot, on_disk):
+    viewer = make_napari_viewer()
+    path = on_disk()
+    image, labels, annotate = _annotate(viewer, path)
+    session = project_for(viewer)
+    panel = ProjectPanel(viewer)
+    assert panel._folder.value == NO_PROJECT
+    folder = path.parent / "cells.napari-unet"
+    qtbot.wait(2500)  # an empty new annotation makes no folder
+    assert not folder.exists()
+    t0 = time.time()
+    labels.paint((20, 30), 1)
+    labels.paint((40, 60), 2)
+    _saved(session, qtbot, t0)
+    assert session.last_saved - t0 < 5.0  # at most 5 s after painting stops
+    saved = load_annotation(folder / "entries" / "cells" / "labels.tif")
+    np.testing.assert_array_equal(saved, labels.data)
+    record = Project.open(folder).entry("cells")
+    assert record.image == str(path) and len(record.sha256) == 64 and record.shape == (60, 80)
+    panel._show()
+    assert panel._folder.value == str(folder) and panel._saved.value.startswith("Saved ")
+    # a region drawn afterwards is saved too, as shapes
+    annotate.new_region()
+    region = viewer.layers["cells annotated region"]
+    t1 = time.time()
+    region.add_rectangles(np.array([[5, 5], [30, 40]]))
+    _saved(session, qtbot, t1)
+    assert Project.open(folder).entry("cells").region == "entries/cells/region.json"
+    # undo writes pixels without a paint event: still saved
+    t2 = time.time()
+    labels.undo()
+    _saved(session, qtbot, t2)
+    np.testing.assert_array_equal(
+        load_annotation(folder / "entries" / "cells" / "labels.tif"), labels.data
+    )
+    assert not (labels.data == 2).any()
+
+
+def test_an_empty_annotation_never_replaces_a_saved_one(make_napari_viewer, qtbot, on_disk):
+    viewer = make_napari_viewer()
+    path = on_disk()
+    _, labels, _ = _annotate(viewer, path)
+    session = project_for(viewer)
+    panel = ProjectPanel(viewer)
+    file = path.parent / "cells.napari-unet" / "entries" / "cells" / "labels.tif"
+    t0 = time.time()
+    labels.paint((20, 30), 1)
+    _saved(session, qtbot, t0)
+    painted = load_annotation(file)
+    assert painted.any()
+    told = []
+    session.problem.connect(told.append)
+    labels.data = np.zeros_like(labels.data)  # everything gone, e.g. by a mistaken fill
+    qtbot.waitUntil(lambda: session.refused_entries == ["cells"], timeout=20000)
+    assert len(told) == 1 and "now empty" in told[0]
+    np.testing.assert_array_equal(load_annotation(file), painted)  # nothing lost
+    assert not panel._keep_empty.native.isHidden()
+    panel._keep_empty.changed.emit(True)  # the user asks to keep it empty
+    qtbot.waitUntil(lambda: not load_annotation(file).any(), timeout=20000)
+    versions = annotation_versions(file)
+    assert versions and np.array_equal(load_annotation(versions[0]), painted)
+    qtbot.waitUntil(lambda: panel._keep_empty.native.isHidden(), timeout=3000)
+
+
+def test_a_project_round_trip(make_napari_viewer, qtbot, on_disk, tmp_path):
+    viewer = make_napari_viewer()
+    a, b = on_disk("a", (50, 70), 1), on_disk("b", (64, 40), 2)
+    image_a, labels_a, annotate = _annotate(viewer, a)
+    session = project_for(viewer)
+    folder = session.choose_folder(tmp_path / "my project").folder
+    labels_a.paint((10, 10), 1)
+    annotate.new_region()
+    region = viewer.layers["a annotated region"]
+    region.add_rectangles(np.array([[2, 3], [30, 40]]))
+    region.add_polygons(np.array([[35, 5], [45, 20], [48, 2]]))
+    image_b = viewer.open(str(b))[0]
+    labels_b = viewer.add_labels(np.zeros((64, 40), np.uint16), name="b cells")
+    labels_b.data_setitem((np.array([3, 4, 5]), np.array([7, 7, 7])), 9)
+    session.track(None, image_b, labels_b)  # as the Train dock adds an entry
+    assert session.flush()
+    assert Project.open(folder).names == ["a", "b"]
+    # two rounds; the first one's model is the one in use
+    from napari_unet import UNet
+
+    models = [UNet(base_channels=2, depth=2), UNet(base_channels=3, depth=2)]
+    history = Project.open(folder).history
+    for model in models:
+        history.add_round(
+            model, start_model="scratch", cells=2, steps=1, seconds=0.1, ap50=None,
+            mean_iou=None, val_cells=0, entries=["a", "b"],
+        )  # fmt: skip
+    history.set_current(1)
+
+    other = make_napari_viewer()
+    train = other.window.add_plugin_dock_widget("napari-unet", "Train")[1]
+    reopened = project_for(other)
+    with qtbot.waitSignal(reopened.opened, timeout=20000) as opened:
+        reopened.open(folder)
+    entries = opened.args[0]
+    assert [e.name for e in entries] == ["a", "b"]
+    ea, eb = entries
+    np.testing.assert_array_equal(ea.image.data, image_a.data)
+    np.testing.assert_array_equal(ea.labels.data, labels_a.data)
+    np.testing.assert_array_equal(eb.labels.data, labels_b.data)
+    assert eb.labels.data.dtype == np.uint16
+    assert isinstance(ea.region, Shapes) and eb.region is None
+    assert ea.region.shape_type == ["rectangle", "polygon"]
+    for got, want in zip(ea.region.data, region.data):
+        np.testing.assert_allclose(got, want)
+    assert role_of(ea.labels) == "annotation" and role_of(ea.region) == "region"
+    assert state_for(other).annotation.labels is eb.labels  # the last entry is current
+    in_use = state_for(other).model
+    assert in_use.model.config["base_channels"] == 2 and "round 1" in in_use.source
+    for (k, w), (_, v) in zip(in_use.model.state_dict().items(), models[0].state_dict().items()):
+        assert torch.equal(w, v), k
+    assert [e.name for e in train.training_set.entries] == ["a", "b"]  # the Train dock's list
+    # the restored layers are tracked: a stroke in the reopened project is saved there
+    t0 = time.time()
+    ea.labels.paint((40, 60), 5)
+    _saved(reopened, qtbot, t0)
+    assert (load_annotation(folder / "entries/a/labels.tif") == 5).any()
+    assert Project.open(folder).names == ["a", "b"]  # no duplicate entry
+
+
+def test_a_moved_image_is_one_sentence_and_the_rest_opens(
+    make_napari_viewer, qtbot, on_disk, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    a, b = on_disk("a", seed=1), on_disk("b", seed=2)
+    session = project_for(viewer)
+    session.choose_folder(tmp_path / "p")
+    for path in (a, b):
+        image = viewer.open(str(path))[0]
+        labels = viewer.add_labels(np.zeros((60, 80), np.uint8), name=f"{path.stem} ann")
+        labels.paint((30, 30), 3)
+        session.track(None, image, labels)
+    assert session.flush()
+    moved = tmp_path / "elsewhere.tif"
+    a.rename(moved)
+
+    other = make_napari_viewer()
+    warnings = []
+    monkeypatch.setattr(ps_module, "show_warning", warnings.append)
+    reopened = project_for(other)
+    panel = ProjectPanel(other)
+    with qtbot.waitSignal(reopened.opened, timeout=20000) as opened:
+        reopened.open(tmp_path / "p")
+    ea, eb = opened.args[0]
+    assert len(warnings) == 1 and str(a) in warnings[0] and "'a'" in warnings[0]
+    assert ea.image is None and isinstance(ea.labels, Labels) and ea.labels.data.any()
+    assert eb.image is not None and eb.labels.data.any()  # the rest opens
+    assert panel._message.value == warnings[0] and not panel._locate.native.isHidden()
+    # the user points at the new place
+    monkeypatch.setattr(ProjectPanel, "_ask_file", lambda self, caption, near: str(moved))
+    panel._locate.changed.emit(True)
+    qtbot.waitUntil(lambda: not reopened.moved, timeout=10000)
+    assert "a" in other.layers and Project.open(tmp_path / "p").entry("a").image == str(moved)
+    layers = list(other.layers)
+    assert layers.index(other.layers["a"]) < layers.index(ea.labels)  # under its annotation
+    qtbot.waitUntil(lambda: panel._locate.native.isHidden(), timeout=3000)
+
+
+def test_panel_choose_and_open_through_its_buttons(
+    make_napari_viewer, qtbot, on_disk, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    _, labels, _ = _annotate(viewer, on_disk())
+    panel = ProjectPanel(viewer)
+    session = project_for(viewer)
+    monkeypatch.setattr(ProjectPanel, "_ask_folder", lambda self, caption: str(tmp_path / "chosen"))
+    panel._choose.changed.emit(True)
+    assert panel._folder.value == str(tmp_path / "chosen")
+    labels.paint((10, 10), 4)
+    assert session.flush()
+    other = make_napari_viewer()
+    panel2 = ProjectPanel(other)
+    panel2._open.changed.emit(True)
+    qtbot.waitUntil(lambda: "cells annotation" in other.layers, timeout=20000)
+    assert (other.layers["cells annotation"].data == 4).any()
+    assert panel2._folder.value == str(tmp_path / "chosen")
+    # a folder that is not a project: one sentence, nothing else happens
+    errors = []
+    monkeypatch.setattr(ps_module, "show_error", errors.append)
+    monkeypatch.setattr(ProjectPanel, "_ask_folder", lambda self, caption: str(tmp_path))
+    panel2._open.changed.emit(True)
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
+    assert "holds no napari-unet project" in errors[0]
+    assert panel2._message.value == errors[0]
+
+
+def test_closing_writes_what_the_timer_had_not(make_napari_viewer, qtbot, on_disk):
+    viewer = make_napari_viewer()
+    path = on_disk()
+    _, labels, _ = _annotate(viewer, path)
+    labels.paint((25, 25), 7)
+    state_for(viewer).close()  # what napari's close runs, before the 2 s timer
+    saved = load_annotation(path.parent / "cells.napari-unet/entries/cells/labels.tif")
+    assert (saved == 7).any()
+
+
+def test_layers_handed_over_by_proxy_are_followed(make_napari_viewer, qtbot, on_disk):
+    """Docks may see napari's PublicOnlyProxy of a layer; its strokes are still saved."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    viewer = make_napari_viewer()
+    path = on_disk()
+    image = viewer.open(str(path))[0]
+    labels = viewer.add_labels(np.zeros((60, 80), np.uint8), name="mine")
+    session = project_for(viewer)
+    session.track(None, PublicOnlyProxy(image), PublicOnlyProxy(labels))
+    assert session.entry_name(labels) is None  # the same entry, whichever handle is used
+    t0 = time.time()
+    labels.paint((30, 30), 6)
+    _saved(session, qtbot, t0)
+    assert session.entry_name(labels) == "cells"
+    assert (load_annotation(path.parent / "cells.napari-unet/entries/cells/labels.tif") == 6).any()
+
+
+def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((40, 50)), name="sample")
+    labels = viewer.add_labels(np.zeros((40, 50), np.uint8), name="sample annotation")
+    session = project_for(viewer)
+    state_for(viewer).annotation.set(image=image, labels=labels)  # as the Annotate dock does
+    labels.paint((20, 20), 2)
+    assert session.flush()
+    folder = session.project.folder
+    assert folder.parent.name == "projects"  # in the user's data folder (the test's own)
+    other = make_napari_viewer()
+    warnings = []
+    monkeypatch.setattr(ps_module, "show_warning", warnings.append)
+    with qtbot.waitSignal(project_for(other).opened, timeout=20000) as opened:
+        project_for(other).open(folder)
+    (entry,) = opened.args[0]
+    assert entry.image is None and (entry.labels.data == 2).any()
+    assert len(warnings) == 1 and "was not read from a file" in warnings[0]
+    # with the same image open, the annotation finds it
+    third = make_napari_viewer()
+    same = third.add_image(np.asarray(image.data), name="sample")
+    with qtbot.waitSignal(project_for(third).opened, timeout=20000) as opened:
+        project_for(third).open(folder)
+    assert opened.args[0][0].image is same
