@@ -23,7 +23,7 @@ def _annotated(viewer, name, shape, seed, ids, paint):
 def _fine_tune(train, qtbot):
     train.fine_tune()
     qtbot.waitUntil(lambda: not train.runner.running, timeout=90000)
-    qtbot.waitUntil(lambda: not train._workers.pending(), timeout=30000)  # the round is saved
+    qtbot.waitUntil(lambda: not train._workers.pending, timeout=30000)  # the round is saved
 
 
 def test_a_set_of_two_images_trains_in_rounds_and_goes_back(
@@ -55,7 +55,8 @@ def test_a_set_of_two_images_trains_in_rounds_and_goes_back(
     assert train._start.value == "current"  # the next round starts from this one
     round1 = [t.clone() for t in session_for(viewer).model.state_dict().values()]
     # round 2: more cells in b
-    paint(ann_b, truth_b, [7, 8, 9])
+    for cell in (7, 8, 9):  # new cells with new ids
+        ann_b.data_setitem(tuple(np.argwhere(truth_b == cell).T), cell)
     qtbot.waitUntil(lambda: panel.counts() == [8, 9], timeout=10000)
     _fine_tune(train, qtbot)
     rows = train.history.rows()

@@ -21,6 +21,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
+from .correction_panel import CorrectionPanel
 from .dock import ScrollingDock
 from .layers import (
     image_of,
@@ -40,6 +41,7 @@ from .model_choice import (
     model_loader,
 )
 from .prediction import PredictionRunner
+from .project_panel import ProjectPanel
 from .project_session import project_for
 from .round_history_panel import RoundHistoryPanel
 from .session import state_for
@@ -90,6 +92,8 @@ class TrainWidget(ScrollingDock):
         self._predictor = PredictionRunner(viewer)
         self._workers = WorkerGroup()  # the augmentation preview
         self._preview_worker = None
+        self.project_panel = ProjectPanel(viewer)
+        self.form.native.layout().addWidget(self.project_panel.native)
         self.form.extend(self._data_fields(viewer))
         self.training_set = TrainingSetPanel(viewer, region_mask)
         self.form.native.layout().addWidget(self.training_set)
@@ -107,6 +111,8 @@ class TrainWidget(ScrollingDock):
         self.form.native.layout().addWidget(self.plot)
         self.history = RoundHistoryPanel()
         self.form.native.layout().addWidget(self.history)
+        self.correction = CorrectionPanel(viewer)
+        self.form.native.layout().addWidget(self.correction.native)
         self._project = project_for(viewer)
         self._start.changed.connect(self._on_start)
         self._train.changed.connect(self.fine_tune)
@@ -120,11 +126,14 @@ class TrainWidget(ScrollingDock):
         self._runner.done.connect(self._on_done)
         self._runner.failed.connect(self._on_failed)
         self._offer_derived.changed.connect(lambda *_: self.reset_choices())
+        self._image.changed.connect(self._retarget)
+        self._annotation.changed.connect(self._retarget)
         self._state.annotation.changed.connect(self._follow)
         self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
         self._on_project()
+        self._retarget()
 
     def _data_fields(self, viewer: napari.viewer.Viewer) -> list:
         """What to train on: image, annotation, region."""
@@ -241,6 +250,7 @@ class TrainWidget(ScrollingDock):
         self._project.changed.disconnect(self._on_project)
         self._project.opened.disconnect(self._on_opened)
         self.training_set.close_counters()
+        self.correction.shutdown()
         self._runner.shutdown()
         self._predictor.shutdown()
         self._workers.stop_all()
@@ -321,6 +331,10 @@ class TrainWidget(ScrollingDock):
             [e.name for e in entries],
             [e.image for e in entries],
         )
+
+    def _retarget(self, *_: Any) -> None:
+        """Correct the mistakes works on the chosen image and annotation."""
+        self.correction.set_target(self._image.value, self._annotation.value)
 
     def add_to_set(self) -> None:
         """Add the chosen image, annotation and region to the training set."""
