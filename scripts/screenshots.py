@@ -122,6 +122,50 @@ def main() -> None:
     scroll = predict._scroll.verticalScrollBar()
     scroll.setValue(scroll.maximum())  # down to the batch summary
     shot("batch.png")
+
+    # 5. a second round: the first image goes into the training set, a second field of view
+    # is annotated (its top-left corner, as a region) and added; Fine-tune trains on both,
+    # starting from round 1's model; the rounds table and its plot show both rounds
+    for name in ("synthetic nuclei probability", "synthetic nuclei segmentation"):
+        viewer.layers[name].visible = False
+    train._image.value = image
+    train._annotation.value = ann
+    train._region.value = region
+    train.add_to_set()
+    second, second_truth = make_cells((384, 384), diameter=(10, 18), seed=21)
+    field = viewer.add_image(second, name="second field", translate=(0, 560))
+    field_ann = viewer.add_labels(
+        np.zeros_like(second_truth), name="second field annotation", translate=(0, 560)
+    )
+    side2 = 192
+    cells2 = np.unique(second_truth[:side2, :side2])
+    for new_id, cell in enumerate(cells2[cells2 > 0], start=1):
+        field_ann.data_setitem(tuple(np.argwhere(second_truth[:side2, :side2] == cell).T), new_id)
+    field_region = viewer.add_shapes(
+        [np.array([[0, 0], [0, side2 - 1], [side2 - 1, side2 - 1], [side2 - 1, 0]])],
+        shape_type="polygon",
+        name="second field annotated region",
+        translate=(0, 560),
+        face_color="transparent",
+        edge_color="yellow",
+    )
+    train.reset_choices()
+    train._image.value = field
+    train._annotation.value = field_ann
+    train._region.value = field_region
+    train.add_to_set()
+    train._time.value = SECONDS
+    docks["Train"][0].raise_()
+    train.fine_tune()
+    wait(lambda: not train.runner.running)
+    wait(lambda: not train.predictor.running)
+    wait(lambda: not train._workers.pending)
+    viewer.reset_view()
+    settle(1.0)
+    train._scroll.ensureWidgetVisible(train.history, 0, 0)
+    shot("rounds.png")
+    train._scroll.ensureWidgetVisible(train.training_set, 0, 0)
+    shot("training-set.png")
     viewer.close()
 
 

@@ -133,3 +133,22 @@ def test_folder_problems_and_cancel(make_napari_viewer, qtbot, model_file, tmp_p
     assert batch._summary.value.startswith("Cancelled after 0 of 2 images")
     assert sorted(p.name for p in images.iterdir()) == ["a.tif", "b.tif"]
     assert batch._all_open.enabled and batch._run_folder.enabled and not batch._cancel.enabled
+
+
+def test_results_go_into_the_open_project(make_napari_viewer, qtbot, model_file, tmp_path, rng):
+    from napari_unet._qt.project_session import project_for
+
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "a.tif", (rng.random((50, 60)) * 1000).astype(np.uint16))
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, model_file)
+    batch = widget._batch
+    assert "into the project" not in batch._where.choices  # no project open yet
+    project = project_for(viewer).choose_folder(tmp_path / "proj")
+    assert "into the project" in batch._where.choices
+    batch._folder.value = images
+    batch._where.value = "into the project"
+    _click_and_wait(qtbot, batch, batch._run_folder)
+    assert (project.folder / "predictions" / "a_labels.tif").is_file()
+    assert not (images / "a_labels.tif").exists()

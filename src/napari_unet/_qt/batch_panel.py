@@ -20,6 +20,7 @@ from ..errors import NapariUnetError
 from .layers import is_derived, is_lazy, layer_image
 from .model_choice import chosen_path
 from .prediction import _segment_job, show_segmentation
+from .project_session import project_for
 from .workers import UserProblem, WorkerGroup
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 
     from ..batch import BatchEvent, BatchResult
 
-NEXT_TO, CHOSEN = "next to the images", "in a folder I choose"
+NEXT_TO, CHOSEN, PROJECT = "next to the images", "in a folder I choose", "into the project"
+# Where results go inside a project folder.
+PROJECT_RESULTS = "predictions"
 TIFF, ZARR = "TIFF", "zarr"
 _STEPS = 1000  # progress bar resolution
 _LISTED = 10  # per-image counts shown in the summary; the rest are counted
@@ -119,7 +122,12 @@ class BatchPanel:
             "layer, as Segment gives one image.",
         )
         self._folder = FileEdit(label="Image folder", mode="d")
-        self._where = ComboBox(label="Results", choices=[NEXT_TO, CHOSEN], value=NEXT_TO)
+        self._where = ComboBox(
+            label="Results",
+            choices=self._destinations,
+            value=NEXT_TO,
+            tooltip="Into the project: the open project's 'predictions' folder.",
+        )
         self._out_dir = FileEdit(label="Results folder", mode="d")
         self._format = ComboBox(
             label="Format",
@@ -151,6 +159,8 @@ class BatchPanel:
             self._summary,
         ]
         self._out_dir.visible = False
+        self._project = project_for(viewer)
+        self._project.changed.connect(self._on_project)
         self._where.changed.connect(
             lambda value: setattr(self._out_dir, "visible", value == CHOSEN)
         )
@@ -201,6 +211,14 @@ class BatchPanel:
         )
         self._start(gen, len(items))
 
+    def _on_project(self, *_: Any) -> None:
+        self._where.reset_choices()
+
+    def _destinations(self, _widget: Any = None) -> list[str]:
+        """Where results may go: "into the project" only while one is open."""
+        has_project = project_for(self._viewer).project is not None
+        return [NEXT_TO, CHOSEN, *([PROJECT] if has_project else [])]
+
     def segment_folder(self) -> None:
         """Segment every image file in the chosen folder into result files."""
         settings = self._checked_settings()
@@ -211,6 +229,13 @@ class BatchPanel:
             show_error("Choose a folder of images first.")
             return
         out_dir = None
+        if self._where.value == PROJECT:
+            project = project_for(self._viewer).project
+            if project is None:
+                show_error("No project is open; write the results next to the images instead.")
+                return
+            out_dir = project.folder / PROJECT_RESULTS
+            out_dir.mkdir(parents=True, exist_ok=True)
         if self._where.value == CHOSEN:
             out_dir = chosen_path(self._out_dir.value)
             if out_dir is None:
@@ -254,6 +279,7 @@ class BatchPanel:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """The dock or viewer closes: stop the batch and wait for it to end."""
+        self._project.changed.disconnect(self._on_project)
         self._workers.stop_all(timeout)
         self.worker = None
 

@@ -99,7 +99,8 @@ class ScrollingDock(Container):
         self._removal = _WatchRemoval(self.native, self._close_once)
 
     def _close_once(self) -> None:
-        if not self._closed:
+        # a collected dock's attributes may already be cleared when Qt destroys its widget
+        if not self.__dict__.get("_closed", True):
             self._closed = True
             self._cancel_close_hook()
             self._shutdown()
