@@ -23,18 +23,20 @@ from qtpy.QtWidgets import (
 if TYPE_CHECKING:
     from ..project.history import RoundHistory, RoundRecord
 
+# the numbers that compare rounds first, so they show without scrolling
 COLUMNS = (
     "Round",
-    "Time",
-    "Start model",
-    "Cells (new)",
-    "Steps",
-    "Seconds",
     "AP@0.5",
     "Mean IoU",
     "Val. cells",
+    "Cells (new)",
+    "Steps",
+    "Seconds",
+    "Start model",
+    "Time",
     "Model file",
 )
+_NUMBERS = range(1, 7)
 _AP = QColor(120, 220, 120)
 _IOU = QColor(80, 170, 255)
 
@@ -47,14 +49,14 @@ def row_texts(r: RoundRecord, current: int | None) -> tuple[str, ...]:
     """The table's texts for round ``r`` (the round in use is marked)."""
     return (
         f"{r.round}{' (in use)' if r.round == current else ''}",
-        r.time.replace("T", " ")[5:16],
-        r.start_model,
-        f"{r.cells} (+{r.new_cells})",
-        str(r.steps),
-        f"{r.seconds:.0f}",
         _score(r.ap50),
         _score(r.mean_iou),
         str(r.val_cells),
+        f"{r.cells} (+{r.new_cells})",
+        str(r.steps),
+        f"{r.seconds:.0f}",
+        r.start_model,
+        r.time.replace("T", " ")[5:16],
         r.model_file,
     )
 
@@ -176,7 +178,7 @@ class RoundHistoryPanel(QWidget):
         for row, r in enumerate(records):
             for col, text in enumerate(row_texts(r, current)):
                 item = QTableWidgetItem(text)
-                if col in (3, 4, 5, 6, 7, 8):
+                if col in _NUMBERS:
                     item.setTextAlignment(
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )

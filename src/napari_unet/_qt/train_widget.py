@@ -114,6 +114,7 @@ class TrainWidget(ScrollingDock):
         self.correction = CorrectionPanel(viewer)
         self.form.native.layout().addWidget(self.correction.native)
         self._project = project_for(viewer)
+        self._model_round: tuple[Any, int | None] = (None, None)  # the model a round made
         self._start.changed.connect(self._on_start)
         self._train.changed.connect(self.fine_tune)
         self._stop.changed.connect(self.stop)
@@ -381,7 +382,10 @@ class TrainWidget(ScrollingDock):
         target = self._image.value
         self._target = target if target in snap.layers else snap.layers[0]
         self._start_source = source
-        self._start_label = self._session.source if choice == CURRENT else source
+        self._start_label = source
+        if choice == CURRENT:
+            made, k = self._model_round
+            self._start_label = f"round {k}" if made is self._session.model else source
         self._trained_names = snap.names
         self.plot.clear()
         self._progress.value = 0
@@ -488,6 +492,7 @@ class TrainWidget(ScrollingDock):
         if isinstance(record, UserProblem):
             show_error(f"The round could not be saved: {record.message}")
             return
+        self._model_round = (model, record.round)
         self.history.show_history(history)
 
     def use_round(self, k: int) -> None:
@@ -507,6 +512,7 @@ class TrainWidget(ScrollingDock):
                 show_error(model.message)
                 return
             self._session.set_model(model, f"round {k} of the project")
+            self._model_round = (model, k)
             self._start.value = CURRENT
             self.history.show_history(history)
             show_info(f"Round {k}'s model is in use again.")

@@ -28,7 +28,7 @@ from .layers import spatial_shape
 if TYPE_CHECKING:
     import napari
 
-COLUMNS = ("Image", "Annotation", "Region", "Cells", "Planes")
+COLUMNS = ("Image", "Cells", "Planes", "Annotation", "Region")
 
 
 @dataclass
@@ -178,10 +178,10 @@ class TrainingSetPanel(QWidget):
                 stacks.append(f"'{e.name}': {done} of {planes} planes annotated")
             values = (
                 e.image.name,
-                e.labels.name,
-                e.region.name if e.region is not None else "whole image",
                 str(e.counter.cells),
                 f"{done}/{planes}" if planes > 1 else "",
+                e.labels.name,
+                e.region.name if e.region is not None else "whole image",
             )
             for col, text in enumerate(values):
                 self.table.setItem(row, col, QTableWidgetItem(text))
