@@ -110,9 +110,13 @@ def test_results_next_to_the_images_and_existing_ones_kept(folder, tiny_model):
     _, again = _events(segment_files(paths, model=tiny_model))
     assert len(again.failures) == 2 and "already exists" in again.failures[0][1]
     assert (folder / "a_labels.tif").read_bytes() == b"corrected by hand"
+    # overwriting replaces the batch's own results, never a file it did not write
+    tifffile.imwrite(folder / "a_labels.tif", np.ones((60, 70), np.uint16))  # an annotation
     _, replaced = _events(segment_files(paths, model=tiny_model, overwrite=True))
-    assert not replaced.failures
-    assert tifffile.imread(folder / "a_labels.tif").shape == (60, 70)
+    assert [p.name for p, _ in replaced.failures] == ["a.tif"]
+    assert "not written by napari-unet" in replaced.failures[0][1]
+    assert (tifffile.imread(folder / "a_labels.tif") == 1).all()
+    assert [item.output.name for item in replaced.done] == ["b_labels.tif"]
     # the folder's own results are not taken for images the next time
     assert [p.name for p in image_files(folder)] == ["a.tif", "b.tif", "c.tif", "d.png"]
 

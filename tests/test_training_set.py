@@ -17,7 +17,7 @@ from napari_unet.training import (
     split_cells,
     train_model,
 )
-from napari_unet.training.split import MIN_CELLS_FOR_FALLBACK, validation_area
+from napari_unet.training.split import validation_area
 
 FAST = dict(base_channels=4, depth=3, tile_size=92, validate_every=5)
 
@@ -64,15 +64,38 @@ def test_split_depends_on_the_name_and_keeps_a_training_cell(many):
     assert not np.array_equal(a, b)
     assert split_cells([labels], ["a.tif:0"], 0.0).n_validation == 0
     one = _grow(labels, 1)
-    assert split_cells([one], ["a.tif:0"], 0.99).n_validation == 0  # nothing left to train on
+    assert split_cells([one], ["a.tif:0"], 0.9999).n_validation == 0  # nothing left to train
 
 
-def test_small_sets_still_get_one_validation_cell(many):
+def test_touching_up_an_outline_keeps_a_cells_side(many):
     _, labels = many
-    for seed in range(10):
-        few = _grow(labels, MIN_CELLS_FOR_FALLBACK, seed)
-        split = split_cells([few], [f"s{seed}:0"], 0.01)  # the fraction alone picks none
-        assert split.n_validation == 1 and split.n_cells == MIN_CELLS_FOR_FALLBACK
+    before = split_cells([labels], ["cells.tif:0"], 0.2)
+    edited = labels.copy()
+    for cell in np.unique(labels)[1:]:  # every cell grows by a 2-pixel stroke at its side
+        ys, xs = np.nonzero(labels == cell)
+        edited[ys.min() : ys.min() + 2, xs.min() : xs.max()] = cell
+    after = split_cells([edited], ["cells.tif:0"], 0.2)
+    assert np.array_equal(before.validation[0], after.validation[0])
+
+
+def test_no_cell_trained_on_is_scored_later(many):
+    """Once a set has a held-out cell, no cell a round trained on is ever held out later.
+
+    (Before that, when every cell of a tiny set would be held out, none is, and those
+    first cells are trained on; a later set may then hold one of them out.)
+    """
+    _, labels = many
+    for seed in range(8):
+        ever_trained: set = set()
+        validated = False
+        for n in range(1, 40):
+            grown = _grow(labels, n, seed=seed)
+            split = split_cells([grown], ["cells.tif:0"], 0.2)
+            held = set(split.validation[0].tolist())
+            if validated:
+                assert not held & ever_trained, "a cell trained on earlier is now scored"
+            validated |= bool(held)
+            ever_trained |= (set(np.unique(grown)) - {0}) - held
 
 
 def test_validation_area_is_the_nearest_cell_partition():

@@ -495,6 +495,10 @@ def _is_zarr_input(path: Path) -> bool:
     return path.is_dir() and (path.name.lower().endswith(".zarr") or is_zarr_store(path))
 
 
+# The TIFF Software tag of batch results: only files carrying it are ever replaced.
+SOFTWARE = "napari-unet batch"
+
+
 def _check_batch_output(out: Path, inputs: set[Path], written: set[Path], overwrite: bool) -> None:
     """Refuse, for this image only, an output that would replace data."""
     target = out.resolve()
@@ -509,6 +513,24 @@ def _check_batch_output(out: Path, inputs: set[Path], written: set[Path], overwr
         raise NapariUnetError(
             f"{out} already exists and was kept; allow overwriting to replace it."
         )
+    if out.is_file() and not written_by_batch(out):
+        # NAME_labels.tif is also what a hand-made annotation is called (train --data)
+        raise NapariUnetError(
+            f"{out} was not written by napari-unet (it may be your own annotation); "
+            "it was kept. Write the results into another folder."
+        )
+
+
+def written_by_batch(path: Path) -> bool:
+    """Whether the TIFF at ``path`` is a result napari-unet's batch wrote (its Software tag)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get("Software")
+            return tag is not None and str(tag.value).startswith(SOFTWARE)
+    except Exception:  # not a TIFF, or unreadable: not ours
+        return False
 
 
 def _segment_to_tiff(
@@ -526,11 +548,11 @@ def _segment_to_tiff(
     n_objects = int(labels.max()) if labels.size else 0  # ids are consecutive
     # uint16 opens everywhere (Fiji included); wider only when the ids need it
     dtype = "uint16" if n_objects < 2**16 else "uint32"
-    write_tiff(outputs[0], labels.astype(dtype), compression="zlib")
+    write_tiff(outputs[0], labels.astype(dtype), compression="zlib", software=SOFTWARE)
     if len(outputs) > 1:
         prob = result.probabilities
         p = foreground_probability(prob) if prob.shape[0] == 2 else prob
-        write_tiff(outputs[1], p.astype("float32"), compression="zlib")
+        write_tiff(outputs[1], p.astype("float32"), compression="zlib", software=SOFTWARE)
     return Outcome(n_objects, outputs[0])
 
 

@@ -89,8 +89,13 @@ def test_stacks_say_how_many_planes_are_annotated(make_napari_viewer, qtbot, pai
     train = _train_dock(viewer)
     train._image.value, train._annotation.value = image, ann
     train.add_to_set()
-    assert "'stack': 2 of 6 planes annotated" in train.training_set.summary.text()
-    assert train.training_set.table.item(0, 2).text() == "2/6"
+    panel = train.training_set
+    qtbot.waitUntil(lambda: "'stack': 2 of 6 planes annotated" in panel.summary.text())
+    assert panel.table.item(0, 2).text() == "2/6"
+    # painting a third plane: counted again off the GUI thread, shortly after
+    coords = np.argwhere(truth[2] == 1)
+    ann.data_setitem((np.full(len(coords), 2), *coords.T), 2)
+    qtbot.waitUntil(lambda: panel.table.item(0, 2).text() == "3/6", timeout=5000)
 
 
 def test_bad_entries_are_refused_in_one_sentence(make_napari_viewer, paint, monkeypatch):
@@ -113,3 +118,17 @@ def test_bad_entries_are_refused_in_one_sentence(make_napari_viewer, paint, monk
     train.training_set.table.clearSelection()
     train.training_set.remove_selected()
     assert errors[-1] == "Select an entry of the training set to remove."
+
+
+def test_removing_a_region_layer_takes_its_entry_out(make_napari_viewer, paint, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(training_set_panel, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    image, ann, _ = _annotated(viewer, "a", (64, 64), 1, [1, 2], paint)
+    region = viewer.add_shapes([np.array([[0, 0], [0, 40], [40, 40], [40, 0]])], name="r")
+    train = _train_dock(viewer)
+    train._image.value, train._annotation.value, train._region.value = image, ann, region
+    train.add_to_set()
+    assert train.training_set.entries[0].region is region
+    viewer.layers.remove(region)
+    assert train.training_set.entries == [] and "left the training set" in warnings[-1]

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -24,11 +25,14 @@ from ..errors import NapariUnetError
 from ..layout import check_same_channels
 from .cell_counter import CellCounter
 from .layers import spatial_shape
+from .workers import WorkerGroup
 
 if TYPE_CHECKING:
     import napari
 
 COLUMNS = ("Image", "Cells", "Planes", "Annotation", "Region")
+# Annotated planes are counted again this long after the last change.
+PLANES_DELAY_MS = 500
 
 
 @dataclass
@@ -39,6 +43,7 @@ class SetEntry:
     labels: Any
     region: Any
     counter: CellCounter
+    planes: tuple[int, int] = (0, 0)  # annotated planes, of how many (counted in a worker)
 
     @property
     def name(self) -> str:
@@ -101,6 +106,11 @@ class TrainingSetPanel(QWidget):
         layout.addWidget(self.summary)
         self.remove_button.clicked.connect(self.remove_selected)
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._workers = WorkerGroup()
+        self._planes_timer = QTimer(self)
+        self._planes_timer.setSingleShot(True)
+        self._planes_timer.setInterval(PLANES_DELAY_MS)
+        self._planes_timer.timeout.connect(self._count_planes)
 
     # -- building the list
     def add(self, image: Any, labels: Any, region: Any = None) -> SetEntry:
@@ -125,11 +135,39 @@ class TrainingSetPanel(QWidget):
             [e.image.name for e in self.entries] + [image.name],
         )
         entry = SetEntry(image, labels, region, CellCounter(labels))
-        entry.counter.changed.connect(lambda *_: self._refresh())
+        entry.counter.changed.connect(lambda *_: self._on_count(entry))
+        if region is not None:
+            region.events.data.connect(self._schedule_planes)
         self.entries.append(entry)
         self._refresh()
+        self._count_planes()
         self.changed.emit()
         return entry
+
+    def _on_count(self, entry: SetEntry) -> None:
+        self._refresh()
+        if entry.labels.data.ndim == 3 and entry.region is None:  # a stack's planes may change
+            self._schedule_planes()
+
+    def _schedule_planes(self, *_: Any) -> None:
+        self._planes_timer.start()
+
+    def _count_planes(self) -> None:
+        """Count the annotated planes of every entry, in a worker.
+
+        A region's mask and a stack's planes take seconds on large images: never
+        on the GUI thread.
+        """
+        entries = list(self.entries)
+        self._workers.start_function(
+            lambda: [self._planes(e) for e in entries],
+            returned=lambda counts: self._on_planes(entries, counts),
+        )
+
+    def _on_planes(self, entries: list[SetEntry], counts: list[tuple[int, int]]) -> None:
+        for e, c in zip(entries, counts):
+            e.planes = c
+        self._refresh()
 
     def remove_selected(self) -> None:
         """Remove the selected entry (its layers are not touched)."""
@@ -147,6 +185,8 @@ class TrainingSetPanel(QWidget):
     def _remove(self, row: int) -> None:
         entry = self.entries.pop(row)
         entry.counter.close()
+        if entry.region is not None:
+            entry.region.events.data.disconnect(self._schedule_planes)
         self._refresh()
         self.changed.emit()
 
@@ -157,8 +197,13 @@ class TrainingSetPanel(QWidget):
             if layer is e.image or layer is e.labels:
                 self._remove(row)
             elif layer is e.region:
-                e.region = None
-                self._refresh()
+                # without its region the whole image would count as annotated: unpainted
+                # cells would be taught as background, so the entry leaves the set
+                self._remove(row)
+                show_warning(
+                    f"The region of '{e.name}' was removed, so '{e.name}' left the training "
+                    "set; add it again (with a region, or none for the whole image)."
+                )
 
     # -- what is shown
     def _planes(self, entry: SetEntry) -> tuple[int, int]:
@@ -173,7 +218,7 @@ class TrainingSetPanel(QWidget):
         total = 0
         stacks = []
         for row, e in enumerate(self.entries):
-            done, planes = self._planes(e)
+            done, planes = e.planes
             if planes > 1:
                 stacks.append(f"'{e.name}': {done} of {planes} planes annotated")
             values = (
@@ -200,5 +245,7 @@ class TrainingSetPanel(QWidget):
     def close_counters(self) -> None:
         """Stop the entries' counters (the dock closes)."""
         self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self._planes_timer.stop()
+        self._workers.stop_all()
         for e in self.entries:
             e.counter.close()

@@ -1,10 +1,11 @@
 """Which annotated cells are held out for validation: a fixed rule, stable as annotations grow.
 
-A cell is held out when a hash of its entry, plane and (coarsely rounded)
-centre falls below the validation fraction. The rule looks at nothing else, so
-a cell stays in validation from one round to the next, and cells painted later
-split the same way: scores of successive rounds are measured on a growing,
-never reshuffled validation set.
+A cell is held out when a hash of its entry, plane and id falls below the
+validation fraction. The rule looks at nothing else, so a cell stays in
+validation from one round to the next however its outline is touched up, and
+cells painted later split the same way: scores of successive rounds are
+measured on a growing, never reshuffled validation set. (The id, not the
+position, is hashed: touching up an outline moves a cell's centre, never its id.)
 
 The held-out area of a plane is every annotated pixel whose nearest annotated
 cell is a validation cell (a nearest-cell partition of the region). Background
@@ -21,19 +22,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = [
-    "GRID",
-    "MIN_CELLS_FOR_FALLBACK",
     "CellSplit",
     "cell_hashes",
     "split_cells",
     "validation_area",
 ]
-
-# Centres are rounded to this many pixels: touching up a cell's outline keeps its side.
-GRID = 8
-# With this many cells or more, validation never stays empty: the cell with the
-# smallest hash is held out when the fraction picks none.
-MIN_CELLS_FOR_FALLBACK = 5
 
 
 @dataclass
@@ -58,22 +51,11 @@ def cell_hashes(labels: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     ids, values : ndarray, ndarray
-        Cell ids (sorted) and the hash of each one's rounded centre.
+        Cell ids (sorted) and the hash of each (key and id).
     """
     ids = np.unique(labels)
     ids = ids[ids > 0]
-    if not len(ids):
-        return ids, np.zeros(0)
-    ys, xs = np.indices(labels.shape, sparse=True)
-    fg = labels > 0
-    index = np.searchsorted(ids, labels[fg])
-    count = np.bincount(index, minlength=len(ids))
-    cy = np.bincount(index, np.broadcast_to(ys, labels.shape)[fg], len(ids)) / count
-    cx = np.bincount(index, np.broadcast_to(xs, labels.shape)[fg], len(ids)) / count
-    values = np.array(
-        [_unit_hash(f"{key}|{int(y // GRID)}|{int(x // GRID)}") for y, x in zip(cy, cx)]
-    )
-    return ids, values
+    return ids, np.array([_unit_hash(f"{key}|{int(i)}") for i in ids])
 
 
 def split_cells(planes: list[np.ndarray], keys: list[str], fraction: float) -> CellSplit:
@@ -91,21 +73,15 @@ def split_cells(planes: list[np.ndarray], keys: list[str], fraction: float) -> C
     Returns
     -------
     CellSplit
-        No cell is held out when that would leave no training cell, or when the
-        set has fewer than two cells.
+        No cell is held out when every cell would be (then nothing would be left
+        to train on). A small set may have no held-out cell at all: about one cell
+        in ``1 / fraction`` is held out, none is forced.
     """
     per_plane = [cell_hashes(p, k) for p, k in zip(planes, keys)]
     n_cells = sum(len(ids) for ids, _ in per_plane)
     chosen = [ids[values < fraction] for ids, values in per_plane]
     n_val = sum(len(c) for c in chosen)
-    if fraction > 0 and n_val == 0 and n_cells >= MIN_CELLS_FOR_FALLBACK:
-        best = min(
-            ((v.min(), i) for i, (_, v) in enumerate(per_plane) if len(v)), key=lambda t: t[0]
-        )[1]
-        ids, values = per_plane[best]
-        chosen[best] = ids[[int(np.argmin(values))]]
-        n_val = 1
-    if n_cells < 2 or n_val == 0 or n_val == n_cells:
+    if n_val == n_cells:  # nothing would be left to train on: no validation this time
         return CellSplit([np.zeros(0, ids.dtype) for ids, _ in per_plane], n_cells, 0)
     return CellSplit(chosen, n_cells, n_val)
 
