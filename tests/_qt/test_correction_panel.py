@@ -125,10 +125,13 @@ def test_stacks_go_to_the_cell_s_plane(make_napari_viewer, qtbot, said):
     _prediction(viewer, image, truth, prob)
     panel = CorrectionPanel(viewer)
     panel.set_target(image, annotation)
-    viewer.dims.set_point(0, 0)
+    viewer.dims.set_point(0, 2)  # the plane the user reviews
     _click(qtbot, panel)
+    # only that plane gets cells: the others were not looked at, so they stay unannotated
+    assert annotation.data[2].any() and not annotation.data[[0, 1, 3]].any()
     first = panel.cells[0]
     assert first.plane == 2 and "plane 2" in panel.list.item(0).text()
+    viewer.dims.set_point(0, 0)
     panel.list.setCurrentRow(0)
     assert viewer.dims.current_step[0] == 2
     assert _centre(viewer) == pytest.approx((40.0, 42.0), abs=0.5)
@@ -194,6 +197,21 @@ def test_paint_added_during_the_merge_is_kept(make_napari_viewer, qtbot, cells, 
     y, x = np.argwhere(truth == 5)[0]
     annotation.data_setitem((np.array([y]), np.array([x])), 9)
     painted = annotation.data.copy()
-    panel._apply(annotation, before, merged, added, [])
+    panel._apply(annotation, before, merged, added, [], np.nonzero(merged != before))
     assert "was painted while the cells were copied" in said["warning"][-1]
     np.testing.assert_array_equal(annotation.data, painted)
+
+
+def test_no_cell_is_added_inside_the_annotated_region(
+    make_napari_viewer, qtbot, cells, paint, said
+):
+    viewer, image, annotation, truth, panel = _setup(make_napari_viewer, cells, paint)
+    region = viewer.add_shapes([np.array([[0, 0], [0, 60], [60, 60], [60, 0]])], name="r")
+    panel.set_target(image, annotation, region)
+    before = np.array(annotation.data)
+    _click(qtbot, panel)
+    inside = np.zeros(before.shape, bool)
+    inside[:61, :61] = True
+    # inside the region the annotation is complete: unpainted pixels there stay background
+    assert np.array_equal(annotation.data[inside], before[inside])
+    assert (annotation.data[~inside] > 0).sum() > (before[~inside] > 0).sum()

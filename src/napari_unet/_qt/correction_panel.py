@@ -15,7 +15,7 @@ from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
-from .layers import OWNER_KEY, find_own_layer, spatial_shape, upsert_layer
+from .layers import OWNER_KEY, find_own_layer, region_mask, spatial_shape, upsert_layer
 from .prediction import PredictionRunner
 from .session import state_for
 from .workers import WorkerGroup
@@ -56,6 +56,7 @@ class CorrectionPanel(Container):
         self._state = state_for(viewer)
         self._image: Any = None
         self._labels: Any = None
+        self._region: Any = None
         self._runner = PredictionRunner(viewer)
         self._workers = WorkerGroup()
         self._merge_worker = None
@@ -87,8 +88,13 @@ class CorrectionPanel(Container):
         """Whether a prediction or a merge is under way."""
         return self._runner.running or self._merge_worker is not None
 
-    def set_target(self, image_layer: Any, labels_layer: Any) -> None:
-        """Work on ``labels_layer`` (the annotation) of ``image_layer`` from now on."""
+    def set_target(self, image_layer: Any, labels_layer: Any, region_layer: Any = None) -> None:
+        """Work on ``labels_layer`` (the annotation) of ``image_layer`` from now on.
+
+        Inside ``region_layer`` (a Shapes layer: where the annotation is complete)
+        no predicted cell is added: unpainted pixels there are background.
+        """
+        self._region = region_layer
         if image_layer is not self._image or labels_layer is not self._labels:
             self._image, self._labels = image_layer, labels_layer
             self._show([])
@@ -177,10 +183,20 @@ class CorrectionPanel(Container):
         segmentation = np.array(seg.data, copy=True)
         probability = np.array(prob.data, copy=True)
 
+        region_layer = self._region
+        # a stack: only the plane on screen, the one the user reviews (the others would
+        # count as annotated without anyone having looked at them)
+        plane = int(self._viewer.dims.current_step[0]) if before.ndim == 3 else None
+
         def job():
-            merged, added = merge_prediction(before, segmentation)
+            allowed = np.ones(before.shape, bool)
+            if region_layer is not None and len(region_layer.data):
+                allowed &= ~region_mask(region_layer, before.shape)
+            if plane is not None:
+                allowed[np.arange(len(allowed)) != plane] = False
+            merged, added = merge_prediction(before, segmentation, region=allowed)
             cells = rank_uncertain(probability, merged, ids=list(added.values()))
-            return merged, added, cells
+            return merged, added, cells, np.nonzero(merged != before)
 
         self._button.enabled = False
         self._status.value = "Copying the predicted cells..."
@@ -195,7 +211,7 @@ class CorrectionPanel(Container):
         self._merge_worker = None
         self._button.enabled = True
 
-    def _apply(self, labels: Any, before: np.ndarray, merged, added, cells) -> None:
+    def _apply(self, labels: Any, before: np.ndarray, merged, added, cells, where) -> None:
         """Write the copied cells into the annotation as one undoable step."""
         if labels is not self._labels or labels not in self._viewer.layers:
             return  # the target changed meanwhile: the user moved on
@@ -212,7 +228,6 @@ class CorrectionPanel(Container):
                 f"{len(added)} more cells; convert it to a wider type first."
             )
             return
-        where = np.nonzero(merged != before)
         if np.any(np.asarray(labels.data)[where] != before[where]):
             show_warning(f"'{name}' was painted while the cells were copied; click again.")
             return

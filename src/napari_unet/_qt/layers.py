@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import NapariUnetError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -138,3 +140,16 @@ def remove_own_layer(viewer: napari.viewer.Viewer, role: str, source: str) -> No
     layer = find_own_layer(viewer, role, source)
     if layer is not None:
         viewer.layers.remove(layer)
+
+
+def region_mask(shapes_layer: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Pixels inside any shape of ``shapes_layer`` (None when there is no layer)."""
+    if shapes_layer is None:
+        return None
+    if len(shapes_layer.data) == 0:
+        raise NapariUnetError(
+            f"The region layer '{shapes_layer.name}' has no shapes; draw one or choose none."
+        )
+    masks = shapes_layer.to_masks(mask_shape=shape[-2:])
+    mask = np.asarray(masks).any(axis=0)
+    return np.broadcast_to(mask, shape).copy() if len(shape) == 3 else mask

@@ -28,6 +28,7 @@ from .layers import (
     is_derived,
     layer_choices,
     layer_image,
+    region_mask,
     spatial_shape,
     upsert_layer,
 )
@@ -57,19 +58,6 @@ if TYPE_CHECKING:
 
 # Augmented samples the preview shows.
 PREVIEW_SAMPLES = 8
-
-
-def region_mask(shapes_layer: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Pixels inside any shape of ``shapes_layer`` (None when there is no layer)."""
-    if shapes_layer is None:
-        return None
-    if len(shapes_layer.data) == 0:
-        raise NapariUnetError(
-            f"The region layer '{shapes_layer.name}' has no shapes; draw one or choose none."
-        )
-    masks = shapes_layer.to_masks(mask_shape=shape[-2:])
-    mask = np.asarray(masks).any(axis=0)
-    return np.broadcast_to(mask, shape).copy() if len(shape) == 3 else mask
 
 
 class TrainWidget(ScrollingDock):
@@ -129,6 +117,7 @@ class TrainWidget(ScrollingDock):
         self._offer_derived.changed.connect(lambda *_: self.reset_choices())
         self._image.changed.connect(self._retarget)
         self._annotation.changed.connect(self._retarget)
+        self._region.changed.connect(self._retarget)
         self._state.annotation.changed.connect(self._follow)
         self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
@@ -335,7 +324,7 @@ class TrainWidget(ScrollingDock):
 
     def _retarget(self, *_: Any) -> None:
         """Correct the mistakes works on the chosen image and annotation."""
-        self.correction.set_target(self._image.value, self._annotation.value)
+        self.correction.set_target(self._image.value, self._annotation.value, self._region.value)
 
     def add_to_set(self) -> None:
         """Add the chosen image, annotation and region to the training set."""
