@@ -132,3 +132,32 @@ def test_removing_a_region_layer_takes_its_entry_out(make_napari_viewer, paint, 
     assert train.training_set.entries[0].region is region
     viewer.layers.remove(region)
     assert train.training_set.entries == [] and "left the training set" in warnings[-1]
+
+
+def test_the_dock_reads_top_down(make_napari_viewer):
+    """Project first, then what to train on, the training set, the budget; plots last."""
+    viewer = make_napari_viewer()
+    train = _train_dock(viewer)
+    layout = train.form.native.layout()
+
+    def row(widget):
+        for i in range(layout.count()):
+            w = layout.itemAt(i).widget()
+            if w is not None and (w is widget or w.isAncestorOf(widget)):
+                return i
+        raise AssertionError("not in the form")
+
+    order = [
+        train.project_panel.native,
+        train._image.native,
+        train._offer_derived.native,
+        train.training_set,
+        train._start.native,
+        train._train.native,
+        train.plot,
+        train.history,
+        train.correction.native,
+    ]
+    rows = [row(w) for w in order]
+    assert rows == sorted(rows) and rows[0] == 0
+    assert rows[3] == rows[2] + 1  # the set sits right under the fields it adds from

@@ -98,6 +98,23 @@ class ScrollingDock(Container):
         self.native.destroyed.connect(lambda *_: self._close_once())
         self._removal = _WatchRemoval(self.native, self._close_once)
 
+    def place(self, native: QWidget, *, after: Any = None) -> None:
+        """Put a plain Qt widget in the form: first, or right after the row of ``after``.
+
+        (magicgui places its own widgets by its own count, so Qt widgets added with
+        ``addWidget`` drift; call this once all fields are in.)
+        """
+        layout = self.form.native.layout()
+        layout.removeWidget(native)
+        index = 0
+        if after is not None:
+            for i in range(layout.count()):
+                row = layout.itemAt(i).widget()
+                if row is not None and (row is after.native or row.isAncestorOf(after.native)):
+                    index = i + 1
+                    break
+        layout.insertWidget(index, native)
+
     def _close_once(self) -> None:
         # a collected dock's attributes may already be cleared when Qt destroys its widget
         if not self.__dict__.get("_closed", True):
