@@ -139,6 +139,7 @@ def test_a_project_round_trip(make_napari_viewer, qtbot, on_disk, tmp_path):
             mean_iou=None, val_cells=0, entries=["a", "b"],
         )  # fmt: skip
     history.set_current(1)
+    state_for(viewer).close()  # one window per project: the first one is closed
 
     other = make_napari_viewer()
     train = other.window.add_plugin_dock_widget("napari-unet", "Train")[1]
@@ -186,6 +187,7 @@ def test_a_moved_image_is_one_sentence_and_the_rest_opens(
     assert session.flush()
     moved = tmp_path / "elsewhere.tif"
     a.rename(moved)
+    state_for(viewer).close()
 
     other = make_napari_viewer()
     warnings = []
@@ -220,7 +222,7 @@ def test_panel_choose_and_open_through_its_buttons(
     panel._choose.changed.emit(True)
     assert panel._folder.value == str(tmp_path / "chosen")
     labels.paint((10, 10), 4)
-    assert session.flush()
+    state_for(viewer).close()  # writes, and gives the folder up
     other = make_napari_viewer()
     panel2 = ProjectPanel(other)
     panel2._open.changed.emit(True)
@@ -277,6 +279,7 @@ def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
     assert session.flush()
     folder = session.project.folder
     assert folder.parent.name == "projects"  # in the user's data folder (the test's own)
+    state_for(viewer).close()
     other = make_napari_viewer()
     warnings = []
     monkeypatch.setattr(ps_module, "show_warning", warnings.append)
@@ -286,6 +289,7 @@ def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
     assert entry.image is None and (entry.labels.data == 2).any()
     assert len(warnings) == 1 and "was not read from a file" in warnings[0]
     # with the same image open, the annotation finds it
+    state_for(other).close()
     third = make_napari_viewer()
     same = third.add_image(np.asarray(image.data), name="sample")
     with qtbot.waitSignal(project_for(third).opened, timeout=20000) as opened:
