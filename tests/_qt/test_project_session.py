@@ -222,7 +222,8 @@ def test_panel_choose_and_open_through_its_buttons(
     panel._choose.changed.emit(True)
     assert panel._folder.value == str(tmp_path / "chosen")
     labels.paint((10, 10), 4)
-    state_for(viewer).close()  # writes, and gives the folder up
+    assert session.flush()
+    state_for(viewer).close()  # gives the folder up
     other = make_napari_viewer()
     panel2 = ProjectPanel(other)
     panel2._open.changed.emit(True)
