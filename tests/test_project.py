@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -33,7 +34,13 @@ def test_default_folder_and_names(tmp_path, monkeypatch):
     assert default_project_folder(tmp_path / "a" / "cells.ome.tif", "x") == (
         tmp_path / "a" / "cells.napari-unet"
     )
-    assert default_project_folder(None, "nuclei [1]") == tmp_path / "data/projects/nuclei-1"
+    made = default_project_folder(None, "nuclei [1]", when=1700000000.0)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(1700000000.0))
+    assert made == tmp_path / f"data/projects/nuclei-1-{stamp}"
+    # an image not from disk never lands in an existing project of the same name
+    made.mkdir(parents=True)
+    again = default_project_folder(None, "nuclei [1]", when=1700000000.0)
+    assert again == tmp_path / f"data/projects/nuclei-1-{stamp}-2" and not again.exists()
     assert safe_name("cells / DAPI: 2") == "cells-DAPI-2"
     assert safe_name("cells", {"cells", "CELLS-2"}) == "cells-3"
     assert safe_name("///") == "image"
@@ -179,3 +186,42 @@ def test_unwritable_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(folder.os, "access", lambda *a, **k: False)
     with pytest.raises(NapariUnetError, match="is not writable"):
         Project.create(tmp_path / "p")
+
+
+def test_a_project_folder_has_one_owner(tmp_path):
+    import os
+    import socket
+
+    from napari_unet.project import ProjectInUseError, ProjectLock
+
+    folder = tmp_path / "p"
+    first = ProjectLock(folder)
+    first.acquire(create=False)  # claimed in this process, nothing on disk yet
+    assert not folder.exists()
+    second = ProjectLock(folder)  # another viewer of this process
+    with pytest.raises(ProjectInUseError, match="open in another napari window"):
+        second.acquire()
+    first.acquire()  # again, now on disk
+    assert json.loads(first.path.read_text())["token"] == first.token
+    with pytest.raises(ProjectInUseError):
+        second.acquire()
+    first.release()
+    assert not first.path.exists()
+    second.acquire()
+    second.release()
+    # a live process on this host (our parent) holds it: refused, in one sentence
+    host = socket.gethostname()
+    live = {"pid": os.getppid(), "host": host, "token": "theirs"}
+    first.path.write_text(json.dumps(live))
+    with pytest.raises(ProjectInUseError) as refused:
+        ProjectLock(folder).acquire()
+    assert str(refused.value).startswith(f"The project {folder} is open in another napari window;")
+    assert json.loads(first.path.read_text()) == live  # untouched
+    # a process that has ended: its lock is stale and taken over
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    first.path.write_text(json.dumps({"pid": int(ended.stdout), "host": host, "token": "old"}))
+    taker = ProjectLock(folder)
+    taker.acquire()
+    assert json.loads(first.path.read_text())["token"] == taker.token
+    taker.release()

@@ -53,3 +53,18 @@ def test_a_damaged_or_incomplete_history_is_one_sentence(tmp_path):
     (tmp_path / "history.json").write_text(json.dumps({"rounds": [{"round": "x"}]}))
     with pytest.raises(NapariUnetError, match="damaged"):
         RoundHistory(tmp_path)
+
+
+def test_two_histories_of_one_folder_do_not_write_stale_copies(tmp_path):
+    """A round added by a worker survives "use this round" through an older copy."""
+    model = new_model(TrainConfig(base_channels=4, depth=2))
+    gui = RoundHistory(tmp_path)
+    gui.add_round(model, **_info(5))
+    worker = RoundHistory(tmp_path)
+    worker.add_round(model, **_info(8))  # round 2, unknown to the GUI's copy
+    gui.set_current(1)
+    reopened = RoundHistory(tmp_path)
+    assert [r.round for r in reopened.rounds] == [1, 2] and reopened.current == 1
+    gui.add_round(model, **_info(9))  # numbered after the round it had not seen
+    assert [r.round for r in RoundHistory(tmp_path).rounds] == [1, 2, 3]
+    assert (tmp_path / "rounds" / "round-002.safetensors").is_file()

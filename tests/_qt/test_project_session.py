@@ -139,6 +139,7 @@ def test_a_project_round_trip(make_napari_viewer, qtbot, on_disk, tmp_path):
             mean_iou=None, val_cells=0, entries=["a", "b"],
         )  # fmt: skip
     history.set_current(1)
+    state_for(viewer).close()  # one window per project: the first one is closed
 
     other = make_napari_viewer()
     train = other.window.add_plugin_dock_widget("napari-unet", "Train")[1]
@@ -186,6 +187,7 @@ def test_a_moved_image_is_one_sentence_and_the_rest_opens(
     assert session.flush()
     moved = tmp_path / "elsewhere.tif"
     a.rename(moved)
+    state_for(viewer).close()
 
     other = make_napari_viewer()
     warnings = []
@@ -221,6 +223,7 @@ def test_panel_choose_and_open_through_its_buttons(
     assert panel._folder.value == str(tmp_path / "chosen")
     labels.paint((10, 10), 4)
     assert session.flush()
+    state_for(viewer).close()  # gives the folder up
     other = make_napari_viewer()
     panel2 = ProjectPanel(other)
     panel2._open.changed.emit(True)
@@ -277,6 +280,7 @@ def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
     assert session.flush()
     folder = session.project.folder
     assert folder.parent.name == "projects"  # in the user's data folder (the test's own)
+    state_for(viewer).close()
     other = make_napari_viewer()
     warnings = []
     monkeypatch.setattr(ps_module, "show_warning", warnings.append)
@@ -286,8 +290,134 @@ def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
     assert entry.image is None and (entry.labels.data == 2).any()
     assert len(warnings) == 1 and "was not read from a file" in warnings[0]
     # with the same image open, the annotation finds it
+    state_for(other).close()
     third = make_napari_viewer()
     same = third.add_image(np.asarray(image.data), name="sample")
     with qtbot.waitSignal(project_for(third).opened, timeout=20000) as opened:
         project_for(third).open(folder)
     assert opened.args[0][0].image is same
+
+
+def _project_with(folder, image_path, layer_name, shape, value):
+    """A project saved by an earlier session: one entry painted with ``value``."""
+    project = Project.create(folder)
+    name = project.unique_name(layer_name)
+    project.add_entry(name, image_path, layer_name=layer_name, shape=shape, dtype="uint8")
+    labels = np.zeros(shape, np.uint8)
+    labels[5:9, 5:9] = value
+    project.save_labels(name, labels)
+    return folder
+
+
+def test_opening_a_project_keeps_the_current_annotation_saved(
+    make_napari_viewer, qtbot, on_disk, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    path_a = on_disk("a", seed=1)
+    image_a, labels_a, _ = _annotate(viewer, path_a)
+    session = project_for(viewer)
+    first = path_a.parent / "a.napari-unet"
+    labels_a.paint((20, 20), 1)  # not yet autosaved when the other project opens
+    # a project whose image moved: nothing of it becomes the current annotation
+    moved = _project_with(tmp_path / "moved", tmp_path / "gone.tif", "gone", (60, 80), 9)
+    with qtbot.waitSignal(session.opened, timeout=20000):
+        session.open(moved)
+    assert (load_annotation(first / "entries/a/labels.tif") == 1).any()  # written first
+    assert state_for(viewer).annotation.labels is labels_a  # still the current annotation
+    t0 = time.time()
+    labels_a.paint((40, 40), 2)
+    assert session.pending
+    _saved(session, qtbot, t0)
+    assert Project.open(moved).names == ["gone", "a"]  # saved in the open project
+    assert (load_annotation(moved / "entries/a/labels.tif") == 2).any()
+    # a project whose image is found: its annotation becomes the current one
+    path_b = on_disk("b", seed=2)
+    found = _project_with(tmp_path / "found", path_b, "b", (60, 80), 7)
+    labels_a.paint((50, 50), 3)
+    with qtbot.waitSignal(session.opened, timeout=20000):
+        session.open(found)
+    assert (load_annotation(moved / "entries/a/labels.tif") == 3).any()  # written first
+    assert state_for(viewer).annotation.labels is not labels_a
+    # the user chooses the old annotation again: said in one sentence, and saved
+    told = []
+    monkeypatch.setattr(ps_module, "show_info", told.append)
+    state_for(viewer).annotation.set(image=image_a, labels=labels_a)
+    assert len(told) == 1 and str(moved) in told[0] and str(found) in told[0]
+    labels_a.paint((10, 60), 4)
+    state_for(viewer).close()
+    assert Project.open(found).names == ["b", "a"]
+    assert (load_annotation(found / "entries/a/labels.tif") == 4).any()
+    assert (load_annotation(moved / "entries/a/labels.tif") == 3).any()  # the old one kept
+
+
+def test_two_windows_never_share_a_project_folder(
+    make_napari_viewer, qtbot, on_disk, tmp_path, monkeypatch
+):
+    import json
+    import os
+    import socket
+
+    path = on_disk()
+    one, two = make_napari_viewer(), make_napari_viewer()
+    _, labels1, _ = _annotate(one, path)
+    _, labels2, _ = _annotate(two, path)
+    warnings, errors = [], []
+    monkeypatch.setattr(ps_module, "show_warning", warnings.append)
+    monkeypatch.setattr(ps_module, "show_error", errors.append)
+    labels1.paint((10, 10), 1)
+    labels2.paint((30, 30), 2)
+    s1, s2 = project_for(one), project_for(two)
+    assert s1.flush() and s2.flush()
+    folder = path.parent / "cells.napari-unet"
+    sibling = path.parent / "cells.napari-unet-2"
+    assert s1.project.folder == folder and s2.project.folder == sibling
+    assert warnings == [
+        f"The project {folder} is open in another napari window; this window saves into {sibling}."
+    ]
+    assert load_annotation(folder / "entries/cells/labels.tif").max() == 1  # nothing overwritten
+    assert load_annotation(sibling / "entries/cells/labels.tif").max() == 2
+    # the second window cannot open or choose the first one's project
+    s2.open(folder)
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
+    assert errors == [
+        f"The project {folder} is open in another napari window; "
+        "close it there or choose another folder."
+    ]
+    assert s2.project.folder == sibling and "cells annotation [1]" not in two.layers
+    assert s2.choose_folder(folder) is None and len(errors) == 2
+    # a folder held by another live napari process is refused too
+    held = tmp_path / "held"
+    held.mkdir()
+    lock = {"pid": os.getppid(), "host": socket.gethostname(), "token": "another"}
+    (held / ".lock").write_text(json.dumps(lock))
+    assert s2.choose_folder(held) is None and len(errors) == 3 and str(held) in errors[2]
+    # closed, the first window gives the folder up
+    state_for(one).close()
+    assert not (folder / ".lock").exists() and (sibling / ".lock").exists()
+    state_for(two).close()
+    assert not (sibling / ".lock").exists()
+
+
+def test_an_image_not_from_a_file_starts_a_new_project(make_napari_viewer, qtbot):
+    from napari_unet.project import data_folder
+
+    # an unrelated session left a project for a layer of the same name
+    Project.create(data_folder() / "projects" / "Image")
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((30, 40)), name="Image")
+    labels = viewer.add_labels(np.zeros((30, 40), np.uint8), name="Image annotation")
+    session = project_for(viewer)
+    state_for(viewer).annotation.set(image=image, labels=labels)
+    labels.paint((10, 10), 1)
+    assert session.flush()
+    folder = session.project.folder
+    assert folder.parent == data_folder() / "projects" and folder.name.startswith("Image-")
+    assert Project.open(data_folder() / "projects" / "Image").names == []  # untouched
+    # another window's image of the same name gets its own new folder
+    other = make_napari_viewer()
+    image2 = other.add_image(np.zeros((30, 40)), name="Image")
+    labels2 = other.add_labels(np.zeros((30, 40), np.uint8), name="Image annotation")
+    state_for(other).annotation.set(image=image2, labels=labels2)
+    labels2.paint((10, 10), 2)
+    assert project_for(other).flush()
+    assert project_for(other).project.folder not in (folder, data_folder() / "projects/Image")

@@ -41,7 +41,7 @@ from .workers import UserProblem, WorkerGroup
 if TYPE_CHECKING:
     import napari
 
-    from ..project import Project, RegionShapes
+    from ..project import Project, ProjectLock, RegionShapes
 
 # Autosave waits this long after the last change...
 DEBOUNCE_MS = 2000
@@ -133,6 +133,7 @@ def _region_of(layer: Any) -> RegionShapes | None:
 
 def _write_entry(
     project: Project,
+    lock: ProjectLock,
     name: str,
     info: _ImageInfo,
     labels_ref: Any,
@@ -147,6 +148,7 @@ def _write_entry(
             # nothing painted yet: no folder is made (and no 64 MB copy to find that out)
             if not np.asarray(labels_ref).any() and not (region and region.data):
                 return None
+            lock.acquire()  # the folder is made now: it becomes this window's
             project.add_entry(
                 name, info.path, layer_name=info.layer_name, shape=info.shape, dtype=info.dtype
             )
@@ -236,6 +238,10 @@ class ProjectSession:
         self._entries: list[_Entry] = []
         self._workers = WorkerGroup()
         self._closed = False
+        self._lock: ProjectLock | None = None
+        self._started = time.time()  # names the default project of an image not from disk
+        # annotations saved in an earlier project of this window: (layer, its folder)
+        self._left: list[tuple[weakref.ref, Path]] = []
         self._state.annotation.changed.connect(self._follow)
         viewer.layers.events.removed.connect(self._on_removed)
         self._cancel_close = self._state.on_close(self._close)
@@ -250,31 +256,53 @@ class ProjectSession:
         """The open project, or the default one for ``image_layer`` (made on disk now)."""
         project = self._project_for(image_layer)
         if not (project.folder / "manifest.json").is_file():
+            self._lock.acquire()
             project.save()
         return project
 
     def _project_for(self, image_layer: Any) -> Project:
         """The open project, else the default one for the image (its folder made at first save)."""
-        from ..project import Project, default_project_folder
+        from ..project import Project, ProjectInUseError, ProjectLock, default_project_folder
 
         if self.project is not None:
             return self.project
         info = _image_info(image_layer)
-        folder = default_project_folder(info.path, info.layer_name)
+        folder = default_project_folder(info.path, info.layer_name, when=self._started)
         if info.path is not None and not os.access(folder.parent, os.W_OK):
-            fallback = default_project_folder(None, info.layer_name)
+            fallback = default_project_folder(None, info.layer_name, when=self._started)
             show_info(f"The folder {folder.parent} is not writable; the project is in {fallback}.")
             folder = fallback
-        if (folder / "manifest.json").is_file():
-            project = Project.open(folder)
-        elif folder.exists() and not folder.is_dir():
-            raise NapariUnetError(f"{folder} is a file, not a folder for a project.")
-        else:
-            project = Project(folder)
-        self._set_project(project)
+        wanted, k = folder, 1
+        while True:  # another window has it: a sibling, cells.napari-unet-2, ...
+            lock = ProjectLock(folder)
+            try:
+                lock.acquire(create=False)
+                break
+            except ProjectInUseError:
+                k += 1
+                folder = wanted.with_name(f"{wanted.name}-{k}")
+        if folder != wanted:
+            self._tell(
+                f"The project {wanted} is open in another napari window; "
+                f"this window saves into {folder}."
+            )
+        try:
+            if (folder / "manifest.json").is_file():
+                project = Project.open(folder)
+            elif folder.exists() and not folder.is_dir():
+                raise NapariUnetError(f"{folder} is a file, not a folder for a project.")
+            else:
+                project = Project(folder)
+        except NapariUnetError:
+            lock.release()
+            raise
+        self._set_project(project, lock)
         return project
 
-    def _set_project(self, project: Project) -> None:
+    def _set_project(self, project: Project, lock: ProjectLock) -> None:
+        if self._lock is not None and self._lock is not lock:
+            self._lock.release()
+        self._lock = lock
         self.project = project
         self.changed.emit(project)
 
@@ -282,17 +310,31 @@ class ProjectSession:
         """Keep the project in ``folder`` from now on; what is tracked is saved there now."""
         from ..project import Project
 
+        lock = self._lock_for(folder)
         try:
+            lock.acquire(create=False)  # refused before anything is made
             project = Project.create(folder)
+            lock.acquire()
         except NapariUnetError as exc:
+            if lock is not self._lock:
+                lock.release()
             self._tell(str(exc), error=True)
             return None
-        self._set_project(project)
+        self._set_project(project, lock)
         for entry in self._entries:
             entry.name = None  # a name of the new project's
             entry.generation += 1
             self._save(entry)
         return project
+
+    def _lock_for(self, folder: str | os.PathLike) -> ProjectLock:
+        """The lock of ``folder``: the one held already when it is this session's project."""
+        from ..project import ProjectLock
+
+        lock = ProjectLock(folder)
+        if self._lock is not None and self._lock.folder == lock.folder:
+            return self._lock
+        return lock
 
     # -- tracking layers
     def entry_name(self, labels_layer: Any) -> str | None:
@@ -324,6 +366,7 @@ class ProjectSession:
             labels.events.data.connect(self._on_labels_change)
             labels.events.set_data.connect(self._on_set_data)
             self._entries.append(entry)
+            self._tell_if_left(labels)
             if not clean:
                 self._changed(entry)
         else:
@@ -336,6 +379,20 @@ class ProjectSession:
             if not clean:
                 self._changed(entry)
         return entry
+
+    def _tell_if_left(self, labels: Any) -> None:
+        """An annotation saved in an earlier project is saved in this one from now on: say so."""
+        for item in list(self._left):
+            layer, folder = item[0](), item[1]
+            if layer is None:
+                self._left.remove(item)
+            elif layer is labels:
+                self._left.remove(item)
+                if self.project is not None and folder != self.project.folder:
+                    show_info(
+                        f"'{labels.name}' is saved in the project {folder}; from now on it is "
+                        f"also saved in the project {self.project.folder}."
+                    )
 
     def _set_region(self, entry: _Entry, region: Any) -> None:
         if entry.region is not None:
@@ -438,7 +495,8 @@ class ProjectSession:
             else _ImageInfo(None, entry.labels.name, tuple(entry.labels.data.shape), "")
         )
         region = _region_of(entry.region)
-        return (project, entry.name, info, layer_data(entry.labels), region, allow_empty)
+        lock = self._lock
+        return (project, lock, entry.name, info, layer_data(entry.labels), region, allow_empty)
 
     def _save(self, entry: _Entry, *, allow_empty: bool = False) -> None:
         if self._closed:
@@ -531,6 +589,8 @@ class ProjectSession:
         for entry in list(self._entries):
             self._forget(entry)
         self._workers.stop_all(5.0)
+        if self._lock is not None:
+            self._lock.release()
 
     def _tell(self, message: str, *, error: bool = False) -> None:
         self.problems = [message]
@@ -556,9 +616,30 @@ class ProjectSession:
         if isinstance(loaded, UserProblem):
             self._tell(loaded.message, error=True)
             return []
-        for entry in list(self._entries):  # the previous project keeps what was painted
+        lock = self._lock_for(loaded.project.folder)
+        try:
+            lock.acquire()
+        except NapariUnetError as exc:
+            self._tell(str(exc), error=True)
+            return []
+        # the previous project keeps what was painted: written there now, before switching
+        self.flush()
+        unsaved = [e.labels.name for e in self._entries if e.dirty and not e.refused]
+        if unsaved:
+            if lock is not self._lock:
+                lock.release()
+            self._tell(
+                f"The project was not opened: '{unsaved[0]}' could not be saved first "
+                f"in {self.project.folder}.",
+                error=True,
+            )
+            return []
+        previous = self.project.folder if self.project is not None else None
+        for entry in list(self._entries):
+            if previous is not None and entry.name is not None:
+                self._left.append((weakref.ref(entry.labels), previous))
             self._forget(entry)
-        self._set_project(loaded.project)
+        self._set_project(loaded.project, lock)
         viewer = self._viewer
         restored = []
         for record, image, labels, region in loaded.items:
@@ -594,6 +675,8 @@ class ProjectSession:
         last = next((r for r in reversed(restored) if r.image is not None), None)
         if last is not None:
             self._state.annotation.set(image=last.image, labels=last.labels, region=last.region)
+        else:  # the current annotation stays current: it is saved in this project from now on
+            self._follow(self._state.annotation)
         self.opened.emit(restored)
         return restored
 

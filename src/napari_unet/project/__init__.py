@@ -26,12 +26,16 @@ _LAZY = {
     "mask_to_shapes": "annotations",
     "RoundHistory": "history",
     "RoundRecord": "history",
+    "ProjectLock": "lock",
+    "ProjectInUseError": "lock",
 }
 
 __all__ = [
     "EmptyAnnotationError",
     "EntryRecord",
     "Project",
+    "ProjectInUseError",
+    "ProjectLock",
     "RegionShapes",
     "RoundHistory",
     "RoundRecord",
@@ -69,3 +73,4 @@ if TYPE_CHECKING:
         safe_name,
     )
     from .history import RoundHistory, RoundRecord
+    from .lock import ProjectInUseError, ProjectLock

@@ -94,7 +94,9 @@ def _image_stem(path: Path) -> str:
     return path.stem or name
 
 
-def default_project_folder(image_path: str | os.PathLike | None, name: str) -> Path:
+def default_project_folder(
+    image_path: str | os.PathLike | None, name: str, *, when: float | None = None
+) -> Path:
     """Where an image's project lives unless the user chooses a folder.
 
     Parameters
@@ -103,17 +105,26 @@ def default_project_folder(image_path: str | os.PathLike | None, name: str) -> P
         The image's file (or zarr folder); None for an image not read from disk.
     name : str
         The image layer's name.
+    when : float, optional
+        The session's start (seconds since the epoch; default now), for an image
+        not read from disk.
 
     Returns
     -------
     pathlib.Path
-        ``<image name>.napari-unet/`` next to the image, else
-        ``<data folder>/projects/<name>/`` (see :func:`data_folder`).
+        ``<image name>.napari-unet/`` next to the image, else a new folder
+        ``<data folder>/projects/<name>-YYYYMMDD-HHMMSS/`` (see :func:`data_folder`):
+        a layer name says nothing about where an image came from, so an image not
+        from disk never lands in another session's project (older ones are
+        reopened with *Open project*). A folder that exists gets a suffix.
     """
     if image_path is not None:
         p = Path(image_path).absolute()
         return p.parent / f"{_image_stem(p)}{PROJECT_SUFFIX}"
-    return data_folder() / "projects" / safe_name(name)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if when is None else when))
+    projects = data_folder() / "projects"
+    taken = {p.name for p in projects.iterdir()} if projects.is_dir() else set()
+    return projects / safe_name(f"{safe_name(name)}-{stamp}", taken)
 
 
 def file_sha256(path: str | os.PathLike) -> str | None:

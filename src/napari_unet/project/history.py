@@ -8,6 +8,7 @@ so the history never names a model that is not on disk.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -24,6 +25,17 @@ __all__ = ["HISTORY_FILE", "ROUNDS_FOLDER", "RoundHistory", "RoundRecord"]
 HISTORY_FILE = "history.json"
 ROUNDS_FOLDER = "rounds"
 _FORMAT = 1
+
+# One lock per project folder, shared by every RoundHistory of it in this process: a
+# round added by a worker and "use this round" from the GUI must not write stale copies.
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(folder: Path) -> threading.Lock:
+    key = str(folder.resolve())
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
 
 
 @dataclass
@@ -131,6 +143,11 @@ class RoundHistory:
         """
         from ..modelfile import save_model
 
+        with _lock_for(self.folder):
+            self._read()  # another writer may have changed it since
+            return self._add_round(model, save_model, info)
+
+    def _add_round(self, model: UNet, save_model: Any, info: dict[str, Any]) -> RoundRecord:
         k = (self.rounds[-1].round if self.rounds else 0) + 1
         rel = f"{ROUNDS_FOLDER}/round-{k:03d}.safetensors"
         (self.folder / ROUNDS_FOLDER).mkdir(parents=True, exist_ok=True)
@@ -170,7 +187,9 @@ class RoundHistory:
 
     def set_current(self, k: int | None) -> None:
         """Record that round ``k``'s model is in use (None: a model from elsewhere)."""
-        if k is not None:
-            self.get(k)
-        self.current = k
-        self._write()
+        with _lock_for(self.folder):
+            self._read()  # another writer may have added a round since
+            if k is not None:
+                self.get(k)
+            self.current = k
+            self._write()
