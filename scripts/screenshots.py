@@ -90,8 +90,7 @@ def main() -> None:
     viewer.camera.center = (256, 256)
     viewer.camera.zoom = 1.15
     viewer.layers["synthetic nuclei annotated region"].visible = False
-    scroll = train._scroll.verticalScrollBar()
-    scroll.setValue(scroll.maximum())  # down to the loss plot
+    train._scroll.ensureWidgetVisible(train.plot, 0, 0)  # down to the loss plot
     shot("train.png")
 
     # 3. the segmentation on its own, in the Predict dock

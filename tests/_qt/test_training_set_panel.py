@@ -120,7 +120,7 @@ def test_bad_entries_are_refused_in_one_sentence(make_napari_viewer, paint, monk
     assert errors[-1] == "Select an entry of the training set to remove."
 
 
-def test_removing_a_region_layer_takes_its_entry_out(make_napari_viewer, paint, monkeypatch):
+def test_removing_a_region_layer_takes_its_entry_out(make_napari_viewer, qtbot, paint, monkeypatch):
     warnings = []
     monkeypatch.setattr(training_set_panel, "show_warning", warnings.append)
     viewer = make_napari_viewer()
@@ -131,7 +131,17 @@ def test_removing_a_region_layer_takes_its_entry_out(make_napari_viewer, paint, 
     train.add_to_set()
     assert train.training_set.entries[0].region is region
     viewer.layers.remove(region)
-    assert train.training_set.entries == [] and "left the training set" in warnings[-1]
+    assert train.training_set.entries == []
+    qtbot.waitUntil(lambda: bool(warnings), timeout=2000)
+    assert "left the training set" in warnings[-1]
+    # napari removing every layer (closing) is not a mistake to warn about
+    train._region.value = None
+    train.add_to_set()
+    region2 = viewer.add_shapes([np.array([[0, 0], [0, 40], [40, 40], [40, 0]])], name="r2")
+    train.training_set.entries[0].region = region2
+    viewer.layers.clear()
+    qtbot.wait(50)
+    assert len(warnings) == 1
 
 
 def test_the_dock_reads_top_down(make_napari_viewer):

@@ -111,6 +111,11 @@ class TrainingSetPanel(QWidget):
         self._planes_timer.setSingleShot(True)
         self._planes_timer.setInterval(PLANES_DELAY_MS)
         self._planes_timer.timeout.connect(self._count_planes)
+        self._orphans: list[SetEntry] = []  # entries whose region layer was removed
+        self._tell_timer = QTimer(self)
+        self._tell_timer.setSingleShot(True)
+        self._tell_timer.setInterval(0)
+        self._tell_timer.timeout.connect(self._tell_orphans)
 
     # -- building the list
     def add(self, image: Any, labels: Any, region: Any = None) -> SetEntry:
@@ -200,6 +205,14 @@ class TrainingSetPanel(QWidget):
                 # without its region the whole image would count as annotated: unpainted
                 # cells would be taught as background, so the entry leaves the set
                 self._remove(row)
+                self._orphans.append(e)
+                self._tell_timer.start()  # told once napari is done removing layers
+
+    def _tell_orphans(self) -> None:
+        """Say which entries left with their region (not when napari removed every layer)."""
+        orphans, self._orphans = self._orphans, []
+        for e in orphans:
+            if e.labels in self._viewer.layers:
                 show_warning(
                     f"The region of '{e.name}' was removed, so '{e.name}' left the training "
                     "set; add it again (with a region, or none for the whole image)."
@@ -246,6 +259,7 @@ class TrainingSetPanel(QWidget):
         """Stop the entries' counters (the dock closes)."""
         self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self._planes_timer.stop()
+        self._tell_timer.stop()
         self._workers.stop_all()
         for e in self.entries:
             e.counter.close()
