@@ -171,3 +171,17 @@ def test_the_dock_reads_top_down(make_napari_viewer):
     rows = [row(w) for w in order]
     assert rows == sorted(rows) and rows[0] == 0
     assert rows[3] == rows[2] + 1  # the set sits right under the fields it adds from
+
+
+def test_a_damaged_history_is_one_sentence(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_unet._qt.project_session import project_for
+
+    errors = []
+    monkeypatch.setattr(train_widget, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    train = _train_dock(viewer)
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "history.json").write_text("{not json")
+    project_for(viewer).choose_folder(tmp_path / "proj")
+    assert errors and "damaged" in errors[-1]
+    assert train.history.table.rowCount() == 0

@@ -448,7 +448,11 @@ class TrainWidget(ScrollingDock):
     # -- rounds
     def _on_project(self, *_: Any) -> None:
         project = self._project.project
-        self.history.show_history(project.history if project is not None else None)
+        try:
+            self.history.show_history(project.history if project is not None else None)
+        except ValueError as exc:  # a damaged history.json: say so, show no rounds
+            show_error(str(exc))
+            self.history.show_history(None)
 
     def _record_round(self, model: Any, last: Any) -> None:
         """Keep this Fine-tune as the project's next round (model, scores), off the GUI thread."""
