@@ -111,6 +111,26 @@ def test_an_empty_annotation_never_replaces_a_saved_one(make_napari_viewer, qtbo
     qtbot.waitUntil(lambda: panel._keep_empty.native.isHidden(), timeout=3000)
 
 
+def test_saving_empty_on_request_survives_a_write_in_flight(make_napari_viewer, qtbot, on_disk):
+    """The user's "save it empty" arrives while an autosave is still writing: it is kept."""
+    viewer = make_napari_viewer()
+    path = on_disk()
+    _, labels, _ = _annotate(viewer, path)
+    session = project_for(viewer)
+    file = path.parent / "cells.napari-unet" / "entries" / "cells" / "labels.tif"
+    t0 = time.time()
+    labels.paint((20, 30), 1)
+    _saved(session, qtbot, t0)
+    labels.data = np.zeros_like(labels.data)
+    qtbot.waitUntil(lambda: session.refused_entries == ["cells"], timeout=20000)
+    qtbot.waitUntil(lambda: session._entries[0].worker is None, timeout=20000)
+    entry = session._entries[0]
+    session._save(entry)  # an autosave in flight...
+    assert entry.worker is not None
+    session.save_now("cells", allow_empty=True)  # ...when the user asks
+    qtbot.waitUntil(lambda: not load_annotation(file).any(), timeout=20000)
+
+
 def test_a_project_round_trip(make_napari_viewer, qtbot, on_disk, tmp_path):
     viewer = make_napari_viewer()
     a, b = on_disk("a", (50, 70), 1), on_disk("b", (64, 40), 2)

@@ -74,6 +74,7 @@ class _Entry:
     saved: int = 0  # the generation last written
     worker: Any = None
     again: bool = False  # a save was asked for while one was in flight
+    again_empty: bool = False  # ...and the user allowed it to be empty
     refused: bool = False  # empty, not written: waits for the user
     first_change: float = 0.0
     timer: QTimer = field(default_factory=QTimer)
@@ -503,6 +504,7 @@ class ProjectSession:
             return
         if entry.worker is not None:  # one write at a time per entry: the next one follows
             entry.again = True
+            entry.again_empty |= allow_empty  # the user's "save it empty" is not forgotten
             return
         job = self._job(entry, allow_empty)
         if job is None:
@@ -535,8 +537,9 @@ class ProjectSession:
     def _on_finished(self, entry: _Entry) -> None:
         entry.worker = None
         if entry.again:
-            entry.again = False
-            self._save(entry)
+            allow_empty = entry.again_empty
+            entry.again = entry.again_empty = False
+            self._save(entry, allow_empty=allow_empty)
 
     @property
     def pending(self) -> bool:
@@ -567,7 +570,8 @@ class ProjectSession:
                 entry.worker = None
                 entry.again = False
             if entry.dirty or worker is not None:
-                job = self._job(entry, False)
+                job = self._job(entry, entry.again_empty)
+                entry.again_empty = False
                 if job is None:
                     done = False
                     continue
