@@ -106,13 +106,19 @@ class LossPlot(QWidget):
 
     @staticmethod
     def _line(p, xs, ys, scale, pt, color) -> None:
-        pts = [pt(x, y, scale) for x, y in zip(xs, ys) if math.isfinite(y)]
-        if not pts:
-            return
-        p.setPen(QPen(color, 2))
-        if len(pts) == 1:
-            p.drawEllipse(pts[0], 2.5, 2.5)
-            return
+        draw_curve(p, [pt(x, y, scale) for x, y in zip(xs, ys) if math.isfinite(y)], color)
+
+
+def draw_curve(
+    p: QPainter, pts: list[QPointF], color: QColor, *, dot: float = 2.5, dots: bool = False
+) -> None:
+    """A 2-px polyline through ``pts``; a dot where it has one point (``dots``: at each)."""
+    if not pts:
+        return
+    p.setPen(QPen(color, 2))
+    for q in pts if dots or len(pts) == 1 else []:
+        p.drawEllipse(q, dot, dot)
+    if len(pts) > 1:
         path = QPainterPath(pts[0])
         for q in pts[1:]:
             path.lineTo(q)

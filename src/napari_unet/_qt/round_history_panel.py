@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from psygnal import Signal
 from qtpy.QtCore import QPointF, QRectF, Qt
-from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
+from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -19,6 +19,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from .loss_plot import draw_curve
 
 if TYPE_CHECKING:
     from ..project.history import RoundHistory, RoundRecord
@@ -90,7 +92,7 @@ class RoundPlot(QWidget):
             text = (
                 "validation AP by round appears here"
                 if not self.rounds
-                else ("no validation cells yet: annotate more cells")
+                else "no validation cells yet: annotate more cells"
             )
             p.drawText(area, Qt.AlignmentFlag.AlignCenter, text)
             p.end()
@@ -107,14 +109,7 @@ class RoundPlot(QWidget):
             pts = [
                 pt(k, v) for k, v in zip(self.rounds, values) if v is not None and math.isfinite(v)
             ]
-            p.setPen(QPen(color, 2))
-            for q in pts:
-                p.drawEllipse(q, 3, 3)
-            if len(pts) > 1:
-                path = QPainterPath(pts[0])
-                for q in pts[1:]:
-                    path.lineTo(q)
-                p.drawPath(path)
+            draw_curve(p, pts, color, dot=3, dots=True)
         p.setPen(QPen(QColor(200, 200, 200), 1))
         p.drawText(QRectF(0, area.top() - 6, 26, 14), Qt.AlignmentFlag.AlignRight, "1")
         p.drawText(QRectF(0, area.bottom() - 8, 26, 14), Qt.AlignmentFlag.AlignRight, "0")
