@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from napari.utils.notifications import show_error, show_warning
 from psygnal import Signal
 from qtpy.QtCore import QTimer
@@ -22,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import NapariUnetError
-from ..layout import check_same_channels
+from ..layout import channel_count, check_same_channels
 from .cell_counter import CellCounter
 from .layers import spatial_shape
 from .workers import WorkerGroup
@@ -49,18 +48,6 @@ class SetEntry:
     def name(self) -> str:
         """The image's name: names the entry in the project and in the validation rule."""
         return self.image.name
-
-
-def channels_of(image_layer: Any) -> int:
-    """Colour channels of an image layer as a single-channel model sees them (RGB: 3 or 4)."""
-    return int(image_layer.data.shape[-1]) if image_layer.rgb else 1
-
-
-def annotated_planes(labels_layer: Any, region: np.ndarray | None) -> tuple[int, int]:
-    """How many planes of an annotation count for training, of how many."""
-    from ..training.data import annotated_plane_count
-
-    return annotated_plane_count(labels_layer.data, region)
 
 
 class TrainingSetPanel(QWidget):
@@ -136,7 +123,7 @@ class TrainingSetPanel(QWidget):
                 f"image '{image.name}' has shape {shape}."
             )
         check_same_channels(
-            [channels_of(e.image) for e in [*self.entries]] + [channels_of(image)],
+            [channel_count(layer.data, rgb=layer.rgb) for layer in [*self.images(), image]],
             [e.image.name for e in self.entries] + [image.name],
         )
         entry = SetEntry(image, labels, region, CellCounter(labels))
@@ -224,7 +211,9 @@ class TrainingSetPanel(QWidget):
             region = self._region_mask(entry.region, spatial_shape(entry.image))
         except NapariUnetError:
             region = None
-        return annotated_planes(entry.labels, region)
+        from ..training.data import annotated_plane_count  # loads torch: in the worker
+
+        return annotated_plane_count(entry.labels.data, region)
 
     def _refresh(self) -> None:
         self.table.setRowCount(len(self.entries))
@@ -250,6 +239,10 @@ class TrainingSetPanel(QWidget):
             n = len(self.entries)
             text = f"{n} image{'s' if n > 1 else ''}, {total} annotated cells"
             self.summary.setText("; ".join([text, *stacks]) + ".")
+
+    def images(self) -> list[Any]:
+        """The entries' image layers."""
+        return [e.image for e in self.entries]
 
     def counts(self) -> list[int]:
         """Annotated cells of each entry (as counted live)."""
