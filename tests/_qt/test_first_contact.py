@@ -312,3 +312,40 @@ def test_next_id_never_reuses_a_cell_of_an_existing_annotation(make_napari_viewe
     annotate._annotation.value = old
     qtbot.waitUntil(lambda: not annotate.counter.busy, timeout=5000)
     assert old.selected_label == int(truth.max()) + 1
+
+
+def test_the_wheel_scrolls_the_dock_not_the_field_under_it(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QPoint, QPointF, Qt
+    from qtpy.QtGui import QWheelEvent
+    from qtpy.QtWidgets import QApplication, QDoubleSpinBox
+
+    from napari_unet._qt.train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    dock = TrainWidget(viewer)
+    dock.native.resize(420, 300)  # shorter than its fields: the dock scrolls
+    dock.native.show()
+    qtbot.waitExposed(dock.native)
+    spin = dock.form.native.findChildren(QDoubleSpinBox)[0]
+    before = spin.value()
+    bar = dock._scroll.verticalScrollBar()
+    assert bar.maximum() > 0
+
+    def wheel():
+        centre = QPointF(spin.rect().center())
+        event = QWheelEvent(
+            centre, QPointF(spin.mapToGlobal(QPoint(0, 0))) + centre, QPoint(0, 0),
+            QPoint(0, -120), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase, False,
+        )  # fmt: skip
+        QApplication.sendEvent(spin, event)
+
+    wheel()
+    assert spin.value() == before  # the value the user set is left alone
+    assert bar.value() > 0  # and the dock scrolled instead
+    dock.native.activateWindow()
+    qtbot.waitActive(dock.native)
+    spin.setFocus()
+    qtbot.waitUntil(spin.hasFocus)
+    wheel()
+    assert spin.value() != before  # a field the user clicked takes the wheel

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container, Label
 from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QWidget
+from qtpy.QtWidgets import (
+    QAbstractSlider,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QFrame,
+    QScrollArea,
+    QWidget,
+)
 
 if TYPE_CHECKING:
     from .session import ViewerState
@@ -31,6 +39,28 @@ class _KeepWide(QObject):
     def _fit(self) -> None:
         bar = self._scroll.verticalScrollBar().sizeHint().width()
         self._scroll.setMinimumWidth(self._content.minimumSizeHint().width() + bar)
+
+
+class _WheelScrollsTheDock(QObject):
+    """A wheel over an unfocused field scrolls the dock instead of changing the value.
+
+    Without it, scrolling a long dock past a spin box or a choice silently edits
+    it (the learning rate, the budget...). A field takes the wheel once clicked.
+    """
+
+    def __init__(self, parent: QWidget, bar: QAbstractSlider) -> None:
+        super().__init__(parent)
+        self._bar = bar
+        for kind in (QAbstractSpinBox, QComboBox, QAbstractSlider):
+            for field in parent.findChildren(kind):
+                field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+                field.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.Wheel and not obj.hasFocus():
+            QApplication.sendEvent(self._bar, event)
+            return True
+        return False
 
 
 class _WatchRemoval(QObject):
@@ -93,6 +123,7 @@ class ScrollingDock(Container):
             )
             combo.setMinimumContentsLength(12)
         self._width_keeper = _KeepWide(self._scroll, self.form.native)
+        self._wheel_guard = _WheelScrollsTheDock(self.form.native, self._scroll.verticalScrollBar())
         self._closed = False
         self._cancel_close_hook = state.on_close(self._close_once, first=self._ask_to_stop)
         self.native.destroyed.connect(lambda *_: self._close_once())
