@@ -35,13 +35,22 @@ from qtpy.QtCore import QTimer
 
 from ..errors import NapariUnetError
 from .layers import OWNER_KEY, layer_data, spatial_shape
+from .project_io import (
+    ImageInfo,
+    Loaded,
+    Refused,
+    image_info,
+    load_project,
+    region_of,
+    write_entry,
+)
 from .session import state_for
 from .workers import UserProblem, WorkerGroup
 
 if TYPE_CHECKING:
     import napari
 
-    from ..project import Project, ProjectLock, RegionShapes
+    from ..project import Project, ProjectLock
 
 # Autosave waits this long after the last change...
 DEBOUNCE_MS = 2000
@@ -56,10 +65,6 @@ class RestoredEntry(NamedTuple):
     image: Any
     labels: Any
     region: Any
-
-
-class _Refused(UserProblem):
-    """The annotation became empty and the saved one is not: kept until the user asks."""
 
 
 @dataclass(eq=False)
@@ -83,129 +88,6 @@ class _Entry:
     @property
     def dirty(self) -> bool:
         return self.generation != self.saved
-
-
-@dataclass
-class _ImageInfo:
-    path: str | None
-    layer_name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-
-@dataclass
-class _Loaded:
-    """What the worker read from a project folder, for the GUI thread to show."""
-
-    project: Project
-    items: list[tuple[Any, Any, np.ndarray, Any]]  # record, image or None, labels, region
-    problems: list[str]
-    moved: list[str]
-    model: Any = None
-    model_source: str = ""
-
-
-def _image_info(layer: Any) -> _ImageInfo:
-    """Where an image layer came from, and its shape: cheap, on the GUI thread."""
-    path = getattr(getattr(layer, "source", None), "path", None)
-    if path is not None and not Path(path).exists():  # a URL or a plugin's own notion
-        path = None
-    data = layer_data(layer)
-    return _ImageInfo(
-        str(Path(path).absolute()) if path else None,
-        layer.name,
-        spatial_shape(layer),
-        str(np.dtype(data.dtype)),
-    )
-
-
-def _region_of(layer: Any) -> RegionShapes | None:
-    """The shapes of a region layer, copied (a few vertices: cheap)."""
-    from ..project import RegionShapes
-
-    if layer is None:
-        return None
-    return RegionShapes(
-        ndim=int(layer.ndim),
-        shape_types=[str(t) for t in layer.shape_type],
-        data=[np.array(d, dtype=float) for d in layer.data],
-    )
-
-
-def _write_entry(
-    project: Project,
-    lock: ProjectLock,
-    name: str,
-    info: _ImageInfo,
-    labels_ref: Any,
-    region: RegionShapes | None,
-    allow_empty: bool,
-) -> float | None | UserProblem:
-    """Write one entry (in a worker); the time written, None if nothing needed writing."""
-    from ..project import EmptyAnnotationError
-
-    try:
-        if name not in project.names:
-            # nothing painted yet: no folder is made (and no 64 MB copy to find that out)
-            if not np.asarray(labels_ref).any() and not (region and region.data):
-                return None
-            lock.acquire()  # the folder is made now: it becomes this window's
-            project.add_entry(
-                name, info.path, layer_name=info.layer_name, shape=info.shape, dtype=info.dtype
-            )
-        labels = np.array(labels_ref, copy=True)  # the snapshot; see the module docstring
-        project.save_labels(name, labels, allow_empty=allow_empty)
-        project.save_region(name, region)
-        project.hash_images()
-    except EmptyAnnotationError as exc:
-        return _Refused(exc)
-    except NapariUnetError as exc:
-        return UserProblem(exc)
-    except OSError as exc:
-        return UserProblem(
-            NapariUnetError(f"The project folder {project.folder} could not be written ({exc}).")
-        )
-    return time.time()
-
-
-def _load_project(folder: Path) -> _Loaded | UserProblem:
-    """Read a project's annotations, regions, images and model in use (in a worker)."""
-    from ..fileio import read_image
-    from ..project import Project, load_annotation, load_region
-
-    try:
-        project = Project.open(folder)
-    except NapariUnetError as exc:
-        return UserProblem(exc)
-    loaded = _Loaded(project, [], [], [])
-    for record in project.entries:
-        try:
-            labels = load_annotation(project.path(record.labels))
-            region = load_region(project.path(record.region)) if record.region else None
-        except NapariUnetError as exc:
-            loaded.problems.append(str(exc))
-            continue
-        image = None
-        problem = project.image_problem(record)
-        if problem is not None:
-            loaded.problems.append(problem)
-        source = record.image if record.image and Path(record.image).exists() else None
-        if source is None and record.stored_image:
-            source = str(project.path(record.stored_image))
-        if source is not None:
-            try:
-                image = read_image(source)
-            except NapariUnetError as exc:
-                loaded.problems.append(str(exc))
-        elif record.image is not None:
-            loaded.moved.append(record.name)
-        loaded.items.append((record, image, labels, region))
-    if (project.folder / "history.json").is_file():
-        history = project.history
-        if history.current is not None:
-            loaded.model = history.load_model(history.current)
-            loaded.model_source = f"round {history.current} of project {project.folder.name}"
-    return loaded
 
 
 class ProjectSession:
@@ -267,7 +149,7 @@ class ProjectSession:
 
         if self.project is not None:
             return self.project
-        info = _image_info(image_layer)
+        info = image_info(image_layer)
         folder = default_project_folder(info.path, info.layer_name, when=self._started)
         if info.path is not None and not os.access(folder.parent, os.W_OK):
             fallback = default_project_folder(None, info.layer_name, when=self._started)
@@ -491,11 +373,11 @@ class ProjectSession:
             base = entry.image.name if entry.image is not None else entry.labels.name
             entry.name = project.unique_name(base)
         info = (
-            _image_info(entry.image)
+            image_info(entry.image)
             if entry.image is not None
-            else _ImageInfo(None, entry.labels.name, tuple(entry.labels.data.shape), "")
+            else ImageInfo(None, entry.labels.name, tuple(entry.labels.data.shape), "")
         )
-        region = _region_of(entry.region)
+        region = region_of(entry.region)
         lock = self._lock
         return (project, lock, entry.name, info, layer_data(entry.labels), region, allow_empty)
 
@@ -511,7 +393,7 @@ class ProjectSession:
             return
         started = entry.generation
         entry.worker = self._workers.start_function(
-            _write_entry,
+            write_entry,
             *job,
             returned=partial(self._on_written, entry, started),
             errored=lambda exc: show_error(f"Autosave failed: {exc}"),
@@ -519,7 +401,7 @@ class ProjectSession:
         )
 
     def _on_written(self, entry: _Entry, started: int, result: Any) -> None:
-        if isinstance(result, _Refused):
+        if isinstance(result, Refused):
             if not entry.refused:
                 entry.refused = True
                 self._tell(result.message)
@@ -576,7 +458,7 @@ class ProjectSession:
                     done = False
                     continue
                 started = entry.generation
-                result = _write_entry(*job)
+                result = write_entry(*job)
                 self._on_written(entry, started, result)
                 done &= not isinstance(result, UserProblem)
         return done
@@ -610,13 +492,13 @@ class ProjectSession:
         (:attr:`problems`), and the rest opens.
         """
         return self._workers.start_function(
-            _load_project,
+            load_project,
             Path(folder),
             returned=self._restore,
             errored=lambda exc: show_error(f"The project could not be opened: {exc}"),
         )
 
-    def _restore(self, loaded: _Loaded | UserProblem) -> list[RestoredEntry]:
+    def _restore(self, loaded: Loaded | UserProblem) -> list[RestoredEntry]:
         if isinstance(loaded, UserProblem):
             self._tell(loaded.message, error=True)
             return []

@@ -1,0 +1,159 @@
+"""What a project session's workers do off the GUI thread: write one entry, read a project.
+
+Nothing here touches a layer after the GUI thread handed over its references, and
+nothing here imports Qt: the functions take plain values and return plain values (or a
+:class:`~napari_unet._qt.workers.UserProblem` carrying the sentence for the user).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import NapariUnetError
+from .layers import layer_data, spatial_shape
+from .workers import UserProblem
+
+if TYPE_CHECKING:
+    from ..project import Project, ProjectLock, RegionShapes
+
+__all__ = [
+    "ImageInfo",
+    "Loaded",
+    "Refused",
+    "image_info",
+    "load_project",
+    "region_of",
+    "write_entry",
+]
+
+
+class Refused(UserProblem):
+    """The annotation became empty and the saved one is not: kept until the user asks."""
+
+
+@dataclass
+class ImageInfo:
+    path: str | None
+    layer_name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class Loaded:
+    """What the worker read from a project folder, for the GUI thread to show."""
+
+    project: Project
+    items: list[tuple[Any, Any, np.ndarray, Any]]  # record, image or None, labels, region
+    problems: list[str]
+    moved: list[str]
+    model: Any = None
+    model_source: str = ""
+
+
+def image_info(layer: Any) -> ImageInfo:
+    """Where an image layer came from, and its shape: cheap, on the GUI thread."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if path is not None and not Path(path).exists():  # a URL or a plugin's own notion
+        path = None
+    data = layer_data(layer)
+    return ImageInfo(
+        str(Path(path).absolute()) if path else None,
+        layer.name,
+        spatial_shape(layer),
+        str(np.dtype(data.dtype)),
+    )
+
+
+def region_of(layer: Any) -> RegionShapes | None:
+    """The shapes of a region layer, copied (a few vertices: cheap)."""
+    from ..project import RegionShapes
+
+    if layer is None:
+        return None
+    return RegionShapes(
+        ndim=int(layer.ndim),
+        shape_types=[str(t) for t in layer.shape_type],
+        data=[np.array(d, dtype=float) for d in layer.data],
+    )
+
+
+def write_entry(
+    project: Project,
+    lock: ProjectLock,
+    name: str,
+    info: ImageInfo,
+    labels_ref: Any,
+    region: RegionShapes | None,
+    allow_empty: bool,
+) -> float | None | UserProblem:
+    """Write one entry (in a worker); the time written, None if nothing needed writing."""
+    from ..project import EmptyAnnotationError
+
+    try:
+        if name not in project.names:
+            # nothing painted yet: no folder is made (and no 64 MB copy to find that out)
+            if not np.asarray(labels_ref).any() and not (region and region.data):
+                return None
+            lock.acquire()  # the folder is made now: it becomes this window's
+            project.add_entry(
+                name, info.path, layer_name=info.layer_name, shape=info.shape, dtype=info.dtype
+            )
+        labels = np.array(labels_ref, copy=True)  # the snapshot; see the module docstring
+        project.save_labels(name, labels, allow_empty=allow_empty)
+        project.save_region(name, region)
+        project.hash_images()
+    except EmptyAnnotationError as exc:
+        return Refused(exc)
+    except NapariUnetError as exc:
+        return UserProblem(exc)
+    except OSError as exc:
+        return UserProblem(
+            NapariUnetError(f"The project folder {project.folder} could not be written ({exc}).")
+        )
+    return time.time()
+
+
+def load_project(folder: Path) -> Loaded | UserProblem:
+    """Read a project's annotations, regions, images and model in use (in a worker)."""
+    from ..fileio import read_image
+    from ..project import Project, load_annotation, load_region
+
+    try:
+        project = Project.open(folder)
+    except NapariUnetError as exc:
+        return UserProblem(exc)
+    loaded = Loaded(project, [], [], [])
+    for record in project.entries:
+        try:
+            labels = load_annotation(project.path(record.labels))
+            region = load_region(project.path(record.region)) if record.region else None
+        except NapariUnetError as exc:
+            loaded.problems.append(str(exc))
+            continue
+        image = None
+        problem = project.image_problem(record)
+        if problem is not None:
+            loaded.problems.append(problem)
+        source = record.image if record.image and Path(record.image).exists() else None
+        if source is None and record.stored_image:
+            source = str(project.path(record.stored_image))
+        if source is not None:
+            try:
+                image = read_image(source)
+            except NapariUnetError as exc:
+                loaded.problems.append(str(exc))
+        elif record.image is not None:
+            loaded.moved.append(record.name)
+        loaded.items.append((record, image, labels, region))
+    if (project.folder / "history.json").is_file():
+        history = project.history
+        if history.current is not None:
+            loaded.model = history.load_model(history.current)
+            loaded.model_source = f"round {history.current} of project {project.folder.name}"
+    return loaded
