@@ -82,8 +82,19 @@ def test_merge_keeps_paint_lists_the_unsure_first_and_undoes_in_one_step(
     assert len(points.data) == unsure
     assert list(points.features["rank"]) == list(range(1, unsure + 1))
     np.testing.assert_allclose(points.data[0], first.centroid)
+    listed = list(panel.cells)
     annotation.undo()  # one Ctrl+Z
     np.testing.assert_array_equal(annotation.data, before)
+    # a row of an undone cell: nothing to go to, and the list no longer offers the cells
+    centre = _centre(viewer)
+    panel.list.setCurrentRow(1)
+    assert _centre(viewer) == centre
+    assert panel.list.count() == 0 and panel.cells == []
+    assert said["info"][-1] == (
+        f"Cell {listed[1].label} is no longer in 'annotation' (undone or erased); "
+        f"{len(listed)} such cells taken off the list."
+    )
+    assert len(points.data) == 0
     # again: the cells are added once more, the points layer is updated, not duplicated
     _click(qtbot, panel)
     assert len([lyr for lyr in viewer.layers if lyr.name.endswith("least sure cells")]) == 1

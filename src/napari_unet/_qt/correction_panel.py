@@ -299,6 +299,9 @@ class CorrectionPanel(Container):
         if not 0 <= row < len(self.cells) or self._labels not in self._viewer.layers:
             return
         cell, labels = self.cells[row], self._labels
+        if not _still_there(labels, cell):  # undone (Ctrl+Z) or erased since it was listed
+            self._forget_gone(cell)
+            return
         coords = (*([cell.plane] if cell.plane is not None else []), *cell.centroid)
         world = np.asarray(labels.data_to_world(coords), dtype=float)
         ndim = self._viewer.dims.ndim
@@ -313,6 +316,21 @@ class CorrectionPanel(Container):
         labels.selected_label = cell.label
         self._viewer.layers.selection.active = labels
 
+    def _forget_gone(self, clicked: UncertainCell) -> None:
+        """Take the cells no longer in the annotation off the list and the points."""
+        labels = self._labels
+        kept = [c for c in self.cells if _still_there(labels, c)]
+        gone = len(self.cells) - len(kept)
+        self._show(kept)
+        unsure = sum(c.certainty < UNSURE for c in kept)
+        self._mark(kept[:unsure])
+        message = (
+            f"Cell {clicked.label} is no longer in '{labels.name}' (undone or erased); "
+            f"{gone} such cell{'s' if gone != 1 else ''} taken off the list."
+        )
+        self._status.value = message
+        show_info(message)
+
     # -- closing
     def shutdown(self) -> None:
         """Stop the prediction and the merge and wait for them (the owner or viewer closes)."""
@@ -322,3 +340,16 @@ class CorrectionPanel(Container):
         self._cancel_close_hook()
         self._runner.shutdown()
         self._workers.stop_all()
+
+
+def _still_there(labels: Any, cell: UncertainCell) -> bool:
+    """Whether ``cell`` still has pixels near where it was listed (a small window: cheap)."""
+    data = labels.data
+    half = int(max(8.0, np.sqrt(cell.area)))
+    y, x = (round(c) for c in cell.centroid)
+    window = (
+        *(() if cell.plane is None else (cell.plane,)),
+        slice(max(0, y - half), y + half + 1),
+        slice(max(0, x - half), x + half + 1),
+    )
+    return bool(np.any(np.asarray(data[window]) == cell.label))
