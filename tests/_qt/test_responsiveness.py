@@ -215,6 +215,6 @@ def test_training_set_entries_of_4096_images_never_stall(make_napari_viewer, qtb
         strokes.append(1000 * (time.perf_counter() - t))
     with capsys.disabled():
         print(f"\nAdd of a 4096^2 entry {add_ms:.0f} ms; per stroke {max(strokes):.1f} ms")
-    # Add copies the annotation once on the GUI thread for the cell count (CellCounter,
-    # tens of ms; hundreds when the pages are first touched): no longer seconds
+    # the cell count reads the annotation in a worker (CellCounter); Add once copied it on
+    # the GUI thread (tens of ms, hundreds when the pages were first touched)
     assert add_ms < DISPLAY_FREEZE_MS and max(strokes) < 50

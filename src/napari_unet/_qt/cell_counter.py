@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def pixel_counts(labels: np.ndarray) -> dict[int, int]:
     """Pixels per id of ``labels`` (a full scan: run it in a worker)."""
-    flat = np.ravel(labels)
+    flat = np.ravel(np.asarray(labels))  # a lazy (dask) array is read here, in the worker
     if flat.size == 0:
         return {}
     low, high = int(flat.min()), int(flat.max())
@@ -42,8 +42,9 @@ class CellCounter:
     A stroke updates the counts from napari's paint event, which carries the
     values it replaced: painting costs nothing, however large the image. Changes
     that come without one (undo and redo, seen as a change of napari's history
-    queues at the next refresh; a new array) recount in a worker; strokes made
-    meanwhile are applied on top of the recount when it arrives.
+    queues at the next refresh; a new array) recount in a worker, which reads the
+    layer's array as it is; a stroke made meanwhile makes that count doubtful, so it
+    is dropped (the counts kept from the strokes stand) and made again.
     """
 
     changed = Signal(int)  # number of cells
@@ -151,16 +152,23 @@ class CellCounter:
             self._deferred = True
             return
         self._deferred = False
-        snapshot = np.array(self.layer.data, copy=True)
         self._since_snapshot = []
+        # the worker reads the live array (no copy on the GUI thread: 40-250 ms at 4096^2);
+        # a stroke during the read is seen when the counts arrive, and the count is redone
         self._workers.start_function(
-            pixel_counts, snapshot, returned=self._on_counts, finished=self._on_recounted
+            pixel_counts, self.layer.data, returned=self._on_counts, finished=self._on_recounted
         )
 
     def _on_counts(self, counts: dict[int, int]) -> None:
-        later = self._since_snapshot or []
+        if self._since_snapshot or self._mid_stroke():
+            # painted while the worker read: the counts kept from the strokes stand, and
+            # the count is redone once the stroke is over
+            if self._mid_stroke():
+                self._deferred = True
+            else:
+                self._again = True
+            return
         self._counts = counts
-        self._apply(later)
         self.changed.emit(self.cells)
         self.recounted.emit()
 
