@@ -441,3 +441,36 @@ def test_an_image_not_from_a_file_starts_a_new_project(make_napari_viewer, qtbot
     labels2.paint((10, 10), 2)
     assert project_for(other).flush()
     assert project_for(other).project.folder not in (folder, data_folder() / "projects/Image")
+
+
+def test_kept_image_copies_bring_back_an_image_not_from_a_file(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    viewer = make_napari_viewer()
+    pixels = np.random.default_rng(1).integers(0, 4000, (40, 50)).astype(np.uint16)
+    image = viewer.add_image(pixels, name="sample")
+    labels = viewer.add_labels(np.zeros((40, 50), np.uint8), name="sample annotation")
+    session = project_for(viewer)
+    panel = ProjectPanel(viewer)
+    warnings = []
+    monkeypatch.setattr(ps_module, "show_warning", warnings.append)
+    panel._store.changed.emit(True)  # nothing saved yet: one sentence, nothing written
+    assert warnings == ["No annotation is saved in a project yet: paint first, then keep copies."]
+    state_for(viewer).annotation.set(image=image, labels=labels)
+    labels.paint((20, 20), 2)
+    assert session.flush()
+    folder = session.project.folder
+    with qtbot.waitSignal(session.stored, timeout=20000) as stored:
+        panel._store.changed.emit(True)
+    assert stored.args[0].startswith("Copies of 1 image kept in the project (")
+    assert panel._message.value == stored.args[0]
+    qtbot.wait(1100)  # the panel's clock ticks: the sentence stays
+    assert panel._message.value == stored.args[0]
+    state_for(viewer).close()
+    other = make_napari_viewer()
+    with qtbot.waitSignal(project_for(other).opened, timeout=20000) as opened:
+        project_for(other).open(folder)
+    (entry,) = opened.args[0]
+    assert entry.image is not None and entry.image.name == "sample"
+    np.testing.assert_array_equal(entry.image.data, pixels)  # the copy is exact
+    assert entry.labels.scale.tolist() == entry.image.scale.tolist()

@@ -28,6 +28,7 @@ __all__ = [
     "image_info",
     "load_project",
     "region_of",
+    "store_images",
     "write_entry",
 ]
 
@@ -157,3 +158,25 @@ def load_project(folder: Path) -> Loaded | UserProblem:
             loaded.model = history.load_model(history.current)
             loaded.model_source = f"round {history.current} of project {project.folder.name}"
     return loaded
+
+
+def store_images(project: Project, images: list[tuple[str, Any]]) -> tuple[int, int] | UserProblem:
+    """Keep a copy of each ``(entry name, image data)`` in the project (in a worker).
+
+    Returns
+    -------
+    tuple of int or UserProblem
+        The number of images and the bytes the copies take, or the sentence of what failed
+        (the copies written before it stay; each is written atomically).
+    """
+    total = 0
+    try:
+        for name, data in images:
+            total += project.store_image(name, np.asarray(data)).stat().st_size
+    except NapariUnetError as exc:
+        return UserProblem(exc)
+    except OSError as exc:
+        return UserProblem(
+            NapariUnetError(f"The project folder {project.folder} could not be written ({exc}).")
+        )
+    return len(images), total

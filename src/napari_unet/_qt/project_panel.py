@@ -44,6 +44,13 @@ class ProjectPanel(Container):
         self._message = Label(label="", value="")
         self._keep_empty = PushButton(text="Save the empty annotation", visible=False)
         self._locate = PushButton(text="Locate moved image...", visible=False)
+        self._note = ""
+        self._store = PushButton(
+            text="Keep copies of the images",
+            tooltip="Store the images of the saved annotations in the project folder, so that "
+            "it opens whole on another computer, and images that came from no file (a sample) "
+            "come back.",
+        )
         self.extend(
             [
                 self._folder,
@@ -53,6 +60,7 @@ class ProjectPanel(Container):
                 self._message,
                 self._keep_empty,
                 self._locate,
+                self._store,
             ]
         )
         for label in (self._folder, self._saved, self._message):
@@ -61,12 +69,14 @@ class ProjectPanel(Container):
         self._open.changed.connect(self.open_project)
         self._keep_empty.changed.connect(self.keep_empty)
         self._locate.changed.connect(self.locate_image)
+        self._store.changed.connect(lambda *_: self._session.store_images())
         session = self._session
         session.changed.connect(self._show)
         session.saved.connect(self._show)
         session.problem.connect(self._on_problem)
         session.refused.connect(self._show)
         session.opened.connect(self._show)
+        session.stored.connect(self._on_stored)
         self._clock = QTimer(self.native)  # "Saved 3 s ago" keeps counting
         self._clock.setInterval(1000)
         self._clock.timeout.connect(self._show)
@@ -82,6 +92,7 @@ class ProjectPanel(Container):
             (session.problem, self._on_problem),
             (session.refused, self._show),
             (session.opened, self._show),
+            (session.stored, self._on_stored),
         ):
             signal.disconnect(slot)
 
@@ -98,12 +109,17 @@ class ProjectPanel(Container):
             self._saved.value = saved_ago(time.time() - session.last_saved)
         self._keep_empty.visible = bool(session.refused_entries)
         self._locate.visible = bool(session.moved)
-        if not session.problems:
+        if not session.problems and not self._note:
             self._message.value = ""
 
     def _on_problem(self, message: str) -> None:
+        self._note = ""
         self._message.value = message
         self._show()
+
+    def _on_stored(self, message: str) -> None:
+        self._note = message  # stays until a problem replaces it
+        self._message.value = message
 
     # -- actions (the dialogs are methods, so tests can answer them)
     def _ask_folder(self, caption: str) -> str | None:

@@ -42,6 +42,7 @@ from .project_io import (
     image_info,
     load_project,
     region_of,
+    store_images,
     write_entry,
 )
 from .session import state_for
@@ -483,6 +484,38 @@ class ProjectSession:
         self.problem.emit(message)
         (show_error if error else show_warning)(message)
 
+    stored = Signal(str)  # copies of the images were kept: the sentence that says so
+
+    def store_images(self) -> Any:
+        """Keep a copy of each saved entry's image in the project (a worker writes them).
+
+        For images that came from no file (a sample, a plugin's output) this is
+        the only way the project can open them again; for the others it makes the
+        project whole on another computer.
+        """
+        project = self.project
+        images = [
+            (e.name, layer_data(e.image))
+            for e in self._entries
+            if e.name is not None and e.image is not None and e.image in self._viewer.layers
+        ]
+        if project is None or not images:
+            self._tell("No annotation is saved in a project yet: paint first, then keep copies.")
+            return None
+        return self._workers.start_function(store_images, project, images, returned=self._on_stored)
+
+    def _on_stored(self, result: tuple[int, int] | UserProblem) -> None:
+        if isinstance(result, UserProblem):
+            self._tell(result.message, error=True)
+            return
+        n, size = result
+        message = (
+            f"Copies of {n} image{'s' if n != 1 else ''} kept in the project "
+            f"({size / 1e6:.1f} MB); it opens whole without them."
+        )
+        self.stored.emit(message)
+        show_info(message)
+
     # -- opening a project
     def open(self, folder: str | os.PathLike) -> Any:
         """Open the project in ``folder``: its layers, regions and model in use come back.
@@ -533,7 +566,8 @@ class ProjectSession:
             if image_layer is None and record.image is None:
                 loaded.problems.append(
                     f"The image of '{record.name}' was not read from a file, so the project "
-                    "cannot open it; its annotation opens alone."
+                    "cannot open it; its annotation opens alone (Keep copies of the images, "
+                    "in the Train dock's project, stores such images)."
                 )
             place = {}
             if image_layer is not None:
