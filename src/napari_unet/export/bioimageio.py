@@ -240,9 +240,12 @@ def _model_card(model: UNet, name: str, context: int, min_size: int, step: int) 
         "",
     ]
     if training:
+        origin = training.get("started_from") or {}
+        start = origin.get("model") if isinstance(origin, dict) else None
         lines += [
-            f"- Start model: {training.get('start_model', training.get('recipe', 'not recorded'))}",
+            f"- Start model: {start or 'trained from scratch'}",
             f"- Steps: {training.get('steps', 'not recorded')}",
+            f"- Recipe: {training.get('recipe', 'napari-unet training')}",
         ]
     else:
         lines.append("- Training provenance was not recorded in the model file.")
@@ -358,8 +361,11 @@ def iter_export_bioimageio(
             arch.eval()
 
             yield ExportProgress(3, total, _STEPS[3])
-            scripted = torch.jit.script(arch)
-            scripted.save(str(work / "weights.torchscript.pt"))
+            with warnings.catch_warnings():
+                # deprecated in favour of torch.export, but what deepImageJ and QuPath read
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = torch.jit.script(arch)
+                scripted.save(str(work / "weights.torchscript.pt"))
 
             yield ExportProgress(4, total, _STEPS[4])
             _export_onnx(arch, raw, work / "weights.onnx")

@@ -105,8 +105,14 @@ def _rdf_name(path: Path, names: Any) -> str:
     for n in _RDF_NAMES:
         if n in names:
             return n
+    if any(str(n).endswith("data.pkl") for n in names):
+        raise NapariUnetError(
+            f"{path.name} cannot be loaded as a model: it is a zip archive, as PyTorch .pt files "
+            "are, holding a pickle, which napari-unet never loads because it can run code."
+        )
     raise NapariUnetError(
-        f"{path.name} is not a bioimage.io model package: it has no rdf.yaml. {_SUPPORTED}."
+        f"{path.name} is a zip archive but not a bioimage.io model package (it has no "
+        f"rdf.yaml); {_SUPPORTED}."
     )
 
 
