@@ -36,6 +36,7 @@ _LAZY = {
     "instance_scores": "metrics",
     "predict_to_zarr": "bigimage",
     "load_bundled_model": "bundled",
+    "export_bioimageio": "export",
     "image_files": "batch",
     "segment_files": "batch",
     "segment_folder": "batch",
@@ -49,6 +50,7 @@ __all__ = [
     "Trainer",
     "UNet",
     "elastic_deform",
+    "export_bioimageio",
     "image_files",
     "instance_scores",
     "iter_predict_tiled",
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from .bundled import load_bundled_model
     from .device import select_device
     from .errors import NapariUnetError
+    from .export import export_bioimageio
     from .metrics import instance_scores
     from .model import UNet
     from .modelfile import load_model, save_model

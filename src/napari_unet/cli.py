@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_train(sub)
     _add_weightmap(sub)
+    _add_export(sub)
     return parser
 
 
@@ -81,7 +82,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="model file (.safetensors), or 'bundled' (default: the bundled nuclei model)",
+        help="model file (.safetensors) or bioimage.io package napari-unet exported (.zip), "
+        "or 'bundled' (default: the bundled nuclei model)",
     )
     p.add_argument("--tile", type=int, default=None, help="output tile size in pixels")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
@@ -187,6 +189,67 @@ def _add_weightmap(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--sigma", type=float, default=5.0, help="border width in pixels (paper: 5)")
     w.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     w.set_defaults(func=_cmd_weightmap)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """The ``export`` subcommand."""
+    e = sub.add_parser(
+        "export",
+        help="write a model as a bioimage.io package (Fiji/deepImageJ, ilastik, QuPath)",
+        description="Write MODEL as a bioimage.io model package (.zip) with PyTorch state-dict, "
+        "TorchScript and ONNX weights, test tensors computed by napari-unet, a cover and a "
+        'model card. Needs the export extra: pip install "napari-unet[export]".',
+    )
+    e.add_argument(
+        "model", help="model file (.safetensors), or 'bundled' for the bundled nuclei model"
+    )
+    e.add_argument("-o", "--output", type=Path, required=True, help="package (.zip) to write")
+    e.add_argument("--name", help="model name on bioimage.io (default: the model's own)")
+    e.add_argument(
+        "--author",
+        action="append",
+        dest="authors",
+        metavar="NAME",
+        help="author name (repeat for several)",
+    )
+    e.add_argument(
+        "--test-image",
+        type=Path,
+        help="2D image to compute the test tensors and the cover from (default: synthetic nuclei)",
+    )
+    e.add_argument("--cover", type=Path, help="cover image (PNG/JPEG) instead of the overlay")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    e.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export.bioimageio import iter_export_bioimageio
+
+    check_output_path(args.output, overwrite=args.overwrite)
+    model = _load_model(args.model)
+    image = read_image(args.test_image) if args.test_image is not None else None
+    bar = tqdm(total=1, desc="export", file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}")
+    try:
+        gen = iter_export_bioimageio(
+            model,
+            args.output,
+            name=args.name,
+            authors=args.authors,
+            cover=args.cover,
+            test_image=image,
+            overwrite=args.overwrite,
+        )
+
+        def show(event) -> None:
+            bar.total = event.total
+            bar.n = event.done
+            bar.set_postfix_str(event.step, refresh=True)
+
+        path = run_to_end(gen, show)
+    finally:
+        bar.close()
+    print(f"Wrote the bioimage.io package {path}.", file=sys.stderr)
+    return 0
 
 
 class _ProgressBar:

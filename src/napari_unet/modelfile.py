@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,9 @@ def _check_file(path: Path) -> None:
     if not path.exists():
         raise NapariUnetError(f"The model file {path} does not exist.")
     if path.is_dir():
-        raise NapariUnetError(f"{path} is a folder, not a model file.")
+        raise NapariUnetError(
+            f"{path} is a folder, not a model file or a bioimage.io package napari-unet exported."
+        )
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise NapariUnetError(
             f"{path.name} looks like a PyTorch pickle checkpoint; napari-unet only loads "
@@ -173,17 +176,34 @@ def _read_header(path: Path) -> dict[str, Any]:
         raise NapariUnetError(f"{path.name} has a damaged header; it was not loaded.") from None
 
 
+@contextmanager
+def _model_file(path: str | os.PathLike) -> Iterator[Path]:
+    """The safetensors file behind ``path``: itself, or the one inside a bioimage.io package."""
+    p = Path(path)
+    if p.exists() and p.suffix.lower() not in _PICKLE_SUFFIXES:
+        from .export.package import is_package, package_weights
+
+        if is_package(p):
+            with package_weights(p) as inner:
+                yield inner
+            return
+    _check_file(p)
+    yield p
+
+
 def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     """Architecture and metadata of a model file, without loading its weights.
+
+    ``path`` may also be a bioimage.io package (zip or folder) that napari-unet
+    exported.
 
     Returns
     -------
     dict
         ``{"config": {...}, "metadata": {...}}``.
     """
-    p = Path(path)
-    _check_file(p)
-    return _read_header(p)
+    with _model_file(path) as p:
+        return _read_header(p)
 
 
 def _load_tensors(path: Path, device: str | None) -> dict:
@@ -195,10 +215,11 @@ def _load_tensors(path: Path, device: str | None) -> dict:
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     """The extra tensors :func:`save_checkpoint` stored (empty for a plain model file)."""
-    p = Path(path)
-    read_model_info(p)
     n = len(_STATE_PREFIX)
-    return {k[n:]: v for k, v in _load_tensors(p, None).items() if k.startswith(_STATE_PREFIX)}
+    with _model_file(path) as p:
+        _read_header(p)
+        tensors = _load_tensors(p, None)
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(_STATE_PREFIX)}
 
 
 def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
@@ -207,7 +228,9 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     Parameters
     ----------
     path : path-like
-        A ``.safetensors`` file written by napari-unet.
+        A ``.safetensors`` file written by napari-unet, or a bioimage.io package
+        (``.zip`` or its folder) that napari-unet exported: its safetensors copy
+        of the weights is loaded, never its pickle weights.
     device : str or None
         Where to put the weights (``"cpu"`` when None).
 
@@ -219,15 +242,16 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     Raises
     ------
     NapariUnetError
-        For a missing, pickle-based, corrupt, truncated or mismatched file.
+        For a missing, pickle-based, corrupt, truncated or mismatched file, or a
+        package napari-unet did not export.
     """
-    p = Path(path)
-    info = read_model_info(p)
-    try:
-        model = UNet.from_config(info["config"])
-    except (TypeError, NapariUnetError) as exc:
-        raise NapariUnetError(f"{p.name} describes an invalid network ({exc}).") from None
-    state = _load_tensors(p, device)
+    with _model_file(path) as p:
+        info = _read_header(p)
+        try:
+            model = UNet.from_config(info["config"])
+        except (TypeError, NapariUnetError) as exc:
+            raise NapariUnetError(f"{p.name} describes an invalid network ({exc}).") from None
+        state = _load_tensors(p, device)
     weights = {k: v for k, v in state.items() if not k.startswith(_STATE_PREFIX)}
     try:
         model.load_state_dict(weights, strict=True)

@@ -103,3 +103,49 @@ def test_card_of_a_fine_tuned_model(tiny_model, tmp_path):
     assert "Held-out test" not in card
     assert tuned.metadata["training"]["started_from"]["evaluation"]["ap50"] == 0.91
     assert np.isfinite(tuned.metadata["training"]["seconds"])
+
+
+def test_export_for_bioimageio(make_napari_viewer, qtbot, tiny_model, tmp_path, monkeypatch):
+    """The button asks for a file, exports in a worker with progress, then loads back."""
+    import napari_unet._qt.model_widget as mw
+
+    infos, errors = [], []
+    monkeypatch.setattr(mw, "show_info", infos.append)
+    monkeypatch.setattr(mw, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.export()  # no model yet
+    assert "no model to export" in errors[-1]
+    tiny_model.metadata["name"] = "tiny dock model"
+    session_for(viewer).set_model(tiny_model, "trained here")
+    target = tmp_path / "shared"  # the suffix is added
+    # the dialog (patched on the class: a magicgui container refuses deleting attributes)
+    monkeypatch.setattr(
+        mw.ModelWidget, "_ask_export_path", lambda self: mw.Path(str(target) + ".zip")
+    )
+    steps = []
+    real_step = mw.ModelWidget._on_export_step
+    monkeypatch.setattr(
+        mw.ModelWidget, "_on_export_step", lambda self, e: (steps.append(e), real_step(self, e))
+    )
+    widget._export.native.click()
+    _finish(qtbot, widget)
+    written = tmp_path / "shared.zip"
+    assert written.is_file() and infos[-1] == f"bioimage.io package written to {written}."
+    assert widget._status.value == infos[-1]
+    assert [e.done for e in steps] == list(range(8))
+    back = load_model(written)
+    assert back.metadata == tiny_model.metadata
+    for a, b in zip(back.state_dict().values(), tiny_model.state_dict().values()):
+        assert torch.equal(a, b)
+    # a folder that does not exist: one sentence in the dock, nothing written
+    monkeypatch.setattr(mw.ModelWidget, "_ask_export_path", lambda self: tmp_path / "no" / "m.zip")
+    widget.export()
+    _finish(qtbot, widget)
+    assert errors[-1].startswith("The model could not be exported: The folder")
+    assert widget._status.value == f"Error: {errors[-1]}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.zip"]
+    # cancelling the dialog does nothing
+    monkeypatch.setattr(mw.ModelWidget, "_ask_export_path", lambda self: None)
+    widget.export()
+    assert not widget.busy

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import FileEdit, Label, PushButton, TextEdit
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QFileDialog
 
 from .dock import ScrollingDock
 from .model_choice import bundled_available, chosen_path
 from .session import state_for
 from .training_runner import recent_recovered_model
-from .workers import WorkerGroup
+from .workers import UserProblem, WorkerGroup
 
 if TYPE_CHECKING:
     import napari
@@ -97,9 +101,16 @@ class ModelWidget(ScrollingDock):
         self._in_use = Label(label="In use", value=self._session.describe())
         self._save_path = FileEdit(label="Save to", mode="w", filter="*.safetensors")
         self._save = PushButton(text="Save model")
-        self._load_path = FileEdit(label="Load from", mode="r", filter="*.safetensors")
+        self._load_path = FileEdit(
+            label="Load from", mode="r", filter="Models (*.safetensors *.zip)"
+        )
         self._load = PushButton(text="Load model")
         self._bundled = PushButton(text="Use the bundled model", visible=bundled_available())
+        self._export = PushButton(text="Export for bioimage.io…")
+        self._export.native.setToolTip(
+            "Write the model in use as a bioimage.io package (.zip) for deepImageJ/Fiji, "
+            "ilastik, QuPath and the bioimage.io model zoo"
+        )
         self._status = Label(label="", value="")
         self._card = TextEdit(label="Model card", value="")
         self._card.native.setReadOnly(True)
@@ -112,6 +123,7 @@ class ModelWidget(ScrollingDock):
                 self._load_path,
                 self._load,
                 self._bundled,
+                self._export,
                 self._status,
                 self._card,
             ]
@@ -119,6 +131,7 @@ class ModelWidget(ScrollingDock):
         self._save.changed.connect(self.save)
         self._load.changed.connect(self.load)
         self._bundled.changed.connect(self.use_bundled)
+        self._export.changed.connect(self.export)
         self._session.changed.connect(self._refresh)
         self.finish(self._state)
         self._refresh(self._session)
@@ -178,7 +191,10 @@ class ModelWidget(ScrollingDock):
 
         path = chosen_path(self._load_path.value)
         if path is None:
-            self._report("Choose a model file (.safetensors) to load.", error=True)
+            self._report(
+                "Choose a model file (.safetensors) or a bioimage.io package (.zip) to load.",
+                error=True,
+            )
             return
         self._workers.start_function(
             load_model,
@@ -186,6 +202,47 @@ class ModelWidget(ScrollingDock):
             returned=lambda model: self._use(model, path.name),
             errored=self._failed(f"{path.name} could not be loaded"),
         )
+
+    def _ask_export_path(self) -> Path | None:
+        """The package to write, from a save dialog (which confirms replacing a file)."""
+        start = chosen_path(self._save_path.value)
+        start = start.with_suffix(".zip") if start is not None and not start.is_dir() else None
+        path, _ = QFileDialog.getSaveFileName(
+            self.native,
+            "Export for bioimage.io",
+            str(start or Path.home() / "model.zip"),
+            "bioimage.io package (*.zip)",
+            options=QFileDialog.Option.DontUseNativeDialog,
+        )
+        if not path:
+            return None
+        path = Path(path)
+        return path if path.suffix.lower() == ".zip" else path.with_suffix(".zip")
+
+    def export(self) -> None:
+        """Write the model in use as a bioimage.io package (in a worker, with progress)."""
+        if self._session.model is None:
+            self._report("There is no model to export yet; train or load one first.", error=True)
+            return
+        path = self._ask_export_path()
+        if path is None:
+            return
+        self._status.value = "Exporting for bioimage.io…"
+        self._workers.start_generator(
+            _export_steps(self._session.model, path),
+            yielded=self._on_export_step,
+            returned=self._on_exported,
+            errored=self._failed("The model could not be exported"),
+        )
+
+    def _on_exported(self, result: Any) -> None:
+        if isinstance(result, UserProblem):  # bad input, in one sentence
+            self._report(f"The model could not be exported: {result.message}", error=True)
+        else:
+            self._report(f"bioimage.io package written to {result}.")
+
+    def _on_export_step(self, event: Any) -> None:
+        self._status.value = f"Exporting for bioimage.io: {event.step} ({event.done}/{event.total})"
 
     def use_bundled(self) -> None:
         """Make the bundled model the one in use (read in a worker)."""
@@ -200,3 +257,14 @@ class ModelWidget(ScrollingDock):
     def _use(self, model: Any, source: str) -> None:
         self._session.set_model(model, source)
         self._report(f"Loaded {source}; it is now the model in use.")
+
+
+def _export_steps(model: Any, path: Path) -> Generator[Any, None, Path]:
+    """Export a copy of ``model``, so that training or prediction can go on with the original.
+
+    The save dialog has already asked before replacing an existing file.
+    """
+    from ..export.bioimageio import iter_export_bioimageio
+
+    snapshot = copy.deepcopy(model).cpu()
+    return (yield from iter_export_bioimageio(snapshot, path, overwrite=True))
