@@ -327,10 +327,17 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
 
 
 def _run_with_bar(gen):
-    """Run a big-image generator to its end with a progress bar on stderr."""
-    bar = tqdm(total=0, desc="predict", unit="step", file=sys.stderr)
+    """Run a big-image generator to its end with a progress bar on stderr.
+
+    The bar appears with the first event: arguments refused before it leave
+    only their one sentence.
+    """
+    bars = []
 
     def show(event) -> None:
+        if not bars:
+            bars.append(tqdm(total=0, desc="predict", unit="step", file=sys.stderr))
+        bar = bars[0]
         # done/total counts over all phases (statistics, predict, label, relabel)
         bar.total = event.total
         bar.set_description(event.phase, refresh=False)
@@ -339,7 +346,8 @@ def _run_with_bar(gen):
     try:
         return run_to_end(gen, show)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

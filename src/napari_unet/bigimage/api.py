@@ -285,7 +285,9 @@ def iter_predict_to_zarr(
     else:
         spatial = source.spatial(n_spatial)
     norm = resolve_normalization(model, normalization)
-    chunk_px = chunk_shape(model, axes, chunk)
+    # labels inside an image get its levels (when they halve y and x), as NGFF asks
+    image_levels = source.levels_by_two() if into_input and source is not None else None
+    chunk_px = chunk_shape(model, axes, chunk, multiple=2 ** ((image_levels or 1) - 1))
     budget = _tile_memory_budget(scheduler, device, memory_budget)
     plan = plan_tiles(model, chunk_px, tile_shape, memory_budget=budget // batch_size)
     chunks = plan_chunks(axes, chunk_px)
@@ -319,7 +321,7 @@ def iter_predict_to_zarr(
             meta["source_image"] = str(source.path)
         _write_metadata(target, meta)  # complete: false, until everything below is written
         prob, local = _create_work_arrays(target, axes, chunk_px, model.n_classes, probabilities)
-        n_levels = pyramid_levels(axes, chunk_px)
+        n_levels = image_levels or pyramid_levels(axes, chunk_px)
 
         shared = runner.share(SharedModel(model))
         tasks = predict_tasks(

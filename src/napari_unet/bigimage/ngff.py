@@ -10,6 +10,7 @@ a ``labels`` group.
 from __future__ import annotations
 
 import colorsys
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,19 @@ class SourceImage:
     shape: tuple
     transforms: list
     global_transforms: list
+    level_scales: tuple = ()
+
+    def levels_by_two(self) -> int | None:
+        """Its number of levels if each halves y and x (and keeps the rest), else None."""
+        if not self.level_scales or any(len(s) != len(self.axes) for s in self.level_scales):
+            return None
+        first = self.level_scales[0]
+        n = len(first)
+        for lv, scale in enumerate(self.level_scales):
+            want = [v * (2**lv if i >= n - 2 else 1) for i, v in enumerate(first)]
+            if not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(scale, want)):
+                return None
+        return len(self.level_scales)
 
     def kept(self) -> list[int]:
         """The axes that :func:`~.inputs.open_image_lazily` keeps (not squeezed away)."""
@@ -180,6 +194,10 @@ def read_source_image(path: str | os.PathLike) -> SourceImage | None:
         shape=shape,
         transforms=list(datasets[0].get("coordinateTransformations") or []),
         global_transforms=list(first.get("coordinateTransformations") or []),
+        level_scales=tuple(
+            tuple(_vector(d.get("coordinateTransformations") or [], "scale", len(axes), 1.0))
+            for d in datasets
+        ),
     )
 
 

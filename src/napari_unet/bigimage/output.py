@@ -561,7 +561,7 @@ def read_result(root: zarr.Group, path: str, *, label: str | None = None) -> Zar
         label_group, label_path = root["labels"], "labels"
     else:
         label_path = meta["labels"]["path"]
-        label_group = root if group is not root else root[label_path]
+        label_group = group if group is not root else root[label_path]
     singletons = tuple(meta["labels"].get("singleton_axes", ()))
     labels = []
     for lv in range(n_levels):
