@@ -213,7 +213,7 @@ class PredictionRunner:
             multiscale=len(labels) > 1,
             name=f"{layer.name} segmentation",
             opacity=0.5,
-            scale=layer.scale[-nd:],
+            scale=result.scale,  # the layer's, as the OME-Zarr result records it
             translate=layer.translate[-nd:],
             metadata={OWNER_KEY: {"role": "segmentation", "source": layer.name}},
         )

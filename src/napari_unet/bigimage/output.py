@@ -98,6 +98,9 @@ class ZarrPrediction:
     label_path : str
         The label image inside the store (``labels/segmentation``; ``labels``
         for format version 1).
+    probability_levels : list of dask.array.Array
+        The probabilities at every display level (full resolution first), when
+        kept; empty otherwise.
     """
 
     path: str
@@ -108,6 +111,7 @@ class ZarrPrediction:
     scale: tuple = ()
     translation: tuple = ()
     label_path: str = "labels"
+    probability_levels: list = field(default_factory=list)
 
 
 @dataclass
@@ -567,17 +571,22 @@ def read_result(root: zarr.Group, path: str, *, label: str | None = None) -> Zar
     for lv in range(n_levels):
         arr = da.from_zarr(label_group[str(lv)])
         labels.append(arr.squeeze(axis=singletons) if singletons else arr)
-    prob = meta.get("probabilities")
+    prob = meta.get("probabilities") if group is root else None
+    prob_levels = []
+    if prob:
+        paths = [prob] if version == 1 else [str(lv) for lv in range(n_levels)]
+        prob_levels = [da.from_zarr(root[p]) for p in paths]
     scale, translation = _placement(label_group, singletons, labels[0].ndim)
     return ZarrPrediction(
         path=path,
         labels=labels,
-        probabilities=da.from_zarr(root[prob]) if prob and group is root else None,
+        probabilities=prob_levels[0] if prob_levels else None,
         n_objects=int(meta["n_objects"]),
         metadata=meta,
         scale=scale,
         translation=translation,
         label_path=label_path,
+        probability_levels=prob_levels,
     )
 
 
