@@ -354,3 +354,22 @@ def test_cli_into_input(tmp_path, tiny_model, capsys):
         assert rc == 1 and message in err and "Traceback" not in err, (argv, err)
         assert err.count("\n") == 1
     assert sorted(p.name for p in (tmp_path / "plain.zarr").iterdir()) == ["c", "zarr.json"]
+
+
+def test_a_result_from_a_newer_napari_unet_is_refused(tmp_path):
+    root = zarr.open_group(str(tmp_path / "new.zarr"), mode="w")
+    root.attrs["napari_unet"] = {"format_version": 99, "complete": True}
+    with pytest.raises(NapariUnetError, match="newer napari-unet"):
+        open_prediction(tmp_path / "new.zarr")
+
+
+def test_batch_keeps_an_ome_zarr_images_pixel_size(model, tmp_path):
+    from napari_unet import segment_files
+    from napari_unet._generators import run_to_end
+
+    image = (np.random.default_rng(8).random((40, 40)) * 255).astype(np.uint8)
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    _ome_image(tmp_path / "a.ome.zarr", image, axes, [0.4, 0.4], "0.5")
+    (tmp_path / "out").mkdir()
+    run_to_end(segment_files([tmp_path / "a.ome.zarr"], tmp_path / "out", model=model))
+    assert open_prediction(tmp_path / "out" / "a_labels.zarr").scale == (0.4, 0.4)

@@ -559,8 +559,13 @@ def read_result(root: zarr.Group, path: str, *, label: str | None = None) -> Zar
             f"{path} is incomplete (the run that wrote it was interrupted); run it again "
             "with --overwrite."
         )
-    n_levels = int(meta["labels"]["levels"])
     version = int(meta.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        raise NapariUnetError(
+            f"{path} was written by a newer napari-unet (format {version}); update napari-unet "
+            "to open it."
+        )
+    n_levels = int(meta["labels"]["levels"])
     if version == 1:
         label_group, label_path = root["labels"], "labels"
     else:
