@@ -84,7 +84,9 @@ def test_probabilities_and_labels_equal_in_memory_prediction(model, tmp_path):
     stats = result.metadata["normalization"]["statistics"]
     np.testing.assert_allclose(stats, Normalization().statistics(image))
     assert result.metadata["complete"] is True
-    assert sorted(zarr.open_group(tmp_path / "out.zarr").keys()) == ["labels", "probabilities"]
+    root = zarr.open_group(tmp_path / "out.zarr")
+    assert sorted(root.keys()) == ["0", "labels"]  # the probabilities are the image
+    assert sorted(root["labels/segmentation"].keys()) == ["0"]  # work arrays are gone
 
 
 def test_any_chunk_and_tile_agree_to_rounding(model, tmp_path):
@@ -162,7 +164,7 @@ def test_display_levels(mask_net, cells_mask, tmp_path, monkeypatch):
     assert len(r.labels) == 2
     full = r.labels[0].compute()
     np.testing.assert_array_equal(r.labels[1].compute(), full[::2, ::2])
-    ome = zarr.open_group(tmp_path / "p.zarr")["labels"].attrs["ome"]
+    ome = zarr.open_group(tmp_path / "p.zarr")["labels/segmentation"].attrs["ome"]
     assert [d["path"] for d in ome["multiscales"][0]["datasets"]] == ["0", "1"]
 
 

@@ -571,11 +571,12 @@ def _segment_to_zarr(
     from .fileio import read_image
     from .layout import to_model_layout
 
-    if path.is_dir() or path.name.lower().endswith((".tif", ".tiff", ".btf", ".tf8")):
-        image = open_image_lazily(path)
+    if path.is_dir():  # opened lazily there; an OME-Zarr image's pixel size carries over
+        image = path
+    elif path.name.lower().endswith((".tif", ".tiff", ".btf", ".tf8")):
+        image = to_model_layout(open_image_lazily(path), model.in_channels)
     else:  # PNG, JPEG...: small formats that have no lazy reader
-        image = read_image(path)
-    image = to_model_layout(image, model.in_channels)
+        image = to_model_layout(read_image(path), model.in_channels)
     gen = iter_predict_to_zarr(
         model,
         image,

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ._generators import run_to_end
 from .augment import AugmentConfig
 from .batch import BatchState, display_name, image_files, is_zarr_store, segment_files
-from .bigimage import iter_predict_to_zarr, open_image_lazily
+from .bigimage import iter_predict_to_zarr
 from .errors import NapariUnetError
 from .fileio import check_output_path, read_image, write_tiff
 from .layout import channel_count, check_same_channels, to_model_layout
@@ -75,9 +75,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         type=Path,
-        required=True,
-        help="labels TIFF to write; for several images or a folder, the folder for the results "
-        "(created if missing)",
+        default=None,
+        help="labels TIFF (or OME-Zarr OUT.zarr) to write; for several images or a folder, the "
+        "folder for the results (created if missing)",
     )
     p.add_argument(
         "--model",
@@ -112,6 +112,17 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="dask.distributed scheduler address (zarr output), e.g. tcp://host:8786",
     )
     p.add_argument("--chunk", type=int, default=None, help="zarr output: chunk side in pixels")
+    p.add_argument(
+        "--into-input",
+        action="store_true",
+        help="write the labels into the input OME-Zarr image's own labels/ group (no -o); "
+        "the image's arrays are never touched",
+    )
+    p.add_argument(
+        "--label-name",
+        default="segmentation",
+        help="zarr output: name of the label image under labels/ (default: segmentation)",
+    )
     p.add_argument(
         "--zarr",
         action="store_true",
@@ -312,11 +323,11 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
             "resize the image first."
         )
     model = _load_model(args.model)
-    image = to_model_layout(open_image_lazily(args.image), model.in_channels)  # stays lazy
     gen = iter_predict_to_zarr(
         model,
-        image,
+        args.image,  # opened lazily; an OME-Zarr image's pixel size carries over
         args.output,
+        label_name=args.label_name,
         chunk=args.chunk,
         tile_shape=args.tile,
         batch_size=args.batch_size,
@@ -327,25 +338,91 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         overwrite=args.overwrite,
     )
-    bar = tqdm(total=0, desc="predict", unit="step", file=sys.stderr)
+    result = _run_with_bar(gen)
+    print(f"{result.n_objects} objects written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_predict_into_input(args: argparse.Namespace) -> int:
+    """Chunk-by-chunk prediction into the input OME-Zarr image's ``labels/`` group."""
+    from .bigimage.ngff import read_source_image
+
+    if len(args.images) != 1:
+        raise NapariUnetError("--into-input takes one OME-Zarr image.")
+    image = args.images[0]
+    if args.output is not None:
+        raise NapariUnetError("--into-input writes into the image itself; leave out -o.")
+    if args.probabilities is not None or args.zarr:
+        raise NapariUnetError(
+            "--into-input writes only labels into the image; for probabilities write a "
+            "separate output with -o OUT.zarr."
+        )
+    if args.diameter is not None or args.rescale is not None:
+        raise NapariUnetError(
+            "--diameter and --rescale work on images that fit in memory, not on zarr output; "
+            "resize the image first."
+        )
+    if not image.exists():
+        raise NapariUnetError(f"The image {image} does not exist.")
+    if read_source_image(image) is None:
+        raise NapariUnetError(
+            f"--into-input needs an OME-Zarr image (a zarr group with multiscales metadata); "
+            f"{image} is not one."
+        )
+    model = _load_model(args.model)
+    gen = iter_predict_to_zarr(
+        model,
+        image,
+        into_input=True,
+        label_name=args.label_name,
+        chunk=args.chunk,
+        tile_shape=args.tile,
+        batch_size=args.batch_size,
+        device=args.device,
+        threshold=args.threshold,
+        min_size=args.min_size,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+    )
+    result = _run_with_bar(gen)
+    print(f"{result.n_objects} objects written to {image}/{result.label_path}", file=sys.stderr)
+    return 0
+
+
+def _run_with_bar(gen):
+    """Run a big-image generator to its end with a progress bar on stderr.
+
+    The bar appears with the first event: arguments refused before it leave
+    only their one sentence.
+    """
+    bars = []
 
     def show(event) -> None:
+        if not bars:
+            bars.append(tqdm(total=0, desc="predict", unit="step", file=sys.stderr))
+        bar = bars[0]
         # done/total counts over all phases (statistics, predict, label, relabel)
         bar.total = event.total
         bar.set_description(event.phase, refresh=False)
         bar.update(event.done - bar.n)
 
     try:
-        result = run_to_end(gen, show)
+        return run_to_end(gen, show)
     finally:
-        bar.close()
-    print(f"{result.n_objects} objects written to {args.output}", file=sys.stderr)
-    return 0
+        for bar in bars:
+            bar.close()
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1:
         raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
+    if args.into_input:
+        return _cmd_predict_into_input(args)
+    if args.output is None:
+        raise NapariUnetError(
+            "Name the output with -o OUTPUT (or write the labels into an OME-Zarr image "
+            "with --into-input)."
+        )
     if _is_batch(args):
         return _cmd_predict_batch(args)
     args.image = args.images[0]

@@ -222,4 +222,6 @@ def test_lazy_cancel_stops_the_dask_work(make_napari_viewer, qtbot, model_file, 
     assert tuple(seg.scale) == (4.0, 0.5, 0.5) and tuple(seg.translate) == (10, 1, 1)
     from napari_unet.bigimage import open_prediction
 
-    assert open_prediction(tmp_path / "seg.zarr").labels[0].shape == (3, 160, 160)
+    result = open_prediction(tmp_path / "seg.zarr")
+    assert result.labels[0].shape == (3, 160, 160)
+    assert result.scale == (4.0, 0.5, 0.5)  # the OME-Zarr metadata records the layer's scale

@@ -47,8 +47,12 @@ def _segment_job(model, data, rgb, diameter, tile, device):
     return foreground_probability(result.probabilities), result.labels, model
 
 
-def _zarr_job(model, data, rgb, output, tile, device):
-    """In the worker: read the model, then predict ``data`` chunk by chunk into ``output``."""
+def _zarr_job(model, data, rgb, output, tile, device, scale=None):
+    """In the worker: read the model, then predict ``data`` chunk by chunk into ``output``.
+
+    ``scale`` is the layer's pixel size along the image's spatial axes; the
+    OME-Zarr result records it.
+    """
     import dask.array as da
 
     from ..bigimage import iter_predict_to_zarr
@@ -59,10 +63,12 @@ def _zarr_job(model, data, rgb, output, tile, device):
     if not isinstance(data, da.Array):
         data = da.from_zarr(data) if hasattr(data, "chunks") else da.asarray(data)
     image = to_model_layout(data, model.in_channels, rgb=rgb)
+    n_spatial = 3 if image.ndim - (model.in_channels > 1) == 3 else 2
+    scale = tuple(scale[-n_spatial:]) if scale is not None else None
     # replaces only an earlier napari-unet result, never another store
     return (
         yield from iter_predict_to_zarr(
-            model, image, output, tile_shape=tile, device=device, overwrite=True
+            model, image, output, tile_shape=tile, device=device, overwrite=True, scale=scale
         )
     )
 
@@ -178,7 +184,8 @@ class PredictionRunner:
         """
         if self.worker is not None:
             return
-        gen = _zarr_job(model, layer_data(layer), layer.rgb, output, tile, device)
+        scale = tuple(float(v) for v in layer.scale)
+        gen = _zarr_job(model, layer_data(layer), layer.rgb, output, tile, device, scale)
         self._cancel_flag = threading.Event()
         self._bar = napari_progress(total=0, desc=f"Segmenting {layer.name} to {output}")
         self.worker = self._workers.start_generator(
@@ -206,7 +213,7 @@ class PredictionRunner:
             multiscale=len(labels) > 1,
             name=f"{layer.name} segmentation",
             opacity=0.5,
-            scale=layer.scale[-nd:],
+            scale=result.scale,  # the layer's, as the OME-Zarr result records it
             translate=layer.translate[-nd:],
             metadata={OWNER_KEY: {"role": "segmentation", "source": layer.name}},
         )

@@ -19,6 +19,9 @@ task that is run again (dask retrying it after a worker died) writes the same
 bytes. The output's metadata says ``"complete": true`` only once everything is
 written; an interrupted run is detectable and is simply run again.
 
+The output is an OME-Zarr (NGFF) image with the labels as its label image, or
+with ``into_input`` a label image added to the input OME-Zarr image.
+
 The package, one idea per module:
 
 - :mod:`.api`: :func:`predict_to_zarr` and :func:`iter_predict_to_zarr`, the order of the phases;
@@ -27,6 +30,7 @@ The package, one idea per module:
 - :mod:`.tasks`: the work on one chunk (predict, label, relabel);
 - :mod:`.merge`: the id merge across chunk faces;
 - :mod:`.output`: our zarr output, its display levels, and reading it back;
+- :mod:`.ngff`: the OME-Zarr (NGFF) metadata read from inputs and written for results;
 - :mod:`.runners`: dask's threads or a dask.distributed cluster, with progress;
 - :mod:`.worker`: what each process keeps (the model, one inference thread).
 """

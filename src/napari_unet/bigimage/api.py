@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -33,15 +34,20 @@ from .chunks import (
     image_axes,
     plan_chunks,
 )
-from .inputs import as_dask
+from .inputs import as_dask, open_image_lazily
 from .merge import merge_across_faces
+from .ngff import SourceImage, Spatial, read_source_image
 from .output import (
     ATTR,
     FORMAT_VERSION,
+    LABEL_NAME,
+    OutputTarget,
     ZarrPrediction,
     create_label_levels,
+    create_probability_levels,
     mark_complete,
     open_output,
+    open_prediction,
     pyramid_levels,
     read_result,
 )
@@ -78,8 +84,11 @@ class ChunkProgress:
 def predict_to_zarr(
     model: UNet,
     image: Any,
-    output: str | os.PathLike | Any,
+    output: str | os.PathLike | Any = None,
     *,
+    into_input: bool = False,
+    label_name: str = LABEL_NAME,
+    scale: Sequence[float] | None = None,
     chunk: int | Sequence[int] | None = None,
     tile_shape: int | Sequence[int] | None = None,
     batch_size: int = 1,
@@ -104,17 +113,34 @@ def predict_to_zarr(
     model : UNet
         The network. It is copied (threaded scheduler) or sent once to every
         worker (distributed); the caller's model is not changed.
-    image : dask array, zarr array or array-like
-        In the model's layout, as for :func:`napari_unet.predict_tiled`:
-        ``(H, W)`` or ``(Z, H, W)`` for a single-channel model, ``(C, H, W)`` or
-        ``(C, Z, H, W)`` for ``C`` channels. Read window by window; never loaded
-        whole. :func:`open_image_lazily` opens zarr, OME-Zarr and TIFF files.
-    output : path-like or zarr store
-        The zarr group to write: ``labels/0`` (full resolution) and coarser
-        ``labels/1``, ... for display, ``probabilities`` on request, and the run's
-        metadata in the group attribute ``"napari_unet"``. On a cluster it must
-        be a location every worker can write (a shared file system, or an object
-        store URL that zarr understands).
+    image : path-like, dask array, zarr array or array-like
+        A path is opened with :func:`open_image_lazily` (zarr, OME-Zarr, TIFF)
+        and put in the model's layout; an OME-Zarr image's pixel size, units and
+        offset then carry over to the result. An array is in the model's layout,
+        as for :func:`napari_unet.predict_tiled`: ``(H, W)`` or ``(Z, H, W)`` for
+        a single-channel model, ``(C, H, W)`` or ``(C, Z, H, W)`` for ``C``
+        channels. Read window by window; never loaded whole.
+    output : path-like, zarr store or None
+        The OME-Zarr (NGFF 0.5) store to write: an image group holding the
+        probabilities (when kept; else empty placeholder levels that take no
+        space), with the instance labels as its label image
+        ``labels/<label_name>`` (full resolution ``0`` and coarser ``1``, ...
+        for display), and the run's metadata in the attribute
+        ``"napari_unet"``. On a cluster it must be a location every worker can
+        write (a shared file system, or an object store URL that zarr
+        understands). None with ``into_input``.
+    into_input : bool
+        Write the labels into ``image``'s own ``labels/<label_name>`` (``image``
+        must be the path of an OME-Zarr image; its NGFF version is kept), where
+        other OME-Zarr tools look for them. Only that label image is written and
+        the name added to the ``labels`` list; the image's arrays are never
+        touched, and a label image of that name that napari-unet did not write is
+        refused.
+    label_name : str
+        The label image's name under ``labels/``.
+    scale : sequence of float or None
+        Pixel size along ``(z,) y, x`` recorded in the result, when ``image`` is
+        not an OME-Zarr path that gives it (for example a napari layer's scale).
     chunk : int, (int, int) or None
         Output chunk per side (1024 by default), which is also the unit of
         work. Rounded up to a multiple of the pooling factor ``2**(depth-1)``
@@ -162,7 +188,8 @@ def predict_to_zarr(
         Distributed only: times dask reruns a failed task (a lost worker, say)
         before the run fails. Reruns write the same bytes.
     overwrite : bool
-        Replace an existing zarr store at ``output`` (only one napari-unet wrote).
+        Replace an existing zarr store at ``output`` (only one napari-unet wrote),
+        or with ``into_input`` the image's napari-unet labels of that name.
     progress : callable or None
         Called as ``progress(done, total)`` after every chunk of every phase.
     **postprocess
@@ -190,6 +217,9 @@ def predict_to_zarr(
         model,
         image,
         output,
+        into_input=into_input,
+        label_name=label_name,
+        scale=scale,
         chunk=chunk,
         tile_shape=tile_shape,
         batch_size=batch_size,
@@ -212,8 +242,11 @@ def predict_to_zarr(
 def iter_predict_to_zarr(
     model: UNet,
     image: Any,
-    output: str | os.PathLike | Any,
+    output: str | os.PathLike | Any = None,
     *,
+    into_input: bool = False,
+    label_name: str = LABEL_NAME,
+    scale: Sequence[float] | None = None,
     chunk: int | Sequence[int] | None = None,
     tile_shape: int | Sequence[int] | None = None,
     batch_size: int = 1,
@@ -243,10 +276,18 @@ def iter_predict_to_zarr(
         raise NapariUnetError(f"num_workers must be at least 1, got {num_workers}.")
     label_margin = _label_margin(label_margin, postprocess)
     _check_postprocess(model.n_classes, threshold, postprocess)
-    image = as_dask(image)
+    image, source = _open_image(model, image)
+    _check_destination(output, into_input, probabilities)
     axes = image_axes(model, image)
+    n_spatial = 3 if axes.is_stack else 2
+    if scale is not None or source is None:
+        spatial = Spatial.plain(n_spatial, scale)
+    else:
+        spatial = source.spatial(n_spatial)
     norm = resolve_normalization(model, normalization)
-    chunk_px = chunk_shape(model, axes, chunk)
+    # labels inside an image get its levels (when they halve y and x), as NGFF asks
+    image_levels = source.levels_by_two() if into_input and source is not None else None
+    chunk_px = chunk_shape(model, axes, chunk, multiple=2 ** ((image_levels or 1) - 1))
     budget = _tile_memory_budget(scheduler, device, memory_budget)
     plan = plan_tiles(model, chunk_px, tile_shape, memory_budget=budget // batch_size)
     chunks = plan_chunks(axes, chunk_px)
@@ -255,7 +296,16 @@ def iter_predict_to_zarr(
     run_id = uuid.uuid4().hex[:12]
     runner = make_runner(scheduler, num_workers, retries)
     try:
-        root = open_output(output, overwrite)
+        target = open_output(
+            output,
+            overwrite,
+            axes=axes,
+            spatial=spatial,
+            source=source,
+            into_input=into_input,
+            label_name=label_name,
+        )
+        target.source_ref = _source_ref(target, source, output)
         yield ChunkProgress("statistics", 0, total)
         with dask.config.set(scheduler=runner.statistics_scheduler()):
             stats = norm.statistics(image, channel_axis=0 if axes.has_channels else None)
@@ -267,9 +317,11 @@ def iter_predict_to_zarr(
             "postprocess": dict(postprocess),
         }
         meta = _run_metadata(model, image, norm, stats, chunk_px, plan, labelling)
-        root.attrs[ATTR] = meta  # complete: false, until everything below is written
-        prob_name = "probabilities" if probabilities else "_work/probabilities"
-        prob, local = _create_work_arrays(root, axes, chunk_px, model.n_classes, prob_name)
+        if source is not None:
+            meta["source_image"] = str(source.path)
+        _write_metadata(target, meta)  # complete: false, until everything below is written
+        prob, local = _create_work_arrays(target, axes, chunk_px, model.n_classes, probabilities)
+        n_levels = image_levels or pyramid_levels(axes, chunk_px)
 
         shared = runner.share(SharedModel(model))
         tasks = predict_tasks(
@@ -281,17 +333,25 @@ def iter_predict_to_zarr(
         # labels_from_probabilities holds the GIL (scipy.ndimage): on local threads a
         # second task only adds memory and contention (measured: slower than one).
         results = yield from run_phase(runner, tasks, "label", 1 + n, total, serial=True)
-        luts, n_objects = merge_across_faces(results, chunks, label_margin, min_size)
-        dtype = _label_dtype(n_objects)
-        n_levels = pyramid_levels(axes, chunk_px)
-        levels = create_label_levels(root, axes, chunk_px, n_levels, dtype)
-        tasks = relabel_tasks(local, levels, axes, chunks, luts, dtype, run_id)
+        luts, sizes = merge_across_faces(results, chunks, label_margin, min_size)
+        dtype = _label_dtype(len(sizes))
+        levels = create_label_levels(target, axes, chunk_px, n_levels, dtype)
+        prob_levels = []
+        if probabilities and n_levels > 1:
+            prob_levels = create_probability_levels(
+                target, axes, chunk_px, n_levels, model.n_classes, first=1
+            )
+        tasks = relabel_tasks(
+            local, levels, axes, chunks, luts, dtype, run_id,
+            target.singleton_axes, (prob, prob_levels),
+        )  # fmt: skip
         yield from run_phase(runner, tasks, "relabel", 1 + 2 * n, total)
 
-        kept = prob_name if probabilities else None
-        mark_complete(root, meta, axes, n_levels, n_objects, dtype, kept)
+        mark_complete(target, meta, axes, chunk_px, n_levels, sizes, dtype, probabilities)
         yield ChunkProgress("done", total, total)
-        return read_result(root, str(output))
+        if target.into_input:  # the labels list changed on disk, under zarr's feet
+            return open_prediction(target.path, label=target.name)
+        return read_result(target.root, str(output))
     finally:
         runner.close()
 
@@ -370,27 +430,79 @@ def _run_metadata(
     }
 
 
+def _open_image(model: UNet, image: Any) -> tuple[da.Array, SourceImage | None]:
+    """``image`` as a lazy array in the model's layout, and its OME-Zarr image if any."""
+    if not isinstance(image, str | os.PathLike):
+        return as_dask(image), None
+    from ..layout import to_model_layout
+
+    lazy = to_model_layout(open_image_lazily(image), model.in_channels)
+    return as_dask(lazy), read_source_image(image)
+
+
+def _check_destination(output: Any, into_input: bool, probabilities: bool) -> None:
+    """An output, or ``into_input`` without one (and without probabilities)."""
+    if into_input:
+        if output is not None:
+            raise NapariUnetError(
+                "With into_input the labels go into the input image; give no output."
+            )
+        if probabilities:
+            raise NapariUnetError(
+                "Probabilities are not written into the input image; write a separate "
+                "output to keep them."
+            )
+    elif output is None:
+        raise NapariUnetError("Name the zarr store to write the result to.")
+
+
+def _source_ref(target: OutputTarget, source: SourceImage | None, output: Any) -> str:
+    """NGFF ``source`` of the labels: their image, as a path relative to the label image.
+
+    Our own store's labels point at the OME-Zarr input image (both local), else
+    at the store's own image group.
+    """
+    if target.into_input or source is None or not isinstance(output, str | os.PathLike):
+        return "../../"
+    if "://" in str(output):
+        return "../../"
+    label_dir = (Path(output) / "labels" / target.name).resolve()
+    return os.path.relpath(source.path.resolve(), label_dir).replace(os.sep, "/") + "/"
+
+
+def _write_metadata(target: OutputTarget, meta: dict) -> None:
+    """The run's metadata on the label image (and our store's root)."""
+    target.label.attrs[ATTR] = meta
+    if not target.into_input:
+        target.root.attrs[ATTR] = meta
+
+
 def _create_work_arrays(
-    root: zarr.Group, axes: ImageAxes, chunk: tuple[int, int], n_classes: int, prob_name: str
+    target: OutputTarget,
+    axes: ImageAxes,
+    chunk: tuple[int, int],
+    n_classes: int,
+    probabilities: bool,
 ) -> tuple[zarr.Array, zarr.Array]:
-    """The probabilities (kept, or under ``_work/``) and the chunks' local labels."""
+    """The probabilities (kept as our image's level 0, or under ``_work/``) and local ids."""
     plane_chunk = (1,) if axes.is_stack else ()
-    prob = root.create_array(
-        prob_name,
-        shape=axes.out_shape((n_classes,)),
-        chunks=(n_classes, *plane_chunk, *chunk),
-        dtype="float32",
-        compressors=None,  # float noise compresses little; decoding it would cost CPU
-        fill_value=0,
-        overwrite=True,
-    )
-    local = root.create_array(
+    if probabilities:
+        prob = create_probability_levels(target, axes, chunk, 1, n_classes)[0]
+    else:
+        prob = target.create_array(
+            target.label,
+            "_work/probabilities",
+            shape=axes.out_shape((n_classes,)),
+            chunks=(n_classes, *plane_chunk, *chunk),
+            dtype="float32",
+            compressors=None,  # float noise compresses little; decoding it would cost CPU
+        )
+    local = target.create_array(
+        target.label,
         "_work/local_labels",
         shape=axes.out_shape(),
         chunks=(*plane_chunk, *chunk),
         dtype="int32",
-        fill_value=0,
-        overwrite=True,
     )
     return prob, local
 

@@ -81,9 +81,15 @@ class Chunk:
     x1: int
 
 
-def chunk_shape(model: UNet, axes: ImageAxes, chunk: int | Sequence[int] | None) -> tuple[int, int]:
-    """The output chunk: on the pooling grid of the whole image, no larger than it needs."""
-    f = model.pooling_factor
+def chunk_shape(
+    model: UNet, axes: ImageAxes, chunk: int | Sequence[int] | None, multiple: int = 1
+) -> tuple[int, int]:
+    """The output chunk: on the pooling grid of the whole image, no larger than it needs.
+
+    ``multiple`` (a power of two) is a further factor the chunk must have, so
+    that display levels halved that often still have whole chunks.
+    """
+    f = max(model.pooling_factor, multiple)  # both powers of two
     if chunk is None:
         chunk = DEFAULT_CHUNK
     if isinstance(chunk, int | np.integer):

@@ -16,7 +16,7 @@ _NEIGHBOURS = (((1, 0), ("bottom", "top")), ((0, 1), ("right", "left")))
 
 def merge_across_faces(
     results: list[dict], chunks: list[Chunk], margin: int, min_size: int
-) -> tuple[list[np.ndarray], int]:
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Union-find over ids that meet across chunk faces.
 
     ``results`` are what :func:`~napari_unet.bigimage.tasks.label_chunk` returned,
@@ -28,7 +28,7 @@ def merge_across_faces(
     offsets = np.cumsum([0] + [r["n"] for r in results])
     n_nodes = int(offsets[-1])
     if n_nodes == 0:
-        return [np.zeros(1, dtype=np.int64) for _ in results], 0
+        return [np.zeros(1, dtype=np.int64) for _ in results], np.zeros(0, dtype=np.int64)
     src, dst = _touching_pairs(results, chunks, offsets, margin)
     graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n_nodes, n_nodes))
     n_comp, comp = connected_components(graph, directed=False)
@@ -45,7 +45,7 @@ def merge_across_faces(
         np.concatenate([[0], new_id[comp[offsets[i] : offsets[i + 1]]]])
         for i in range(len(results))
     ]
-    return luts, int(order.size)
+    return luts, comp_size[order]
 
 
 def _touching_pairs(

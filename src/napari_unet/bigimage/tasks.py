@@ -131,10 +131,25 @@ def label_chunk(
 
 
 def relabel_chunk(
-    local: zarr.Array, levels: list, chunk: Chunk, axes: ImageAxes, lut: np.ndarray
+    local: zarr.Array,
+    levels: list,
+    chunk: Chunk,
+    axes: ImageAxes,
+    lut: np.ndarray,
+    singleton_axes: tuple = (),
+    probabilities: zarr.Array | None = None,
+    probability_levels: tuple = (),
 ) -> int:
-    """Write one chunk's global ids at every display level."""
+    """Write one chunk's global ids at every display level (and its probabilities' levels).
+
+    ``singleton_axes`` are the label arrays' extra axes of size 1 (labels
+    written into an image with more axes). ``probability_levels`` are the
+    probabilities' levels 1, 2, ..., filled from ``probabilities``.
+    """
     final = lut[np.asarray(local[chunk_region(chunk, axes)])]
+    prob = None
+    if probability_levels:
+        prob = np.asarray(probabilities[chunk_region(chunk, axes, lead=True)])
     for k, target in enumerate(levels):
         s = 2**k
         part = final[::s, ::s]
@@ -143,7 +158,12 @@ def relabel_chunk(
             slice(y0, y0 + part.shape[0]),
             slice(x0, x0 + part.shape[1]),
         )
-        target[idx] = part
+        full = list(idx)
+        for a in singleton_axes:
+            full.insert(a, 0)
+        target[tuple(full)] = part
+        if prob is not None and k >= 1:
+            probability_levels[k - 1][(slice(None), *idx)] = prob[..., ::s, ::s]
     return chunk.index
 
 
@@ -222,8 +242,13 @@ def relabel_tasks(
     luts: list[np.ndarray],
     dtype: str,
     run_id: str,
+    singleton_axes: tuple = (),
+    probabilities: tuple = (None, ()),
 ) -> list:
-    """One task per chunk: write its global ids at every display level."""
+    """One task per chunk: write its global ids (and probabilities) at every display level.
+
+    ``probabilities`` is the full-resolution array and its coarser levels to fill.
+    """
     return [
         delayed(relabel_chunk, pure=False)(
             local,
@@ -231,6 +256,9 @@ def relabel_tasks(
             c,
             axes,
             luts[c.index].astype(dtype),
+            tuple(singleton_axes),
+            probabilities[0],
+            tuple(probabilities[1]),
             dask_key_name=f"napari-unet-relabel-{run_id}-{c.index}",
         )
         for c in chunks
