@@ -140,3 +140,130 @@ def test_result_layers_take_the_stack_scale(make_napari_viewer, qtbot, tiny_mode
     for name in ("s segmentation", "s probability"):
         assert tuple(viewer.layers[name].scale) == (4.0, 0.5, 0.5)
         assert tuple(viewer.layers[name].translate) == (10.0, 0.0, 0.0)
+
+
+def _threshold_unet(gain: float = 20.0, level: float = 0.5):
+    """A U-Net whose foreground probability is sigmoid(gain * (normalised pixel - level)).
+
+    Only the centre taps of the top level's convolutions and the head are non-zero,
+    so the network thresholds each pixel on its own: an exact, fast stand-in for a
+    trained model whose right answer is known.
+    """
+    import torch
+
+    from napari_unet import UNet
+
+    net = UNet(base_channels=2, depth=2, dropout=0.0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        for block in (net.down[0], net.up[0]):
+            for conv in (block[0], block[2]):
+                conv.weight[0, 0, 1, 1] = 1.0
+        net.head.weight[1, 0, 0, 0] = gain
+        net.head.bias[1] = -gain * level
+    return net.eval()
+
+
+def _balls(shape, centres, radius):
+    """Bright blurred balls on a dim background (uint16) and their true labels."""
+    from scipy import ndimage as ndi
+
+    zz, yy, xx = np.indices(shape)
+    truth = np.zeros(shape, np.int32)
+    for i, (z, y, x) in enumerate(centres, 1):
+        truth[(zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = i
+    image = ndi.gaussian_filter((truth > 0).astype(np.float32), 1.0) * 1000 + 100
+    return image.astype(np.uint16), truth
+
+
+@pytest.mark.parametrize("mode", ["planes", "linked", "views"])
+def test_a_3d_run_gives_one_id_per_nucleus_across_planes(make_napari_viewer, qtbot, mode):
+    from napari_unet._qt.session import session_for
+
+    # three nuclei, each spanning 11 planes
+    image, truth = _balls((14, 48, 48), [(7, 12, 12), (7, 34, 30), (6, 14, 36)], 5.0)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(image, name="stack", scale=(1.0, 1.0, 1.0))
+    widget = _dock(viewer)
+    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    widget._image.value = layer
+    widget._stack.mode.value = mode
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
+    labels = viewer.layers["stack segmentation"].data
+    assert labels.shape == truth.shape
+    found = [labels[truth == i] for i in (1, 2, 3)]
+    ids = [set(np.unique(f[f > 0]).tolist()) for f in found]
+    if mode == "planes":  # the old way: every plane of a nucleus is its own object
+        assert all(len(i) >= 7 for i in ids)
+        return
+    assert [len(i) for i in ids] == [1, 1, 1] and len(set.union(*ids)) == 3
+    assert all((f > 0).mean() > 0.8 for f in found)  # each id covers its nucleus
+    assert labels.max() == 3
+    assert widget._status.value == "3 objects found in stack."
+    assert widget._progress.value == widget._progress.max
+
+
+def test_anisotropic_time_lapse_of_stacks(make_napari_viewer, qtbot, monkeypatch):
+    import napari_unet._qt.prediction as prediction
+    from napari_unet._qt.session import session_for
+
+    said = []
+    monkeypatch.setattr(prediction, "show_info", said.append)
+    # Z step 3x the pixel size, 2 time points
+    image, truth = _balls((6, 24, 24), [(3, 7, 7), (3, 17, 16)], 4.5)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(
+        np.stack([image, image]), name="tz", axis_labels=("t", "z", "y", "x"), scale=(1, 3, 1, 1)
+    )
+    widget = _dock(viewer)
+    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    widget._image.value = layer
+    widget._stack.mode.value = VIEWS
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
+    # the cost was said before the run, for the Z step the layer's scale gave
+    assert said[0].startswith("Three views") and "resampled" in said[0]
+    labels = viewer.layers["tz segmentation"].data
+    assert labels.shape == (2, 6, 24, 24)
+    assert tuple(viewer.layers["tz segmentation"].scale) == (1, 3, 1, 1)
+    for t in (0, 1):
+        ids = [set(np.unique(labels[t][truth == i]).tolist()) - {0} for i in (1, 2)]
+        assert [len(i) for i in ids] == [1, 1] and ids[0] != ids[1]
+    assert len(np.unique(labels)) == 5  # background + 2 nuclei x 2 time points
+
+
+def test_cancel_stops_a_3d_run(make_napari_viewer, qtbot, rng):
+    from napari_unet._qt.session import session_for
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(rng.random((16, 160, 160)).astype(np.float32), name="big")
+    widget = _dock(viewer)
+    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    widget._image.value = layer
+    widget._stack.mode.value = VIEWS
+    widget._tile.value = 16
+    widget.segment()
+    qtbot.waitUntil(lambda: widget._progress.value > 0, timeout=30000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10000)
+    assert widget._progress.value < widget._progress.max
+    assert widget._status.value == "Prediction cancelled."
+    assert "big segmentation" not in [lyr.name for lyr in viewer.layers]
+
+
+def test_the_hint_says_what_the_mode_costs(make_napari_viewer, qtbot, rng):
+    from napari_unet._qt.session import state_for
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(rng.random((10, 64, 64)), name="s", scale=(4, 1, 1))
+    widget = _dock(viewer)
+    qtbot.waitUntil(lambda: state_for(viewer).is_warm, timeout=60000)
+    widget._image.value = layer
+    options = widget._stack
+    options.mode.value = VIEWS
+    assert "10 XY, 64 XZ and 64 YZ planes" in options.hint.value
+    assert "from 10 to 40 planes" in options.hint.value  # the Z step of 4 from the scale
+    options.set_voxel_size(0.0, 1.0, 1.0)  # refused before Segment is even pressed
+    assert "must be above 0" in options.hint.value

@@ -65,7 +65,7 @@ class PredictWidget(ScrollingDock):
         self._diameter.native.setSpecialValueText("as trained (no resizing)")
         # filled in once torch has loaded in the warm-up worker, not on the GUI thread
         self._device = ComboBox(label="Device", choices=self._devices)
-        self._stack = StackOptions()  # shows for Z-stacks only
+        self._stack = StackOptions(lambda: self._state.is_warm)  # shows for Z-stacks only
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
@@ -114,6 +114,7 @@ class PredictWidget(ScrollingDock):
         self._runner.finished.connect(self._on_finished)
         self._session.changed.connect(self._on_session)
         self._state.warmed.connect(self._device.reset_choices)
+        self._state.warmed.connect(self._stack.refresh)
         self.finish(self._state)
         self._state.warm_up()
 
@@ -132,6 +133,7 @@ class PredictWidget(ScrollingDock):
         """The dock or the viewer closes: stop the prediction and wait for it."""
         self._session.changed.disconnect(self._on_session)
         self._state.warmed.disconnect(self._device.reset_choices)
+        self._state.warmed.disconnect(self._stack.refresh)
         self._runner.shutdown()
         self._batch.shutdown()
 

@@ -39,7 +39,10 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None):
 
     stack = stack or {}
     model = resolve_model_arg(model)
-    image = to_model_layout(data, model.in_channels, rgb=rgb)
+    if stack.get("z_axis") is not None and model.in_channels == 1 and not rgb:
+        image = data  # 4D+ (e.g. TZYX): iter_segment finds Z and runs each volume
+    else:
+        image = to_model_layout(data, model.in_channels, rgb=rgb)
     rescale = seg.rescale_for_diameter(model, diameter)
     if stack:  # say what the mode costs before the run
         zhw = _zhw(data.shape, rgb, stack)

@@ -9,12 +9,14 @@ user picks the Z axis, by default the one just before Y.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 
 from ..errors import NapariUnetError
+from .layers import spatial_shape
 
 PLANES, LINKED, VIEWS = "planes", "linked", "views"
 # (what the user reads, what segment() takes)
@@ -129,9 +131,16 @@ class StackOptions:
     Call :meth:`show_for` with the chosen image layer; :meth:`options` then gives
     the keywords for :func:`napari_unet.segment.iter_segment` (empty for a 2D
     image or "planes", so such runs are exactly as before).
+
+    Parameters
+    ----------
+    warm : callable
+        Whether torch has loaded (off the GUI thread); until then the hint does not
+        say what the mode costs, as that would load it on the GUI thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, warm: Callable[[], bool] = lambda: False) -> None:
+        self._warm = warm
         self._layer: Any = None
         self._axes = stack_axes(2)
         self.mode = ComboBox(
@@ -160,6 +169,8 @@ class StackOptions:
         self.widgets = [self.mode, self.z_axis, self.voxel, self.hint]
         self.mode.changed.connect(self._refresh)
         self.z_axis.changed.connect(self._on_z)
+        for box in self._sizes.values():
+            box.changed.connect(self._refresh)
 
     # --- the layer ---------------------------------------------------------------
     def show_for(self, layer: Any) -> None:
@@ -209,6 +220,10 @@ class StackOptions:
         """Whether a 3D mode is chosen for a stack."""
         return self._axes.is_stack and self.mode.value != PLANES
 
+    def refresh(self, _value: Any = None) -> None:
+        """Show the fields and the hint for the current layer and choices."""
+        self._refresh()
+
     def _refresh(self, _value: Any = None) -> None:
         axes = self._axes
         self.mode.visible = axes.is_stack
@@ -231,7 +246,20 @@ class StackOptions:
         text = f"Z is axis {z} ({said})"
         if axes.time is not None:
             text += f"; axis {axes.time} is time"
-        return text + "."
+        text += "."
+        if self._warm() and self._layer is not None:
+            from ..segment import describe_stack_mode
+
+            try:
+                cost = describe_stack_mode(
+                    self.stack_shape(spatial_shape(self._layer)),
+                    self.mode.value,
+                    check_voxel_size(self.voxel_size),
+                )
+            except NapariUnetError as exc:
+                cost = str(exc)
+            text += "\n" + cost
+        return text
 
     def stack_shape(self, spatial: tuple[int, ...]) -> tuple[int, int, int]:
         """``(Z, H, W)`` of a layer of spatial shape ``spatial`` with the chosen Z axis."""
