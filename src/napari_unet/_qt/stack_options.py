@@ -21,7 +21,7 @@ from .layers import spatial_shape
 PLANES, LINKED, VIEWS = "planes", "linked", "views"
 # (what the user reads, what segment() takes)
 STACK_CHOICES = [
-    ("planes (each plane on its own; also time-lapse)", PLANES),
+    ("planes", PLANES),
     ("3D objects, linked", LINKED),
     ("3D objects, three views", VIEWS),
 ]
@@ -121,7 +121,9 @@ def _size_box(axis: str) -> FloatSpinBox:
         tooltip=f"Voxel size in {axis} (physical or relative: only the ratios matter); "
         "from the layer's scale.",
     )
-    box.native.setDecimals(4)
+    box.native.setDecimals(3)
+    # three numbers side by side: room for the digits, not for +/- buttons
+    box.native.setButtonSymbols(box.native.ButtonSymbols.NoButtons)
     return box
 
 
@@ -161,7 +163,7 @@ class StackOptions:
         self.voxel = Container(
             layout="horizontal",
             labels=False,
-            label="Voxel size (Z, Y, X)",
+            label="Voxel Z, Y, X",
             widgets=list(self._sizes.values()),
         )
         self.voxel.margins = (0, 0, 0, 0)
@@ -240,7 +242,7 @@ class StackOptions:
         if axes.time_lapse:
             return f"Axis {axes.time} is time (napari's label): each plane on its own."
         if not self.is_3d:
-            return "Each plane is segmented on its own."
+            return "Each plane is segmented on its own (right for a time-lapse)."
         z = self.z_axis.value
         said = "napari's axis label" if axes.z is not None else "chosen above"
         text = f"Z is axis {z} ({said})"
