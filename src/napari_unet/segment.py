@@ -273,7 +273,7 @@ def segment(
         What a stack's objects are (:data:`STACK_MODES`). ``"planes"``: each
         plane on its own (also right for time-lapse). ``"linked"``: each plane
         labelled, then objects of neighbouring planes joined one-to-one when
-        their IoU exceeds ``link_iou`` (0.25), so a nucleus has one id across
+        their IoU exceeds ``link_iou`` (0.4), so a nucleus has one id across
         planes. ``"views"``: every XY, XZ and YZ plane predicted (resampled to
         square pixels), the three probability volumes averaged, and 3D objects
         cut by a 3D distance-transform watershed. 3D objects under
