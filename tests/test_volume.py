@@ -189,6 +189,8 @@ def test_describe_stack_mode_counts_planes_and_work():
     work = [float(t.split("about ")[1].split("x")[0]) for t in (iso, text)]
     assert 3 < work[0] < work[1]  # three views cost more than 3x, a 4x Z stretch more again
     assert "64 planes" in describe_stack_mode((64, 32, 32), "planes")
+    with pytest.raises(NapariUnetError, match="2D"):
+        describe_stack_mode((32, 32), "views")
 
 
 def test_link_planes_joins_one_to_one_and_drops_fragments():
