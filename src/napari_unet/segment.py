@@ -273,7 +273,7 @@ def segment(
         What a stack's objects are (:data:`STACK_MODES`). ``"planes"``: each
         plane on its own (also right for time-lapse). ``"linked"``: each plane
         labelled, then objects of neighbouring planes joined one-to-one when
-        their IoU exceeds ``link_iou`` (0.25), so a nucleus has one id across
+        their IoU exceeds ``link_iou`` (0.4), so a nucleus has one id across
         planes. ``"views"``: every XY, XZ and YZ plane predicted (resampled to
         square pixels), the three probability volumes averaged, and 3D objects
         cut by a 3D distance-transform watershed. 3D objects under
@@ -405,7 +405,7 @@ def describe_stack_mode(
     voxel_size : tuple of float or None
         ``(z, y, x)``; ``None`` means ``(1, 1, 1)``.
     """
-    from .volume.axes import check_stack_mode
+    from .volume.axes import check_stack_mode, z_to_front
     from .volume.plan import describe_views
     from .volume.voxels import check_voxel_size, isotropic_factors
 
@@ -413,7 +413,8 @@ def describe_stack_mode(
     vs = check_voxel_size(voxel_size)
     z = int(shape[-3]) if len(shape) >= 3 else 1
     if stack == "planes":
-        return f"Planes: {z} planes, each labelled on its own."
+        return f"Planes: {z} plane{'s' if z != 1 else ''}, each labelled on its own."
+    z_to_front(tuple(shape[-3:]), stack, None)  # a 2D shape or a single plane: one sentence
     if stack == "linked":
         return (
             f"Linked planes: {z} planes labelled, then objects joined across planes; "

@@ -18,7 +18,7 @@ __all__ = ["LINK_IOU", "link_planes", "drop_small_3d"]
 
 #: Default IoU above which objects of neighbouring planes are the same object.
 #: Measured in ``benchmarks/bench_volume.py`` (docs/benchmarks.md, "3D objects").
-LINK_IOU = 0.25
+LINK_IOU = 0.4
 
 
 def link_planes(labels: np.ndarray, *, iou: float = LINK_IOU, min_volume: int = 0) -> np.ndarray:

@@ -23,6 +23,10 @@ __all__ = ["iter_segment_volume", "default_min_volume", "OPTIONS_3D"]
 
 #: Keywords only the 3D modes take (besides the 2D post-processing ones).
 OPTIONS_3D = ("link_iou", "min_volume", "seed_threshold")
+#: The 3D watershed's defaults: the averaged probability of three views is smooth
+#: already, and smoothing the distance map or a larger h merged touching nuclei
+#: (3D AP@0.5 0.957 vs 0.938 at 1:1, 0.870 vs 0.824 at 1:4; bench_volume.py --sweep).
+H_3D, SMOOTHING_3D = 0.5, 0.0
 
 
 def default_min_volume(min_size: int, voxel_size: Sequence[float]) -> int:
@@ -88,8 +92,8 @@ def iter_segment_volume(
         labels = link_planes(planes.labels, iou=link_iou, min_volume=int(min_volume))
         return labels, planes.probabilities
     method = postprocess.pop("method", "watershed")
-    h = float(postprocess.pop("h", 0.5))
-    smoothing = float(postprocess.pop("smoothing", 1.5))
+    h = float(postprocess.pop("h", H_3D))
+    smoothing = float(postprocess.pop("smoothing", SMOOTHING_3D))
     if postprocess:
         raise NapariUnetError(
             f"Unknown option(s) for 3D objects: {', '.join(sorted(postprocess))}."
