@@ -19,11 +19,11 @@ from .augment import AugmentConfig
 from .batch import BatchState, display_name, image_files, is_zarr_store, segment_files
 from .bigimage import iter_predict_to_zarr
 from .errors import NapariUnetError
-from .fileio import check_output_path, read_image, write_tiff
+from .fileio import check_output_path, read_image, read_voxel_size, write_tiff
 from .layout import channel_count, check_same_channels, to_model_layout
 from .modelfile import load_model
 from .postprocess import foreground_probability
-from .segment import rescale_for_diameter, segment
+from .segment import describe_stack_mode, rescale_for_diameter, segment
 from .training import (
     TrainConfig,
     Trainer,
@@ -32,6 +32,7 @@ from .training import (
     new_model,
     prepare_training_data,
 )
+from .volume.voxels import check_voxel_size
 from .weightmap import unet_weight_map
 
 __all__ = ["main", "build_parser"]
@@ -103,6 +104,27 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="resize the image by this factor for prediction (results come back full size)",
+    )
+    p.add_argument(
+        "--stack",
+        choices=["planes", "linked", "views"],
+        default="planes",
+        help="a stack's objects: each plane on its own (default; time-lapse), 3D objects by "
+        "linking planes, or 3D objects from three views (XY, XZ, YZ); the first axis of a 3D "
+        "TIFF is Z",
+    )
+    p.add_argument(
+        "--voxel-size",
+        default=None,
+        metavar="Z,Y,X",
+        help="voxel size for the 3D modes, e.g. 4,1,1 (default: the TIFF's ImageJ spacing and "
+        "resolution, else 1,1,1)",
+    )
+    p.add_argument(
+        "--z-axis",
+        type=int,
+        default=None,
+        help="3D modes: which axis is Z when the image has more than three",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
@@ -416,7 +438,15 @@ def _run_with_bar(gen):
 def _cmd_predict(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1:
         raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
+    stack_3d = args.stack != "planes"
+    if args.voxel_size is not None:
+        voxel_size = check_voxel_size(args.voxel_size)  # refused before any work
     if args.into_input:
+        if stack_3d:
+            raise NapariUnetError(
+                f"--stack {args.stack} writes TIFF labels; --into-input segments an OME-Zarr "
+                "image plane by plane."
+            )
         return _cmd_predict_into_input(args)
     if args.output is None:
         raise NapariUnetError(
@@ -424,11 +454,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             "with --into-input)."
         )
     if _is_batch(args):
+        if stack_3d:
+            raise NapariUnetError(
+                f"--stack {args.stack} takes one image written as TIFF; "
+                "run it once per stack for now."
+            )
         return _cmd_predict_batch(args)
     args.image = args.images[0]
     if args.zarr:
         raise NapariUnetError("For one image, name the output OUT.zarr instead of giving --zarr.")
     if _wants_zarr(args):
+        if stack_3d:
+            raise NapariUnetError(
+                f"--stack {args.stack} writes TIFF labels; zarr stores are segmented per plane."
+            )
         return _cmd_predict_zarr(args)
     outputs = [args.output] + ([args.probabilities] if args.probabilities else [])
     for out in outputs:
@@ -439,6 +478,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise NapariUnetError("The labels and the probabilities need two different files.")
     model = _load_model(args.model)
     image = to_model_layout(read_image(args.image), model.in_channels)
+    options = {}
+    if stack_3d:
+        if args.voxel_size is None:
+            voxel_size = read_voxel_size(args.image)
+        options = dict(stack=args.stack, voxel_size=voxel_size, z_axis=args.z_axis)
+        spatial = image.shape[1:] if model.in_channels > 1 else image.shape
+        if len(spatial) == 3:
+            print(describe_stack_mode(spatial, args.stack, voxel_size), file=sys.stderr)
     rescale = args.rescale if args.rescale is not None else 1.0
     if args.diameter is not None:
         rescale = rescale_for_diameter(model, args.diameter)
@@ -454,6 +501,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             min_size=args.min_size,
             progress=bar,
+            **options,
         )
     finally:
         bar.close()

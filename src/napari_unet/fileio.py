@@ -20,7 +20,7 @@ import tifffile
 
 from .errors import NapariUnetError
 
-__all__ = ["atomic_write", "read_image", "write_tiff", "check_output_path"]
+__all__ = ["atomic_write", "read_image", "read_voxel_size", "write_tiff", "check_output_path"]
 
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8", ".ome.tif"}
 
@@ -141,6 +141,35 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if data.dtype == object or data.ndim < 2 or data.size == 0:
         raise NapariUnetError(f"{p} does not contain a 2D image.")
     return data
+
+
+def read_voxel_size(path: str | os.PathLike) -> tuple[float, float, float] | None:
+    """The ``(z, y, x)`` voxel size a TIFF records, or None when it records no Z step.
+
+    ImageJ writes the Z step as ``spacing`` in its metadata and the pixel size as
+    the X and Y resolution (pixels per unit); a missing resolution counts as 1.
+    """
+    p = Path(path)
+    if p.suffix.lower() not in _TIFF_SUFFIXES:
+        return None
+    try:
+        with tifffile.TiffFile(p) as tif:
+            meta = tif.imagej_metadata or {}
+            spacing = meta.get("spacing")
+            tags = tif.pages[0].tags
+            sizes = []
+            for name in ("YResolution", "XResolution"):
+                tag = tags.get(name)
+                num, den = tag.value if tag is not None else (1, 1)
+                sizes.append(den / num if num else 1.0)
+    except Exception:  # no readable metadata is the common case, not an error
+        return None
+    if spacing is None:
+        return None
+    values = (float(spacing), *sizes)
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        return None
+    return values
 
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray, **kwargs) -> Path:

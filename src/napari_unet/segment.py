@@ -30,8 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Segmentation", "segment", "iter_segment", "rescale_for_diameter", "resize_spatial",
-    "describe_resize",
+    "describe_resize", "STACK_MODES", "describe_stack_mode",
 ]  # fmt: skip
+
+#: How a stack is segmented: ``"planes"`` (each plane on its own, also for time-lapse),
+#: ``"linked"`` (plane objects joined across planes), ``"views"`` (XY, XZ and YZ planes
+#: predicted and averaged, then a 3D watershed). See :mod:`napari_unet.volume`.
+STACK_MODES = ("planes", "linked", "views")
 
 # Resizing below this factor would leave too little of an object to see.
 _MIN_RESCALE, _MAX_RESCALE = 1 / 16, 16.0
@@ -121,6 +126,9 @@ def iter_segment(
     model: UNet,
     image: Any,
     *,
+    stack: str = "planes",
+    voxel_size: tuple[float, float, float] | None = None,
+    z_axis: int | None = None,
     rescale: float = 1.0,
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
@@ -133,11 +141,38 @@ def iter_segment(
 
     Closing the generator between yields cancels the prediction (the GUI's way).
     """
+    from .volume.axes import check_stack_mode
+
+    stack = check_stack_mode(stack)
     f = _check_rescale(rescale)
     if min_size < 0:  # checked before the long prediction, not after
         raise NapariUnetError(f"min_size must be 0 or more, got {min_size}.")
     if not hasattr(image, "ndim"):
         image = np.asarray(image)
+    if stack != "planes":
+        return (
+            yield from _iter_segment_3d(
+                model,
+                image,
+                stack=stack,
+                voxel_size=voxel_size,
+                z_axis=z_axis,
+                rescale=f,
+                tile_shape=tile_shape,
+                batch_size=batch_size,
+                device=device,
+                threshold=threshold,
+                min_size=min_size,
+                **postprocess,
+            )
+        )
+    from .volume.pipeline import OPTIONS_3D
+
+    only_3d = sorted(set(postprocess) & set(OPTIONS_3D))
+    if only_3d:
+        raise NapariUnetError(
+            f"{', '.join(only_3d)} only apply to 3D objects (stack='linked' or 'views')."
+        )
     spatial = tuple(int(s) for s in image.shape[-2:])
     work = image
     if f != 1.0:
@@ -156,10 +191,64 @@ def iter_segment(
     return Segmentation(labels=labels, probabilities=prob, rescale=f)
 
 
+def _iter_segment_3d(
+    model: UNet, image: Any, *, stack: str, voxel_size: Any, z_axis: int | None, **options: Any
+) -> Generator[TileProgress, None, Segmentation]:
+    """The 3D modes: Z found and checked, each volume of a 4D+ array segmented on its own."""
+    from .tiling import TileProgress
+    from .volume.axes import spatial_ndim, z_to_front
+    from .volume.pipeline import iter_segment_volume
+    from .volume.voxels import check_voxel_size
+
+    vs = check_voxel_size(voxel_size)
+    c = int(model.in_channels)
+    nd = spatial_ndim(tuple(image.shape), c)
+    has_channels = c > 1
+    spatial = tuple(int(s) for s in image.shape[-nd:])
+    z = z_to_front(spatial, stack, z_axis)
+    run = dict(has_channels=has_channels, stack=stack, voxel_size=vs, **options)
+    if nd == 3:
+        labels, prob = yield from iter_segment_volume(model, image, **run)
+        return Segmentation(labels=labels, probabilities=prob, rescale=options["rescale"])
+    # 4D+: Z moved to the third axis from the end; the axes before it are separate volumes
+    off = 1 if has_channels else 0
+    moved = np.moveaxis(np.asarray(image), off + z, off + nd - 3)
+    outer = moved.shape[off : off + nd - 3]
+    count = int(np.prod(outer))
+    labels_all = np.zeros(moved.shape[off:], dtype=np.int32)
+    prob_all = None
+    done, per_volume = 0, None
+    next_id = 0
+    for k, index in enumerate(np.ndindex(*outer)):
+        vol = moved[(slice(None), *index)] if has_channels else moved[index]
+        gen = iter_segment_volume(model, vol, **dict(run))
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop_:
+                labels, prob = stop_.value
+                break
+            per_volume = per_volume or event.total
+            rest = (count - k - 1) * per_volume
+            yield TileProgress(done + event.done, done + max(event.total, event.done) + rest)
+        done += max(event.done, per_volume or 0)
+        labels_all[index] = np.where(labels > 0, labels + next_id, 0)
+        next_id += int(labels.max())
+        if prob_all is None:
+            prob_all = np.zeros((prob.shape[0], *labels_all.shape), dtype=np.float32)
+        prob_all[(slice(None), *index)] = prob
+    labels_all = np.moveaxis(labels_all, nd - 3, z)
+    prob_all = np.moveaxis(prob_all, 1 + nd - 3, 1 + z)
+    return Segmentation(labels=labels_all, probabilities=prob_all, rescale=options["rescale"])
+
+
 def segment(
     model: UNet,
     image: Any,
     *,
+    stack: str = "planes",
+    voxel_size: tuple[float, float, float] | None = None,
+    z_axis: int | None = None,
     rescale: float = 1.0,
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
@@ -177,7 +266,25 @@ def segment(
         The network (with its stored normalisation).
     image : array-like
         As for :func:`napari_unet.predict_tiled`: ``(H, W)``, a stack
-        ``(Z, H, W)``, or channels first for a multi-channel model.
+        ``(Z, H, W)``, or channels first for a multi-channel model. For a 3D
+        mode, any number of further axes before the plane with ``z_axis``
+        saying which one is Z (each other index is a volume of its own).
+    stack : {"planes", "linked", "views"}
+        What a stack's objects are (:data:`STACK_MODES`). ``"planes"``: each
+        plane on its own (also right for time-lapse). ``"linked"``: each plane
+        labelled, then objects of neighbouring planes joined one-to-one when
+        their IoU exceeds ``link_iou`` (0.4), so a nucleus has one id across
+        planes. ``"views"``: every XY, XZ and YZ plane predicted (resampled to
+        square pixels), the three probability volumes averaged, and 3D objects
+        cut by a 3D distance-transform watershed. 3D objects under
+        ``min_volume`` voxels are dropped (default: a ball whose cross-section
+        is ``min_size`` pixels).
+    voxel_size : tuple of float or None
+        ``(z, y, x)`` voxel size (physical or relative; only ratios matter), all
+        positive; ``None`` means ``(1, 1, 1)``. Used by the 3D modes.
+    z_axis : int or None
+        Index of Z among the image's non-channel axes; needed for a 3D mode when
+        there are more than three of them, otherwise the first is Z.
     rescale : float
         Factor the image is resized by before prediction: below 1 for objects
         larger than the model knows, above 1 for smaller ones (see
@@ -193,15 +300,22 @@ def segment(
         Called as ``progress(done, total)`` after every batch of tiles.
     **postprocess
         Further options of :func:`napari_unet.labels_from_probabilities`
-        (``method``, ``h``, ``smoothing``), which act at the network's scale.
+        (``method``, ``h``, ``smoothing``), which act at the network's scale;
+        for the 3D modes also ``min_volume``, ``link_iou`` (linked) and
+        ``seed_threshold`` (views).
 
     Returns
     -------
     Segmentation
+        Labels of the image's spatial shape (one id per 3D object in the 3D
+        modes) and probabilities ``(K, ...)`` of the same shape.
     """
     gen = iter_segment(
         model,
         image,
+        stack=stack,
+        voxel_size=voxel_size,
+        z_axis=z_axis,
         rescale=rescale,
         tile_shape=tile_shape,
         batch_size=batch_size,
@@ -276,6 +390,37 @@ def describe_resize(shape: tuple[int, ...], rescale: float) -> str:
     work = rescale * rescale
     cost = f"{work:.2g}x the work of the image as it is"
     return f"Resizing x{rescale:.3g} for the network: {new[0]}x{new[1]} px, {cost}."
+
+
+def describe_stack_mode(
+    shape: tuple[int, ...], stack: str, voxel_size: tuple[float, float, float] | None = None
+) -> str:
+    """What a stack mode will do and cost, in one sentence (for before a long run).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The stack's spatial shape ``(Z, H, W)``.
+    stack : {"planes", "linked", "views"}
+    voxel_size : tuple of float or None
+        ``(z, y, x)``; ``None`` means ``(1, 1, 1)``.
+    """
+    from .volume.axes import check_stack_mode, z_to_front
+    from .volume.plan import describe_views
+    from .volume.voxels import check_voxel_size, isotropic_factors
+
+    stack = check_stack_mode(stack)
+    vs = check_voxel_size(voxel_size)
+    z = int(shape[-3]) if len(shape) >= 3 else 1
+    if stack == "planes":
+        return f"Planes: {z} plane{'s' if z != 1 else ''}, each labelled on its own."
+    z_to_front(tuple(shape[-3:]), stack, None)  # a 2D shape or a single plane: one sentence
+    if stack == "linked":
+        return (
+            f"Linked planes: {z} planes labelled, then objects joined across planes; "
+            "about the work of planes."
+        )
+    return describe_views(tuple(shape[-3:]), isotropic_factors(vs))
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:

@@ -120,7 +120,7 @@ def upsert_layer(
     if layer is not None and layer._type_string == kind:
         layer.data = data
         for key, value in kwargs.items():
-            if key in ("contrast_limits", "visible"):
+            if key in ("contrast_limits", "visible", "scale", "translate"):
                 setattr(layer, key, value)
         return layer
     active = viewer.layers.selection.active

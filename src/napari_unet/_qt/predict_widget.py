@@ -22,6 +22,7 @@ from .layers import OWNER_KEY, find_own_layer, is_lazy, layer_choices
 from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
 from .prediction import PredictionRunner
 from .session import state_for
+from .stack_options import StackOptions
 
 if TYPE_CHECKING:
     import napari
@@ -64,6 +65,7 @@ class PredictWidget(ScrollingDock):
         self._diameter.native.setSpecialValueText("as trained (no resizing)")
         # filled in once torch has loaded in the warm-up worker, not on the GUI thread
         self._device = ComboBox(label="Device", choices=self._devices)
+        self._stack = StackOptions(lambda: self._state.is_warm)  # shows for Z-stacks only
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
@@ -88,6 +90,7 @@ class PredictWidget(ScrollingDock):
                 self._model_info,
                 self._tile,
                 self._diameter,
+                *self._stack.widgets,
                 self._device,
                 self._zarr_out,
                 self._segment,
@@ -111,6 +114,7 @@ class PredictWidget(ScrollingDock):
         self._runner.finished.connect(self._on_finished)
         self._session.changed.connect(self._on_session)
         self._state.warmed.connect(self._device.reset_choices)
+        self._state.warmed.connect(self._stack.refresh)
         self.finish(self._state)
         self._state.warm_up()
 
@@ -129,6 +133,7 @@ class PredictWidget(ScrollingDock):
         """The dock or the viewer closes: stop the prediction and wait for it."""
         self._session.changed.disconnect(self._on_session)
         self._state.warmed.disconnect(self._device.reset_choices)
+        self._state.warmed.disconnect(self._stack.refresh)
         self._runner.shutdown()
         self._batch.shutdown()
 
@@ -142,6 +147,7 @@ class PredictWidget(ScrollingDock):
 
     def _on_image(self, layer) -> None:
         self._zarr_out.visible = layer is not None and is_lazy(layer)
+        self._stack.show_for(layer)
 
     def _on_session(self, session) -> None:
         self._model_info.value = session.describe()
@@ -177,7 +183,11 @@ class PredictWidget(ScrollingDock):
             settings = self._settings()
             load, source = settings["model"], settings["source"]
             tile, device, diameter = settings["tile"], settings["device"], settings["diameter"]
+            stack = self._stack.options()
             if is_lazy(layer):
+                if stack:
+                    show_error("3D objects need the stack in memory; choose planes for this image.")
+                    return
                 if diameter is not None:
                     show_error(
                         "Resizing for the object diameter needs the image in memory; "
@@ -190,7 +200,9 @@ class PredictWidget(ScrollingDock):
                     return
                 self._runner.start_lazy(layer, load, str(out), tile=tile, device=device)
             else:  # the model is read (and the diameter checked) in the worker
-                self._runner.start(layer, load, tile=tile, device=device, diameter=diameter)
+                self._runner.start(
+                    layer, load, tile=tile, device=device, diameter=diameter, stack=stack
+                )
         except ValueError as exc:
             show_error(str(exc))
             return

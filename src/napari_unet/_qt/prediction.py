@@ -25,26 +25,42 @@ if TYPE_CHECKING:
     from ..model import UNet
 
 
-def _segment_job(model, data, rgb, diameter, tile, device):
+def _segment_job(model, data, rgb, diameter, tile, device, stack=None):
     """In the worker: read the model, predict with its events, then label.
 
-    ``model`` is a model or a function that loads one. Returns
-    (foreground probability, labels, the model).
+    ``model`` is a model or a function that loads one. ``stack`` holds the 3D
+    keywords of ``iter_segment`` (``stack``, ``voxel_size``, ``z_axis``); None or
+    empty segments plane by plane. Returns (foreground probability, labels, the model).
     """
     from .. import segment as seg
     from ..layout import to_model_layout
     from ..modelfile import resolve_model_arg
     from ..postprocess import foreground_probability
 
+    stack = stack or {}
     model = resolve_model_arg(model)
-    image = to_model_layout(data, model.in_channels, rgb=rgb)
+    if stack.get("z_axis") is not None and model.in_channels == 1 and not rgb:
+        image = data  # 4D+ (e.g. TZYX): iter_segment finds Z and runs each volume
+    else:
+        image = to_model_layout(data, model.in_channels, rgb=rgb)
     rescale = seg.rescale_for_diameter(model, diameter)
-    if rescale != 1.0:  # say what it costs before the run
+    if stack:  # say what the mode costs before the run
+        zhw = _zhw(data.shape, rgb, stack)
+        yield seg.describe_stack_mode(zhw, stack["stack"], stack["voxel_size"])
+    if rescale != 1.0:
         yield seg.describe_resize(image.shape, rescale)
     result = yield from seg.iter_segment(
-        model, image, rescale=rescale, tile_shape=tile, device=device
+        model, image, rescale=rescale, tile_shape=tile, device=device, **stack
     )
     return foreground_probability(result.probabilities), result.labels, model
+
+
+def _zhw(shape: tuple[int, ...], rgb: bool, stack: dict) -> tuple[int, int, int]:
+    """(Z, H, W) of a layer's data for a 3D mode (Z: ``z_axis``, else the third-last axis)."""
+    spatial = shape[:-1] if rgb else shape
+    z = stack.get("z_axis")
+    z = len(spatial) - 3 if z is None else z
+    return (int(spatial[z]), int(spatial[-2]), int(spatial[-1]))
 
 
 def _zarr_job(model, data, rgb, output, tile, device, scale=None):
@@ -80,12 +96,19 @@ def show_segmentation(
     labels: np.ndarray,
     *,
     made_by: int | None = None,
+    like: Any = None,
 ) -> None:
     """Add or update "<source> probability" and "<source> segmentation" in place.
 
     ``made_by`` is the generation of the viewer's model in use that made them
-    (None: another model), recorded in both layers' metadata tag.
+    (None: another model), recorded in both layers' metadata tag. ``like`` is
+    the image layer they were made from: they take its scale and offset (a
+    stack's Z step).
     """
+    place = {}
+    if like is not None:
+        nd = labels.ndim
+        place = {"scale": tuple(like.scale[-nd:]), "translate": tuple(like.translate[-nd:])}
     probability = upsert_layer(
         viewer,
         foreground,
@@ -97,6 +120,7 @@ def show_segmentation(
         blending="additive",
         opacity=0.6,
         contrast_limits=(0.0, 1.0),
+        **place,
     )
     segmentation = upsert_layer(
         viewer,
@@ -106,6 +130,7 @@ def show_segmentation(
         source=source,
         name=f"{source} segmentation",
         opacity=0.5,
+        **place,
     )
     for layer in (probability, segmentation):
         layer.metadata[OWNER_KEY]["model"] = made_by
@@ -144,24 +169,27 @@ class PredictionRunner:
         tile: int | None = None,
         device: str = "auto",
         diameter: float | None = None,
+        stack: dict | None = None,
     ) -> None:
         """Start predicting ``layer``; problems become notifications.
 
         ``model`` may be a function that loads it: it is called in the worker.
         ``diameter`` (typical object size in pixels) resizes the image for the
         network when it is outside the model's range; the layers come back at
-        the image's size.
+        the image's size. ``stack``: the 3D keywords of ``iter_segment`` (see
+        :class:`~napari_unet._qt.stack_options.StackOptions`), None for planes.
         """
         if self.worker is not None:
             return
-        gen = _segment_job(model, layer_image(layer), layer.rgb, diameter, tile, device)
+        data = layer_image(layer)
+        gen = _segment_job(model, data, layer.rgb, diameter, tile, device, stack)
         source = layer.name
         # before the worker starts: napari's progress bar may process events
         self._bar = napari_progress(total=0, desc=f"Segmenting {source}")
         worker = self._workers.start_generator(
             gen,
             yielded=self._on_progress,
-            returned=lambda result: self._on_done(source, result),
+            returned=lambda result: self._on_done(source, layer, result),
             errored=lambda exc: self._end(f"Prediction failed: {exc}", error=True),
             aborted=lambda: self._end("Prediction cancelled."),
             finished=self._on_finished,
@@ -246,14 +274,14 @@ class PredictionRunner:
             self._bar.refresh()
         self.progressed.emit(event.done, event.total)
 
-    def _on_done(self, source: str, result: tuple | UserProblem) -> None:
+    def _on_done(self, source: str, layer: Any, result: tuple | UserProblem) -> None:
         if isinstance(result, UserProblem):
             self._end(result.message, error=True)
             return
         foreground, labels, model = result
         session = state_for(self._viewer).model
         made_by = session.generation if model is session.model else None
-        show_segmentation(self._viewer, source, foreground, labels, made_by=made_by)
+        show_segmentation(self._viewer, source, foreground, labels, made_by=made_by, like=layer)
         self._end(f"{int(labels.max())} objects found in {source}.")
 
     def _end(self, message: str, error: bool = False) -> None:

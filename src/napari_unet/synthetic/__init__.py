@@ -28,9 +28,11 @@ The package, one idea per module:
 - :mod:`.scenes`: one image, from placing the cells to the camera;
 - :mod:`.shapes`: cell outlines, placement and exact labels;
 - :mod:`.optics`: texture, blur, halos and illumination of each style;
-- :mod:`.camera`: noise, gain, offset, integer output and saturation.
+- :mod:`.camera`: noise, gain, offset, integer output and saturation;
+- :mod:`.volumes`: 3D stacks of nuclei (:func:`make_nuclei_3d`), anisotropic PSF and Z step.
 """
 
 from .settings import GENERATOR_VERSION, STYLES, SyntheticConfig, make_cells
+from .volumes import make_nuclei_3d
 
-__all__ = ["GENERATOR_VERSION", "STYLES", "SyntheticConfig", "make_cells"]
+__all__ = ["GENERATOR_VERSION", "STYLES", "SyntheticConfig", "make_cells", "make_nuclei_3d"]
