@@ -26,6 +26,7 @@ How napari-unet's prediction maps onto the spec:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -333,9 +334,9 @@ def iter_export_bioimageio(
     from ..modelfile import save_model
     from . import unet_architecture
 
-    model = model.to("cpu")
-    was_training = model.training
-    model.eval()
+    # a CPU copy in eval mode: the caller's model keeps its device and mode, and may go on
+    # training or predicting while the export runs
+    model = copy.deepcopy(model).to("cpu").eval()
     depth = model.depth
     context = halo(depth)
     step = model.pooling_factor
@@ -343,71 +344,68 @@ def iter_export_bioimageio(
 
     with tempfile.TemporaryDirectory(prefix=".napari-unet-export-") as tmp:
         work = Path(tmp)
-        try:
-            yield ExportProgress(1, total, _STEPS[1])
-            raw = _test_input(model, test_image)
-            prob = predict_package_tile(model, raw)
-            np.save(work / "test_input.npy", raw[None])
-            np.save(work / "test_output.npy", prob[None])
+        yield ExportProgress(1, total, _STEPS[1])
+        raw = _test_input(model, test_image)
+        prob = predict_package_tile(model, raw)
+        np.save(work / "test_input.npy", raw[None])
+        np.save(work / "test_output.npy", prob[None])
 
-            yield ExportProgress(2, total, _STEPS[2])
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            torch.save(state, work / "weights.pt")
-            save_model(model, work / WEIGHTS_ATTACHMENT)
-            arch_src = files(unet_architecture.__package__).joinpath("unet_architecture.py")
-            (work / "unet_architecture.py").write_text(arch_src.read_text(encoding="utf-8"))
-            arch = unet_architecture.UNet(**model.config)
-            arch.load_state_dict(state)
-            arch.eval()
+        yield ExportProgress(2, total, _STEPS[2])
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        torch.save(state, work / "weights.pt")
+        save_model(model, work / WEIGHTS_ATTACHMENT)
+        arch_src = files(unet_architecture.__package__).joinpath("unet_architecture.py")
+        (work / "unet_architecture.py").write_text(arch_src.read_text(encoding="utf-8"))
+        arch = unet_architecture.UNet(**model.config)
+        arch.load_state_dict(state)
+        arch.eval()
 
-            yield ExportProgress(3, total, _STEPS[3])
-            with warnings.catch_warnings():
-                # deprecated in favour of torch.export, but what deepImageJ and QuPath read
-                warnings.simplefilter("ignore", DeprecationWarning)
-                scripted = torch.jit.script(arch)
-                scripted.save(str(work / "weights.torchscript.pt"))
+        yield ExportProgress(3, total, _STEPS[3])
+        with warnings.catch_warnings():
+            # deprecated in favour of torch.export, but what deepImageJ and QuPath read
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.script(arch)
+            scripted.save(str(work / "weights.torchscript.pt"))
 
-            yield ExportProgress(4, total, _STEPS[4])
-            _export_onnx(arch, raw, work / "weights.onnx")
+        yield ExportProgress(4, total, _STEPS[4])
+        _export_onnx(arch, raw, work / "weights.onnx")
 
-            yield ExportProgress(5, total, _STEPS[5])
-            if cover is None:
-                _cover(raw, prob, work / "cover.png")
-                cover_path = work / "cover.png"
-            else:
-                cover_path = work / f"cover{Path(cover).suffix.lower()}"
-                shutil.copyfile(cover, cover_path)
-            (work / "README.md").write_text(
-                _model_card(model, name, context, min_size, step), encoding="utf-8"
-            )
-            provenance = {
-                "config": model.config,
-                "metadata": meta,
-                "context": context,
-                "min_size": min_size,
-                "step": step,
-            }
-            from ..modelfile import _jsonable
+        yield ExportProgress(5, total, _STEPS[5])
+        if cover is None:
+            _cover(raw, prob, work / "cover.png")
+            cover_path = work / "cover.png"
+        else:
+            cover_path = work / f"cover{Path(cover).suffix.lower()}"
+            shutil.copyfile(cover, cover_path)
+        (work / "README.md").write_text(
+            _model_card(model, name, context, min_size, step), encoding="utf-8"
+        )
+        provenance = {
+            "config": model.config,
+            "metadata": meta,
+            "context": context,
+            "min_size": min_size,
+            "step": step,
+        }
+        from ..modelfile import _jsonable
 
-            (work / "napari_unet_provenance.json").write_text(
-                json.dumps(_jsonable(provenance), indent=2), encoding="utf-8"
-            )
+        (work / "napari_unet_provenance.json").write_text(
+            json.dumps(_jsonable(provenance), indent=2), encoding="utf-8"
+        )
 
-            yield ExportProgress(6, total, _STEPS[6])
-            descr = _describe(
-                model,
-                work,
-                name=name,
-                authors=authors,
-                cover=cover_path,
-                meta=meta,
-                context=context,
-                min_size=min_size,
-                step=step,
-            )
-            _write_package(descr, target)
-        finally:
-            model.train(was_training)
+        yield ExportProgress(6, total, _STEPS[6])
+        descr = _describe(
+            model,
+            work,
+            name=name,
+            authors=authors,
+            cover=cover_path,
+            meta=meta,
+            context=context,
+            min_size=min_size,
+            step=step,
+        )
+        _write_package(descr, target, overwrite=overwrite)
     yield ExportProgress(total, total, "done")
     return target
 
@@ -626,7 +624,7 @@ def _describe(
             ) from None
 
 
-def _write_package(descr: Any, target: Path) -> None:
+def _write_package(descr: Any, target: Path, *, overwrite: bool) -> None:
     from bioimageio.spec import save_bioimageio_package
 
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -636,13 +634,34 @@ def _write_package(descr: Any, target: Path) -> None:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, _file_mode(target))
-        os.replace(tmp, target)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _move_unless_taken(Path(tmp), target)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+
+
+def _move_unless_taken(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target`` unless a file appeared there since the export started."""
+    taken = NapariUnetError(
+        f"The output {target} appeared while exporting (another program?); it was left alone "
+        "and nothing was written."
+    )
+    try:
+        os.link(tmp, target)  # fails if the target exists, unlike a rename
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # no hard links here (FAT, some network shares): check, then rename
+        if target.exists():
+            raise taken from None
+        os.replace(tmp, target)
+    else:
+        os.unlink(tmp)
 
 
 def export_bioimageio(
