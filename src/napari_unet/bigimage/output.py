@@ -482,7 +482,10 @@ def mark_complete(
     if "_work" in target.label:
         del target.label["_work"]
     n_objects = len(sizes)
-    meta.update(
+    # a new dict: zarr keeps the attributes it wrote by reference, so changing ``meta`` in
+    # place would write "complete": true with the next, unrelated attribute update
+    meta = dict(
+        meta,
         complete=True,
         n_objects=n_objects,
         labels={
@@ -496,8 +499,8 @@ def mark_complete(
     )
     if target.into_input:
         target.label.attrs.update(ome_attrs(label_content, target.version))
-        target.label.attrs[ATTR] = meta
         _update_labels_list(Path(target.path) / "labels", target.version, add=target.name)
+        target.label.attrs[ATTR] = meta  # last: the labels are finished
         return
     if not probabilities:
         _placeholder_levels(target, axes, chunk, n_levels)
