@@ -28,14 +28,13 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
 import zarr
 
 from ..errors import NapariUnetError
-from .chunks import ImageAxes
 from .ngff import (
     SourceImage,
     Spatial,
@@ -44,6 +43,9 @@ from .ngff import (
     ome_attrs,
     read_ome,
 )
+
+if TYPE_CHECKING:
+    from .chunks import ImageAxes
 
 __all__ = [
     "FORMAT_VERSION",
