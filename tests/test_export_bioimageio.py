@@ -282,6 +282,35 @@ def test_missing_extra_names_it(tiny_model, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_leaves_the_callers_model_alone(tiny_model, tmp_path):
+    """The export works on a CPU copy: the model in use keeps its mode (and device)."""
+    tiny_model.train()
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    modes = []
+    export_bioimageio(
+        tiny_model,
+        tmp_path / "m.zip",
+        name="tiny model",
+        progress=lambda e: modes.append(tiny_model.training),
+    )
+    assert len(modes) == 8 and all(modes)
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_a_file_that_appears_during_the_export_is_kept(tiny_model, tmp_path):
+    """Without overwrite, a file created at the target while exporting is not replaced."""
+    target = tmp_path / "m.zip"
+
+    def someone_else(event):
+        if event.step == "writing the package":
+            target.write_bytes(b"not ours")
+
+    with pytest.raises(NapariUnetError, match="appeared"):
+        export_bioimageio(tiny_model, target, name="tiny model", progress=someone_else)
+    assert target.read_bytes() == b"not ours" and list(tmp_path.iterdir()) == [target]
+
+
 @pytest.fixture
 def tiny_package(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.zip"
@@ -386,3 +415,99 @@ def test_cli_export_and_predict_with_the_package(tiny_model, tmp_path, capsys):
     assert (tmp_path / "l.tif").exists()
     assert main(["export", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "n.zip")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_damaged_compressed_member_is_one_sentence(tiny_package, tmp_path):
+    """A deflate stream that zlib cannot decode (not only a bad CRC) is refused in words."""
+    packed = tmp_path / "packed.zip"
+    with zipfile.ZipFile(tiny_package) as zin, zipfile.ZipFile(packed, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(packed.read_bytes())
+    with zipfile.ZipFile(packed) as z:
+        info = z.getinfo("napari_unet_model.safetensors")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for k in range(start + 64, start + info.compress_size - 64, 97):
+        data[k] ^= 0x5A
+    packed.write_bytes(bytes(data))
+    with pytest.raises(NapariUnetError, match="damaged or truncated"):
+        load_model(packed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed.zip"]
+
+
+def test_encrypted_member_is_one_sentence(tiny_package, tmp_path):
+    """zipfile cannot write encrypted members: the flag bit is set by hand, as a tool might."""
+    enc = tmp_path / "enc.zip"
+    data = bytearray(tiny_package.read_bytes())
+    with zipfile.ZipFile(tiny_package) as z:
+        info = z.getinfo("napari_unet_model.safetensors")
+        pos = z.start_dir  # the central directory
+    data[info.header_offset + 6] |= 0x1  # local header: general purpose flag, bit 0
+    while True:  # the member's central directory entry: the same flag at offset 8
+        name_len = int.from_bytes(data[pos + 28 : pos + 30], "little")
+        if data[pos + 46 : pos + 46 + name_len] == info.filename.encode():
+            data[pos + 8] |= 0x1
+            break
+        pos = data.index(b"PK\x01\x02", pos + 4)
+    enc.write_bytes(bytes(data))
+    with pytest.raises(NapariUnetError, match="encrypted"):
+        load_model(enc)
+
+
+def _folder_package(tiny_package, folder):
+    with zipfile.ZipFile(tiny_package) as z:
+        z.extractall(folder)
+    return folder
+
+
+def test_folder_package_loads(tiny_package, tiny_model, tmp_path):
+    model = load_model(_folder_package(tiny_package, tmp_path / "pkg"))
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def test_folder_package_links_out_of_the_folder_are_refused(tiny_package, tmp_path):
+    """A package folder may not point its description or weights at files elsewhere."""
+    folder = _folder_package(tiny_package, tmp_path / "pkg")
+    outside = tmp_path / "elsewhere.safetensors"
+    (folder / "napari_unet_model.safetensors").rename(outside)
+    (folder / "napari_unet_model.safetensors").symlink_to(outside)
+    with pytest.raises(NapariUnetError, match="outside the package folder"):
+        load_model(folder)
+
+    folder2 = _folder_package(tiny_package, tmp_path / "pkg2")
+    rdf = tmp_path / "rdf-elsewhere.yaml"
+    (folder2 / "rdf.yaml").rename(rdf)
+    (folder2 / "rdf.yaml").symlink_to(rdf)
+    with pytest.raises(NapariUnetError, match="outside the package folder"):
+        load_model(folder2)
+
+
+def test_folder_package_description_is_read_with_a_limit(tiny_package, tmp_path, monkeypatch):
+    """The size check does not trust stat (a file that grows, a device that reports 0)."""
+    from napari_unet.export import package
+
+    folder = _folder_package(tiny_package, tmp_path / "pkg")
+    real_stat = Path.stat
+    monkeypatch.setattr(package, "_MAX_RDF", 100)
+
+    def zero_size(self, *args, **kwargs):
+        st = real_stat(self, *args, **kwargs)
+        if self.name == "rdf.yaml":
+            return os.stat_result((st.st_mode, *st[1:6], 0, *st[7:]))
+        return st
+
+    monkeypatch.setattr(Path, "stat", zero_size)
+    with pytest.raises(NapariUnetError, match="too large"):
+        load_model(folder)
+
+
+def test_package_refusals_are_one_sentence(tiny_package, tmp_path):
+    plain = tmp_path / "dataset.zip"
+    with zipfile.ZipFile(plain, "w") as z:
+        z.writestr("rdf.yaml", "type: dataset\nname: cells\n")
+    with pytest.raises(NapariUnetError) as info:
+        load_model(plain)
+    message = str(info.value)
+    assert "not a bioimage.io model package" in message
+    assert message.count(". ") == 0 and message.endswith(".")

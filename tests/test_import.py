@@ -69,9 +69,51 @@ def test_configs_load_without_the_engines():
 
 def test_subpackage_public_names_resolve():
     import napari_unet.augment as augment
+    import napari_unet.bigimage as bigimage
     import napari_unet.training as training
 
-    for package in (augment, training):
+    for package in (augment, bigimage, training):
         assert set(package.__all__) == set(package._LAZY)
         for name in package.__all__:
             assert getattr(package, name) is not None
+
+
+SHARING = ("bioimageio", "onnx", "onnxruntime", "onnxscript", "ome_zarr", "ome_zarr_models")
+
+
+def _top_level(mods):
+    return {m.split(".")[0] for m in mods}
+
+
+def test_sharing_libraries_load_only_for_an_export():
+    """bioimageio, onnx and ome-zarr come with an export, not with the CLI or a model load."""
+    mods = _modules_after(
+        "import napari_unet as n, napari_unet.cli, napari_unet.export, napari_unet.bigimage\n"
+        "from napari_unet.bundled import bundled_model_path\n"
+        "n.load_model(bundled_model_path())"
+    )
+    assert not _top_level(mods) & set(SHARING)
+
+
+def test_napari_reader_loads_no_engine(tmp_path):
+    """napari asks the reader about every .zarr it opens: that must not import torch."""
+    import numpy as np
+
+    from napari_unet import UNet
+    from napari_unet.bigimage import predict_to_zarr
+
+    net = UNet(base_channels=4, depth=2, dropout=0.0)
+    predict_to_zarr(net, np.zeros((40, 40), np.float32), tmp_path / "ours.zarr", chunk=32)
+    import zarr
+
+    zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w").create_array(
+        "0", shape=(4, 4), dtype="u1"
+    )
+    mods = _modules_after(
+        "from napari_unet._reader import get_reader\n"
+        f"assert get_reader({str(tmp_path / 'foreign.zarr')!r}) is None\n"
+        f"layers = get_reader({str(tmp_path / 'ours.zarr')!r})({str(tmp_path / 'ours.zarr')!r})\n"
+        "assert layers[-1][2] == 'labels'"
+    )
+    assert "torch" not in mods and "napari_unet.tiling" not in mods
+    assert not _top_level(mods) & set(SHARING)

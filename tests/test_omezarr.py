@@ -373,3 +373,20 @@ def test_batch_keeps_an_ome_zarr_images_pixel_size(model, tmp_path):
     (tmp_path / "out").mkdir()
     run_to_end(segment_files([tmp_path / "a.ome.zarr"], tmp_path / "out", model=model))
     assert open_prediction(tmp_path / "out" / "a_labels.zarr").scale == (0.4, 0.4)
+
+
+def test_into_input_lists_the_labels_before_marking_them_complete(model, tmp_path, monkeypatch):
+    """A run that stops while listing its labels is not taken for a finished one."""
+    image = (np.random.default_rng(9).random((40, 40)) * 255).astype(np.uint8)
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    raw = tmp_path / "raw.zarr"
+    _ome_image(raw, image, axes, [1.0, 1.0], "0.5")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bigimage.output, "_update_labels_list", crash)
+    with pytest.raises(OSError, match="disk full"):
+        predict_to_zarr(model, raw, into_input=True, chunk=32)
+    with pytest.raises(NapariUnetError, match="incomplete"):
+        open_prediction(raw)

@@ -35,6 +35,7 @@ _LAZY = {
     "train_model": "training",
     "instance_scores": "metrics",
     "predict_to_zarr": "bigimage",
+    "open_prediction": "bigimage",
     "load_bundled_model": "bundled",
     "export_bioimageio": "export",
     "image_files": "batch",
@@ -57,6 +58,7 @@ __all__ = [
     "labels_from_probabilities",
     "load_bundled_model",
     "load_model",
+    "open_prediction",
     "predict_tiled",
     "predict_to_zarr",
     "save_model",
@@ -72,7 +74,7 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 if TYPE_CHECKING:
     from .augment import AugmentConfig, elastic_deform
     from .batch import image_files, segment_files, segment_folder
-    from .bigimage import predict_to_zarr
+    from .bigimage import open_prediction, predict_to_zarr
     from .bundled import load_bundled_model
     from .device import select_device
     from .errors import NapariUnetError

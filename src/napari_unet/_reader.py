@@ -24,7 +24,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
     p = Path(path)
     if not p.is_dir() or not any((p / n).exists() for n in ("zarr.json", ".zgroup")):
         return None
-    from .bigimage import open_prediction
+    from .bigimage.output import open_prediction
     from .errors import NapariUnetError
 
     try:
@@ -39,7 +39,7 @@ def prediction_layers(path: str | os.PathLike) -> list[tuple]:
 
     Both lazy (dask), placed by the scale and offset the result records.
     """
-    from .bigimage import open_prediction
+    from .bigimage.output import open_prediction
 
     r = open_prediction(path)
     name = Path(path).name.removesuffix(".zarr")

@@ -149,3 +149,24 @@ def test_export_for_bioimageio(make_napari_viewer, qtbot, tiny_model, tmp_path, 
     monkeypatch.setattr(mw.ModelWidget, "_ask_export_path", lambda self: None)
     widget.export()
     assert not widget.busy
+
+
+def test_opening_the_docks_loads_no_sharing_library():
+    """bioimageio, onnx and ome-zarr load when an export runs, not when the docks open."""
+    import subprocess
+    import sys
+
+    code = (
+        "import napari\n"
+        "v = napari.Viewer(show=False)\n"
+        "for name in ('Annotate', 'Train', 'Predict', 'Model'):\n"
+        "    v.window.add_plugin_dock_widget('napari-unet', name)\n"
+        "print(' '.join(sys.modules))\n"
+        "v.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    loaded = {m.split(".")[0] for m in out}
+    assert "napari_unet" in loaded
+    assert not loaded & {"bioimageio", "onnx", "onnxruntime", "onnxscript", "ome_zarr"}

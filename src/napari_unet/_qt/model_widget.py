@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Generator
 from pathlib import Path
@@ -260,11 +259,10 @@ class ModelWidget(ScrollingDock):
 
 
 def _export_steps(model: Any, path: Path) -> Generator[Any, None, Path]:
-    """Export a copy of ``model``, so that training or prediction can go on with the original.
+    """Export ``model``; the export works on a CPU copy, so training or prediction go on.
 
     The save dialog has already asked before replacing an existing file.
     """
     from ..export.bioimageio import iter_export_bioimageio
 
-    snapshot = copy.deepcopy(model).cpu()
-    return (yield from iter_export_bioimageio(snapshot, path, overwrite=True))
+    return (yield from iter_export_bioimageio(model, path, overwrite=True))

@@ -35,9 +35,23 @@ The package, one idea per module:
 - :mod:`.worker`: what each process keeps (the model, one inference thread).
 """
 
-from .api import DEFAULT_LABEL_MARGIN, ChunkProgress, iter_predict_to_zarr, predict_to_zarr
-from .inputs import DEFAULT_CHUNK, open_image_lazily
-from .output import FORMAT_VERSION, ZarrPrediction, open_prediction
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
+
+# public name -> module, imported on first use: napari's reader opens results through
+# .output (zarr and dask only) without loading the prediction engine (torch)
+_LAZY = {
+    "DEFAULT_LABEL_MARGIN": "api",
+    "ChunkProgress": "api",
+    "iter_predict_to_zarr": "api",
+    "predict_to_zarr": "api",
+    "DEFAULT_CHUNK": "inputs",
+    "open_image_lazily": "inputs",
+    "FORMAT_VERSION": "output",
+    "ZarrPrediction": "output",
+    "open_prediction": "output",
+}
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -50,3 +64,10 @@ __all__ = [
     "open_prediction",
     "predict_to_zarr",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
+
+if TYPE_CHECKING:
+    from .api import DEFAULT_LABEL_MARGIN, ChunkProgress, iter_predict_to_zarr, predict_to_zarr
+    from .inputs import DEFAULT_CHUNK, open_image_lazily
+    from .output import FORMAT_VERSION, ZarrPrediction, open_prediction

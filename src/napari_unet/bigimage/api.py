@@ -9,6 +9,7 @@ sibling modules.
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 from collections.abc import Callable, Generator, Sequence
@@ -471,10 +472,13 @@ def _source_ref(target: OutputTarget, source: SourceImage | None, output: Any) -
 
 
 def _write_metadata(target: OutputTarget, meta: dict) -> None:
-    """The run's metadata on the label image (and our store's root)."""
-    target.label.attrs[ATTR] = meta
+    """The run's metadata on the label image (and our store's root).
+
+    Copies: zarr keeps a written attribute's value by reference, and ``meta`` grows later.
+    """
+    target.label.attrs[ATTR] = copy.deepcopy(meta)
     if not target.into_input:
-        target.root.attrs[ATTR] = meta
+        target.root.attrs[ATTR] = copy.deepcopy(meta)
 
 
 def _create_work_arrays(

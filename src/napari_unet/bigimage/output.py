@@ -28,14 +28,13 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
 import zarr
 
 from ..errors import NapariUnetError
-from .chunks import ImageAxes
 from .ngff import (
     SourceImage,
     Spatial,
@@ -44,6 +43,9 @@ from .ngff import (
     ome_attrs,
     read_ome,
 )
+
+if TYPE_CHECKING:
+    from .chunks import ImageAxes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -482,7 +484,10 @@ def mark_complete(
     if "_work" in target.label:
         del target.label["_work"]
     n_objects = len(sizes)
-    meta.update(
+    # a new dict: zarr keeps the attributes it wrote by reference, so changing ``meta`` in
+    # place would write "complete": true with the next, unrelated attribute update
+    meta = dict(
+        meta,
         complete=True,
         n_objects=n_objects,
         labels={
@@ -496,8 +501,8 @@ def mark_complete(
     )
     if target.into_input:
         target.label.attrs.update(ome_attrs(label_content, target.version))
-        target.label.attrs[ATTR] = meta
         _update_labels_list(Path(target.path) / "labels", target.version, add=target.name)
+        target.label.attrs[ATTR] = meta  # last: the labels are finished
         return
     if not probabilities:
         _placeholder_levels(target, axes, chunk, n_levels)

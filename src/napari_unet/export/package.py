@@ -14,6 +14,7 @@ import hashlib
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,9 +74,9 @@ def package_weights(path: Path) -> Iterator[Path]:
     if path.is_dir():
         rdf = _parse_rdf(path, _read_folder_member(path, _rdf_name(path, os.listdir(path))))
         name = _weights_name(path, rdf)
-        member = path / name
-        if not member.is_file():
+        if not (path / name).is_file():
             raise NapariUnetError(f"The package {path.name} lacks its weights file {name}.")
+        member = _folder_member(path, name)
         _check_sha(path, rdf, name, member)
         yield member
         return
@@ -141,18 +142,36 @@ def _read_zip_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo
     try:
         with archive.open(info) as fh:
             data = fh.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise NapariUnetError(f"{path.name} is damaged or truncated ({exc}).") from None
+    except _READ_ERRORS as exc:
+        raise _read_error(path, info, exc) from None
     if len(data) > limit:
         raise NapariUnetError(f"The description {info.filename} in {path.name} is too large.")
     return data
 
 
+def _folder_member(path: Path, name: str) -> Path:
+    """``path / name`` if it is a regular file inside the folder (a link may not lead out)."""
+    member = (path / name).resolve()
+    if not member.is_relative_to(path.resolve()):
+        raise NapariUnetError(
+            f"{name} in {path.name} is a link to a file outside the package folder; "
+            "napari-unet reads only the package's own files."
+        )
+    if not member.is_file():
+        raise NapariUnetError(f"{name} in {path.name} is not a regular file.")
+    return member
+
+
 def _read_folder_member(path: Path, name: str) -> bytes:
-    member = path / name
+    member = _folder_member(path, name)
+    too_large = NapariUnetError(f"The description {name} in {path.name} is too large.")
     if member.stat().st_size > _MAX_RDF:
-        raise NapariUnetError(f"The description {name} in {path.name} is too large.")
-    return member.read_bytes()
+        raise too_large
+    with open(member, "rb") as fh:  # the size may change after the check: read at most the limit
+        data = fh.read(_MAX_RDF + 1)
+    if len(data) > _MAX_RDF:
+        raise too_large
+    return data
 
 
 def _extract(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
@@ -166,10 +185,38 @@ def _extract(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, target
                         f"{path.name} was not unpacked: {info.filename} is larger than it claims."
                     )
                 dst.write(chunk)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, NapariUnetError):
-            raise
-        raise NapariUnetError(f"{path.name} is damaged or truncated ({exc}).") from None
+    except NapariUnetError:
+        raise
+    except _READ_ERRORS as exc:
+        raise _read_error(path, info, exc) from None
+
+
+# zipfile lets zlib's, bz2's and lzma's own errors through for a damaged stream, and raises
+# RuntimeError for an encrypted member and NotImplementedError for an unknown compression
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,
+    ValueError,
+    zlib.error,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
+def _read_error(path: Path, info: zipfile.ZipInfo, exc: BaseException) -> NapariUnetError:
+    """One sentence for a member that cannot be unpacked."""
+    if info.flag_bits & 0x1:
+        return NapariUnetError(
+            f"{path.name} was not unpacked: its member {info.filename} is encrypted."
+        )
+    if isinstance(exc, NotImplementedError):
+        return NapariUnetError(
+            f"{path.name} was not unpacked: {info.filename} uses a compression that Python's "
+            "zipfile does not read."
+        )
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return NapariUnetError(f"{path.name} is damaged or truncated ({reason}).")
 
 
 def _parse_rdf(path: Path, data: bytes) -> dict:
@@ -182,7 +229,7 @@ def _parse_rdf(path: Path, data: bytes) -> dict:
             f"The description (rdf.yaml) of {path.name} is not valid YAML."
         ) from None
     if not isinstance(rdf, dict) or rdf.get("type") != "model":
-        raise NapariUnetError(f"{path.name} is not a bioimage.io model package. {_SUPPORTED}.")
+        raise NapariUnetError(f"{path.name} is not a bioimage.io model package; {_SUPPORTED}.")
     return rdf
 
 
