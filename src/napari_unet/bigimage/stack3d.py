@@ -42,8 +42,8 @@ from .api import (
     _source_ref,
     _write_metadata,
 )
-from .chunks import Chunk, chunk_shape, image_axes
-from .merge import merge_across_faces
+from .chunks import chunk_shape, image_axes
+from .merge import merge_pairs
 from .ngff import Spatial
 from .output import (
     FORMAT_VERSION,
@@ -265,7 +265,8 @@ def iter_predict_stack_to_zarr(
     forward = dict(tile_shape=tile_shape, batch_size=batch_size, device=device)
 
     yield ChunkProgress("predict", 1, total)
-    results = []
+    results, src, dst = [], [], []
+    above, above_n, offset = None, 0, 0
     for k, (z0, z1) in enumerate(slabs):
         ls, le = max(0, z0 - margin), min(Z, z1 + margin)
         ps, pe = ls, le
@@ -318,14 +319,23 @@ def iter_predict_stack_to_zarr(
                     seed_threshold=seed_threshold,
                 )
             del fg
-        results.append(_crop_slab(ext, local, z0 - ls, z0, z1, H * W))
+        part = _crop_slab(ext, local, z0 - ls, z0, z1, H * W)
+        # only the faces between this slab and the last are kept, never all of them
+        if above is not None:
+            a, b = _touching(above, part["faces"]["top"])
+            src.append(offset - above_n + a - 1)
+            dst.append(offset + b - 1)
+        above, above_n = part.pop("faces")["bottom"], part["n"]
+        offset += part["n"]
+        results.append(part)
         if prob_levels:
             prob_levels[0][:, z0:z1] = prob[:, z0 - ls : z1 - ls]
         del prob, ext, window
         yield ChunkProgress("predict", 2 + k, total)
 
-    chunks = [Chunk(k, 0, k, 0, 0, H, 0, W) for k in range(n)]
-    luts, sizes = merge_across_faces(results, chunks, margin, min_volume)
+    empty = np.zeros(0, np.int64)
+    pairs = [np.concatenate(src) if src else empty, np.concatenate(dst) if dst else empty]
+    luts, sizes = merge_pairs(results, *pairs, min_volume)
     dtype = _label_dtype(len(sizes))
     levels = create_label_levels(target, axes, chunk_px, n_levels, dtype)
     yield ChunkProgress("relabel", 1 + n, total)
@@ -353,6 +363,18 @@ def _forward(gen: Generator, event: ChunkProgress) -> Generator[ChunkProgress, N
             yield event
     finally:
         gen.close()
+
+
+def _touching(above: tuple, below: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Id pairs (slab above, slab below) that are one object across their face.
+
+    As for 2D chunks: the ids meet across the face, and either slab, seeing the
+    other side in its margin, labelled them as one object.
+    """
+    p, ring_a = above
+    q, ring_b = below
+    touch = (p > 0) & (q > 0) & ((ring_a == p) | (ring_b == q))
+    return p[touch].astype(np.int64), q[touch].astype(np.int64)
 
 
 def _crop_slab(ext: np.ndarray, local: Any, top: int, z0: int, z1: int, plane: int) -> dict:
