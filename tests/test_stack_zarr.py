@@ -224,3 +224,25 @@ def test_cli_segments_a_zarr_stack_in_3d(tmp_path, thresh, capsys):
         rc = main([*argv, *extra])
         err = capsys.readouterr().err
         assert rc != 0 and words in err and "Traceback" not in err
+
+
+def test_ome_zarr_stack_gives_voxel_size_and_display_levels(tmp_path, thresh, monkeypatch):
+    from napari_unet import bigimage
+
+    monkeypatch.setattr(bigimage.output, "_PYRAMID_STOP", 32)  # small images get a pyramid
+    image, _ = _balls((8, 64, 64), [(4, 32, 32)], 10.0)
+    image = image[::2]  # Z step 2x the pixel size: the ball is squashed in the array
+    g = zarr.open_group(str(tmp_path / "raw.zarr"), mode="w", zarr_format=3)
+    g.create_array("0", data=image, chunks=(1, 32, 32), dimension_names=["z", "y", "x"])
+    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"]
+    t = [{"type": "scale", "scale": [1.0, 0.5, 0.5]}]
+    ds = [{"path": "0", "coordinateTransformations": t}]
+    g.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": ds}]}
+    out = to_zarr(thresh, tmp_path / "raw.zarr", tmp_path / "o.zarr", stack="views", z_chunk=2)
+    assert out.metadata["labels"]["voxel_size"] == [1.0, 0.5, 0.5]
+    assert out.scale == (1.0, 0.5, 0.5) and out.n_objects == 1
+    full = np.asarray(out.labels[0])
+    assert len(out.labels) >= 2
+    np.testing.assert_array_equal(np.asarray(out.labels[1]), full[:, ::2, ::2])
+    ref = segment(thresh, image, stack="views", voxel_size=(1.0, 0.5, 0.5))
+    _same_partition(full, ref.labels)
