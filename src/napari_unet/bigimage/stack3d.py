@@ -129,7 +129,9 @@ def iter_predict_stack_to_zarr(
         ``(z, y, x)``; None takes the OME-Zarr image's pixel sizes, else 1, 1, 1.
     z_chunk : int or None
         Planes per slab (the halo comes on top). None: as many as fit
-        ``memory_budget`` with the halo.
+        ``memory_budget`` with the halo, but at least the halo of one side (the
+        side views of a slab's halo are predicted again by its neighbour, so
+        thinner slabs waste work; the bundled model's context is 92 pixels).
     label_margin : int or None
         ``"views"``: planes of probabilities each side of a slab that its 3D
         watershed sees (default: 32 in-plane pixels in planes).
@@ -210,7 +212,9 @@ def iter_predict_stack_to_zarr(
     if z_chunk is None:
         per_plane = H * W * (_BYTES_PER_VOXEL_CLASS * K + 4 * axes.n_channels)
         fits = (memory_budget or DEFAULT_SLAB_BUDGET) // max(per_plane, 1)
-        z_chunk = max(1, int(fits) - 2 * (margin + context))
+        # slabs thinner than their halo would predict the halo's side views many
+        # times over: at most 3x the work, even if that takes more than the budget
+        z_chunk = max(int(fits) - 2 * (margin + context), margin + context, 1)
     z_chunk = min(int(z_chunk), Z)
     slabs = plan_slabs(Z, z_chunk)
     n = len(slabs)
