@@ -154,6 +154,18 @@ def iter_predict_stack_to_zarr(
     -------
     ZarrPrediction
         The output, opened lazily.
+
+    Notes
+    -----
+    ``"linked"``: probabilities equal the in-memory ones, and the labels are the
+    same objects (ids in raster order of each object's first voxel). ``"views"``:
+    probabilities equal the in-memory ones to float rounding (with square voxels the
+    side views' tiles even lie on the same pooling grid; with a Z step unlike the
+    pixel size each window is resampled on its own, one plane of extra context
+    keeps that within rounding in the tests). The 3D watershed of a slab sees
+    ``label_margin`` planes beyond it, so the labels equal the in-memory ones for
+    objects the margin covers; a larger object cut by a slab face may be split or
+    joined differently there, as with 2D chunks.
     """
     stack = check_stack_mode(stack)
     if stack == "planes":
