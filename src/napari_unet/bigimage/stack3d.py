@@ -33,7 +33,7 @@ from ..volume.instances import labels_3d
 from ..volume.linking import LINK_IOU, drop_small_3d, link_planes
 from ..volume.pipeline import H_3D, SMOOTHING_3D, default_min_volume
 from ..volume.views import iter_predict_views
-from ..volume.voxels import check_voxel_size, isotropic_factors
+from ..volume.voxels import check_voxel_size, isotropic_factors, scaled_shape
 from .api import (
     ChunkProgress,
     _check_counts,
@@ -81,8 +81,12 @@ def _halos(model: UNet, stack: str, factors: Sequence[float], label_margin: int 
     margin = math.ceil(VIEWS_LABEL_MARGIN / fz) if label_margin is None else int(label_margin)
     if margin < 1:
         raise NapariUnetError(f"label_margin must be at least 1 plane, got {label_margin}.")
-    # the network's context along Z in the side views, in stack planes (+1 for resampling)
-    context = math.ceil(model.halo / fz) + (0 if fz == 1.0 else 1)
+    # the network's context along Z in the side views, in stack planes: the halo,
+    # plus up to a pooling step that an off-grid row also reaches, plus the reach of
+    # the resampling's interpolation and anti-aliasing (4 sigma) when Z is resized
+    context = math.ceil((model.halo + model.pooling_factor) / fz)
+    if fz != 1.0:
+        context += 1 + math.ceil(2 * max(fz, 1 / fz))
     return margin, context
 
 
@@ -217,9 +221,11 @@ def iter_predict_stack_to_zarr(
     if scale is None and source is None:
         scale = vs
     spatial = Spatial.plain(3, scale) if scale is not None else source.spatial(3)
-    factors = isotropic_factors(vs)
-    margin, context = _halos(model, stack, factors, label_margin)
     Z, (H, W) = axes.n_planes, axes.shape
+    factors = isotropic_factors(vs)
+    # windows resample Z by the whole stack's effective factor (its planes are rounded)
+    factors = (scaled_shape((Z,), factors[:1])[0] / Z, *factors[1:])
+    margin, context = _halos(model, stack, factors, label_margin)
     K = int(model.n_classes)
     if z_chunk is None:
         per_plane = H * W * (_BYTES_PER_VOXEL_CLASS * K + 4 * axes.n_channels)
@@ -287,9 +293,7 @@ def iter_predict_stack_to_zarr(
         ls, le = max(0, z0 - margin), min(Z, z1 + margin)
         ps, pe = ls, le
         if stack == "views":
-            ps, pe = max(0, ls - context), min(Z, le + context)
-            if factors[0] == 1.0:  # side-view tiles on the pooling grid of the whole stack
-                ps -= ps % model.pooling_factor
+            ps, pe = _side_window(ls, le, Z, context, factors[0], model.pooling_factor)
         window = np.asarray(_zcut(image, ps, pe, has_channels))
         window = norm.apply(window, stats, channel_axis=0 if has_channels else None)
         step = ChunkProgress("predict", 1 + k, total)
@@ -366,6 +370,31 @@ def iter_predict_stack_to_zarr(
     mark_complete(target, meta, axes, chunk_px, n_levels, sizes, dtype, probabilities)
     yield ChunkProgress("done", total, total)
     return read_result(target.root, str(output))
+
+
+def _side_window(
+    start: int, stop: int, n_planes: int, context: int, fz: float, pooling: int
+) -> tuple[int, int]:
+    """Planes the side views of a slab read: ``start:stop`` plus ``context`` each side.
+
+    Moved outwards, when a few planes allow it, so that the window starts on the
+    network's pooling grid of the whole resampled stack and resamples to a whole
+    number of planes: its side-view tiles then compute what the whole stack's do.
+    """
+    lo, hi = max(0, start - context), min(n_planes, stop + context)
+
+    def whole(x: float) -> bool:
+        return abs(x - round(x)) < 1e-6
+
+    span = max(8 * pooling, 2 * context)
+    for ps in range(lo, max(-1, lo - span), -1):
+        if whole(ps * fz) and round(ps * fz) % pooling == 0:
+            lo = ps
+            break
+    for pe in range(hi, min(n_planes, hi + span) + 1):
+        if pe == n_planes or whole((pe - lo) * fz):
+            return lo, pe
+    return lo, hi
 
 
 def _forward(gen: Generator, event: ChunkProgress) -> Generator[ChunkProgress, None, Any]:
