@@ -130,7 +130,8 @@ def iter_predict_stack_to_zarr(
     stack : {"linked", "views"}
         The 3D mode, as for :func:`napari_unet.segment`.
     voxel_size : sequence of float, str or None
-        ``(z, y, x)``; None takes the OME-Zarr image's pixel sizes, else 1, 1, 1.
+        ``(z, y, x)``; None takes ``scale``, else the OME-Zarr image's pixel
+        sizes, else 1, 1, 1.
     z_chunk : int or None
         Planes per slab (the halo comes on top). None: as many as fit
         ``memory_budget`` with the halo, but at least the halo of one side (the
@@ -191,8 +192,8 @@ def iter_predict_stack_to_zarr(
         )
     z_to_front(spatial_shape, stack, None)
     axes = image_axes(model, image)
-    if voxel_size is None and source is not None and scale is None:
-        voxel_size = source.spatial(3).scale
+    if voxel_size is None:  # the pixel sizes the image comes with, if any
+        voxel_size = scale if scale is not None else source.spatial(3).scale if source else None
     vs = check_voxel_size(voxel_size)
     opts = dict(postprocess)
     link_iou = float(opts.pop("link_iou", LINK_IOU))
