@@ -85,8 +85,8 @@ def _halos(model: UNet, stack: str, factors: Sequence[float], label_margin: int 
     # plus up to a pooling step that an off-grid row also reaches, plus the reach of
     # the resampling's interpolation and anti-aliasing (4 sigma) when Z is resized
     context = math.ceil((model.halo + model.pooling_factor) / fz)
-    if fz != 1.0:
-        context += 1 + math.ceil(2 * max(fz, 1 / fz))
+    if fz != 1.0:  # 4 sigma of the anti-aliasing, sigma = (shrink - 1) / 2, in planes
+        context += 1 + math.ceil(2 * (1 - 1 / fz) if fz > 1 else 2 * (1 / fz - 1))
     return margin, context
 
 
