@@ -63,6 +63,8 @@ DEFAULT_SLAB_BUDGET = 1 << 30
 #: Planes of probabilities around a "views" slab that its 3D watershed sees, in
 #: in-plane pixels (converted to planes by the voxel size); as 2D's label margin.
 VIEWS_LABEL_MARGIN = 32
+# progress steps per slab while it is predicted (a slab may take minutes)
+_SUB = 100
 # float32 arrays per voxel and class while a slab is in flight (three views, their
 # sum, the foreground, the watershed's distance map and labels), measured loosely.
 _BYTES_PER_VOXEL_CLASS = 20
@@ -151,8 +153,8 @@ def iter_predict_stack_to_zarr(
     Yields
     ------
     ChunkProgress
-        ``"statistics"``, then ``"predict"`` (one step per slab, events during a
-        slab too, so closing the generator stops within one batch of tiles),
+        ``"statistics"``, then ``"predict"`` (100 steps per slab, one event per
+        batch of tiles, so closing the generator stops within one batch),
         ``"relabel"`` (one step per slab) and ``"done"``.
 
     Returns
@@ -239,7 +241,7 @@ def iter_predict_stack_to_zarr(
     n = len(slabs)
     chunk_px = chunk_shape(model, axes, chunk)
     norm = resolve_normalization(model, normalization)
-    total = 1 + 2 * n
+    total = 1 + _SUB * n + n
 
     target = open_output(output, overwrite, axes=axes, spatial=spatial, source=source)
     target.source_ref = _source_ref(target, source, output)
@@ -297,27 +299,27 @@ def iter_predict_stack_to_zarr(
             ps, pe = _side_window(ls, le, Z, context, factors[0], model.pooling_factor)
         window = np.asarray(_zcut(image, ps, pe, has_channels))
         window = norm.apply(window, stats, channel_axis=0 if has_channels else None)
-        step = ChunkProgress("predict", 1 + k, total)
+        step = (1 + _SUB * k, total)  # where this slab's steps start, of how many
         if stack == "linked":
             prob = yield from _forward(
                 iter_predict_tiled(
                     model, _zcut(window, ls - ps, le - ps, has_channels), normalization=False,
                     **forward,
                 ),
-                step,
+                step, (0.0, 1.0),
             )  # fmt: skip
             planes = labels_from_probabilities(prob, threshold=threshold, min_size=min_size, **opts)
             ext = link_planes(planes, iou=link_iou, min_volume=0)
         else:
             prob = None
-            for view in ("XY", "XZ", "YZ"):
+            for i, view in enumerate(("XY", "XZ", "YZ")):
                 part = window if view != "XY" else _zcut(window, ls - ps, le - ps, has_channels)
                 p = yield from _forward(
                     iter_predict_views(
                         model, part, has_channels=has_channels, factors=factors,
                         views=(view,), normalization=False, **forward,
                     ),
-                    step,
+                    step, (i / 3, (i + 1) / 3),
                 )  # fmt: skip
                 if view != "XY":
                     p = p[:, ls - ps : le - ps]
@@ -352,14 +354,14 @@ def iter_predict_stack_to_zarr(
         if prob_levels:
             prob_levels[0][:, z0:z1] = prob[:, z0 - ls : z1 - ls]
         del prob, ext, window
-        yield ChunkProgress("predict", 2 + k, total)
+        yield ChunkProgress("predict", 1 + _SUB * (k + 1), total)
 
     empty = np.zeros(0, np.int64)
     pairs = [np.concatenate(src) if src else empty, np.concatenate(dst) if dst else empty]
     luts, sizes = merge_pairs(results, *pairs, min_volume)
     dtype = _label_dtype(len(sizes))
     levels = create_label_levels(target, axes, chunk_px, n_levels, dtype)
-    yield ChunkProgress("relabel", 1 + n, total)
+    yield ChunkProgress("relabel", 1 + _SUB * n, total)
     for k, (z0, z1) in enumerate(slabs):
         final = luts[k].astype(dtype)[np.asarray(local[z0:z1])]
         for lv, arr in enumerate(levels):
@@ -367,7 +369,7 @@ def iter_predict_stack_to_zarr(
             arr[z0:z1] = final[:, ::s, ::s]
             if lv and prob_levels:
                 prob_levels[lv][:, z0:z1] = np.asarray(prob_levels[0][:, z0:z1])[..., ::s, ::s]
-        yield ChunkProgress("relabel", 2 + n + k, total)
+        yield ChunkProgress("relabel", 2 + _SUB * n + k, total)
     mark_complete(target, meta, axes, chunk_px, n_levels, sizes, dtype, probabilities)
     yield ChunkProgress("done", total, total)
     return read_result(target.root, str(output))
@@ -398,15 +400,24 @@ def _side_window(
     return lo, hi
 
 
-def _forward(gen: Generator, event: ChunkProgress) -> Generator[ChunkProgress, None, Any]:
-    """Run a tile generator, yielding ``event`` after each batch (cancel points); its result."""
+def _forward(
+    gen: Generator, step: tuple[int, int], span: tuple[float, float]
+) -> Generator[ChunkProgress, None, Any]:
+    """Run a tile generator, yielding progress after each batch (cancel points); its result.
+
+    ``step`` is the slab's first step and the run's total; the tiles fill the
+    fraction ``span`` of the slab's :data:`_SUB` steps.
+    """
+    first, total = step
+    lo, hi = span
     try:
         while True:
             try:
-                next(gen)
+                tiles = next(gen)
             except StopIteration as stop:
                 return stop.value
-            yield event
+            frac = lo + (hi - lo) * min(1.0, tiles.done / max(tiles.total, 1))
+            yield ChunkProgress("predict", first + min(_SUB - 1, int(_SUB * frac)), total)
     finally:
         gen.close()
 
