@@ -111,14 +111,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         default="planes",
         help="a stack's objects: each plane on its own (default; time-lapse), 3D objects by "
         "linking planes, or 3D objects from three views (XY, XZ, YZ); the first axis of a 3D "
-        "TIFF is Z",
+        "TIFF or zarr stack is Z (a zarr stack goes slab by slab in Z, any size)",
     )
     p.add_argument(
         "--voxel-size",
         default=None,
         metavar="Z,Y,X",
         help="voxel size for the 3D modes, e.g. 4,1,1 (default: the TIFF's ImageJ spacing and "
-        "resolution, else 1,1,1)",
+        "resolution, or an OME-Zarr image's pixel sizes, else 1,1,1)",
     )
     p.add_argument(
         "--z-axis",
