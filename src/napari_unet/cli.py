@@ -111,14 +111,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         default="planes",
         help="a stack's objects: each plane on its own (default; time-lapse), 3D objects by "
         "linking planes, or 3D objects from three views (XY, XZ, YZ); the first axis of a 3D "
-        "TIFF is Z",
+        "TIFF or zarr stack is Z (a zarr stack goes slab by slab in Z, any size)",
     )
     p.add_argument(
         "--voxel-size",
         default=None,
         metavar="Z,Y,X",
         help="voxel size for the 3D modes, e.g. 4,1,1 (default: the TIFF's ImageJ spacing and "
-        "resolution, else 1,1,1)",
+        "resolution, or an OME-Zarr image's pixel sizes, else 1,1,1)",
     )
     p.add_argument(
         "--z-axis",
@@ -345,10 +345,18 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
             "resize the image first."
         )
     model = _load_model(args.model)
+    options = {}
+    if args.stack != "planes":  # 3D objects, slab by slab in Z
+        options = dict(stack=args.stack, voxel_size=args.voxel_size)
+        if args.z_axis not in (None, 0):
+            raise NapariUnetError(
+                "A zarr stack for 3D objects must be (Z, Y, X) with Z first; --z-axis is for TIFF."
+            )
     gen = iter_predict_to_zarr(
         model,
         args.image,  # opened lazily; an OME-Zarr image's pixel size carries over
         args.output,
+        **options,
         label_name=args.label_name,
         chunk=args.chunk,
         tile_shape=args.tile,
@@ -444,8 +452,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.into_input:
         if stack_3d:
             raise NapariUnetError(
-                f"--stack {args.stack} writes TIFF labels; --into-input segments an OME-Zarr "
-                "image plane by plane."
+                f"--stack {args.stack} writes a separate store (-o OUT.zarr); --into-input "
+                "segments an OME-Zarr image plane by plane."
             )
         return _cmd_predict_into_input(args)
     if args.output is None:
@@ -464,9 +472,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.zarr:
         raise NapariUnetError("For one image, name the output OUT.zarr instead of giving --zarr.")
     if _wants_zarr(args):
-        if stack_3d:
+        if stack_3d and args.scheduler is not None:
             raise NapariUnetError(
-                f"--stack {args.stack} writes TIFF labels; zarr stores are segmented per plane."
+                f"--stack {args.stack} runs on this machine slab by slab; drop --scheduler."
             )
         return _cmd_predict_zarr(args)
     outputs = [args.output] + ([args.probabilities] if args.probabilities else [])

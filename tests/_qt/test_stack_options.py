@@ -267,3 +267,30 @@ def test_the_hint_says_what_the_mode_costs(make_napari_viewer, qtbot, rng):
     assert "from 10 to 40 planes" in options.hint.value  # the Z step of 4 from the scale
     options.set_voxel_size(0.0, 1.0, 1.0)  # refused before Segment is even pressed
     assert "must be above 0" in options.hint.value
+
+
+def test_a_stack_not_in_memory_gets_3d_objects_through_zarr(make_napari_viewer, qtbot, tmp_path):
+    import dask.array as da
+
+    from napari_unet._qt.session import session_for
+    from napari_unet.bigimage import open_prediction
+
+    image, truth = _balls((14, 48, 48), [(7, 12, 12), (7, 34, 30)], 5.0)
+    viewer = make_napari_viewer()
+    data = da.from_array(image, chunks=(2, 48, 48))
+    layer = viewer.add_image(data, name="lazy", scale=(2.0, 1.0, 1.0))
+    widget = _dock(viewer)
+    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    widget._image.value = layer
+    widget._stack.mode.value = VIEWS
+    widget._zarr_out.value = tmp_path / "seg.zarr"
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
+    result = open_prediction(tmp_path / "seg.zarr")
+    assert result.metadata["labels"]["stack"] == "views"
+    assert result.metadata["labels"]["voxel_size"] == [2.0, 1.0, 1.0]  # the layer's scale
+    labels = np.asarray(result.labels[0])
+    ids = [set(np.unique(labels[truth == i]).tolist()) - {0} for i in (1, 2)]
+    assert [len(i) for i in ids] == [1, 1] and result.n_objects == 2
+    shown = viewer.layers["lazy segmentation"]
+    assert tuple(shown.scale) == (2.0, 1.0, 1.0)

@@ -185,8 +185,11 @@ class PredictWidget(ScrollingDock):
             tile, device, diameter = settings["tile"], settings["device"], settings["diameter"]
             stack = self._stack.options()
             if is_lazy(layer):
-                if stack:
-                    show_error("3D objects need the stack in memory; choose planes for this image.")
+                if stack and stack.get("z_axis") is not None:
+                    show_error(
+                        "3D objects of an image not in memory need it as (Z, Y, X); "
+                        "choose planes for this image."
+                    )
                     return
                 if diameter is not None:
                     show_error(
@@ -198,7 +201,9 @@ class PredictWidget(ScrollingDock):
                 if out is None or out.suffix != ".zarr":
                     show_error("This image is not in memory: choose a .zarr output to write to.")
                     return
-                self._runner.start_lazy(layer, load, str(out), tile=tile, device=device)
+                self._runner.start_lazy(
+                    layer, load, str(out), tile=tile, device=device, stack=stack
+                )
             else:  # the model is read (and the diameter checked) in the worker
                 self._runner.start(
                     layer, load, tile=tile, device=device, diameter=diameter, stack=stack

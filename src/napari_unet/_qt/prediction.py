@@ -63,11 +63,12 @@ def _zhw(shape: tuple[int, ...], rgb: bool, stack: dict) -> tuple[int, int, int]
     return (int(spatial[z]), int(spatial[-2]), int(spatial[-1]))
 
 
-def _zarr_job(model, data, rgb, output, tile, device, scale=None):
+def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None):
     """In the worker: read the model, then predict ``data`` chunk by chunk into ``output``.
 
     ``scale`` is the layer's pixel size along the image's spatial axes; the
-    OME-Zarr result records it.
+    OME-Zarr result records it. ``stack`` (``stack`` and ``voxel_size``) asks for
+    3D objects, made slab by slab in Z.
     """
     import dask.array as da
 
@@ -84,8 +85,15 @@ def _zarr_job(model, data, rgb, output, tile, device, scale=None):
     # replaces only an earlier napari-unet result, never another store
     return (
         yield from iter_predict_to_zarr(
-            model, image, output, tile_shape=tile, device=device, overwrite=True, scale=scale
-        )
+            model,
+            image,
+            output,
+            tile_shape=tile,
+            device=device,
+            overwrite=True,
+            scale=scale,
+            **{k: v for k, v in (stack or {}).items() if k in ("stack", "voxel_size")},
+        )  # fmt: skip
     )
 
 
@@ -204,16 +212,18 @@ class PredictionRunner:
         *,
         tile: int | None = None,
         device: str = "auto",
+        stack: dict | None = None,
     ) -> None:
         """Predict a dask/zarr-backed layer chunk by chunk into the zarr store ``output``.
 
         ``model`` may be a function that loads it: it is called in the worker.
-        The result opens as a lazy (multiscale) Labels layer.
+        The result opens as a lazy (multiscale) Labels layer. ``stack`` as for
+        :meth:`start` (a ``(Z, Y, X)`` stack's 3D objects, slab by slab).
         """
         if self.worker is not None:
             return
         scale = tuple(float(v) for v in layer.scale)
-        gen = _zarr_job(model, layer_data(layer), layer.rgb, output, tile, device, scale)
+        gen = _zarr_job(model, layer_data(layer), layer.rgb, output, tile, device, scale, stack)
         self._cancel_flag = threading.Event()
         self._bar = napari_progress(total=0, desc=f"Segmenting {layer.name} to {output}")
         self.worker = self._workers.start_generator(

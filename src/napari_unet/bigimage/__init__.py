@@ -29,6 +29,7 @@ The package, one idea per module:
 - :mod:`.chunks`: chunk planning and the mirrored source window of each chunk;
 - :mod:`.tasks`: the work on one chunk (predict, label, relabel);
 - :mod:`.merge`: the id merge across chunk faces;
+- :mod:`.stack3d`: Z-stacks as 3D objects, slab by slab in Z (``stack="linked"/"views"``);
 - :mod:`.output`: our zarr output, its display levels, and reading it back;
 - :mod:`.ngff`: the OME-Zarr (NGFF) metadata read from inputs and written for results;
 - :mod:`.runners`: dask's threads or a dask.distributed cluster, with progress;

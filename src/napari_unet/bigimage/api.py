@@ -105,6 +105,9 @@ def predict_to_zarr(
     retries: int = 2,
     overwrite: bool = False,
     progress: Callable[[int, int], Any] | None = None,
+    stack: str = "planes",
+    voxel_size: Any = None,
+    z_chunk: int | None = None,
     **postprocess: Any,
 ) -> ZarrPrediction:
     """Segment an image of any size chunk by chunk, on dask, into a zarr store.
@@ -193,6 +196,14 @@ def predict_to_zarr(
         or with ``into_input`` the image's napari-unet labels of that name.
     progress : callable or None
         Called as ``progress(done, total)`` after every chunk of every phase.
+    stack : {"planes", "linked", "views"}
+        A ``(Z, H, W)`` stack's objects: each plane on its own (default), or 3D
+        objects as for :func:`napari_unet.segment`, made slab by slab in Z
+        (:func:`~napari_unet.bigimage.stack3d.iter_predict_stack_to_zarr`).
+    voxel_size : sequence of float or None
+        3D modes: ``(z, y, x)`` (default the OME-Zarr image's pixel sizes, else 1).
+    z_chunk : int or None
+        3D modes: planes per slab (default: as many as ``memory_budget`` allows).
     **postprocess
         As for :func:`napari_unet.labels_from_probabilities` (``method``, ``h``,
         ``smoothing``...).
@@ -235,6 +246,9 @@ def predict_to_zarr(
         num_workers=num_workers,
         retries=retries,
         overwrite=overwrite,
+        stack=stack,
+        voxel_size=voxel_size,
+        z_chunk=z_chunk,
         **postprocess,
     )
     return run_to_end(gen, progress_callback(progress))
@@ -262,6 +276,9 @@ def iter_predict_to_zarr(
     num_workers: int | None = None,
     retries: int = 2,
     overwrite: bool = False,
+    stack: str = "planes",
+    voxel_size: Any = None,
+    z_chunk: int | None = None,
     **postprocess: Any,
 ) -> Generator[ChunkProgress, None, ZarrPrediction]:
     """Generator form of :func:`predict_to_zarr` (same arguments but ``progress``).
@@ -272,6 +289,17 @@ def iter_predict_to_zarr(
     run within the chunks under way; the output then stays marked incomplete.
     Arguments are checked before the first yield.
     """
+    if stack != "planes":
+        return (
+            yield from _iter_stack_3d(
+                model, image, output, stack=stack, voxel_size=voxel_size, z_chunk=z_chunk,
+                into_input=into_input, scheduler=scheduler, label_name=label_name, scale=scale,
+                chunk=chunk, tile_shape=tile_shape, batch_size=batch_size, device=device,
+                normalization=normalization, probabilities=probabilities, threshold=threshold,
+                min_size=min_size, label_margin=label_margin, memory_budget=memory_budget,
+                overwrite=overwrite, **postprocess,
+            )
+        )  # fmt: skip
     _check_counts(batch_size=batch_size, min_size=min_size, retries=retries)
     if num_workers is not None and num_workers < 1:
         raise NapariUnetError(f"num_workers must be at least 1, got {num_workers}.")
@@ -355,6 +383,26 @@ def iter_predict_to_zarr(
         return read_result(target.root, str(output))
     finally:
         runner.close()
+
+
+def _iter_stack_3d(
+    model: UNet, image: Any, output: Any, *, into_input: bool, scheduler: Any, **options: Any
+) -> Generator[ChunkProgress, None, ZarrPrediction]:
+    """3D objects slab by slab (:mod:`.stack3d`), for what that path supports."""
+    from ..volume.axes import check_stack_mode
+    from .stack3d import iter_predict_stack_to_zarr
+
+    mode = check_stack_mode(options["stack"])
+    if into_input:
+        raise NapariUnetError(
+            f"3D objects ({mode}) are written to a separate zarr store, not into the input "
+            "image; give an output instead."
+        )
+    if scheduler not in (None, "threads"):
+        raise NapariUnetError(
+            f"3D objects ({mode}) run on this machine slab by slab, not on a dask cluster."
+        )
+    return (yield from iter_predict_stack_to_zarr(model, image, output, **options))
 
 
 # --------------------------------------------------------------------------- checks

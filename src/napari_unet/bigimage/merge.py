@@ -8,7 +8,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .chunks import Chunk
 
-__all__ = ["merge_across_faces"]
+__all__ = ["merge_across_faces", "merge_pairs"]
 
 # the face of a chunk and the face of its neighbour below / to the right that it meets
 _NEIGHBOURS = (((1, 0), ("bottom", "top")), ((0, 1), ("right", "left")))
@@ -26,10 +26,24 @@ def merge_across_faces(
     raster order of each object's first pixel, as scipy.ndimage.label numbers them.
     """
     offsets = np.cumsum([0] + [r["n"] for r in results])
+    if int(offsets[-1]) == 0:
+        return [np.zeros(1, dtype=np.int64) for _ in results], np.zeros(0, dtype=np.int64)
+    src, dst = _touching_pairs(results, chunks, offsets, margin)
+    return merge_pairs(results, src, dst, min_size)
+
+
+def merge_pairs(
+    results: list[dict], src: np.ndarray, dst: np.ndarray, min_size: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Global ids from pieces joined by the pairs ``src``-``dst`` (global node numbers).
+
+    ``results`` give each part's ``n``, ``sizes`` and ``keys``; nodes are numbered
+    part after part. Returns what :func:`merge_across_faces` returns.
+    """
+    offsets = np.cumsum([0] + [r["n"] for r in results])
     n_nodes = int(offsets[-1])
     if n_nodes == 0:
         return [np.zeros(1, dtype=np.int64) for _ in results], np.zeros(0, dtype=np.int64)
-    src, dst = _touching_pairs(results, chunks, offsets, margin)
     graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n_nodes, n_nodes))
     n_comp, comp = connected_components(graph, directed=False)
     sizes = np.concatenate([r["sizes"] for r in results])

@@ -149,6 +149,7 @@ def iter_predict_views(
     batch_size: int = 1,
     device: str | torch.device | None = None,
     views: Sequence[str] = ("XY", "XZ", "YZ"),
+    normalization: Any = None,
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Average class probabilities of a stack over its XY, XZ and YZ planes.
 
@@ -166,6 +167,9 @@ def iter_predict_views(
         As for :func:`napari_unet.predict_tiled`; any tile shape gives the same result.
     views : sequence of str
         Which views to average (all three by default).
+    normalization : Normalization, dict, False or None
+        As for :func:`napari_unet.predict_tiled`; ``False`` for an image
+        normalised already (a slab of a larger stack, with the stack's statistics).
 
     Yields
     ------
@@ -178,7 +182,7 @@ def iter_predict_views(
         float32 ``(K, Z, H, W)`` mean probabilities.
     """
     dev = select_device(device)
-    norm = resolve_normalization(model, None)
+    norm = resolve_normalization(model, normalization)
     stats = norm.statistics(image, channel_axis=0 if has_channels else None)
     spatial = tuple(int(s) for s in image.shape[-3:])
     chosen = [v for v in plan_views(spatial, factors) if v.name in views]
