@@ -13,27 +13,12 @@ from napari_unet.bigimage import predict_to_zarr as to_zarr
 from napari_unet.bigimage.stack3d import plan_slabs
 from napari_unet.cli import main
 from napari_unet.segment import segment
-
-
-def _threshold_unet(gain: float = 20.0, level: float = 0.5):
-    """A U-Net whose foreground probability is sigmoid(gain * (normalised pixel - level))."""
-    import torch
-
-    net = UNet(base_channels=2, depth=2, dropout=0.0)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        for block in (net.down[0], net.up[0]):
-            for conv in (block[0], block[2]):
-                conv.weight[0, 0, 1, 1] = 1.0
-        net.head.weight[1, 0, 0, 0] = gain
-        net.head.bias[1] = -gain * level
-    return net.eval()
+from threshold_net import threshold_unet
 
 
 @pytest.fixture(scope="module")
 def thresh():
-    return _threshold_unet()
+    return threshold_unet()
 
 
 @pytest.fixture(scope="module")

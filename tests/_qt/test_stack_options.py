@@ -3,6 +3,7 @@ import pytest
 
 from napari_unet._qt.stack_options import PLANES, VIEWS, check_voxel_size, stack_axes
 from napari_unet.errors import NapariUnetError
+from threshold_net import threshold_unet
 
 
 def _dock(viewer):
@@ -142,29 +143,6 @@ def test_result_layers_take_the_stack_scale(make_napari_viewer, qtbot, tiny_mode
         assert tuple(viewer.layers[name].translate) == (10.0, 0.0, 0.0)
 
 
-def _threshold_unet(gain: float = 20.0, level: float = 0.5):
-    """A U-Net whose foreground probability is sigmoid(gain * (normalised pixel - level)).
-
-    Only the centre taps of the top level's convolutions and the head are non-zero,
-    so the network thresholds each pixel on its own: an exact, fast stand-in for a
-    trained model whose right answer is known.
-    """
-    import torch
-
-    from napari_unet import UNet
-
-    net = UNet(base_channels=2, depth=2, dropout=0.0)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        for block in (net.down[0], net.up[0]):
-            for conv in (block[0], block[2]):
-                conv.weight[0, 0, 1, 1] = 1.0
-        net.head.weight[1, 0, 0, 0] = gain
-        net.head.bias[1] = -gain * level
-    return net.eval()
-
-
 def _balls(shape, centres, radius):
     """Bright blurred balls on a dim background (uint16) and their true labels."""
     from scipy import ndimage as ndi
@@ -186,7 +164,7 @@ def test_a_3d_run_gives_one_id_per_nucleus_across_planes(make_napari_viewer, qtb
     viewer = make_napari_viewer()
     layer = viewer.add_image(image, name="stack", scale=(1.0, 1.0, 1.0))
     widget = _dock(viewer)
-    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    session_for(viewer).set_model(threshold_unet(), "threshold")
     widget._image.value = layer
     widget._stack.mode.value = mode
     widget.segment()
@@ -218,7 +196,7 @@ def test_anisotropic_time_lapse_of_stacks(make_napari_viewer, qtbot, monkeypatch
         np.stack([image, image]), name="tz", axis_labels=("t", "z", "y", "x"), scale=(1, 3, 1, 1)
     )
     widget = _dock(viewer)
-    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    session_for(viewer).set_model(threshold_unet(), "threshold")
     widget._image.value = layer
     widget._stack.mode.value = VIEWS
     widget.segment()
@@ -240,7 +218,7 @@ def test_cancel_stops_a_3d_run(make_napari_viewer, qtbot, rng):
     viewer = make_napari_viewer()
     layer = viewer.add_image(rng.random((16, 160, 160)).astype(np.float32), name="big")
     widget = _dock(viewer)
-    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    session_for(viewer).set_model(threshold_unet(), "threshold")
     widget._image.value = layer
     widget._stack.mode.value = VIEWS
     widget._tile.value = 16
@@ -280,7 +258,7 @@ def test_a_stack_not_in_memory_gets_3d_objects_through_zarr(make_napari_viewer, 
     data = da.from_array(image, chunks=(2, 48, 48))
     layer = viewer.add_image(data, name="lazy", scale=(2.0, 1.0, 1.0))
     widget = _dock(viewer)
-    session_for(viewer).set_model(_threshold_unet(), "threshold")
+    session_for(viewer).set_model(threshold_unet(), "threshold")
     widget._image.value = layer
     widget._stack.mode.value = VIEWS
     widget._zarr_out.value = tmp_path / "seg.zarr"

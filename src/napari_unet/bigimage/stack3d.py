@@ -55,6 +55,7 @@ from .output import (
     pyramid_levels,
     read_result,
 )
+from .tasks import core_ids
 
 __all__ = ["iter_predict_stack_to_zarr", "plan_slabs", "DEFAULT_SLAB_BUDGET"]
 
@@ -441,14 +442,7 @@ def _crop_slab(ext: np.ndarray, local: Any, top: int, z0: int, z1: int, plane: i
     as :func:`~napari_unet.bigimage.tasks.label_chunk` does for a 2D chunk, along Z.
     """
     core = ext[top : top + (z1 - z0)]
-    ids, first = np.unique(core, return_index=True)
-    if ids.size and ids[0] == 0:
-        ids, first = ids[1:], first[1:]
-    n = int(ids.size)
-    lut = np.full(int(ext.max()) + 1, -1, dtype=np.int64)
-    lut[0] = 0
-    lut[ids] = np.arange(1, n + 1)
-    ids_core = lut[core].astype(np.int32)
+    ids_core, lut, first, n = core_ids(ext, core)
     local[z0:z1] = ids_core
     sizes = np.bincount(ids_core.ravel(), minlength=n + 1)[1:].astype(np.int64)
 

@@ -22,6 +22,7 @@ from .chunks import Chunk, ImageAxes, chunk_region, chunk_tile_grid, source_wind
 from .worker import SharedModel, release_memory, run_forward
 
 __all__ = [
+    "core_ids",
     "label_chunk",
     "label_tasks",
     "predict_chunk",
@@ -69,6 +70,26 @@ def predict_chunk(
     return chunk.index
 
 
+def core_ids(ext: np.ndarray, core: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Compact ids ``1..n`` for the objects of ``core`` (a view into the labelled window ``ext``).
+
+    Returns
+    -------
+    tuple
+        ``(ids_core, lut, first, n)``: the core relabelled (int32), the lookup table from the
+        window's ids (-1 for objects only in the margin), the flat index in ``core`` of each
+        object's first pixel, and the number of objects.
+    """
+    ids, first = np.unique(core, return_index=True)
+    if ids.size and ids[0] == 0:
+        ids, first = ids[1:], first[1:]
+    n = int(ids.size)
+    lut = np.full(int(ext.max()) + 1, -1, dtype=np.int64)
+    lut[0] = 0
+    lut[ids] = np.arange(1, n + 1)
+    return lut[core].astype(np.int32), lut, first, n
+
+
 def label_chunk(
     probabilities: zarr.Array,
     local: zarr.Array,
@@ -90,15 +111,7 @@ def label_chunk(
     ty, tx = chunk.y0 - region[-2].start, chunk.x0 - region[-1].start
     h, w = chunk.y1 - chunk.y0, chunk.x1 - chunk.x0
     core = ext[ty : ty + h, tx : tx + w]
-    ids, first = np.unique(core, return_index=True)
-    if ids.size and ids[0] == 0:
-        ids, first = ids[1:], first[1:]
-    n = int(ids.size)
-    # ids of the window -> compact ids 1..n of the core; -1 for objects only in the margin
-    lut = np.full(int(ext.max()) + 1, -1, dtype=np.int64)
-    lut[0] = 0
-    lut[ids] = np.arange(1, n + 1)
-    ids_core = lut[core].astype(np.int32)
+    ids_core, lut, first, n = core_ids(ext, core)
     local[chunk_region(chunk, axes)] = ids_core
     sizes = np.bincount(ids_core.ravel(), minlength=n + 1)[1:].astype(np.int64)
     plane = chunk.z * H * W
