@@ -456,11 +456,14 @@ def _run_metadata(
     norm: Normalization,
     stats: np.ndarray,
     chunk: tuple[int, int],
-    plan: TileGrid,
+    plan: TileGrid | None,
     labelling: dict,
 ) -> dict:
-    """What the run records, ``"complete": False`` until it is finished."""
-    return {
+    """What the run records, ``"complete": False`` until it is finished.
+
+    ``plan`` is the 2D path's tile grid (None for 3D slabs, whose views plan their own).
+    """
+    meta = {
         "format_version": FORMAT_VERSION,
         "complete": False,
         "image_shape": [int(s) for s in image.shape],
@@ -472,11 +475,11 @@ def _run_metadata(
             "subsample": "regular, shape-only (napari_unet.normalization)",
         },
         "chunk": list(chunk),
-        "tile_step": list(plan.step),
-        "tile_input": list(plan.input_shape),
-        "halo": plan.halo,
         "labels": labelling,
     }
+    if plan is not None:
+        meta.update(tile_step=list(plan.step), tile_input=list(plan.input_shape), halo=plan.halo)
+    return meta
 
 
 def _open_image(model: UNet, image: Any) -> tuple[da.Array, SourceImage | None]:

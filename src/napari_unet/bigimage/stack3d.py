@@ -39,6 +39,7 @@ from .api import (
     _check_counts,
     _label_dtype,
     _open_image,
+    _run_metadata,
     _source_ref,
     _write_metadata,
 )
@@ -46,7 +47,6 @@ from .chunks import chunk_shape, image_axes
 from .merge import merge_pairs
 from .ngff import Spatial
 from .output import (
-    FORMAT_VERSION,
     LABEL_NAME,
     create_label_levels,
     create_probability_levels,
@@ -260,20 +260,7 @@ def iter_predict_stack_to_zarr(
         "z_context": context,
         "postprocess": dict(postprocess),
     }
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "complete": False,
-        "image_shape": [int(s) for s in image.shape],
-        "image_dtype": str(image.dtype),
-        "model": model.config,
-        "normalization": {
-            **norm.to_dict(),
-            "statistics": stats.tolist(),
-            "subsample": "regular, shape-only (napari_unet.normalization)",
-        },
-        "chunk": list(chunk_px),
-        "labels": labelling,
-    }
+    meta = _run_metadata(model, image, norm, stats, chunk_px, None, labelling)
     if source is not None:
         meta["source_image"] = str(source.path)
     _write_metadata(target, meta)
