@@ -49,7 +49,7 @@ def test_segment_rescales_and_returns_the_image_shape(monkeypatch):
     assert out.labels.shape == image.shape and out.probabilities.shape == (2, 50, 70)
     assert out.labels.max() == 2 and out.labels.dtype == np.int32
     assert out.rescale == 0.5
-    same = seg.segment(_Blobs(), image)
+    same = seg.segment(_Blobs(), image, rescale=1.0)
     assert shapes[-1] == (50, 70) and same.labels.max() == 2
 
 
@@ -71,7 +71,8 @@ def test_rescale_for_diameter():
     model = _Blobs()
     assert rescale_for_diameter(model, 15) == 1.0  # inside the trained range
     assert rescale_for_diameter(model, 40) == 0.5  # shrink large objects to 20 px
-    assert rescale_for_diameter(model, 5) == 2.0
+    # small objects are enlarged to 1.5x the smallest (15 px), not to the edge of the range
+    assert rescale_for_diameter(model, 5) == pytest.approx(3.0)
     assert rescale_for_diameter(model, None) == 1.0
     with pytest.raises(NapariUnetError, match="positive"):
         rescale_for_diameter(model, -3)
@@ -80,7 +81,7 @@ def test_rescale_for_diameter():
     # 1 px "objects" are noise: refused with the model's range, not enlarged 10x
     with pytest.raises(NapariUnetError, match="10-20 px this model knows.*from 4 to 320"):
         rescale_for_diameter(model, 1)
-    assert rescale_for_diameter(model, 4) == 2.5  # the smallest it enlarges
+    assert rescale_for_diameter(model, 4) == pytest.approx(3.75)  # the smallest it enlarges
     model.metadata = {}
     with pytest.raises(NapariUnetError, match="rescale factor instead"):
         rescale_for_diameter(model, 40)  # a model that does not say: no silent 1.0

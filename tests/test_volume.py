@@ -82,12 +82,12 @@ def test_anisotropic_voxels_are_honoured(bundled):
 
 
 def test_planes_mode_stays_per_plane_and_time_lapse_with_t_axis(tiny_model, rng):
-    image = (rng.random((3, 24, 24)) * 1000).astype(np.float32)
+    image = (ndi.gaussian_filter(rng.random((3, 24, 24)), 1.5) * 1000).astype(np.float32)
     result = segment(tiny_model, image, stack="planes", threshold=0.5, min_size=0)
     expected = labels_from_probabilities(result.probabilities, threshold=0.5, min_size=0)
     np.testing.assert_array_equal(result.labels, expected)
     # a (T, Z, H, W) array: each time point is its own volume, ids never shared
-    tz = (rng.random((2, 3, 24, 24)) * 1000).astype(np.float32)
+    tz = (ndi.gaussian_filter(rng.random((2, 3, 24, 24)), 1.5) * 1000).astype(np.float32)
     out = segment(tiny_model, tz, stack="linked", z_axis=1, min_size=0, min_volume=0)
     assert out.labels.shape == tz.shape and out.probabilities.shape[1:] == tz.shape
     first, second = out.labels[0], out.labels[1]
@@ -117,12 +117,13 @@ def test_views_average_the_three_views(tiny_model, rng):
     from napari_unet._generators import run_to_end
     from napari_unet.volume.views import iter_predict_views
 
-    image = rng.random((4, 20, 18)).astype(np.float32)
+    # smoothed: white noise is "nothing to segment" and never reaches the model
+    image = ndi.gaussian_filter(rng.random((4, 20, 18)), 1.5).astype(np.float32)
     planes = segment(tiny_model, image, stack="planes").probabilities
     xy = run_to_end(
         iter_predict_views(tiny_model, image, has_channels=False, factors=(1, 1, 1), views=["XY"])
     )
-    np.testing.assert_allclose(xy, planes, atol=1e-6)
+    np.testing.assert_allclose(xy, planes, atol=2e-6)
     parts = [
         run_to_end(
             iter_predict_views(tiny_model, image, has_channels=False, factors=(1, 1, 1), views=[v])
@@ -130,19 +131,23 @@ def test_views_average_the_three_views(tiny_model, rng):
         for v in ("XY", "XZ", "YZ")
     ]
     mean = segment(tiny_model, image, stack="views").probabilities
-    np.testing.assert_allclose(mean, sum(parts) / 3, atol=1e-6)
+    np.testing.assert_allclose(mean, sum(parts) / 3, atol=2e-6)
 
 
 def test_progress_is_monotonic_and_closing_cancels(tiny_model, rng):
-    image = rng.random((4, 20, 20)).astype(np.float32)
+    from napari_unet.tiling import TileProgress
+
+    image = ndi.gaussian_filter(rng.random((4, 20, 20)), 1.5).astype(np.float32)
     events = []
     gen = iter_segment(tiny_model, image, stack="views", tile_shape=8)
     try:
         while True:
-            events.append(next(gen))
+            event = next(gen)
+            if isinstance(event, TileProgress):  # the prediction's, after the size estimate
+                events.append(event)
     except StopIteration as stop:
         result = stop.value
-    assert result.labels.shape == image.shape
+    assert result.labels.shape == image.shape and events
     done = [e.done for e in events]
     totals = {e.total for e in events}
     assert done == sorted(done) and done[0] == 0 and done[-1] == events[-1].total
@@ -250,7 +255,7 @@ def test_sample_carries_the_voxel_size():
 
 
 def test_cli_round_trip_reads_imagej_voxel_size(tmp_path, tiny_model, rng, capsys):
-    stack = (rng.random((5, 30, 30)) * 2000).astype(np.uint16)
+    stack = (ndi.gaussian_filter(rng.random((5, 30, 30)), 1.5) * 2000).astype(np.uint16)
     img = tmp_path / "stack.tif"
     tifffile.imwrite(img, stack, imagej=True, resolution=(2.0, 2.0), metadata={"spacing": 1.0})
     model = tmp_path / "m.safetensors"

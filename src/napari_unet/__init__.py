@@ -41,6 +41,7 @@ _LAZY = {
     "image_files": "batch",
     "segment_files": "batch",
     "segment_folder": "batch",
+    "estimate_diameter": "sizing",
 }
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Trainer",
     "UNet",
     "elastic_deform",
+    "estimate_diameter",
     "export_bioimageio",
     "image_files",
     "instance_scores",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     from .modelfile import load_model, save_model
     from .normalization import Normalization
     from .postprocess import labels_from_probabilities
+    from .sizing import estimate_diameter
     from .tiling import iter_predict_tiled, predict_tiled
     from .training import TrainConfig, Trainer, train_model
     from .weightmap import unet_weight_map

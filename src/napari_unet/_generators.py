@@ -24,7 +24,15 @@ def run_to_end(gen: Generator[Any, Any, R], on_event: Callable[[Any], Any] | Non
 
 
 def progress_callback(progress: Callable[[int, int], Any] | None) -> Callable[[Any], Any] | None:
-    """``progress(done, total)`` as an ``on_event`` for events with ``done`` and ``total``."""
+    """``progress(done, total)`` as an ``on_event`` for events with ``done`` and ``total``.
+
+    Other events (such as :class:`napari_unet.sizing.SizeChoice`) are skipped.
+    """
     if progress is None:
         return None
-    return lambda event: progress(event.done, event.total)
+
+    def on_event(event: Any) -> None:
+        if hasattr(event, "done") and hasattr(event, "total"):
+            progress(event.done, event.total)
+
+    return on_event

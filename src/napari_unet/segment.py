@@ -4,22 +4,33 @@ A network recognises objects of the sizes it was trained on. When the objects
 in an image are much larger or smaller, :func:`segment` resizes the image by
 ``rescale`` before prediction and brings the probabilities and labels back to
 the image's own shape afterwards, so the caller never sees the resized arrays.
-The CLI and the GUI both go through :func:`iter_segment`.
+Without a diameter or a factor it estimates the object size first
+(:mod:`napari_unet.sizing`). An image with nothing but noise, or constant, gives
+no objects and a note (:mod:`napari_unet.content`). The CLI and the GUI both go
+through :func:`iter_segment`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from skimage.transform import resize
 
 from ._generators import progress_callback, run_to_end
+from .content import nothing_to_segment
 from .errors import NapariUnetError
 from .postprocess import labels_from_probabilities
+from .sizing import (
+    DiameterEstimate,
+    SizeChoice,
+    SizeProgress,
+    estimate_diameter,
+    model_diameter_range,
+)
 from .tiling import iter_predict_tiled
 
 if TYPE_CHECKING:
@@ -30,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Segmentation", "segment", "iter_segment", "rescale_for_diameter", "resize_spatial",
-    "describe_resize", "STACK_MODES", "describe_stack_mode",
+    "describe_resize", "STACK_MODES", "describe_stack_mode", "estimate_diameter",
 ]  # fmt: skip
 
 #: How a stack is segmented: ``"planes"`` (each plane on its own, also for time-lapse),
@@ -44,6 +55,8 @@ _MIN_RESCALE, _MAX_RESCALE = 1 / 16, 16.0
 # more than this only interpolates pixels (and costs the square in time).
 MIN_OBJECT_DIAMETER = 4.0
 MAX_ENLARGEMENT = 4.0
+# Objects below a model's range are enlarged to this many times its smallest diameter.
+ENLARGE_MARGIN = 1.5
 
 
 @dataclass(frozen=True)
@@ -55,14 +68,36 @@ class Segmentation:
     labels : numpy.ndarray
         int32 instance labels of the image's spatial shape (stacks: ``(Z, H, W)``).
     probabilities : numpy.ndarray
-        float32 class probabilities ``(K, ...)`` of the same spatial shape.
+        float32 class probabilities ``(K, ...)`` of the same spatial shape (for an
+        image with nothing to segment: background everywhere, the model unused).
     rescale : float
         The factor the image was resized by for prediction.
+    diameter : float or None
+        The object diameter the factor was chosen for: the one given, or the
+        estimate; None when a factor was given or nothing could be estimated.
+    estimate : DiameterEstimate or None
+        The object size estimate, when one was made (no diameter or factor given).
+    notes : tuple of str
+        Sentences for the user: the estimate and the resize it chose, or why
+        there are no objects.
     """
 
     labels: np.ndarray
     probabilities: np.ndarray
     rescale: float
+    diameter: float | None = None
+    estimate: DiameterEstimate | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def resized(self) -> bool:
+        """Whether the image was resized for prediction."""
+        return self.rescale != 1.0
+
+    @property
+    def note(self) -> str:
+        """The notes as one line ("" when there are none)."""
+        return " ".join(self.notes)
 
 
 def _check_rescale(rescale: float) -> float:
@@ -129,66 +164,136 @@ def iter_segment(
     stack: str = "planes",
     voxel_size: tuple[float, float, float] | None = None,
     z_axis: int | None = None,
-    rescale: float = 1.0,
+    diameter: float | None = None,
+    rescale: float | None = None,
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
     device: str | torch.device | None = None,
     threshold: float = 0.5,
     min_size: int = 16,
     **postprocess: Any,
-) -> Generator[TileProgress, None, Segmentation]:
-    """Generator form of :func:`segment`: yields tile progress, returns the result.
+) -> Generator[TileProgress | SizeProgress | SizeChoice, None, Segmentation]:
+    """Generator form of :func:`segment`: yields progress, returns the result.
 
-    Closing the generator between yields cancels the prediction (the GUI's way).
+    Without ``diameter`` and ``rescale`` it first yields the size estimate's
+    :class:`~napari_unet.sizing.SizeProgress`, then one
+    :class:`~napari_unet.sizing.SizeChoice` (the estimate and the factor, before
+    the prediction), then the prediction's :class:`~napari_unet.tiling.TileProgress`.
+    Closing the generator between yields cancels the run (the GUI's way).
     """
     from .volume.axes import check_stack_mode
 
     stack = check_stack_mode(stack)
-    f = _check_rescale(rescale)
+    if diameter is not None and rescale is not None:
+        raise NapariUnetError("Give an object diameter or a rescale factor, not both.")
+    f = _check_rescale(rescale) if rescale is not None else 1.0
     if min_size < 0:  # checked before the long prediction, not after
         raise NapariUnetError(f"min_size must be 0 or more, got {min_size}.")
     if not hasattr(image, "ndim"):
         image = np.asarray(image)
-    if stack != "planes":
-        return (
-            yield from _iter_segment_3d(
-                model,
-                image,
-                stack=stack,
-                voxel_size=voxel_size,
-                z_axis=z_axis,
-                rescale=f,
-                tile_shape=tile_shape,
-                batch_size=batch_size,
-                device=device,
-                threshold=threshold,
-                min_size=min_size,
-                **postprocess,
-            )
-        )
-    from .volume.pipeline import OPTIONS_3D
+    if image.ndim < 2:
+        raise NapariUnetError(f"An image needs at least two dimensions; got shape {image.shape}.")
+    if stack == "planes":
+        from .volume.pipeline import OPTIONS_3D
 
-    only_3d = sorted(set(postprocess) & set(OPTIONS_3D))
-    if only_3d:
-        raise NapariUnetError(
-            f"{', '.join(only_3d)} only apply to 3D objects (stack='linked' or 'views')."
+        only_3d = sorted(set(postprocess) & set(OPTIONS_3D))
+        if only_3d:
+            raise NapariUnetError(
+                f"{', '.join(only_3d)} only apply to 3D objects (stack='linked' or 'views')."
+            )
+    else:  # the 3D modes' own bad input, before anything else is said
+        _check_3d(model, image, stack, voxel_size, z_axis)
+    chosen = _check_diameter(diameter, tuple(image.shape)) if diameter is not None else None
+    if chosen is not None:
+        f = rescale_for_diameter(model, chosen)
+    has_channels = int(model.in_channels) > 1
+    empty = nothing_to_segment(image, has_channels=has_channels)
+    if empty is not None:
+        return _nothing(model, image, has_channels, f, chosen, empty)
+    estimate, reuse, notes = None, None, []
+    if chosen is None and rescale is None:  # estimate the object size first
+        from .sizing import _iter_estimate, choose_rescale
+
+        estimate, reuse = yield from _iter_estimate(
+            image,
+            model,
+            has_channels=has_channels,
+            tile_shape=tile_shape,
+            batch_size=batch_size,
+            device=device,
+            check_empty=False,
+            reuse=stack == "planes",
         )
-    spatial = tuple(int(s) for s in image.shape[-2:])
-    work = image
-    if f != 1.0:
-        small = tuple(max(1, round(s * f)) for s in spatial)
-        work = resize_spatial(np.asarray(image), small)
-    prob = yield from iter_predict_tiled(
-        model, work, tile_shape=tile_shape, batch_size=batch_size, device=device
+        f, message = choose_rescale(model, estimate)
+        chosen = estimate.diameter
+        notes.append(message)
+        yield SizeChoice(estimate, f, message)
+    if stack != "planes":
+        result = yield from _iter_segment_3d(
+            model,
+            image,
+            stack=stack,
+            voxel_size=voxel_size,
+            z_axis=z_axis,
+            rescale=f,
+            tile_shape=tile_shape,
+            batch_size=batch_size,
+            device=device,
+            threshold=threshold,
+            min_size=min_size,
+            **postprocess,
+        )
+    else:
+        spatial = tuple(int(s) for s in image.shape[-2:])
+        if reuse is not None and reuse[0] == f:  # the estimate predicted this image already
+            prob = reuse[1]
+        else:
+            work = image
+            if f != 1.0:
+                small = tuple(max(1, round(s * f)) for s in spatial)
+                work = resize_spatial(np.asarray(image), small)
+            prob = yield from iter_predict_tiled(
+                model, work, tile_shape=tile_shape, batch_size=batch_size, device=device
+            )
+        # min_size is in the image's pixels; the labels are made at the network's scale
+        size = round(min_size * f * f) if min_size else 0
+        labels = labels_from_probabilities(prob, threshold=threshold, min_size=size, **postprocess)
+        if f != 1.0:
+            labels = resize_spatial(labels, spatial, labels=True)
+            prob = resize_spatial(prob, spatial)
+            labels = _renumber(labels)
+        result = Segmentation(labels=labels, probabilities=prob, rescale=f)
+    if not result.labels.any():
+        notes.append("No objects found.")
+    return replace(result, diameter=chosen, estimate=estimate, notes=tuple(notes))
+
+
+def _check_3d(model: UNet, image: Any, stack: str, voxel_size: Any, z_axis: int | None) -> None:
+    """Refuse, in one sentence, what :func:`_iter_segment_3d` would refuse."""
+    from .volume.axes import spatial_ndim, z_to_front
+    from .volume.voxels import check_voxel_size
+
+    check_voxel_size(voxel_size)
+    nd = spatial_ndim(tuple(image.shape), int(model.in_channels))
+    z_to_front(tuple(int(s) for s in image.shape[-nd:]), stack, z_axis)
+
+
+def _nothing(
+    model: UNet, image: Any, has_channels: bool, f: float, diameter: float | None, note: str
+) -> Segmentation:
+    """The result for an image with nothing to segment: no objects, background everywhere."""
+    spatial = tuple(int(s) for s in (image.shape[1:] if has_channels else image.shape))
+    prob = np.zeros((int(model.n_classes), *spatial), dtype=np.float32)
+    prob[0] = 1.0
+    estimate = DiameterEstimate(None, 0, None, "none", empty=True, note=note)
+    return Segmentation(
+        labels=np.zeros(spatial, dtype=np.int32),
+        probabilities=prob,
+        rescale=f,
+        diameter=diameter,
+        estimate=estimate,
+        notes=(note,),
     )
-    # min_size is in the image's pixels; the labels are made at the network's scale
-    size = round(min_size * f * f) if min_size else 0
-    labels = labels_from_probabilities(prob, threshold=threshold, min_size=size, **postprocess)
-    if f != 1.0:
-        labels = resize_spatial(labels, spatial, labels=True)
-        prob = resize_spatial(prob, spatial)
-        labels = _renumber(labels)
-    return Segmentation(labels=labels, probabilities=prob, rescale=f)
 
 
 def _iter_segment_3d(
@@ -249,7 +354,8 @@ def segment(
     stack: str = "planes",
     voxel_size: tuple[float, float, float] | None = None,
     z_axis: int | None = None,
-    rescale: float = 1.0,
+    diameter: float | None = None,
+    rescale: float | None = None,
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
     device: str | torch.device | None = None,
@@ -285,11 +391,21 @@ def segment(
     z_axis : int or None
         Index of Z among the image's non-channel axes; needed for a 3D mode when
         there are more than three of them, otherwise the first is Z.
-    rescale : float
+    diameter : float or None
+        Typical object diameter in pixels: the image is resized into the model's
+        range (:func:`rescale_for_diameter`). 0, negative, NaN, infinite or
+        larger than the image is refused.
+    rescale : float or None
         Factor the image is resized by before prediction: below 1 for objects
-        larger than the model knows, above 1 for smaller ones (see
-        :func:`rescale_for_diameter`). Labels and probabilities come back at the
-        image's own size. 1 (default) resizes nothing.
+        larger than the model knows, above 1 for smaller ones. 1 resizes nothing
+        and skips the estimate. Labels and probabilities come back at the
+        image's own size.
+
+        With neither ``diameter`` nor ``rescale`` (the default), the object
+        size is estimated (:func:`napari_unet.estimate_diameter`, on at most
+        three planes of a stack) and the image resized when it lies outside the
+        range the model records (``metadata["object_diameter"]``); a model that
+        records none, or too few objects, means no resizing, with a note.
     tile_shape, batch_size, device
         As for :func:`napari_unet.predict_tiled`.
     threshold : float
@@ -297,7 +413,8 @@ def segment(
     min_size : int
         Smallest object kept, in pixels of the original image.
     progress : callable or None
-        Called as ``progress(done, total)`` after every batch of tiles.
+        Called as ``progress(done, total)`` after every batch of tiles (first
+        for the size estimate's passes, then for the prediction).
     **postprocess
         Further options of :func:`napari_unet.labels_from_probabilities`
         (``method``, ``h``, ``smoothing``), which act at the network's scale;
@@ -308,7 +425,11 @@ def segment(
     -------
     Segmentation
         Labels of the image's spatial shape (one id per 3D object in the 3D
-        modes) and probabilities ``(K, ...)`` of the same shape.
+        modes) and probabilities ``(K, ...)`` of the same shape, the factor
+        used, the estimate and notes. A constant image or one with nothing but
+        noise (:func:`napari_unet.content.nothing_to_segment`) gives no
+        objects and a note, without running the model; so does an image where
+        the model finds nothing ("No objects found.").
     """
     gen = iter_segment(
         model,
@@ -316,6 +437,7 @@ def segment(
         stack=stack,
         voxel_size=voxel_size,
         z_axis=z_axis,
+        diameter=diameter,
         rescale=rescale,
         tile_shape=tile_shape,
         batch_size=batch_size,
@@ -332,8 +454,13 @@ def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
 
     A model may record the object diameters it was trained for in its metadata
     (``metadata["object_diameter"] = {"min": ..., "max": ...}``, as the bundled
-    model does). Objects inside the range need no resizing (1.0); outside it,
-    the factor maps the diameter to the nearest end of the range.
+    model does). Objects inside the range need no resizing (1.0). Larger ones
+    are shrunk to the range's largest diameter. Smaller ones are enlarged to
+    :data:`ENLARGE_MARGIN` (1.5) times its smallest (12 px for the bundled
+    model's 8-40 px): an enlarged object is blurrier than one imaged at that
+    size, and on synthetic nuclei at 0.3x (about 5.5 px) the bundled model
+    reached AP@0.5 0.52-0.56 enlarged to 8 px against 0.67-0.79 at 12 px
+    (``benchmarks/bench_size.py``).
 
     Parameters
     ----------
@@ -348,23 +475,21 @@ def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
     Raises
     ------
     NapariUnetError
-        When the model records no diameter range, the objects are smaller than
-        ``MIN_OBJECT_DIAMETER`` (4 px) or would need enlarging more than
-        ``MAX_ENLARGEMENT`` (4x), or larger than 16x the model's largest.
+        When the diameter is not a positive finite number, the model records no
+        diameter range, the objects are smaller than ``MIN_OBJECT_DIAMETER``
+        (4 px) or would need enlarging more than ``MAX_ENLARGEMENT`` (4x), or
+        are larger than 16x the model's largest.
     """
     if diameter is None:
         return 1.0
-    d = float(diameter)
-    if not (math.isfinite(d) and d > 0):
-        raise NapariUnetError(f"The object diameter must be a positive number, got {diameter!r}.")
-    known = getattr(model, "metadata", {}).get("object_diameter") or {}
-    lo, hi = known.get("min"), known.get("max")
-    if lo is None or hi is None:
+    d = _check_diameter(diameter)
+    known = model_diameter_range(model)
+    if known is None:
         raise NapariUnetError(
             "This model does not record the object sizes it was trained for, so a diameter "
             "cannot be turned into a resize; give a rescale factor instead."
         )
-    lo, hi = float(lo), float(hi)
+    lo, hi = known
     smallest = max(lo / MAX_ENLARGEMENT, MIN_OBJECT_DIAMETER)
     largest = hi / _MIN_RESCALE
     if not smallest <= d <= largest:
@@ -372,7 +497,33 @@ def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
             f"Objects {d:g} px across are too far from the {lo:g}-{hi:g} px this model knows; "
             f"it can resize for diameters from {smallest:g} to {largest:g} px."
         )
-    return min(max(d, lo), hi) / d
+    if d > hi:
+        return hi / d
+    if d < lo:
+        return min(lo * ENLARGE_MARGIN / d, MAX_ENLARGEMENT)
+    return 1.0
+
+
+def _check_diameter(diameter: Any, shape: tuple[int, ...] | None = None) -> float:
+    """A diameter as a float, or one sentence on why it is not one (0, negative, NaN, absurd)."""
+    if isinstance(diameter, bool):
+        raise NapariUnetError(f"The object diameter must be a number of pixels, got {diameter!r}.")
+    try:
+        d = float(diameter)
+    except (TypeError, ValueError):
+        raise NapariUnetError(
+            f"The object diameter must be a number of pixels, got {diameter!r}."
+        ) from None
+    if not (math.isfinite(d) and d > 0):
+        raise NapariUnetError(
+            f"The object diameter must be a positive number of pixels, got {diameter!r}."
+        )
+    if shape is not None and d > max(shape[-2:]):
+        h, w = shape[-2:]
+        raise NapariUnetError(
+            f"An object diameter of {d:g} px is larger than the image ({h}x{w} px)."
+        )
+    return d
 
 
 def describe_resize(shape: tuple[int, ...], rescale: float) -> str:
