@@ -1,5 +1,7 @@
 """segment: prediction with rescaling, and the diameter-to-factor rule."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -70,7 +72,9 @@ def test_rescale_for_diameter():
 
     model = _Blobs()
     assert rescale_for_diameter(model, 15) == 1.0  # inside the trained range
-    assert rescale_for_diameter(model, 40) == 0.5  # shrink large objects to 20 px
+    # large objects are shrunk to the middle of the range, sqrt(10 * 20) px
+    assert rescale_for_diameter(model, 40) == pytest.approx(math.sqrt(200) / 40)
+    assert rescale_for_diameter(model, 320) == pytest.approx(1 / 16)  # the most it shrinks
     # small objects are enlarged to 1.5x the smallest (15 px), not to the edge of the range
     assert rescale_for_diameter(model, 5) == pytest.approx(3.0)
     assert rescale_for_diameter(model, None) == 1.0

@@ -339,7 +339,7 @@ def segment_files(
     output_format: str = "tiff",
     overwrite: bool = False,
     probabilities: bool = False,
-    rescale: float = 1.0,
+    rescale: float | None = None,
     diameter: float | None = None,
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
@@ -376,7 +376,10 @@ def segment_files(
     rescale, diameter
         Resize images for the network: a factor, or the typical object diameter
         in pixels (see :func:`napari_unet.segment.rescale_for_diameter`). TIFF
-        output only.
+        output only. With neither, each image's object size is estimated and
+        the image resized when it is outside the model's range (as
+        :func:`napari_unet.segment` does); ``rescale=1`` keeps every image as it
+        is. Zarr output never resizes.
     tile_shape, batch_size, device, threshold, min_size, **postprocess
         As for :func:`napari_unet.segment`.
     chunk, scheduler
@@ -402,7 +405,7 @@ def segment_files(
         (the model, the output folder, an unknown format, resizing into zarr).
     """
     from .modelfile import resolve_model_arg
-    from .segment import rescale_for_diameter
+    from .segment import check_diameter, rescale_for_diameter
 
     paths = [Path(p) for p in paths]
     if output_format not in _FORMATS:
@@ -413,7 +416,9 @@ def segment_files(
         raise NapariUnetError(f"The output folder {out_dir} does not exist.")
     if out_dir is not None and not os.access(out_dir, os.W_OK):
         raise NapariUnetError(f"The output folder {out_dir} is not writable.")
-    resizing = diameter is not None or rescale != 1.0
+    if diameter is not None:
+        check_diameter(diameter)  # 0, negative, NaN: refused before any image
+    resizing = diameter is not None or (rescale is not None and rescale != 1.0)
     if resizing and output_format == "zarr":
         raise NapariUnetError(
             "Resizing for an object diameter works on images in memory, not on zarr output; "
@@ -421,7 +426,8 @@ def segment_files(
         )
     model = resolve_model_arg(model)
     if diameter is not None:
-        rescale = rescale_for_diameter(model, diameter)
+        rescale_for_diameter(model, diameter)  # a diameter the model cannot use: refused now
+    size = {"diameter": diameter, "rescale": rescale}
     inputs = {p.resolve() for p in paths}
     written: set[Path] = set()
     options = {
@@ -450,7 +456,7 @@ def segment_files(
                 model, path, outputs[0], overwrite, probabilities, chunk, scheduler, options
             )
         else:
-            outcome = yield from _segment_to_tiff(model, path, outputs, rescale, options)
+            outcome = yield from _segment_to_tiff(model, path, outputs, size, options)
         written.update(out.resolve() for out in outputs)
         return outcome
 
@@ -534,16 +540,19 @@ def written_by_batch(path: Path) -> bool:
 
 
 def _segment_to_tiff(
-    model: UNet, path: Path, outputs: list[Path], rescale: float, options: dict
+    model: UNet, path: Path, outputs: list[Path], size: dict, options: dict
 ) -> Generator[Any, None, Outcome]:
-    """Read the image, segment it in memory, write the labels (and probabilities)."""
+    """Read the image, segment it in memory, write the labels (and probabilities).
+
+    ``size``: ``diameter`` and ``rescale`` for :func:`napari_unet.segment.iter_segment`.
+    """
     from .fileio import read_image, write_tiff
     from .layout import to_model_layout
     from .postprocess import foreground_probability
     from .segment import iter_segment
 
     image = to_model_layout(read_image(path), model.in_channels)
-    result = yield from iter_segment(model, image, rescale=rescale, **options)
+    result = yield from iter_segment(model, image, **size, **options)
     labels = result.labels
     n_objects = int(labels.max()) if labels.size else 0  # ids are consecutive
     # uint16 opens everywhere (Fiji included); wider only when the ids need it

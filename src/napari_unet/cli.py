@@ -23,7 +23,8 @@ from .fileio import check_output_path, read_image, read_voxel_size, write_tiff
 from .layout import channel_count, check_same_channels, to_model_layout
 from .modelfile import load_model
 from .postprocess import foreground_probability
-from .segment import describe_stack_mode, rescale_for_diameter, segment
+from .segment import check_diameter, describe_stack_mode, iter_segment
+from .sizing import SizeChoice, SizeProgress
 from .training import (
     TrainConfig,
     Trainer,
@@ -97,13 +98,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--diameter",
         type=float,
         default=None,
-        help="typical object diameter in pixels; the image is resized into the model's range",
+        help="typical object diameter in pixels; the image is resized into the model's range "
+        "(default: estimated from the image, and the estimate printed)",
     )
     size.add_argument(
         "--rescale",
         type=float,
         default=None,
-        help="resize the image by this factor for prediction (results come back full size)",
+        help="resize the image by this factor for prediction (results come back full size); "
+        "--rescale 1 keeps the image as it is, without estimating the object size",
     )
     p.add_argument(
         "--stack",
@@ -294,11 +297,44 @@ class _ProgressBar:
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
+        elif total != self.bar.total or done < self.bar.n:  # a new pass (the size estimate's)
+            self.bar.reset(total=total)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class _PhaseBars:
+    """Progress of a segmentation: a bar for the size estimate, the size chosen, a bar to predict.
+
+    ``said`` is the size sentence, printed when the choice is made (before the
+    prediction starts).
+    """
+
+    def __init__(self) -> None:
+        self.bars = {"size": _ProgressBar("object size", "tile"), "predict": None}
+        self.said = None
+
+    def __call__(self, event) -> None:
+        if isinstance(event, SizeChoice):
+            self.bars["size"].close()
+            self.said = event.message
+            print(event.message, file=sys.stderr)
+            return
+        if isinstance(event, SizeProgress):
+            self.bars["size"](event.done, event.total)
+            return
+        if self.bars["predict"] is None:
+            self.bars["size"].close()
+            self.bars["predict"] = _ProgressBar("predict", "tile")
+        self.bars["predict"](event.done, event.total)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            if bar is not None:
+                bar.close()
 
 
 def _load_model(spec: str | None):
@@ -345,6 +381,7 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
             "resize the image first."
         )
     model = _load_model(args.model)
+    _say_size(model, args.image, args)
     options = {}
     if args.stack != "planes":  # 3D objects, slab by slab in Z
         options = dict(stack=args.stack, voxel_size=args.voxel_size)
@@ -400,6 +437,7 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
             f"{image} is not one."
         )
     model = _load_model(args.model)
+    _say_size(model, image, args)
     gen = iter_predict_to_zarr(
         model,
         image,
@@ -417,6 +455,30 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
     result = _run_with_bar(gen)
     print(f"{result.n_objects} objects written to {image}/{result.label_path}", file=sys.stderr)
     return 0
+
+
+def _say_size(model, path: Path, args: argparse.Namespace) -> None:
+    """Zarr inputs keep their scale: print the estimated object size and whether it suits.
+
+    The estimate reads a crop of at most 1024x1024 px of three planes and
+    segments a window of 256x256 px at most, whatever the image's size.
+    """
+    from .bigimage import open_image_lazily
+    from .layout import to_model_layout
+    from .sizing import choose_rescale, iter_estimate_diameter
+
+    bar = _ProgressBar("object size", "tile")
+    try:
+        lazy = to_model_layout(open_image_lazily(path), model.in_channels)
+        gen = iter_estimate_diameter(
+            lazy, model, tile_shape=args.tile, batch_size=args.batch_size, device=args.device
+        )
+        estimate = run_to_end(gen, lambda event: bar(event.done, event.total))
+    except NapariUnetError:
+        return  # the prediction says what is wrong with the image, in its own words
+    finally:
+        bar.close()
+    print(choose_rescale(model, estimate, can_resize=False)[1], file=sys.stderr)
 
 
 def _run_with_bar(gen):
@@ -447,6 +509,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1:
         raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
     stack_3d = args.stack != "planes"
+    if args.diameter is not None:
+        check_diameter(args.diameter)  # 0, negative, NaN: refused before any work
     if args.voxel_size is not None:
         voxel_size = check_voxel_size(args.voxel_size)  # refused before any work
     if args.into_input:
@@ -494,25 +558,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         spatial = image.shape[1:] if model.in_channels > 1 else image.shape
         if len(spatial) == 3:
             print(describe_stack_mode(spatial, args.stack, voxel_size), file=sys.stderr)
-    rescale = args.rescale if args.rescale is not None else 1.0
-    if args.diameter is not None:
-        rescale = rescale_for_diameter(model, args.diameter)
-    bar = _ProgressBar("predict", "tile")
+    bars = _PhaseBars()
     try:
-        result = segment(
-            model,
-            image,
-            rescale=rescale,
-            tile_shape=args.tile,
-            batch_size=args.batch_size,
-            device=args.device,
-            threshold=args.threshold,
-            min_size=args.min_size,
-            progress=bar,
-            **options,
+        result = run_to_end(
+            iter_segment(
+                model,
+                image,
+                diameter=args.diameter,
+                rescale=args.rescale,
+                tile_shape=args.tile,
+                batch_size=args.batch_size,
+                device=args.device,
+                threshold=args.threshold,
+                min_size=args.min_size,
+                **options,
+            ),
+            bars,
         )
     finally:
-        bar.close()
+        bars.close()
+    for note in result.notes:  # the size choice was printed before the prediction
+        if note != bars.said:
+            print(note, file=sys.stderr)
     labels, prob = result.labels, result.probabilities
     # uint16 opens everywhere (Fiji included); wider only when the ids need it.
     dtype = "uint16" if labels.max() < 2**16 else "uint32"
@@ -587,7 +654,7 @@ def _cmd_predict_batch(args: argparse.Namespace) -> int:
         model=model,
         output_format="zarr" if zarr_out else "tiff",
         overwrite=args.overwrite,
-        rescale=args.rescale if args.rescale is not None else 1.0,
+        rescale=args.rescale,
         diameter=args.diameter,
         tile_shape=args.tile,
         batch_size=args.batch_size,

@@ -146,12 +146,22 @@ def model_diameter_range(model: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
-def choose_rescale(model: Any, estimate: DiameterEstimate) -> tuple[float, str]:
+def choose_rescale(
+    model: Any, estimate: DiameterEstimate, *, can_resize: bool = True
+) -> tuple[float, str]:
     """The factor an estimate calls for, and one sentence saying so.
 
     The same rule as :func:`napari_unet.segment.rescale_for_diameter`; where
     that would refuse (objects under 4 px, or beyond the largest resize), or the
     model records no range, or there is no estimate, the image is not resized.
+
+    Parameters
+    ----------
+    model : UNet
+    estimate : DiameterEstimate
+    can_resize : bool
+        False for images segmented chunk by chunk, which keep their scale: the
+        factor is then 1 and the sentence says what resizing would have been.
 
     Returns
     -------
@@ -173,6 +183,11 @@ def choose_rescale(model: Any, estimate: DiameterEstimate) -> tuple[float, str]:
         return 1.0, f"{said}: too far from the model's {lo:g}-{hi:g} px to resize; not resized."
     if rescale == 1.0:
         return 1.0, f"{said}: within the model's {lo:g}-{hi:g} px, no resizing."
+    if not can_resize:
+        return 1.0, (
+            f"{said}: outside the model's {lo:g}-{hi:g} px, but an image segmented chunk by "
+            f"chunk is not resized; resize it x{rescale:.2g} first for better results."
+        )
     return rescale, f"{said}: outside the model's {lo:g}-{hi:g} px, resized x{rescale:.2g}."
 
 
@@ -220,7 +235,8 @@ def estimate_diameter(
     ----------
     image : array-like
         ``(H, W)``, a stack ``(..., H, W)`` (at most three planes from the middle
-        are measured), or channels first for a multi-channel model.
+        are measured), or channels first for a multi-channel model. A dask or
+        zarr array is read only where it is measured (no noise test then).
     model : UNet or None
         The network that will segment the image. None: the model-free estimate.
     has_channels : bool or None
@@ -237,7 +253,8 @@ def estimate_diameter(
     -------
     DiameterEstimate
         ``diameter`` is None, with a note, when fewer than ``min_objects``
-        objects were found or the image holds nothing but noise.
+        objects were found or the image holds nothing but noise
+        (:func:`napari_unet.content.nothing_to_segment`).
 
     Examples
     --------
@@ -282,6 +299,8 @@ def _iter_estimate(
     if isinstance(min_objects, bool) or not isinstance(min_objects, (int, np.integer)):
         raise NapariUnetError(f"min_objects must be a whole number, got {min_objects!r}.")
     min_objects = max(1, int(min_objects))
+    # an image not in memory (dask, zarr) is not read whole for the noise test
+    check_empty = check_empty and isinstance(a, np.ndarray)
     empty_note = nothing_to_segment(a, has_channels=has_channels) if check_empty else None
     if empty_note is not None:
         return DiameterEstimate(None, 0, None, "none", empty=True, note=empty_note), None
@@ -488,13 +507,20 @@ def _model_pass(
     y0, x0 = plane.offset[0] + wy, plane.offset[1] + wx
     window = (slice(y0, y0 + sh), slice(x0, x0 + sw))
     norm = resolve_normalization(model, None)
-    if has_channels:
-        stats = norm.statistics(image, channel_axis=0)
-        chans = [np.asarray(image[(c, *plane.index, *window)]) for c in range(image.shape[0])]
-        crop = np.stack(chans)
-        crop = norm.apply(crop, stats, channel_axis=0)
+    # statistics of the whole image, as the prediction's; for an image not in memory
+    # (dask, zarr) those of the plane's crop, so that the estimate reads only the crop
+    if isinstance(image, np.ndarray):
+        basis = image
     else:
-        stats = norm.statistics(image)
+        (cy, cx), (ch, cw) = plane.offset, plane.data.shape
+        where = (*plane.index, slice(cy, cy + ch), slice(cx, cx + cw))
+        basis = np.asarray(image[(slice(None), *where)] if has_channels else image[where])
+    if has_channels:
+        stats = norm.statistics(basis, channel_axis=0)
+        chans = [np.asarray(image[(c, *plane.index, *window)]) for c in range(image.shape[0])]
+        crop = norm.apply(np.stack(chans), stats, channel_axis=0)
+    else:
+        stats = norm.statistics(basis)
         crop = norm.apply(np.asarray(image[(*plane.index, *window)]), stats)
     work = resize_spatial(crop, (max(1, round(sh * factor)), max(1, round(sw * factor))))
     prob = yield from _as_size_progress(

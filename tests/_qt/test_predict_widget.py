@@ -151,31 +151,36 @@ def test_lazy_image_is_segmented_into_zarr(
 def test_object_diameter_resizes_for_the_model(
     make_napari_viewer, qtbot, tiny_model, rng, monkeypatch
 ):
+    from scipy import ndimage as ndi
+
     import napari_unet.segment as seg_module
 
     seen = []
     original = seg_module.iter_segment
 
     def spy(model, image, **kwargs):
-        seen.append(kwargs["rescale"])
-        return original(model, image, **kwargs)
+        result = yield from original(model, image, **kwargs)
+        seen.append(result.rescale)
+        return result
 
     monkeypatch.setattr(seg_module, "iter_segment", spy)
     tiny_model.metadata["object_diameter"] = {"min": 8.0, "max": 40.0}
     viewer = make_napari_viewer()
-    image = viewer.add_image(rng.random((90, 70)).astype(np.float32), name="big cells")
+    # smoothed: white noise is "nothing to segment" and would never be resized
+    pixels = ndi.gaussian_filter(rng.random((90, 70)), 1.5).astype(np.float32)
+    image = viewer.add_image(pixels, name="big cells")
     widget = _dock(viewer)
     session_for(viewer).set_model(tiny_model, "with a known object size")
     widget._image.value = image
     widget._diameter.value = 80.0  # twice the largest the model knows
     _run(qtbot, widget)
-    assert seen == [0.5]
+    assert seen == [pytest.approx(320**0.5 / 80)]  # to the middle of the range
     seg = viewer.layers["big cells segmentation"]
     assert seg.data.shape == (90, 70)  # back at the image's size
     assert viewer.layers["big cells probability"].data.shape == (90, 70)
     widget._diameter.value = 20.0  # inside the range: no resizing
     _run(qtbot, widget)
-    assert seen == [0.5, 1.0]
+    assert seen[1:] == [1.0]
 
 
 def test_lazy_output_onto_the_input_is_refused(make_napari_viewer, qtbot, model_file, tmp_path):

@@ -50,7 +50,7 @@ def _open_images_job(model: Any, items: list, diameter, tile, device):
             raise NapariUnetError(
                 f"{name} is not in memory; segment it on its own, into a zarr store."
             )
-        foreground, labels, _ = yield from _segment_job(model, data, rgb, diameter, tile, device)
+        foreground, labels, _, _ = yield from _segment_job(model, data, rgb, diameter, tile, device)
         return Outcome(int(labels.max()), data=(foreground, labels))
 
     return (yield from iter_batch([name for name, _, _ in items], segment_one))

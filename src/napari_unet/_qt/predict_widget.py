@@ -59,10 +59,11 @@ class PredictWidget(ScrollingDock):
             tooltip="Typical cell/nucleus diameter in pixels. When it is outside the range "
             "the model was trained for, the image is resized for prediction (results "
             "come back full size; the status says what the resize costs). Objects under "
-            "4 px, or needing more than 4x enlargement, are refused. 0: use the image as "
-            "it is.",
+            "4 px, or needing more than 4x enlargement, are refused. 0: estimate it from "
+            "the image (the status says the estimate and the resize); to keep the image "
+            "as it is, give a diameter inside the model's range.",
         )
-        self._diameter.native.setSpecialValueText("as trained (no resizing)")
+        self._diameter.native.setSpecialValueText("estimate (automatic)")
         # filled in once torch has loaded in the warm-up worker, not on the GUI thread
         self._device = ComboBox(label="Device", choices=self._devices)
         self._stack = StackOptions(lambda: self._state.is_warm)  # shows for Z-stacks only
@@ -194,7 +195,7 @@ class PredictWidget(ScrollingDock):
                 if diameter is not None:
                     show_error(
                         "Resizing for the object diameter needs the image in memory; "
-                        "set the diameter to 0 for this image."
+                        "set the diameter to 0 (estimate) for this image."
                     )
                     return
                 out = chosen_path(self._zarr_out.value)

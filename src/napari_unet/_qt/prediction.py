@@ -26,16 +26,20 @@ if TYPE_CHECKING:
 
 
 def _segment_job(model, data, rgb, diameter, tile, device, stack=None):
-    """In the worker: read the model, predict with its events, then label.
+    """In the worker: read the model, (estimate the object size,) predict with its events, label.
 
-    ``model`` is a model or a function that loads one. ``stack`` holds the 3D
-    keywords of ``iter_segment`` (``stack``, ``voxel_size``, ``z_axis``); None or
-    empty segments plane by plane. Returns (foreground probability, labels, the model).
+    ``model`` is a model or a function that loads one. ``diameter`` None
+    estimates the object size. ``stack`` holds the 3D keywords of
+    ``iter_segment`` (``stack``, ``voxel_size``, ``z_axis``); None or empty
+    segments plane by plane. Yields progress events and sentences (what the run
+    will do, before it does it). Returns (foreground probability, labels, the
+    model, the notes).
     """
     from .. import segment as seg
     from ..layout import to_model_layout
     from ..modelfile import resolve_model_arg
     from ..postprocess import foreground_probability
+    from ..sizing import SizeChoice
 
     stack = stack or {}
     model = resolve_model_arg(model)
@@ -43,16 +47,33 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None):
         image = data  # 4D+ (e.g. TZYX): iter_segment finds Z and runs each volume
     else:
         image = to_model_layout(data, model.in_channels, rgb=rgb)
-    rescale = seg.rescale_for_diameter(model, diameter)
+    if diameter is not None:  # refused in one sentence before anything runs
+        seg.check_diameter(diameter, tuple(image.shape))
+        rescale = seg.rescale_for_diameter(model, diameter)
     if stack:  # say what the mode costs before the run
         zhw = _zhw(data.shape, rgb, stack)
         yield seg.describe_stack_mode(zhw, stack["stack"], stack["voxel_size"])
-    if rescale != 1.0:
+    if diameter is not None and rescale != 1.0:
         yield seg.describe_resize(image.shape, rescale)
-    result = yield from seg.iter_segment(
-        model, image, rescale=rescale, tile_shape=tile, device=device, **stack
-    )
-    return foreground_probability(result.probabilities), result.labels, model
+    gen = seg.iter_segment(model, image, diameter=diameter, tile_shape=tile, device=device, **stack)
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if isinstance(event, SizeChoice):  # the estimate, before the prediction
+                message = event.message
+                if event.rescale != 1.0:
+                    message += " " + seg.describe_resize(image.shape, event.rescale)
+                yield message
+            else:
+                yield event
+    finally:
+        gen.close()  # a cancel stops the estimate or the prediction at once
+    labels = result.labels
+    return foreground_probability(result.probabilities), labels, model, result.notes
 
 
 def _zhw(shape: tuple[int, ...], rgb: bool, stack: dict) -> tuple[int, int, int]:
@@ -80,6 +101,7 @@ def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None):
     if not isinstance(data, da.Array):
         data = da.from_zarr(data) if hasattr(data, "chunks") else da.asarray(data)
     image = to_model_layout(data, model.in_channels, rgb=rgb)
+    yield from _size_of_lazy(model, image, tile, device)
     n_spatial = 3 if image.ndim - (model.in_channels > 1) == 3 else 2
     scale = tuple(scale[-n_spatial:]) if scale is not None else None
     # replaces only an earlier napari-unet result, never another store
@@ -95,6 +117,25 @@ def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None):
             **{k: v for k, v in (stack or {}).items() if k in ("stack", "voxel_size")},
         )  # fmt: skip
     )
+
+
+def _size_of_lazy(model, image, tile, device):
+    """An image not in memory keeps its scale: the sentence on its estimated object size.
+
+    Reads a crop of at most 1024x1024 px of three planes and segments a window
+    of at most 256x256 px, whatever the image's size. Yields the estimate's
+    progress, then the sentence (nothing when the image cannot be measured:
+    the prediction says why in its own words).
+    """
+    from ..errors import NapariUnetError
+    from ..sizing import choose_rescale, iter_estimate_diameter
+
+    try:
+        gen = iter_estimate_diameter(image, model, tile_shape=tile, device=device)
+        estimate = yield from gen  # closing this generator closes the estimate
+    except NapariUnetError:
+        return
+    yield choose_rescale(model, estimate, can_resize=False)[1]
 
 
 def show_segmentation(
@@ -288,11 +329,12 @@ class PredictionRunner:
         if isinstance(result, UserProblem):
             self._end(result.message, error=True)
             return
-        foreground, labels, model = result
+        foreground, labels, model, notes = result
         session = state_for(self._viewer).model
         made_by = session.generation if model is session.model else None
         show_segmentation(self._viewer, source, foreground, labels, made_by=made_by, like=layer)
-        self._end(f"{int(labels.max())} objects found in {source}.")
+        # the estimate and the resize it chose, or why there are no objects
+        self._end(" ".join([f"{int(labels.max())} objects found in {source}.", *notes]))
 
     def _end(self, message: str, error: bool = False) -> None:
         (show_error if error else show_info)(message)
