@@ -204,9 +204,10 @@ def iter_segment(
             )
     else:  # the 3D modes' own bad input, before anything else is said
         _check_3d(model, image, stack, voxel_size, z_axis)
-    chosen = check_diameter(diameter, tuple(image.shape)) if diameter is not None else None
-    if chosen is not None:
-        f = rescale_for_diameter(model, chosen)
+    chosen = None
+    if diameter is not None:  # the model's limits first, then the image's
+        f = rescale_for_diameter(model, diameter)
+        chosen = check_diameter(diameter, tuple(image.shape))
     has_channels = int(model.in_channels) > 1
     empty = nothing_to_segment(image, has_channels=has_channels)
     if empty is not None:

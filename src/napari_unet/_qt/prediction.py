@@ -48,8 +48,8 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None):
     else:
         image = to_model_layout(data, model.in_channels, rgb=rgb)
     if diameter is not None:  # refused in one sentence before anything runs
-        seg.check_diameter(diameter, tuple(image.shape))
         rescale = seg.rescale_for_diameter(model, diameter)
+        seg.check_diameter(diameter, tuple(image.shape))
     if stack:  # say what the mode costs before the run
         zhw = _zhw(data.shape, rgb, stack)
         yield seg.describe_stack_mode(zhw, stack["stack"], stack["voxel_size"])
