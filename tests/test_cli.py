@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage as ndi
 
 from napari_unet import save_model
 from napari_unet.cli import main
@@ -12,7 +13,8 @@ from napari_unet.cli import main
 @pytest.fixture
 def files(tmp_path, tiny_model, rng):
     img = tmp_path / "img.tif"
-    tifffile.imwrite(img, (rng.random((70, 90)) * 3000).astype(np.uint16))
+    # smoothed: white noise is "nothing to segment" and never reaches the model
+    tifffile.imwrite(img, (ndi.gaussian_filter(rng.random((70, 90)), 1.5) * 3000).astype(np.uint16))
     model = tmp_path / "m.safetensors"
     save_model(tiny_model, model)
     return tmp_path, img, model

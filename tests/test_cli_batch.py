@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage as ndi
 
 from napari_unet import save_model
 from napari_unet.cli import main
@@ -14,8 +15,10 @@ def batch(tmp_path, tiny_model, rng):
     """Two images of different sizes, one corrupt file, and a model file."""
     d = tmp_path / "images"
     d.mkdir()
-    tifffile.imwrite(d / "a.tif", (rng.random((60, 70)) * 3000).astype(np.uint16))
-    tifffile.imwrite(d / "b.tif", (rng.random((40, 90)) * 3000).astype(np.uint16))
+    # smoothed: white noise is "nothing to segment" and never reaches the model
+    for name, shape in (("a.tif", (60, 70)), ("b.tif", (40, 90))):
+        pixels = ndi.gaussian_filter(rng.random(shape), 1.5) * 3000
+        tifffile.imwrite(d / name, pixels.astype(np.uint16))
     (d / "bad.tif").write_text("this is not a TIFF")
     model = tmp_path / "m.safetensors"
     save_model(tiny_model, model)

@@ -381,7 +381,6 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
             "resize the image first."
         )
     model = _load_model(args.model)
-    _say_size(model, args.image, args)
     options = {}
     if args.stack != "planes":  # 3D objects, slab by slab in Z
         options = dict(stack=args.stack, voxel_size=args.voxel_size)
@@ -405,7 +404,7 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         overwrite=args.overwrite,
     )
-    result = _run_with_bar(gen)
+    result = _run_with_bar(gen, before=lambda: _say_size(model, args.image, args))
     print(f"{result.n_objects} objects written to {args.output}", file=sys.stderr)
     return 0
 
@@ -437,7 +436,6 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
             f"{image} is not one."
         )
     model = _load_model(args.model)
-    _say_size(model, image, args)
     gen = iter_predict_to_zarr(
         model,
         image,
@@ -452,7 +450,7 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         overwrite=args.overwrite,
     )
-    result = _run_with_bar(gen)
+    result = _run_with_bar(gen, before=lambda: _say_size(model, image, args))
     print(f"{result.n_objects} objects written to {image}/{result.label_path}", file=sys.stderr)
     return 0
 
@@ -481,16 +479,19 @@ def _say_size(model, path: Path, args: argparse.Namespace) -> None:
     print(choose_rescale(model, estimate, can_resize=False)[1], file=sys.stderr)
 
 
-def _run_with_bar(gen):
+def _run_with_bar(gen, before=None):
     """Run a big-image generator to its end with a progress bar on stderr.
 
     The bar appears with the first event: arguments refused before it leave
-    only their one sentence.
+    only their one sentence. ``before`` is called then, before the bar (the
+    size estimate's line).
     """
     bars = []
 
     def show(event) -> None:
         if not bars:
+            if before is not None:
+                before()
             bars.append(tqdm(total=0, desc="predict", unit="step", file=sys.stderr))
         bar = bars[0]
         # done/total counts over all phases (statistics, predict, label, relabel)

@@ -230,3 +230,53 @@ def test_lazy_cancel_stops_the_dask_work(make_napari_viewer, qtbot, model_file, 
     result = open_prediction(tmp_path / "seg.zarr")
     assert result.labels[0].shape == (3, 160, 160)
     assert result.scale == (4.0, 0.5, 0.5)  # the OME-Zarr metadata records the layer's scale
+
+
+def test_diameter_zero_estimates_and_the_dock_says_so(make_napari_viewer, qtbot):
+    """0 is "estimate": nuclei 3x the bundled model's sizes are measured and resized."""
+    from skimage.transform import rescale
+
+    from napari_unet.synthetic import make_cells
+
+    image, _ = make_cells((128, 128), seed=50)
+    big = rescale(image.astype(np.float32), 3.0, order=1, preserve_range=True)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(big.astype(np.float32), name="large")
+    widget = _dock(viewer)
+    widget._model_choice.value = "bundled"
+    assert widget._diameter.value == 0
+    assert widget._diameter.native.text() == "estimate (automatic)"
+    widget._image.value = layer
+    _run(qtbot, widget)
+    status = widget._status.value
+    assert "objects found in large." in status
+    assert "Estimated object diameter" in status and "resized x0." in status
+    assert viewer.layers["large segmentation"].data.shape == big.shape
+    assert viewer.layers["large segmentation"].data.max() > 5
+
+
+def test_absurd_diameter_and_empty_image_are_notifications(
+    make_napari_viewer, qtbot, tiny_model, monkeypatch
+):
+    import napari_unet._qt.prediction as prediction
+
+    errors, infos = [], []
+    monkeypatch.setattr(prediction, "show_error", errors.append)
+    monkeypatch.setattr(prediction, "show_info", infos.append)
+    tiny_model.metadata["object_diameter"] = {"min": 8.0, "max": 40.0}
+    viewer = make_napari_viewer()
+    session_for(viewer).set_model(tiny_model, "with a known object size")
+    rng = np.random.default_rng(8)
+    layer = viewer.add_image(rng.normal(100, 10, (60, 50)).astype(np.float32), name="noise")
+    widget = _dock(viewer)
+    widget._image.value = layer
+    widget._diameter.value = 200.0  # larger than the image
+    _run(qtbot, widget)
+    assert errors and "larger than the image (60x50 px)" in errors[-1]
+    assert "noise segmentation" not in [lyr.name for lyr in viewer.layers]
+    widget._diameter.value = 0.0  # estimate: the image holds nothing but noise
+    _run(qtbot, widget)
+    assert "0 objects found in noise." in infos[-1] and "nothing above its noise" in infos[-1]
+    seg = viewer.layers["noise segmentation"]
+    assert seg.data.shape == (60, 50) and not seg.data.any()
+    assert widget._status.value == infos[-1]
