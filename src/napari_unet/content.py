@@ -65,7 +65,9 @@ def _plane_verdict(plane: np.ndarray) -> str | None:
     from scipy import ndimage as ndi
 
     x = np.asarray(plane, dtype=np.float32)
-    if x.size == 0 or float(x.max()) == float(x.min()):
+    if x.size == 0 or not np.isfinite(x).all():
+        return None  # the prediction refuses NaN and infinity in its own words
+    if float(x.max()) == float(x.min()):
         return "constant"
     if min(x.shape) < 16:  # too few pixels to tell noise from objects: segment it
         return None

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage as ndi
 
 from napari_unet import save_model
 
@@ -122,8 +123,9 @@ def test_folder_problems_and_cancel(make_napari_viewer, qtbot, model_file, tmp_p
     # cancel: within the first image, nothing half-written is left
     images = tmp_path / "images"
     images.mkdir()
-    for name in ("a.tif", "b.tif"):
-        tifffile.imwrite(images / name, rng.random((400, 400)).astype(np.float32))
+    for name in ("a.tif", "b.tif"):  # smoothed: white noise never reaches the model
+        pixels = ndi.gaussian_filter(rng.random((400, 400)), 1.5).astype(np.float32)
+        tifffile.imwrite(images / name, pixels)
     batch._folder.value = images
     widget._tile.value = 16
     batch._run_folder.native.click()

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_unet import UNet, save_model
 from napari_unet._qt.session import session_for
@@ -28,7 +29,9 @@ def _run(qtbot, widget):
 
 def test_segment_adds_then_updates_layers_in_place(make_napari_viewer, qtbot, model_file, rng):
     viewer = make_napari_viewer()
-    image = viewer.add_image(rng.random((80, 60)).astype(np.float32), name="cells")
+    # smoothed: white noise is "nothing to segment" and never reaches the model
+    pixels = ndi.gaussian_filter(rng.random((80, 60)), 1.5).astype(np.float32)
+    image = viewer.add_image(pixels, name="cells")
     # a user's own layer that happens to carry the name we would use
     user = viewer.add_labels(np.ones((80, 60), np.int32), name="cells segmentation")
     widget = _dock(viewer, model_file)
@@ -72,7 +75,8 @@ def test_uses_the_session_model_and_copies_to_annotation(make_napari_viewer, qtb
 
 def test_cancel_stops_between_tiles(make_napari_viewer, qtbot, model_file, rng):
     viewer = make_napari_viewer()
-    image = viewer.add_image(rng.random((400, 400)).astype(np.float32), name="big")
+    pixels = ndi.gaussian_filter(rng.random((400, 400)), 1.5).astype(np.float32)
+    image = viewer.add_image(pixels, name="big")
     widget = _dock(viewer, model_file)
     widget._image.value = image
     widget._tile.value = 16
@@ -151,8 +155,6 @@ def test_lazy_image_is_segmented_into_zarr(
 def test_object_diameter_resizes_for_the_model(
     make_napari_viewer, qtbot, tiny_model, rng, monkeypatch
 ):
-    from scipy import ndimage as ndi
-
     import napari_unet.segment as seg_module
 
     seen = []

@@ -133,7 +133,7 @@ class CorrectionPanel(Container):
         self._button.enabled = False
         self._status.value = f"Segmenting {image.name} with the model in use..."
         try:
-            self._runner.start(image, model)
+            self._runner.start(image, model, rescale=1.0)  # the scale it is corrected at
         except ValueError as exc:
             self._pending = False
             self._button.enabled = True

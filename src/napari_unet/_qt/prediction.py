@@ -25,11 +25,13 @@ if TYPE_CHECKING:
     from ..model import UNet
 
 
-def _segment_job(model, data, rgb, diameter, tile, device, stack=None):
+def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=None):
     """In the worker: read the model, (estimate the object size,) predict with its events, label.
 
-    ``model`` is a model or a function that loads one. ``diameter`` None
-    estimates the object size. ``stack`` holds the 3D keywords of
+    ``model`` is a model or a function that loads one. ``diameter`` and
+    ``rescale`` None estimate the object size; ``rescale=1.0`` keeps the image
+    as it is (after training, the model knows the image's own scale). ``stack``
+    holds the 3D keywords of
     ``iter_segment`` (``stack``, ``voxel_size``, ``z_axis``); None or empty
     segments plane by plane. Yields progress events and sentences (what the run
     will do, before it does it). Returns (foreground probability, labels, the
@@ -48,14 +50,16 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None):
     else:
         image = to_model_layout(data, model.in_channels, rgb=rgb)
     if diameter is not None:  # refused in one sentence before anything runs
-        rescale = seg.rescale_for_diameter(model, diameter)
+        factor = seg.rescale_for_diameter(model, diameter)
         seg.check_diameter(diameter, tuple(image.shape))
     if stack:  # say what the mode costs before the run
         zhw = _zhw(data.shape, rgb, stack)
         yield seg.describe_stack_mode(zhw, stack["stack"], stack["voxel_size"])
-    if diameter is not None and rescale != 1.0:
-        yield seg.describe_resize(image.shape, rescale)
-    gen = seg.iter_segment(model, image, diameter=diameter, tile_shape=tile, device=device, **stack)
+    if diameter is not None and factor != 1.0:
+        yield seg.describe_resize(image.shape, factor)
+    gen = seg.iter_segment(
+        model, image, diameter=diameter, rescale=rescale, tile_shape=tile, device=device, **stack
+    )
     try:
         while True:
             try:
@@ -219,19 +223,22 @@ class PredictionRunner:
         device: str = "auto",
         diameter: float | None = None,
         stack: dict | None = None,
+        rescale: float | None = None,
     ) -> None:
         """Start predicting ``layer``; problems become notifications.
 
         ``model`` may be a function that loads it: it is called in the worker.
         ``diameter`` (typical object size in pixels) resizes the image for the
         network when it is outside the model's range; the layers come back at
-        the image's size. ``stack``: the 3D keywords of ``iter_segment`` (see
-        :class:`~napari_unet._qt.stack_options.StackOptions`), None for planes.
+        the image's size. Without it the size is estimated, unless ``rescale``
+        is given (1.0: the image as it is). ``stack``: the 3D keywords of
+        ``iter_segment`` (see :class:`~napari_unet._qt.stack_options.StackOptions`),
+        None for planes.
         """
         if self.worker is not None:
             return
         data = layer_image(layer)
-        gen = _segment_job(model, data, layer.rgb, diameter, tile, device, stack)
+        gen = _segment_job(model, data, layer.rgb, diameter, tile, device, stack, rescale)
         source = layer.name
         # before the worker starts: napari's progress bar may process events
         self._bar = napari_progress(total=0, desc=f"Segmenting {source}")

@@ -435,7 +435,8 @@ class TrainWidget(ScrollingDock):
         target = getattr(self, "_target", None)
         if self._refresh.value and target is not None and target in self._viewer.layers:
             try:
-                self._predictor.start(target, model)
+                # the model now knows this image's scale: no size estimate, no resize
+                self._predictor.start(target, model, rescale=1.0)
             except ValueError as exc:
                 show_error(str(exc))
 
