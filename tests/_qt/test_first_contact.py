@@ -195,7 +195,8 @@ def test_an_object_diameter_the_model_cannot_reach_is_refused(
     predict._diameter.value = 4.0
     predict.segment()
     qtbot.waitUntil(lambda: predict.worker is None, timeout=60000)
-    assert len(planned) == 1 and "x2" in planned[0] and "4x the work" in planned[0]
+    # 4 px objects are enlarged to 1.5x the smallest diameter the model knows (12 px)
+    assert len(planned) == 1 and "x3 " in planned[0] and "9x the work" in planned[0]
     assert "img segmentation" in viewer.layers
 
 
