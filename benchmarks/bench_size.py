@@ -56,9 +56,9 @@ def true_diameter(labels: np.ndarray) -> float:
     return float(np.median(2 * np.sqrt(areas / np.pi)))
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
 
 
@@ -78,16 +78,13 @@ def accuracy_and_cost(model, seeds: int, repeats: int) -> None:
             as_is = segment(model, image, rescale=1.0, device="cpu")
             given = segment(model, image, diameter=truth, device="cpu")
             aps = [instance_scores(labels, r.labels).ap50 for r in (auto, as_is, given)]
-            t_est, t_pred, t_auto, t_given = [], [], [], []
+            t_est, t_pred, t_auto = [], [], []
             for _ in range(repeats):  # in alternation: a busy moment slows all alike
-                t_est.append(timed(lambda: estimate_diameter(image, model, device="cpu"))[1])
-                t_pred.append(
-                    timed(lambda: segment(model, image, rescale=auto.rescale, device="cpu"))[1]
-                )
-                t_auto.append(timed(lambda: segment(model, image, device="cpu"))[1])
-                t_given.append(t_pred[-1])
+                t_est.append(timed(estimate_diameter, image, model, device="cpu")[1])
+                t_pred.append(timed(segment, model, image, rescale=auto.rescale, device="cpu")[1])
+                t_auto.append(timed(segment, model, image, device="cpu")[1])
             cost = statistics.median(t_est) / statistics.median(t_pred)
-            overall = statistics.median(t_auto) / statistics.median(t_given)
+            overall = statistics.median(t_auto) / statistics.median(t_pred)
             e_free, e_est = free.diameter / truth - 1, est.diameter / truth - 1
             summary.setdefault(factor, []).append((e_free, e_est, *aps, cost, overall))
             print(
@@ -136,12 +133,14 @@ def big(model, repeats: int) -> None:
     truth = true_diameter(labels)
     t_est, t_pred = [], []
     for _ in range(repeats):
-        est, t = timed(lambda: estimate_diameter(image, model, device="cpu"))
+        est, t = timed(estimate_diameter, image, model, device="cpu")
         t_est.append(t)
-        t_pred.append(timed(lambda: segment(model, image, rescale=1.0, device="cpu"))[1])
+        t_pred.append(timed(segment, model, image, rescale=1.0, device="cpu")[1])
     e, p = statistics.median(t_est), statistics.median(t_pred)
-    print(f"\n2048x2048, {int(labels.max())} nuclei, true {truth:.1f} px, estimate "
-          f"{est.diameter:.1f} px: estimate {e:.2f} s, prediction {p:.1f} s, ratio {e / p:.3f}")  # fmt: skip
+    print(
+        f"\n2048x2048, {int(labels.max())} nuclei, true {truth:.1f} px, estimate "
+        f"{est.diameter:.1f} px: estimate {e:.2f} s, prediction {p:.1f} s, ratio {e / p:.3f}"
+    )
 
 
 def main() -> None:
