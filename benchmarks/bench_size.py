@@ -107,15 +107,17 @@ def accuracy_and_cost(model, seeds: int, repeats: int) -> None:
         )
 
 
-def targets(model, seeds: int) -> None:
+def targets(model, seeds: int, first_seed: int, side: int | None) -> None:
     """AP@0.5 when the median object is resized to a given diameter."""
     for factor, choices in ((3.0, (40, 32, 26.7, 18, 12)), (0.3, (8, 12, 18))):
-        print(f"\n{factor:g}x: mean AP@0.5 over {seeds} seeds by the diameter resized to\n")
+        base = side or BASES[factor]
+        print(f"\n{factor:g}x of {base}x{base} px, seeds {first_seed}-{first_seed + seeds - 1}: "
+              "mean AP@0.5 by the diameter the median nucleus is resized to\n")  # fmt: skip
         print("| resized to (px) | " + " | ".join(f"{c:g}" for c in choices) + " |")
         print("|---|" + "---|" * len(choices))
         scores = []
-        for seed in range(seeds):
-            image, labels = resized(BASES[factor], factor, seed)
+        for seed in range(first_seed, first_seed + seeds):
+            image, labels = resized(base, factor, seed)
             truth = true_diameter(labels)
             scores.append(
                 [
@@ -149,11 +151,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--targets", action="store_true", help="AP by the diameter resized to")
     parser.add_argument("--big", action="store_true", help="cost on a 2048x2048 image")
+    parser.add_argument("--first-seed", type=int, default=0, help="--targets: first seed")
+    parser.add_argument("--side", type=int, default=None, help="--targets: base image side")
     args = parser.parse_args()
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, {platform.python_version()}\n")
     model = load_bundled_model()
     if args.targets:
-        targets(model, args.seeds)
+        targets(model, args.seeds, args.first_seed, args.side)
     elif args.big:
         big(model, args.repeats)
     else:

@@ -104,14 +104,36 @@ def test_at_the_trained_size_nothing_is_resized_and_nothing_predicted_twice(bund
 
 def test_iter_segment_says_the_choice_before_predicting(bundled):
     image, _ = _resized(*CASES["3x"], seed=24)
-    events = list(_events(iter_segment(bundled, image, device="cpu")))
+    gen = iter_segment(bundled, image, device="cpu")
+    events = list(_events(gen))
     kinds = [type(e).__name__ for e in events]
     choice = kinds.index("SizeChoice")
-    assert set(kinds[:choice]) == {"SizeProgress"} and "SizeProgress" not in kinds[choice:]
-    assert set(kinds[choice + 1 :]) == {"TileProgress"}
+    assert set(kinds[:choice]) == {"SizeProgress"} and "SizeChoice" not in kinds[choice + 1 :]
+    assert set(kinds[choice + 1 :]) <= {"TileProgress"}
     event = events[choice]
     assert isinstance(event, SizeChoice) and event.rescale < 1
-    assert event.rescale == pytest.approx(rescale_for_diameter(bundled, event.estimate.diameter))
+    # the middle of the range: the rule's factor, or the estimate's own pass at a factor
+    # that puts the objects in 12-27 px (then that prediction is the result)
+    rule = rescale_for_diameter(bundled, event.estimate.diameter)
+    at = event.estimate.diameter * event.rescale
+    assert event.rescale == pytest.approx(rule) or 12 <= at <= 40 / 1.5
+    assert f"resized x{event.rescale:.2g}" in event.message
+
+
+def test_a_small_image_out_of_range_is_predicted_once(bundled):
+    """The estimate's whole-image pass at the middle of the range is the prediction."""
+    image, labels = _resized(*CASES["3x"], seed=28)
+    calls = []
+    hook = bundled.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        auto = segment(bundled, image, device="cpu")
+        n_auto = len(calls)
+        again = segment(bundled, image, rescale=auto.rescale, device="cpu")
+    finally:
+        hook.remove()
+    assert auto.resized and n_auto == len(calls) - n_auto
+    np.testing.assert_array_equal(auto.labels, again.labels)
+    assert instance_scores(labels, auto.labels).ap50 > 0.9
 
 
 def _events(gen):

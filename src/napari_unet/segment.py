@@ -226,7 +226,7 @@ def iter_segment(
             check_empty=False,
             reuse=stack == "planes",
         )
-        f, message = choose_rescale(model, estimate)
+        f, message = choose_rescale(model, estimate, prefer=reuse[0] if reuse else None)
         chosen = estimate.diameter
         notes.append(message)
         yield SizeChoice(estimate, f, message)

@@ -86,6 +86,7 @@ _MIN_AREA = 16
 _COMFORT = 1.5
 # Stage 1 works where objects are about this many pixels across.
 _WORK_DIAMETER = 16.0
+_WORK_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,11 @@ def model_diameter_range(model: Any) -> tuple[float, float] | None:
 
 
 def choose_rescale(
-    model: Any, estimate: DiameterEstimate, *, can_resize: bool = True
+    model: Any,
+    estimate: DiameterEstimate,
+    *,
+    can_resize: bool = True,
+    prefer: float | None = None,
 ) -> tuple[float, str]:
     """The factor an estimate calls for, and one sentence saying so.
 
@@ -171,6 +176,12 @@ def choose_rescale(
     can_resize : bool
         False for images segmented chunk by chunk, which keep their scale: the
         factor is then 1 and the sentence says what resizing would have been.
+    prefer : float or None
+        A factor the whole image was already predicted at (the estimate's own
+        pass). When the rule resizes the same way and ``prefer`` puts the
+        estimated diameter in the middle of the range (``[1.5 min, max / 1.5]``,
+        where the model does at least as well as at the rule's target), it is
+        chosen instead, so that prediction is not made twice.
 
     Returns
     -------
@@ -192,6 +203,12 @@ def choose_rescale(
         return 1.0, f"{said}: too far from the model's {lo:g}-{hi:g} px to resize; not resized."
     if rescale == 1.0:
         return 1.0, f"{said}: within the model's {lo:g}-{hi:g} px, no resizing."
+    if (
+        prefer is not None
+        and (prefer - 1.0) * (rescale - 1.0) > 0
+        and lo * _COMFORT <= d * prefer <= hi / _COMFORT
+    ):
+        rescale = prefer
     if not can_resize:
         return 1.0, (
             f"{said}: outside the model's {lo:g}-{hi:g} px, but an image segmented chunk by "
@@ -436,7 +453,10 @@ def _image_sizes(x: np.ndarray) -> np.ndarray:
     sizes = none
     for _ in range(4):
         k = max(1, int(size // _WORK_DIAMETER))
-        found = _split_sizes(bin_down(x, k), size / k)
+        work = bin_down(x, k)
+        h, w = work.shape  # at most 512x512 working pixels: a few hundred objects
+        y0, x0 = max(0, (h - _WORK_SIDE) // 2), max(0, (w - _WORK_SIDE) // 2)
+        found = _split_sizes(work[y0 : y0 + _WORK_SIDE, x0 : x0 + _WORK_SIDE], size / k)
         if len(found) == 0:
             break
         sizes = found * k
