@@ -21,7 +21,10 @@ The estimate has two stages, because each alone fails where the other does not:
    the geometric middle of its range (18 px for 8-40 px; no resize when the
    size is already in the middle band ``[1.5 min, max / 1.5]``, 12-27 px),
    and the median equivalent diameter of its objects, divided by the factor,
-   is the estimate. Objects cut by the window's edge are left out, and so are
+   is the estimate (no pass when the size is in the middle band and the image
+   is bigger than one window: no measurement at the image's own scale could
+   change "no resizing", and it would cost a fifth of a 1024x1024 prediction).
+   Objects cut by the window's edge are left out, and so are
    those under half the area-weighted median diameter: in a noisy image the
    model also finds many small pieces, which are many but cover little. When
    the objects it found were not in the middle band at that scale, the window
@@ -339,6 +342,11 @@ def _iter_estimate(
         return result, None
     kept = None
     factor = _measuring_factor(hint, known)
+    if factor == 1.0 and not _is_whole(a, has_channels, factor):
+        # in the middle of the range: no model pass could change "no resizing" here
+        # (at the image's own scale it would find what stage 1 found), and on an image
+        # bigger than one window it would cost a fifth of a 1024x1024 prediction
+        return result, None
     for _ in range(_MODEL_PASSES):
         found, whole = yield from _model_pass(
             model, a, planes, factor, has_channels, tile_shape, batch_size, device
@@ -519,10 +527,9 @@ def _model_pass(
     from .tiling import iter_predict_tiled, resolve_normalization
 
     h, w = (int(s) for s in image.shape[-2:])
-    is_2d = image.ndim == (3 if has_channels else 2)
     net = (max(1, round(h * factor)), max(1, round(w * factor)))
     options = dict(tile_shape=tile_shape, batch_size=batch_size, device=device)
-    if is_2d and max(net) <= _WHOLE:  # the whole image, as the prediction will see it
+    if _is_whole(image, has_channels, factor):  # the whole image, as the prediction sees it
         work = image if factor == 1.0 else resize_spatial(np.asarray(image), net)
         prob = yield from _as_size_progress(iter_predict_tiled(model, work, **options))
         labels = labels_from_probabilities(prob, min_size=_MIN_AREA)
@@ -570,6 +577,12 @@ def _as_size_progress(gen: Generator) -> Generator[SizeProgress, None, Any]:
         except GeneratorExit:
             gen.close()
             raise
+
+
+def _is_whole(image: Any, has_channels: bool, factor: float) -> bool:
+    """Whether the model pass covers the whole image: 2D, at most 512x512 px at ``factor``."""
+    is_2d = image.ndim == (3 if has_channels else 2)
+    return is_2d and max(round(int(s) * factor) for s in image.shape[-2:]) <= _WHOLE
 
 
 def _densest_window(plane: np.ndarray, side: int) -> tuple[int, int, int, int]:
