@@ -133,21 +133,23 @@ def targets(model, seeds: int, first_seed: int, side: int | None) -> None:
 
 def big(model, repeats: int) -> None:
     """Bigger images: the estimate looks at a crop and a window, so its cost stays flat."""
-    print("| image | nuclei | true px | estimate px | estimate s | prediction s | "
-          "estimate / prediction | auto / given factor |")  # fmt: skip
+    print("| image | nuclei | true px | estimate px | estimate s | prediction s (at the "
+          "factor chosen) | estimate / prediction | auto / given factor |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for side in (1024, 2048):
-        image, labels = make_cells((side, side), seed=0)
+    for side, factor in ((1024, 1.0), (2048, 1.0), (2048, 3.0)):
+        image, labels = resized(round(side / factor), factor, 0)
         truth = true_diameter(labels)
         t_est, t_pred, t_auto = [], [], []
         for _ in range(repeats):  # in alternation
             est, t = timed(estimate_diameter, image, model, device="cpu")
             t_est.append(t)
-            t_pred.append(timed(segment, model, image, rescale=1.0, device="cpu")[1])
-            t_auto.append(timed(segment, model, image, device="cpu")[1])
+            auto, t = timed(segment, model, image, device="cpu")
+            t_auto.append(t)
+            t_pred.append(timed(segment, model, image, rescale=auto.rescale, device="cpu")[1])
         e, p, a = (statistics.median(t) for t in (t_est, t_pred, t_auto))
+        shape = "x".join(str(n) for n in image.shape)
         print(
-            f"| {side}x{side} | {int(labels.max())} | {truth:.1f} | {est.diameter:.1f} | "
+            f"| {shape} at {factor:g}x | {int(labels.max())} | {truth:.1f} | {est.diameter:.1f} | "
             f"{e:.2f} | {p:.1f} | {e / p:.3f} | {a / p:.2f} |",
             flush=True,
         )
