@@ -37,8 +37,8 @@ its mask and seeds are heuristics (touching clumps: up to 2.3x too large at
 0.3x); the model's own objects are what the prediction will make, but only at
 a scale near its range. On synthetic nuclei at 0.3x, 1x and 3x (8 images, also
 dim, crowded and 8-bit ones) stage 1 was within 2.3x of the true median
-diameter and the two stages within 6%, except very dim nuclei (8-20 photons)
-at 0.3x (-34%). Why not :func:`skimage.feature.blob_log`: on textured nuclei
+diameter and the two stages within 8%, except very dim nuclei (8-20 photons)
+at 0.3x (-11% and -15%). Why not :func:`skimage.feature.blob_log`: on textured nuclei
 its scale-space maxima are dominated by chromatin spots inside the nuclei
 (median blob 3-12 px for nuclei 17-62 px across) and it takes about 10 s on
 1024x1024.
