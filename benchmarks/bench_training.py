@@ -569,8 +569,12 @@ def cmd_worker(args) -> None:
 class _Reference:
     """The same training steps run by another napari-unet source tree, in a subprocess."""
 
-    def __init__(self, src: str, tile: int) -> None:
-        env = {**os.environ, "PYTHONPATH": os.path.abspath(src)}
+    def __init__(self, src: str, tile: int, env: list[str] = ()) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.path.abspath(src),
+            **dict(e.split("=", 1) for e in env),
+        }
         cmd = [sys.executable, __file__, "worker", "--tile", str(tile)]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
@@ -599,7 +603,7 @@ def cmd_efficiency(args) -> None:
     def mm_rate() -> float:
         return 2.0 * n**3 / _mm_seconds(a, b, 1)
 
-    ref = _Reference(args.reference, args.tile) if args.reference else None
+    ref = _Reference(args.reference, args.tile, args.reference_env) if args.reference else None
     times: dict[str, list[float]] = {"this tree": []}
     if ref:
         times["reference"] = []
@@ -620,6 +624,8 @@ def cmd_efficiency(args) -> None:
         s = float(np.median(ts))
         rate = flops / s
         label = name if name == "this tree" else f"reference ({args.reference})"
+        if name != "this tree" and args.reference_env:
+            label += " with " + " ".join(args.reference_env)
         print(
             f"| {label} | {tr.input_size} -> {tr.output_size} | {flops / 1e9:.2f} | {s:.4f} | "
             f"{1 / s:.2f} | {rate / 1e9:.0f} | {peak / 1e9:.0f} "
@@ -694,6 +700,7 @@ def main() -> None:
     p.add_argument("--layers", action="store_true", help="also time each convolution alone")
     p.add_argument("--layer-reps", type=int, default=5)
     p.add_argument("--reference", default=None, help="src folder of the code to compare with")
+    p.add_argument("--reference-env", nargs="*", default=[], help="KEY=VALUE for the reference")
     p = sub.add_parser("worker", help="internal: steps for efficiency --reference")
     p.add_argument("--tile", type=int, default=380)
     args = parser.parse_args()
