@@ -188,7 +188,6 @@ class _PoolAndCrop(torch.autograd.Function):
         dy, dx = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
         ctx.save_for_backward(x, indices)
         ctx.box = (dy, dx, h, w)
-        ctx.mark_non_differentiable(indices)
         return pooled, x[..., dy : dy + h, dx : dx + w]
 
     @staticmethod
