@@ -5,6 +5,7 @@ Run:  .venv/bin/python benchmarks/bench_training.py speed
       .venv/bin/python benchmarks/bench_training.py compare --group shape --seeds 0 1
       .venv/bin/python benchmarks/bench_training.py postprocess --seeds 0 1 2
       .venv/bin/python benchmarks/bench_training.py goal --seeds 0 1 2
+      .venv/bin/python benchmarks/bench_training.py efficiency [--layers] [--reference SRC]
 
 The task is the one a user faces: a 512 x 512 synthetic fluorescence image
 (:mod:`napari_unet.synthetic`) with about 120 nuclei, of which the left half (about
@@ -30,6 +31,13 @@ settings. Prediction is :func:`predict_tiled` + :func:`labels_from_probabilities
     Trains the default configuration for ``--budget`` seconds per seed and scores
     post-processing variants of :func:`labels_from_probabilities` on the same
     probabilities.
+``efficiency``
+    A whole training step of the default network (sampling, augmentation, weight map,
+    forward, loss, backward, Adam) in GFLOP/s against the float32 ``torch.mm`` peak,
+    the two measured in alternating blocks in one run (:func:`step_flops` says what is
+    counted). ``--reference SRC`` alternates with the same steps run by another source
+    tree in a worker process (before/after in one machine state); ``--layers`` adds
+    each convolution's forward and backward alone.
 ``goal``
     The user's path end to end: :func:`napari_unet.train_model` with the default
     :class:`TrainConfig` and ``time_limit=150`` (validation included in the clock),
