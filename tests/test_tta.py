@@ -258,3 +258,24 @@ def test_cli_tta_for_one_image_and_a_batch(tiny_model, rng, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     assert "8x the time" in capsys.readouterr().out
+
+
+def test_benchmark_scores_agree_with_instance_scores():
+    """bench_tta's pooled AP@0.5 and mean IoU are instance_scores' for one image."""
+    import sys
+    from pathlib import Path
+
+    from napari_unet import instance_scores
+    from napari_unet.synthetic import make_cells
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import bench_tta
+
+    truth = make_cells((96, 96), diameter=(10, 18), seed=4)[1]
+    pred = np.roll(truth, 3, axis=1)  # shifted: some matches fall below 0.75, some below 0.5
+    pred[:20] = 0
+    s = bench_tta.pooled([bench_tta.match(truth, pred)])
+    ref = instance_scores(truth, pred)
+    assert s[0.5] == pytest.approx(ref.ap50) and s["miou"] == pytest.approx(ref.mean_iou)
+    assert s[0.75] < s[0.5] < 1.0 and (s["nt"], s["np"]) == (ref.n_true, ref.n_pred)
+    assert s["area"] == pytest.approx(1.0, abs=0.2)
