@@ -1,7 +1,7 @@
 """Test-time augmentation: what the 8 symmetries cost and what they give, bundled model.
 
 Held-out synthetic images (seeds whose first element no training recipe uses) in four
-settings: typical 16-bit, crowded clusters of touching small nuclei, dim (few photons),
+settings: typical 16-bit, crowded clusters of touching small nuclei, dim (4-25 photons),
 and 8-bit with saturation. Each image is predicted by the bundled model with and without
 test-time augmentation (``predict_tiled(..., tta=True)``), alternating from image to image
 which of the two runs goes first, and labelled by ``labels_from_probabilities`` with its
