@@ -88,6 +88,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tile", type=int, default=None, help="output tile size in pixels")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: predict every tile in the 8 mirror and quarter-turn "
+        "symmetries and average the probabilities (about 8x the time)",
+    )
     p.add_argument("--probabilities", type=Path, default=None, help="also write probabilities")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut")
@@ -362,6 +368,7 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
         tile_shape=args.tile,
         batch_size=args.batch_size,
         device=args.device,
+        tta=args.tta,
         probabilities=args.probabilities is not None,
         threshold=args.threshold,
         min_size=args.min_size,
@@ -409,6 +416,7 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
         tile_shape=args.tile,
         batch_size=args.batch_size,
         device=args.device,
+        tta=args.tta,
         threshold=args.threshold,
         min_size=args.min_size,
         scheduler=args.scheduler,
@@ -497,7 +505,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     rescale = args.rescale if args.rescale is not None else 1.0
     if args.diameter is not None:
         rescale = rescale_for_diameter(model, args.diameter)
-    bar = _ProgressBar("predict", "tile")
+    # with --tta every tile takes 8 forward passes, and the bar counts passes
+    bar = _ProgressBar("predict", "pass" if args.tta else "tile")
     try:
         result = segment(
             model,
@@ -506,6 +515,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             tile_shape=args.tile,
             batch_size=args.batch_size,
             device=args.device,
+            tta=args.tta,
             threshold=args.threshold,
             min_size=args.min_size,
             progress=bar,
@@ -592,6 +602,7 @@ def _cmd_predict_batch(args: argparse.Namespace) -> int:
         tile_shape=args.tile,
         batch_size=args.batch_size,
         device=args.device,
+        tta=args.tta,
         threshold=args.threshold,
         min_size=args.min_size,
         chunk=args.chunk,

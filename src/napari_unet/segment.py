@@ -21,6 +21,7 @@ from ._generators import progress_callback, run_to_end
 from .errors import NapariUnetError
 from .postprocess import labels_from_probabilities
 from .tiling import iter_predict_tiled
+from .tta import check_tta
 
 if TYPE_CHECKING:
     import torch
@@ -135,6 +136,7 @@ def iter_segment(
     device: str | torch.device | None = None,
     threshold: float = 0.5,
     min_size: int = 16,
+    tta: bool = False,
     **postprocess: Any,
 ) -> Generator[TileProgress, None, Segmentation]:
     """Generator form of :func:`segment`: yields tile progress, returns the result.
@@ -144,6 +146,7 @@ def iter_segment(
     from .volume.axes import check_stack_mode
 
     stack = check_stack_mode(stack)
+    tta = check_tta(tta)
     f = _check_rescale(rescale)
     if min_size < 0:  # checked before the long prediction, not after
         raise NapariUnetError(f"min_size must be 0 or more, got {min_size}.")
@@ -163,6 +166,7 @@ def iter_segment(
                 device=device,
                 threshold=threshold,
                 min_size=min_size,
+                tta=tta,
                 **postprocess,
             )
         )
@@ -179,7 +183,7 @@ def iter_segment(
         small = tuple(max(1, round(s * f)) for s in spatial)
         work = resize_spatial(np.asarray(image), small)
     prob = yield from iter_predict_tiled(
-        model, work, tile_shape=tile_shape, batch_size=batch_size, device=device
+        model, work, tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta
     )
     # min_size is in the image's pixels; the labels are made at the network's scale
     size = round(min_size * f * f) if min_size else 0
@@ -256,6 +260,7 @@ def segment(
     threshold: float = 0.5,
     min_size: int = 16,
     progress: Callable[[int, int], Any] | None = None,
+    tta: bool = False,
     **postprocess: Any,
 ) -> Segmentation:
     """Segment an image: (resize,) predict tile by tile, label, (resize back).
@@ -297,7 +302,12 @@ def segment(
     min_size : int
         Smallest object kept, in pixels of the original image.
     progress : callable or None
-        Called as ``progress(done, total)`` after every batch of tiles.
+        Called as ``progress(done, total)`` after every forward pass over a batch
+        of tiles (``total`` counts tile passes: 8 per tile with ``tta``).
+    tta : bool
+        Test-time augmentation: every tile predicted in the 8 symmetries of the
+        square and the probabilities averaged (:func:`napari_unet.predict_tiled`),
+        at about 8 times the time; in the 3D modes every plane of every view.
     **postprocess
         Further options of :func:`napari_unet.labels_from_probabilities`
         (``method``, ``h``, ``smoothing``), which act at the network's scale;
@@ -322,6 +332,7 @@ def segment(
         device=device,
         threshold=threshold,
         min_size=min_size,
+        tta=tta,
         **postprocess,
     )
     return run_to_end(gen, progress_callback(progress))
