@@ -5,6 +5,7 @@ Run:  .venv/bin/python benchmarks/bench_training.py speed
       .venv/bin/python benchmarks/bench_training.py compare --group shape --seeds 0 1
       .venv/bin/python benchmarks/bench_training.py postprocess --seeds 0 1 2
       .venv/bin/python benchmarks/bench_training.py goal --seeds 0 1 2
+      .venv/bin/python benchmarks/bench_training.py efficiency [--layers] [--reference SRC]
 
 The task is the one a user faces: a 512 x 512 synthetic fluorescence image
 (:mod:`napari_unet.synthetic`) with about 120 nuclei, of which the left half (about
@@ -30,6 +31,13 @@ settings. Prediction is :func:`predict_tiled` + :func:`labels_from_probabilities
     Trains the default configuration for ``--budget`` seconds per seed and scores
     post-processing variants of :func:`labels_from_probabilities` on the same
     probabilities.
+``efficiency``
+    A whole training step of the default network (sampling, augmentation, weight map,
+    forward, loss, backward, Adam) in GFLOP/s against the float32 ``torch.mm`` peak,
+    the two measured in alternating blocks in one run (:func:`step_flops` says what is
+    counted). ``--reference SRC`` alternates with the same steps run by another source
+    tree in a worker process (before/after in one machine state); ``--layers`` adds
+    each convolution's forward and backward alone.
 ``goal``
     The user's path end to end: :func:`napari_unet.train_model` with the default
     :class:`TrainConfig` and ``time_limit=150`` (validation included in the clock),
@@ -39,7 +47,11 @@ settings. Prediction is :func:`predict_tiled` + :func:`labels_from_probabilities
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -441,6 +453,225 @@ def cmd_goal(args) -> None:
     print(f"\ntrain_model(time_limit={args.budget:g}) with the default TrainConfig. {_machine()}")
 
 
+# ------------------------------------------------------------------------- efficiency
+
+
+def step_flops(model, input_size: int, batch: int = 1) -> tuple[float, list[dict]]:
+    """FLOPs of one training step of ``model`` on ``batch`` tiles of ``input_size``, and per layer.
+
+    Counted: every convolution (3x3, the 2x2 up-convolutions, the 1x1 head) as
+    multiply-adds x 2 for the forward, x 2 more for the weight gradient and x 2 more
+    for the input gradient, except the first layer, whose input needs no gradient.
+    Not counted: ReLU, pooling, crops, concatenation, loss, optimizer, sampling,
+    augmentation, weight map (they are the step's overhead). Output shapes come from
+    one forward pass with hooks; the multiply-adds from them are exact.
+    """
+    layers: list[dict] = []
+    hooks = []
+
+    def hook(module, inp, out):
+        cin, cout = module.in_channels, module.out_channels
+        kh, kw = module.kernel_size
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            # each input pixel writes a kh x kw patch of every output channel
+            macs = inp[0].shape[0] * inp[0].shape[-2] * inp[0].shape[-1] * cin * cout * kh * kw
+        else:
+            macs = out.shape[0] * out.shape[-2] * out.shape[-1] * cin * cout * kh * kw
+        layers.append({"module": module, "name": "", "in": tuple(inp[0].shape), "macs": macs})
+
+    names = {}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+            names[m] = name
+            hooks.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(batch, model.in_channels, input_size, input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    total = 0.0
+    for i, layer in enumerate(layers):
+        layer["name"] = names[layer["module"]]
+        layer["first"] = i == 0
+        layer["fwd"] = 2.0 * layer["macs"]
+        layer["bwd"] = 2.0 * layer["macs"] * (1 if i == 0 else 2)
+        total += layer["fwd"] + layer["bwd"]
+    return total, layers
+
+
+def _mm_seconds(a: torch.Tensor, b: torch.Tensor, reps: int) -> float:
+    """Median seconds of ``a @ b`` over ``reps`` products."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _layer_table(model, layers, reps: int, mm) -> list[tuple]:
+    """Forward and backward time of each convolution alone (its own input, same layout)."""
+    rows = []
+    for layer in layers:
+        m = layer["module"]
+        x = torch.randn(layer["in"]).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(not layer["first"])
+        m(x).sum().backward()  # warm-up: oneDNN picks its kernels on the first call
+        fwd, bwd, peaks = [], [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            y = m(x)
+            t1 = time.perf_counter()
+            g = torch.ones_like(y)
+            t2 = time.perf_counter()
+            y.backward(g)
+            t3 = time.perf_counter()
+            fwd.append(t1 - t0)
+            bwd.append(t3 - t2)
+            peaks.append(mm())
+        m.zero_grad(set_to_none=True)
+        rows.append(
+            (
+                layer["name"],
+                "x".join(str(s) for s in layer["in"][1:]),
+                m.out_channels,
+                float(np.median(fwd)),
+                float(np.median(bwd)),
+                layer["fwd"],
+                layer["bwd"],
+                float(np.median(peaks)),
+            )
+        )
+    return rows
+
+
+def _efficiency_trainer(tile: int) -> Trainer:
+    image, labels = make_cells(SHAPE, n_cells=N_CELLS, seed=1000)
+    cfg = TrainConfig(**{**BASE, "tile_size": tile, "steps": 10})
+    model = new_model(cfg)
+    data = prepare_training_data(image, labels, model=model, config=cfg)
+    tr = Trainer(model, data, cfg, device="cpu")
+    for _ in range(2):  # warm-up steps (allocation, kernel choice), not timed
+        tr.train_step(cfg.learning_rate)
+    return tr
+
+
+def _timed_steps(tr: Trainer, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        tr.train_step(tr.config.learning_rate)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def cmd_worker(args) -> None:
+    """Training steps on request, for ``efficiency --reference`` (another source tree)."""
+    tr = _efficiency_trainer(args.tile)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(json.dumps(_timed_steps(tr, int(line))), flush=True)
+
+
+class _Reference:
+    """The same training steps run by another napari-unet source tree, in a subprocess."""
+
+    def __init__(self, src: str, tile: int, env: list[str] = ()) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.path.abspath(src),
+            **dict(e.split("=", 1) for e in env),
+        }
+        cmd = [sys.executable, __file__, "worker", "--tile", str(tile)]
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
+        )
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the reference worker in {src} did not start")
+
+    def steps(self, n: int) -> list[float]:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def cmd_efficiency(args) -> None:
+    """Whole training steps against the float32 matmul peak, measured interleaved."""
+    tr = _efficiency_trainer(args.tile)
+    flops, layers = step_flops(tr.model, tr.input_size, tr.config.batch_size)
+    n = args.matrix
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+
+    def mm_rate() -> float:
+        return 2.0 * n**3 / _mm_seconds(a, b, 1)
+
+    ref = _Reference(args.reference, args.tile, args.reference_env) if args.reference else None
+    times: dict[str, list[float]] = {"this tree": []}
+    if ref:
+        times["reference"] = []
+    peaks = []
+    try:
+        for _ in range(args.rounds):
+            if ref:
+                times["reference"] += ref.steps(args.steps)
+            times["this tree"] += _timed_steps(tr, args.steps)
+            peaks += [mm_rate() for _ in range(args.mm)]
+    finally:
+        if ref:
+            ref.close()
+    peak = float(np.median(peaks))
+    print("| code | tile | GFLOP/step | s/step | steps/s | GFLOP/s | matmul peak GFLOP/s | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, ts in times.items():
+        s = float(np.median(ts))
+        rate = flops / s
+        label = name if name == "this tree" else f"reference ({args.reference})"
+        if name != "this tree" and args.reference_env:
+            label += " with " + " ".join(args.reference_env)
+        print(
+            f"| {label} | {tr.input_size} -> {tr.output_size} | {flops / 1e9:.2f} | {s:.4f} | "
+            f"{1 / s:.2f} | {rate / 1e9:.0f} | {peak / 1e9:.0f} "
+            f"({min(peaks) / 1e9:.0f}-{max(peaks) / 1e9:.0f}) | **{rate / peak:.2f}** |"
+        )
+    s = float(np.median(times["this tree"]))
+    cfg = tr.config
+    print(
+        f"\nDefault TrainConfig (width {cfg.base_channels}, depth {cfg.depth}, batch "
+        f"{cfg.batch_size}, {cfg.optimizer}); {args.rounds} rounds of {args.steps} steps "
+        f"{'of each code ' if ref else ''}then {args.mm} torch.mm of {n}x{n} float32; medians "
+        f"of {len(times['this tree'])} steps and {len(peaks)} products (min-max in brackets). "
+        f"FLOPs: convolutions only (forward 2 MACs, weight grad 2 MACs, input grad 2 MACs "
+        f"except the first layer). {_machine()}"
+    )
+    if not args.layers:
+        return
+    tr.model.train()
+    rows = _layer_table(tr.model, layers, args.layer_reps, mm_rate)
+    print(
+        "\n| layer | input CxHxW | out C | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | "
+        "share of step | peak GFLOP/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    tot = 0.0
+    for name, shape, cout, f, bw, ff, bf, pk in rows:
+        tot += f + bw
+        print(
+            f"| {name} | {shape} | {cout} | {f * 1e3:.1f} | {ff / f / 1e9:.0f} | "
+            f"{bw * 1e3:.1f} | {bf / bw / 1e9:.0f} | {(f + bw) / s:.0%} | {pk / 1e9:.0f} |"
+        )
+    print(
+        f"\nConvolutions alone: {tot * 1e3:.1f} ms of the {s * 1e3:.1f} ms step "
+        f"({flops / tot / 1e9:.0f} GFLOP/s); the rest ({(s - tot) * 1e3:.1f} ms) is ReLU, "
+        f"pooling, crops, concatenation, loss, optimizer, sampling and augmentation."
+    )
+
+
 def _machine() -> str:
     return (
         f"Machine: {platform.machine()}, torch {torch.__version__}, "
@@ -468,11 +699,28 @@ def main() -> None:
     p = sub.add_parser("goal")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budget", type=float, default=150.0)
+    p = sub.add_parser("efficiency")
+    p.add_argument("--tile", type=int, default=380)
+    p.add_argument("--rounds", type=int, default=9, help="alternated blocks")
+    p.add_argument("--steps", type=int, default=5, help="training steps per block")
+    p.add_argument("--mm", type=int, default=3, help="matrix products per block")
+    p.add_argument("--matrix", type=int, default=2048, help="side of the square matrices")
+    p.add_argument("--layers", action="store_true", help="also time each convolution alone")
+    p.add_argument("--layer-reps", type=int, default=5)
+    p.add_argument("--reference", default=None, help="src folder of the code to compare with")
+    p.add_argument("--reference-env", nargs="*", default=[], help="KEY=VALUE for the reference")
+    p = sub.add_parser("worker", help="internal: steps for efficiency --reference")
+    p.add_argument("--tile", type=int, default=380)
     args = parser.parse_args()
     torch.manual_seed(0)
-    {"speed": cmd_speed, "compare": cmd_compare, "postprocess": cmd_postprocess, "goal": cmd_goal}[
-        args.cmd
-    ](args)
+    {
+        "speed": cmd_speed,
+        "compare": cmd_compare,
+        "postprocess": cmd_postprocess,
+        "goal": cmd_goal,
+        "efficiency": cmd_efficiency,
+        "worker": cmd_worker,
+    }[args.cmd](args)
 
 
 if __name__ == "__main__":

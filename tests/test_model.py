@@ -96,3 +96,28 @@ def test_config_round_trip():
     assert m2.config == m.config
     with pytest.raises(NapariUnetError, match="Unknown"):
         UNet.from_config({**m.config, "bogus": 1})
+
+
+@pytest.mark.parametrize("depth, shape", [(3, (68, 76)), (4, (124, 140))])
+def test_training_path_is_bitwise_the_plain_path(monkeypatch, depth, shape):
+    """Pooling and crop with one gradient buffer (training) == max_pool2d + crop + autograd."""
+    from napari_unet import model as model_module
+
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        m = UNet(base_channels=4, depth=depth).to(memory_format=torch.channels_last)
+        x = torch.randn(1, 1, *shape).contiguous(memory_format=torch.channels_last)
+        if not fused:
+            monkeypatch.setattr(model_module, "_fused_skips", lambda: False)
+        else:
+            monkeypatch.undo()
+            assert model_module._fused_skips()
+        y = m(x)
+        y.square().sum().backward()
+        results.append((y.detach(), [p.grad for p in m.parameters()]))
+    (y0, g0), (y1, g1) = results
+    assert torch.equal(y0, y1)
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+    with torch.no_grad():  # prediction keeps the plain path
+        assert not model_module._fused_skips()

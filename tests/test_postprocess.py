@@ -85,3 +85,36 @@ def test_bad_postprocessing_options():
     for bad in (dict(method="magic"), dict(h=0), dict(smoothing=-1)):
         with pytest.raises(NapariUnetError):
             labels_from_probabilities(_probs(fg), **bad)
+
+
+def _two_cores_joined_by_a_wide_neck():
+    """Two discs (radius 12) whose cores are confident, joined by a neck as wide."""
+    yy, xx = np.mgrid[:64, :96]
+    fg = np.zeros((64, 96), np.float32)
+    a = np.hypot(yy - 32, xx - 30) < 12
+    b = np.hypot(yy - 32, xx - 66) < 12
+    neck = (np.abs(yy - 32) < 12) & (xx > 30) & (xx < 66)  # a stadium: one ridge
+    fg[a | b | neck] = 0.7  # the network is unsure in the neck...
+    fg[np.hypot(yy - 32, xx - 30) < 9] = 0.97  # ...and sure in the cores
+    fg[np.hypot(yy - 32, xx - 66) < 9] = 0.97
+    return np.stack([1 - fg, fg]), a, b
+
+
+def test_seeds_from_confident_cores_split_what_the_distance_cannot():
+    prob, a, b = _two_cores_joined_by_a_wide_neck()
+    assert labels_from_probabilities(prob).max() == 1  # one blob by its distance transform
+    labels = labels_from_probabilities(prob, seed_threshold=0.9)
+    assert labels.max() == 2
+    # each object holds one disc, the whole foreground is kept
+    assert len(np.unique(labels[a])) == 1 and len(np.unique(labels[b])) == 1
+    assert np.unique(labels[a]) != np.unique(labels[b])
+    assert np.array_equal(labels > 0, prob[1] > 0.5)
+
+
+def test_seed_threshold_equal_to_threshold_is_the_default_and_below_is_refused():
+    prob, _, _ = _two_cores_joined_by_a_wide_neck()
+    np.testing.assert_array_equal(
+        labels_from_probabilities(prob), labels_from_probabilities(prob, seed_threshold=0.5)
+    )
+    with pytest.raises(NapariUnetError, match="seed threshold"):
+        labels_from_probabilities(prob, seed_threshold=0.3)

@@ -34,6 +34,7 @@ _LAZY = {
     "Trainer": "training",
     "train_model": "training",
     "instance_scores": "metrics",
+    "match_instances": "metrics",
     "predict_to_zarr": "bigimage",
     "open_prediction": "bigimage",
     "load_bundled_model": "bundled",
@@ -60,6 +61,7 @@ __all__ = [
     "labels_from_probabilities",
     "load_bundled_model",
     "load_model",
+    "match_instances",
     "open_prediction",
     "predict_tiled",
     "predict_to_zarr",
@@ -81,7 +83,7 @@ if TYPE_CHECKING:
     from .device import select_device
     from .errors import NapariUnetError
     from .export import export_bioimageio
-    from .metrics import instance_scores
+    from .metrics import instance_scores, match_instances
     from .model import UNet
     from .modelfile import load_model, save_model
     from .normalization import Normalization

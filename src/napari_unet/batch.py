@@ -348,6 +348,7 @@ def segment_files(
     min_size: int = 16,
     chunk: int | None = None,
     scheduler: Any = None,
+    tta: bool = False,
     **postprocess: Any,
 ) -> Generator[BatchEvent, None, BatchResult]:
     """Segment image files one at a time, writing ``NAME_labels.tif`` (or ``.zarr``) for each.
@@ -384,6 +385,9 @@ def segment_files(
         As for :func:`napari_unet.segment`.
     chunk, scheduler
         Zarr output: as for :func:`napari_unet.predict_to_zarr`.
+    tta : bool
+        Test-time augmentation (8 symmetries averaged, about 8x the time), as
+        for :func:`napari_unet.segment`; TIFF and zarr output alike.
 
     Yields
     ------
@@ -406,8 +410,10 @@ def segment_files(
     """
     from .modelfile import resolve_model_arg
     from .segment import check_diameter, rescale_for_diameter
+    from .tta import check_tta
 
     paths = [Path(p) for p in paths]
+    tta = check_tta(tta)
     if output_format not in _FORMATS:
         raise NapariUnetError(f"The output format must be 'tiff' or 'zarr', not {output_format!r}.")
     if not paths:
@@ -436,6 +442,7 @@ def segment_files(
         "device": device,
         "threshold": threshold,
         "min_size": min_size,
+        "tta": tta,
         **postprocess,
     }
 

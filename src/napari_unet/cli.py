@@ -89,6 +89,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tile", type=int, default=None, help="output tile size in pixels")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: predict every tile in the 8 mirror and quarter-turn "
+        "symmetries and average the probabilities (about 8x the time)",
+    )
     p.add_argument("--probabilities", type=Path, default=None, help="also write probabilities")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut")
@@ -313,8 +319,9 @@ class _PhaseBars:
     prediction starts).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "tile") -> None:
         self.bars = {"size": _ProgressBar("object size", "tile"), "predict": None}
+        self.unit = unit
         self.said = None
 
     def __call__(self, event) -> None:
@@ -328,7 +335,7 @@ class _PhaseBars:
             return
         if self.bars["predict"] is None:
             self.bars["size"].close()
-            self.bars["predict"] = _ProgressBar("predict", "tile")
+            self.bars["predict"] = _ProgressBar("predict", self.unit)
         self.bars["predict"](event.done, event.total)
 
     def close(self) -> None:
@@ -398,6 +405,7 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
         tile_shape=args.tile,
         batch_size=args.batch_size,
         device=args.device,
+        tta=args.tta,
         probabilities=args.probabilities is not None,
         threshold=args.threshold,
         min_size=args.min_size,
@@ -445,6 +453,7 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
         tile_shape=args.tile,
         batch_size=args.batch_size,
         device=args.device,
+        tta=args.tta,
         threshold=args.threshold,
         min_size=args.min_size,
         scheduler=args.scheduler,
@@ -559,7 +568,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         spatial = image.shape[1:] if model.in_channels > 1 else image.shape
         if len(spatial) == 3:
             print(describe_stack_mode(spatial, args.stack, voxel_size), file=sys.stderr)
-    bars = _PhaseBars()
+    # with --tta every tile takes 8 forward passes, and the bar counts passes
+    bars = _PhaseBars("pass" if args.tta else "tile")
     try:
         result = run_to_end(
             iter_segment(
@@ -570,6 +580,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 tile_shape=args.tile,
                 batch_size=args.batch_size,
                 device=args.device,
+                tta=args.tta,
                 threshold=args.threshold,
                 min_size=args.min_size,
                 **options,
@@ -660,6 +671,7 @@ def _cmd_predict_batch(args: argparse.Namespace) -> int:
         tile_shape=args.tile,
         batch_size=args.batch_size,
         device=args.device,
+        tta=args.tta,
         threshold=args.threshold,
         min_size=args.min_size,
         chunk=args.chunk,

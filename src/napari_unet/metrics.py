@@ -1,4 +1,4 @@
-"""Instance segmentation scores: average precision at an IoU threshold, and mean IoU."""
+"""Instance segmentation scores: average precision at IoU thresholds, mean IoU, size bias."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from scipy.optimize import linear_sum_assignment
 
 from .errors import NapariUnetError
 
-__all__ = ["InstanceScores", "instance_scores", "iou_matrix"]
+__all__ = [
+    "InstanceScores",
+    "Matching",
+    "instance_scores",
+    "iou_matrix",
+    "match_instances",
+    "pooled_ap",
+]
 
 
 @dataclass(frozen=True)
@@ -102,3 +109,74 @@ def instance_scores(true: np.ndarray, pred: np.ndarray) -> InstanceScores:
     per_true = np.zeros(nt)
     per_true[rows] = matched
     return InstanceScores(float(ap), float(per_true.mean()), nt, npred, tp)
+
+
+@dataclass(frozen=True)
+class Matching:
+    """One-to-one matching of predicted to true objects, for scores at any IoU threshold.
+
+    Attributes
+    ----------
+    n_true, n_pred : int
+        Object counts.
+    iou : numpy.ndarray
+        IoU of each matched pair (the assignment that maximises the total IoU;
+        above 0.5 a match is unique, so any threshold from 0.5 up reads from it).
+    area_ratio : numpy.ndarray
+        Predicted over true area of the pairs with IoU above 0.5: a median above
+        1 means predictions are too large.
+    """
+
+    n_true: int
+    n_pred: int
+    iou: np.ndarray
+    area_ratio: np.ndarray
+
+    def tp(self, threshold: float = 0.5) -> int:
+        """True positives: matched pairs with IoU above ``threshold`` (at least 0.5)."""
+        return int((self.iou > threshold).sum())
+
+    def ap(self, threshold: float = 0.5) -> float:
+        """``TP / (TP + FP + FN)`` at ``threshold``, as in :class:`InstanceScores`."""
+        return pooled_ap([self], threshold)
+
+
+def match_instances(true: np.ndarray, pred: np.ndarray) -> Matching:
+    """Match ``pred`` to ``true`` one to one by IoU (see :class:`Matching`).
+
+    Parameters
+    ----------
+    true, pred : numpy.ndarray
+        Integer label images of the same shape; 0 is background.
+
+    Returns
+    -------
+    Matching
+    """
+    true = np.asarray(true)
+    pred = np.asarray(pred)
+    if true.shape != pred.shape:
+        raise NapariUnetError(
+            f"Cannot compare labels of shape {pred.shape} with ground truth of shape {true.shape}."
+        )
+    iou = iou_matrix(true, pred)
+    nt, npred = iou.shape
+    if nt == 0 or npred == 0:
+        return Matching(nt, npred, np.zeros(0), np.zeros(0))
+    rows, cols = linear_sum_assignment(-iou)
+    matched = iou[rows, cols]
+    area_t = np.bincount(_relabel(true)[0].ravel(), minlength=nt + 1)[1:]
+    area_p = np.bincount(_relabel(pred)[0].ravel(), minlength=npred + 1)[1:]
+    good = matched > 0.5
+    ratio = area_p[cols[good]] / np.maximum(area_t[rows[good]], 1)
+    return Matching(nt, npred, matched, ratio.astype(float))
+
+
+def pooled_ap(matchings: list[Matching], threshold: float = 0.5) -> float:
+    """AP at ``threshold`` over several images: counts summed before the ratio."""
+    tp = sum(m.tp(threshold) for m in matchings)
+    nt = sum(m.n_true for m in matchings)
+    npred = sum(m.n_pred for m in matchings)
+    if nt == 0 and npred == 0:
+        return 1.0
+    return tp / (nt + npred - tp)

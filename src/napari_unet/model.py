@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import NapariUnetError
@@ -157,6 +158,54 @@ def _center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     dy = (x.shape[-2] - h) // 2
     dx = (x.shape[-1] - w) // 2
     return x[..., dy : dy + h, dx : dx + w]
+
+
+def _skip_sizes(size: int, depth: int) -> list[int]:
+    """Side of the cropped skip connection of each level (top first) for an input side."""
+    s = size
+    for _ in range(depth - 1):
+        s = (s - 4) // 2
+    s -= 4  # the bottom level's side
+    out = []
+    for _ in range(depth - 1):
+        out.append(2 * s)  # the up-convolution's output, which the skip is cropped to
+        s = 2 * s - 4
+    return out[::-1]
+
+
+class _PoolAndCrop(torch.autograd.Function):
+    """2x2 max pooling and the centre crop of one tensor, with one gradient buffer.
+
+    The same values as ``max_pool2d(x, 2)`` and ``_center_crop(x, h, w)``; the gradients
+    too (bitwise). Autograd would give each its own full-size gradient (zeros, then the
+    crop's copied in) and add the two; here the crop's gradient is added in place into the
+    pooling's, which saves a full-resolution fill, copy and sum per level in training.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h: int, w: int):
+        pooled, indices = F.max_pool2d(x, 2, return_indices=True)
+        dy, dx = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        ctx.save_for_backward(x, indices)
+        ctx.box = (dy, dx, h, w)
+        return pooled, x[..., dy : dy + h, dx : dx + w]
+
+    @staticmethod
+    def backward(ctx, grad_pooled: torch.Tensor, grad_crop: torch.Tensor):
+        x, indices = ctx.saved_tensors
+        dy, dx, h, w = ctx.box
+        grad = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad_pooled, x, [2, 2], [2, 2], [0, 0], [1, 1], False, indices
+        )
+        grad[..., dy : dy + h, dx : dx + w] += grad_crop
+        return grad, None, None
+
+
+def _fused_skips() -> bool:
+    """Whether the training path (:class:`_PoolAndCrop`) may be used: gradients, no export."""
+    if not torch.is_grad_enabled() or torch.jit.is_scripting() or torch.jit.is_tracing():
+        return False
+    return not torch.onnx.is_in_onnx_export()
 
 
 class UNet(nn.Module):
@@ -306,13 +355,20 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores (logits) of shape ``(N, n_classes, h', w')``."""
         skips = []
+        fused = _fused_skips()
+        if fused:
+            sizes = zip(*(_skip_sizes(s, self.depth) for s in x.shape[-2:]))
         for level, block in enumerate(self.down):
             x = block(x)
             if level >= self.depth - 2:
                 x = self.drop(x)
             if level < self.depth - 1:
-                skips.append(x)
-                x = self.pool(x)
+                if fused:
+                    x, skip = _PoolAndCrop.apply(x, *next(sizes))
+                    skips.append(skip)
+                else:
+                    skips.append(x)
+                    x = self.pool(x)
         for upconv, block in zip(self.upconv, self.up):
             x = upconv(x)
             skip = _center_crop(skips.pop(), x.shape[-2], x.shape[-1])

@@ -33,6 +33,7 @@ def labels_from_probabilities(
     method: str = "watershed",
     h: float = 0.5,
     smoothing: float = 1.5,
+    seed_threshold: float | None = None,
 ) -> np.ndarray:
     """Instance labels from softmax probabilities.
 
@@ -68,6 +69,11 @@ def labels_from_probabilities(
         Watershed only: standard deviation in pixels of the Gaussian applied to
         the distance transform, which irons out ragged outlines that would
         otherwise seed extra objects. 0 turns it off.
+    seed_threshold : float or None
+        Watershed only: the seeds are the h-maxima of the distance transform of
+        the pixels above this probability (the confident cores, which the dips
+        the network leaves between touching objects cut apart), grown back over
+        the foreground. None uses ``threshold``.
 
     Returns
     -------
@@ -91,31 +97,61 @@ def labels_from_probabilities(
         raise NapariUnetError(f"The watershed height h must be positive, got {h}.")
     if not smoothing >= 0:
         raise NapariUnetError(f"The smoothing must be 0 or more, got {smoothing}.")
-    fg = foreground_probability(probabilities) > threshold
+    if seed_threshold is not None and not threshold <= seed_threshold < 1.0:
+        raise NapariUnetError(
+            f"The seed threshold must be from the threshold ({threshold}) to below 1, "
+            f"got {seed_threshold}."
+        )
+    p = foreground_probability(probabilities)
+    fg = p > threshold
+    core = None if seed_threshold in (None, threshold) else p > seed_threshold
     if fg.ndim == 2:
-        return _label_plane(fg, min_size, method, h, smoothing)
+        return _label_plane(fg, min_size, method, h, smoothing, core)
     out = np.zeros(fg.shape, dtype=np.int32)
     offset = 0
     for z in range(fg.shape[0]):
-        plane = _label_plane(fg[z], min_size, method, h, smoothing)
+        plane = _label_plane(
+            fg[z], min_size, method, h, smoothing, None if core is None else core[z]
+        )
         n = int(plane.max())
         out[z] = np.where(plane > 0, plane + offset, 0)
         offset += n
     return out
 
 
-def _label_plane(fg: np.ndarray, min_size: int, method: str, h: float, smoothing: float):
+def _label_plane(
+    fg: np.ndarray,
+    min_size: int,
+    method: str,
+    h: float,
+    smoothing: float,
+    core: np.ndarray | None = None,
+):
     if method == "watershed" and fg.any():
-        labels = _watershed(fg, h, smoothing)
+        labels = _watershed(fg, h, smoothing, core)
     else:
         labels = ndi.label(fg)[0]
     return _drop_small(labels, min_size)
 
 
-def _watershed(fg: np.ndarray, h: float, smoothing: float) -> np.ndarray:
+def _watershed(
+    fg: np.ndarray, h: float, smoothing: float, core: np.ndarray | None = None
+) -> np.ndarray:
     dist = ndi.distance_transform_edt(fg).astype(np.float32)
     if smoothing > 0:
         dist = ndi.gaussian_filter(dist, smoothing)
+    if core is not None:  # seeds from the confident cores; the flooding keeps ``dist``
+        seeds = _h_maxima_seeds(_core_distance(core, smoothing), h, core)
+        return _flood(dist, seeds, fg)
+    return _flood(dist, _h_maxima_seeds(dist, h, fg), fg)
+
+
+def _core_distance(core: np.ndarray, smoothing: float) -> np.ndarray:
+    dist = ndi.distance_transform_edt(core).astype(np.float32)
+    return ndi.gaussian_filter(dist, smoothing) if smoothing > 0 else dist
+
+
+def _h_maxima_seeds(dist: np.ndarray, h: float, fg: np.ndarray) -> np.ndarray:
     # h-maxima by grey reconstruction: the h-dome transform is dist minus the
     # reconstruction of dist - h; each connected dome that reaches h is one seed,
     # so two summits joined above (summit - h) share a seed
@@ -128,6 +164,10 @@ def _watershed(fg: np.ndarray, h: float, smoothing: float) -> np.ndarray:
         seeds = keep[domes]
     else:
         seeds = domes
+    return seeds
+
+
+def _flood(dist: np.ndarray, seeds: np.ndarray, fg: np.ndarray) -> np.ndarray:
     labels = watershed(-dist, seeds, mask=fg)
     # a region without a seed (too thin for any h-maximum) still is an object
     rest, n = ndi.label(fg & (labels == 0))

@@ -32,6 +32,7 @@ from .sizing import (
     model_diameter_range,
 )
 from .tiling import iter_predict_tiled
+from .tta import check_tta
 
 if TYPE_CHECKING:
     import torch
@@ -172,6 +173,7 @@ def iter_segment(
     device: str | torch.device | None = None,
     threshold: float = 0.5,
     min_size: int = 16,
+    tta: bool = False,
     **postprocess: Any,
 ) -> Generator[TileProgress | SizeProgress | SizeChoice, None, Segmentation]:
     """Generator form of :func:`segment`: yields progress, returns the result.
@@ -185,6 +187,7 @@ def iter_segment(
     from .volume.axes import check_stack_mode
 
     stack = check_stack_mode(stack)
+    tta = check_tta(tta)
     if diameter is not None and rescale is not None:
         raise NapariUnetError("Give an object diameter or a rescale factor, not both.")
     f = _check_rescale(rescale) if rescale is not None else 1.0
@@ -224,7 +227,7 @@ def iter_segment(
             batch_size=batch_size,
             device=device,
             check_empty=False,
-            reuse=stack == "planes",
+            reuse=stack == "planes" and not tta,  # its passes go without TTA
         )
         f, message = choose_rescale(model, estimate, prefer=reuse[0] if reuse else None)
         chosen = estimate.diameter
@@ -243,6 +246,7 @@ def iter_segment(
             device=device,
             threshold=threshold,
             min_size=min_size,
+            tta=tta,
             **postprocess,
         )
     else:
@@ -255,7 +259,7 @@ def iter_segment(
                 small = tuple(max(1, round(s * f)) for s in spatial)
                 work = resize_spatial(np.asarray(image), small)
             prob = yield from iter_predict_tiled(
-                model, work, tile_shape=tile_shape, batch_size=batch_size, device=device
+                model, work, tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta
             )
         # min_size is in the image's pixels; the labels are made at the network's scale
         size = round(min_size * f * f) if min_size else 0
@@ -364,6 +368,7 @@ def segment(
     threshold: float = 0.5,
     min_size: int = 16,
     progress: Callable[[int, int], Any] | None = None,
+    tta: bool = False,
     **postprocess: Any,
 ) -> Segmentation:
     """Segment an image: (resize,) predict tile by tile, label, (resize back).
@@ -415,8 +420,14 @@ def segment(
     min_size : int
         Smallest object kept, in pixels of the original image.
     progress : callable or None
-        Called as ``progress(done, total)`` after every batch of tiles (first
-        for the size estimate's passes, then for the prediction).
+        Called as ``progress(done, total)`` after every forward pass over a batch
+        of tiles (``total`` counts tile passes: 8 per tile with ``tta``); first
+        for the size estimate's passes, then for the prediction.
+    tta : bool
+        Test-time augmentation: every tile predicted in the 8 symmetries of the
+        square and the probabilities averaged (:func:`napari_unet.predict_tiled`),
+        at about 8 times the time; in the 3D modes every plane of every view.
+        (The size estimate's passes go without it.)
     **postprocess
         Further options of :func:`napari_unet.labels_from_probabilities`
         (``method``, ``h``, ``smoothing``), which act at the network's scale;
@@ -446,6 +457,7 @@ def segment(
         device=device,
         threshold=threshold,
         min_size=min_size,
+        tta=tta,
         **postprocess,
     )
     return run_to_end(gen, progress_callback(progress))

@@ -26,6 +26,7 @@ from .errors import NapariUnetError
 from .model import input_size_for_output
 from .normalization import Normalization
 from .padding import mirror_pad
+from .tta import IDENTITY, passes, symmetries
 
 if TYPE_CHECKING:
     from .model import UNet
@@ -36,6 +37,7 @@ __all__ = [
     "plan_tiles",
     "iter_predict_tiled",
     "predict_tiled",
+    "tile_probabilities",
     "channel_and_stack_axes",
     "resolve_normalization",
 ]
@@ -113,7 +115,11 @@ class TileGrid:
 
 @dataclass(frozen=True)
 class TileProgress:
-    """Progress of a prediction: ``done`` of ``total`` tiles (over all planes)."""
+    """Progress of a prediction: ``done`` of ``total`` tile passes (over all planes).
+
+    A tile takes one forward pass, or 8 with test-time augmentation (``tta``),
+    so the count is the work done and the work left, either way.
+    """
 
     done: int
     total: int
@@ -250,16 +256,18 @@ def iter_predict_tiled(
     batch_size: int = 1,
     device: str | torch.device | None = None,
     normalization: Normalization | dict | bool | None = None,
+    tta: bool = False,
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Generator form of :func:`predict_tiled`.
 
     Yields a :class:`TileProgress` once before any work (``done == 0``) and then
-    after every batch of tiles, and returns the probabilities
-    (``StopIteration.value``). Closing the generator between yields
-    cancels the prediction; this is how the GUI stops it.
+    after every forward pass over a batch of tiles (8 per batch with ``tta``), and
+    returns the probabilities (``StopIteration.value``). Closing the generator
+    between yields cancels the prediction; this is how the GUI stops it.
     """
     if batch_size < 1:
         raise NapariUnetError(f"batch_size must be at least 1, got {batch_size}.")
+    per_tile = passes(tta)
     image = np.asarray(image) if not hasattr(image, "ndim") else image
     has_channels, is_stack = channel_and_stack_axes(model, image)
     norm = resolve_normalization(model, normalization)
@@ -272,7 +280,7 @@ def iter_predict_tiled(
     n_planes = image.shape[-3] if is_stack else 1
     out_shape = (model.n_classes, *((n_planes,) if is_stack else ()), *spatial)
     out = np.empty(out_shape, dtype=np.float32)
-    total = n_planes * grid.n_tiles
+    total = n_planes * grid.n_tiles * per_tile
     done = 0
     yield TileProgress(0, total)  # the total is known before any work starts
     # channels-last lets oneDNN run the narrow convolutions about twice as fast on CPU
@@ -287,7 +295,7 @@ def iter_predict_tiled(
         while True:
             plane_done = 0
             try:
-                for step in _predict_plane(model, plane, grid, batch_size, dev, target):
+                for step in _predict_plane(model, plane, grid, batch_size, dev, target, tta):
                     plane_done += step
                     yield TileProgress(done + plane_done, total)
                 break
@@ -302,10 +310,10 @@ def iter_predict_tiled(
                         "Out of memory even with the smallest tiles; "
                         "use a smaller model or another device."
                     ) from None
-                total += (smaller.n_tiles - grid.n_tiles) * (n_planes - z)
+                total += (smaller.n_tiles - grid.n_tiles) * (n_planes - z) * per_tile
                 grid = smaller
                 _release(dev)
-        done += grid.n_tiles
+        done += grid.n_tiles * per_tile
     return out
 
 
@@ -342,11 +350,68 @@ def _predict_plane(
     batch_size: int,
     device: torch.device,
     out: np.ndarray,
+    tta: bool,
 ) -> Iterator[int]:
-    """Predict one normalised ``(C, H, W)`` plane into ``out`` (K, H, W), yielding tiles done."""
+    """Predict one normalised ``(C, H, W)`` plane into ``out`` (K, H, W), yielding tile passes."""
     (pb_y, pa_y), (pb_x, pa_x) = grid.pad_widths()
     padded = mirror_pad(plane, ((0, 0), (pb_y, pa_y), (pb_x, pa_x)))
-    yield from predict_padded(model, padded, grid, batch_size, device, out)
+    yield from predict_padded(model, padded, grid, batch_size, device, out, tta=tta)
+
+
+def tile_probabilities(
+    model: UNet, x: torch.Tensor, tta: bool = False
+) -> Generator[int, None, np.ndarray]:
+    """Softmax probabilities of a batch of tile inputs: the one forward of every tile.
+
+    Every overlap-tile prediction (:func:`predict_padded`, the three views of a
+    stack) runs its tiles through here, so all give the same numbers.
+
+    Parameters
+    ----------
+    model : UNet
+        The network, already on ``x``'s device.
+    x : torch.Tensor
+        ``(B, C, ny, nx)`` normalised float32 tile inputs of valid sizes.
+    tta : bool
+        Test-time augmentation: predict each tile in the 8 symmetries of the
+        square (:data:`napari_unet.tta.SYMMETRIES`), map each prediction back and
+        average. Softmax probabilities are averaged, not logits: the result is
+        then the mean of 8 probability maps, each as the network would give it
+        (the ensemble average nnU-Net also uses for its mirroring), and one very
+        confident view cannot outvote the other seven as its large logits would.
+        The sum runs in a fixed order and is divided by 8 exactly, so the result
+        stays independent of the tile and batch size (see :mod:`napari_unet.tta`).
+
+    Yields
+    ------
+    int
+        ``B`` after every forward pass but the last (the caller reports that one
+        once it has used the result): cancel points within a batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B, K, oy, ox)`` float32 probabilities.
+    """
+    syms = symmetries(tta)
+    total = None
+    for i, sym in enumerate(syms):
+        # Modes are set per pass, never across a yield: grad mode is per thread, and a
+        # generator abandoned mid-way must not leave its thread (say, a pooled worker
+        # thread that trains next) in inference mode or the model in eval mode.
+        with _eval_mode(model), torch.inference_mode():
+            if sym is IDENTITY:  # tta=False: exactly the plain forward
+                prob = torch.softmax(model(x).float(), dim=1)
+            else:  # channels-last again: rot90 returns a transposed view
+                xt = sym.apply(x).contiguous(memory_format=torch.channels_last)
+                prob = sym.invert(torch.softmax(model(xt).float(), dim=1))
+            total = prob if total is None else total.add_(prob)
+        if i + 1 < len(syms):
+            yield int(x.shape[0])
+    with torch.inference_mode():
+        if len(syms) > 1:
+            total = total / len(syms)  # a power of two: the division is exact
+        return total.cpu().numpy()
 
 
 def predict_padded(
@@ -356,8 +421,10 @@ def predict_padded(
     batch_size: int,
     device: torch.device,
     out: np.ndarray,
+    *,
+    tta: bool = False,
 ) -> Iterator[int]:
-    """Predict the tiles of ``grid`` from an already padded input, yielding tiles done.
+    """Predict the tiles of ``grid`` from an already padded input, yielding tile passes done.
 
     The one code path of every overlap-tile prediction, in memory or chunk by chunk
     (:mod:`napari_unet.bigimage`), so both give the same numbers.
@@ -379,11 +446,14 @@ def predict_padded(
         Where the forward passes run.
     out : numpy.ndarray
         ``(K, H, W)`` float32 target for the softmax probabilities, written in place.
+    tta : bool
+        Test-time augmentation (see :func:`tile_probabilities`).
 
     Yields
     ------
     int
-        Tiles done in each batch.
+        Tiles done in each forward pass; with ``tta`` each tile counts 8 times,
+        once per pass.
     """
     ny, nx = grid.input_shape
     sy, sx = grid.step
@@ -393,12 +463,7 @@ def predict_padded(
         batch = origins[start : start + batch_size]
         x = np.stack([padded[:, y : y + ny, x0 : x0 + nx] for y, x0 in batch])
         x = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
-        # Modes are set per batch, never across a yield: grad mode is per thread, and a
-        # generator abandoned mid-way must not leave its thread (say, a pooled worker
-        # thread that trains next) in inference mode or the model in eval mode.
-        with _eval_mode(model), torch.inference_mode():
-            logits = model(x)
-            prob = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        prob = yield from tile_probabilities(model, x, tta)
         if not np.isfinite(prob).all():  # a NaN the statistics sample did not see
             raise NapariUnetError("The image contains NaN or infinite values.")
         for p, (y, x0) in zip(prob, batch):
@@ -417,6 +482,7 @@ def predict_tiled(
     device: str | torch.device | None = None,
     normalization: Normalization | dict | bool | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Class probabilities of a whole image by overlap-tile prediction.
 
@@ -446,7 +512,14 @@ def predict_tiled(
         robust percentiles (1, 99.8) if it has none; ``False`` uses the values
         as they are. Statistics are computed once over the whole image.
     progress : callable or None
-        Called as ``progress(done, total)`` after every batch of tiles.
+        Called as ``progress(done, total)`` after every forward pass over a batch
+        of tiles; ``total`` counts tile passes (8 per tile with ``tta``).
+    tta : bool
+        Test-time augmentation: average the softmax probabilities of each tile
+        predicted in the 8 symmetries of the square (mirrors and quarter turns,
+        each mapped back), at 8 times the work. Still exact under tiling: the
+        result does not depend on ``tile_shape`` or ``batch_size``. See
+        :func:`tile_probabilities` and :mod:`napari_unet.tta`.
 
     Returns
     -------
@@ -459,7 +532,12 @@ def predict_tiled(
     Output tiles abut with no overlap and nothing is predicted twice. Each tile
     starts at a multiple of the pooling factor in the mirror-padded image, so all
     tiles share one pooling grid and the stitched result equals one forward pass
-    over the whole mirror-padded image.
+    over the whole mirror-padded image. With ``tta`` it equals the mean over the 8
+    symmetries ``T`` of ``T^-1(softmax(net(T(padded image))))`` on that grid; the
+    result is then invariant under the 8 symmetries of the image itself when each
+    side's length leaves the same remainder modulo the pooling factor as the
+    network's output size (4 modulo 16 at depth 5, e.g. 388), where the pooling
+    grid is symmetric too.
     """
     gen = iter_predict_tiled(
         model,
@@ -468,5 +546,6 @@ def predict_tiled(
         batch_size=batch_size,
         device=device,
         normalization=normalization,
+        tta=tta,
     )
     return run_to_end(gen, progress_callback(progress))

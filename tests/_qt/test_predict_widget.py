@@ -282,3 +282,49 @@ def test_absurd_diameter_and_empty_image_are_notifications(
     seg = viewer.layers["noise segmentation"]
     assert seg.data.shape == (60, 50) and not seg.data.any()
     assert widget._status.value == infos[-1]
+
+
+def test_test_time_augmentation_checkbox(make_napari_viewer, qtbot, tiny_model, tmp_path, rng):
+    """Ticked, Segment, the batch and a lazy image all predict with the 8 symmetries."""
+    import dask.array as da
+
+    from napari_unet.postprocess import foreground_probability
+    from napari_unet.segment import segment
+
+    viewer = make_napari_viewer()
+    # smoothed: white noise is "nothing to segment" and never reaches the model
+    data = ndi.gaussian_filter(rng.random((40, 52)), 1.5).astype(np.float32)
+    image = viewer.add_image(data, name="img")
+    widget = _dock(viewer)
+    session_for(viewer).set_model(tiny_model, "m")
+    assert widget._tta.value is False and "8x the time" in widget._tta.tooltip
+    widget._tta.native.click()  # as a user ticks it
+    assert widget._tta.value is True
+    widget._image.value = image
+    widget.segment()
+    assert "test-time augmentation" in widget._status.value
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
+    expected = segment(tiny_model, data, tta=True)
+    plain = segment(tiny_model, data)
+    got = viewer.layers["img probability"].data
+    np.testing.assert_allclose(got, foreground_probability(expected.probabilities), atol=1e-6)
+    assert np.abs(got - foreground_probability(plain.probabilities)).max() > 1e-3
+    np.testing.assert_array_equal(viewer.layers["img segmentation"].data, expected.labels)
+    # the batch takes the dock's choice too
+    viewer.layers["img segmentation"].data = np.zeros((40, 52), np.int32)
+    batch = widget._batch
+    batch.segment_open_images()
+    qtbot.waitUntil(lambda: batch.worker is None, timeout=30000)
+    np.testing.assert_array_equal(viewer.layers["img segmentation"].data, expected.labels)
+    # and a lazy image, chunk by chunk into zarr
+    lazy = viewer.add_image(da.from_array(data, chunks=16), name="lazy")
+    widget._image.value = lazy
+    widget._zarr_out.value = tmp_path / "lazy.zarr"
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
+    from napari_unet.bigimage import open_prediction
+
+    result = open_prediction(tmp_path / "lazy.zarr")
+    assert result.metadata["tta"] is True
+    np.testing.assert_array_equal(np.asarray(result.labels[0]), expected.labels)
+    assert widget._tta.value is True  # the choice stays for the next run

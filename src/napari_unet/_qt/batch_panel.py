@@ -36,7 +36,7 @@ _STEPS = 1000  # progress bar resolution
 _LISTED = 10  # per-image counts shown in the summary; the rest are counted
 
 
-def _open_images_job(model: Any, items: list, diameter, tile, device):
+def _open_images_job(model: Any, items: list, diameter, tile, device, tta=False):
     """In the worker: segment the open images in turn (``items``: name, pixels or None, rgb)."""
     from ..batch import Outcome, iter_batch
     from ..modelfile import resolve_model_arg
@@ -50,7 +50,9 @@ def _open_images_job(model: Any, items: list, diameter, tile, device):
             raise NapariUnetError(
                 f"{name} is not in memory; segment it on its own, into a zarr store."
             )
-        foreground, labels, _, _ = yield from _segment_job(model, data, rgb, diameter, tile, device)
+        foreground, labels, _, _ = yield from _segment_job(
+            model, data, rgb, diameter, tile, device, tta=tta
+        )
         return Outcome(int(labels.max()), data=(foreground, labels))
 
     return (yield from iter_batch([name for name, _, _ in items], segment_one))
@@ -95,7 +97,7 @@ class BatchPanel:
     viewer : napari.viewer.Viewer
     settings : callable
         Returns the dock's prediction settings: a dict with ``model`` (a loader),
-        ``tile``, ``device`` and ``diameter``; raises ``ValueError`` with a
+        ``tile``, ``device``, ``diameter`` and ``tta``; raises ``ValueError`` with a
         sentence when they are incomplete.
     busy : callable
         Whether the dock's single-image prediction is running.
@@ -207,7 +209,12 @@ class BatchPanel:
             for layer in layers
         ]
         gen = _open_images_job(
-            settings["model"], items, settings["diameter"], settings["tile"], settings["device"]
+            settings["model"],
+            items,
+            settings["diameter"],
+            settings["tile"],
+            settings["device"],
+            settings["tta"],
         )
         self._start(gen, len(items))
 
@@ -250,6 +257,7 @@ class BatchPanel:
             diameter=settings["diameter"],
             tile_shape=settings["tile"],
             device=settings["device"],
+            tta=settings["tta"],
         )
         self._start(gen, 0)
 

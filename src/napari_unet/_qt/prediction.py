@@ -25,17 +25,17 @@ if TYPE_CHECKING:
     from ..model import UNet
 
 
-def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=None):
+def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=None, tta=False):
     """In the worker: read the model, (estimate the object size,) predict with its events, label.
 
     ``model`` is a model or a function that loads one. ``diameter`` and
     ``rescale`` None estimate the object size; ``rescale=1.0`` keeps the image
     as it is (after training, the model knows the image's own scale). ``stack``
-    holds the 3D keywords of
-    ``iter_segment`` (``stack``, ``voxel_size``, ``z_axis``); None or empty
-    segments plane by plane. Yields progress events and sentences (what the run
-    will do, before it does it). Returns (foreground probability, labels, the
-    model, the notes).
+    holds the 3D keywords of ``iter_segment`` (``stack``, ``voxel_size``,
+    ``z_axis``); None or empty segments plane by plane. ``tta``: test-time
+    augmentation. Yields progress events and sentences (what the run will do,
+    before it does it). Returns (foreground probability, labels, the model, the
+    notes).
     """
     from .. import segment as seg
     from ..layout import to_model_layout
@@ -58,7 +58,14 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=N
     if diameter is not None and factor != 1.0:
         yield seg.describe_resize(image.shape, factor)
     gen = seg.iter_segment(
-        model, image, diameter=diameter, rescale=rescale, tile_shape=tile, device=device, **stack
+        model,
+        image,
+        diameter=diameter,
+        rescale=rescale,
+        tile_shape=tile,
+        device=device,
+        tta=tta,
+        **stack,
     )
     try:
         while True:
@@ -88,12 +95,12 @@ def _zhw(shape: tuple[int, ...], rgb: bool, stack: dict) -> tuple[int, int, int]
     return (int(spatial[z]), int(spatial[-2]), int(spatial[-1]))
 
 
-def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None):
+def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None, tta=False):
     """In the worker: read the model, then predict ``data`` chunk by chunk into ``output``.
 
     ``scale`` is the layer's pixel size along the image's spatial axes; the
     OME-Zarr result records it. ``stack`` (``stack`` and ``voxel_size``) asks for
-    3D objects, made slab by slab in Z.
+    3D objects, made slab by slab in Z. ``tta``: test-time augmentation.
     """
     import dask.array as da
 
@@ -116,6 +123,7 @@ def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None):
             output,
             tile_shape=tile,
             device=device,
+            tta=tta,
             overwrite=True,
             scale=scale,
             **{k: v for k, v in (stack or {}).items() if k in ("stack", "voxel_size")},
@@ -224,6 +232,7 @@ class PredictionRunner:
         diameter: float | None = None,
         stack: dict | None = None,
         rescale: float | None = None,
+        tta: bool = False,
     ) -> None:
         """Start predicting ``layer``; problems become notifications.
 
@@ -233,12 +242,14 @@ class PredictionRunner:
         the image's size. Without it the size is estimated, unless ``rescale``
         is given (1.0: the image as it is). ``stack``: the 3D keywords of
         ``iter_segment`` (see :class:`~napari_unet._qt.stack_options.StackOptions`),
-        None for planes.
+        None for planes. ``tta``: test-time augmentation (8 passes per tile).
         """
         if self.worker is not None:
             return
         data = layer_image(layer)
-        gen = _segment_job(model, data, layer.rgb, diameter, tile, device, stack, rescale)
+        gen = _segment_job(
+            model, data, layer.rgb, diameter, tile, device, stack, rescale=rescale, tta=tta
+        )
         source = layer.name
         # before the worker starts: napari's progress bar may process events
         self._bar = napari_progress(total=0, desc=f"Segmenting {source}")
@@ -261,17 +272,19 @@ class PredictionRunner:
         tile: int | None = None,
         device: str = "auto",
         stack: dict | None = None,
+        tta: bool = False,
     ) -> None:
         """Predict a dask/zarr-backed layer chunk by chunk into the zarr store ``output``.
 
         ``model`` may be a function that loads it: it is called in the worker.
-        The result opens as a lazy (multiscale) Labels layer. ``stack`` as for
-        :meth:`start` (a ``(Z, Y, X)`` stack's 3D objects, slab by slab).
+        The result opens as a lazy (multiscale) Labels layer. ``stack`` and
+        ``tta`` as for :meth:`start` (a ``(Z, Y, X)`` stack's 3D objects, slab by slab).
         """
         if self.worker is not None:
             return
         scale = tuple(float(v) for v in layer.scale)
-        gen = _zarr_job(model, layer_data(layer), layer.rgb, output, tile, device, scale, stack)
+        data = layer_data(layer)
+        gen = _zarr_job(model, data, layer.rgb, output, tile, device, scale, stack, tta)
         self._cancel_flag = threading.Event()
         self._bar = napari_progress(total=0, desc=f"Segmenting {layer.name} to {output}")
         self.worker = self._workers.start_generator(

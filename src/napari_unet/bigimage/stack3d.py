@@ -28,6 +28,7 @@ from ..errors import NapariUnetError
 from ..model import UNet
 from ..postprocess import METHODS, labels_from_probabilities
 from ..tiling import iter_predict_tiled, resolve_normalization
+from ..tta import check_tta
 from ..volume.axes import check_stack_mode, z_to_front
 from ..volume.instances import labels_3d
 from ..volume.linking import LINK_IOU, drop_small_3d, link_planes
@@ -113,6 +114,7 @@ def iter_predict_stack_to_zarr(
     batch_size: int = 1,
     device: str | None = None,
     normalization: Any = None,
+    tta: bool = False,
     probabilities: bool = False,
     threshold: float = 0.5,
     min_size: int = 16,
@@ -128,7 +130,7 @@ def iter_predict_stack_to_zarr(
     Parameters
     ----------
     model, image, output, label_name, chunk, tile_shape, batch_size, device,
-    normalization, probabilities, threshold, min_size, overwrite
+    normalization, tta, probabilities, threshold, min_size, overwrite
         As for :func:`~napari_unet.bigimage.predict_to_zarr`.
     stack : {"linked", "views"}
         The 3D mode, as for :func:`napari_unet.segment`.
@@ -179,6 +181,7 @@ def iter_predict_stack_to_zarr(
     if stack == "planes":
         raise NapariUnetError("Slabs are for 3D objects; use stack='linked' or 'views'.")
     _check_counts(batch_size=batch_size, min_size=min_size)
+    tta = check_tta(tta)
     if output is None:
         raise NapariUnetError("Name the zarr store to write the result to.")
     if z_chunk is not None and (not isinstance(z_chunk, int | np.integer) or z_chunk < 1):
@@ -260,7 +263,7 @@ def iter_predict_stack_to_zarr(
         "z_context": context,
         "postprocess": dict(postprocess),
     }
-    meta = _run_metadata(model, image, norm, stats, chunk_px, None, labelling)
+    meta = _run_metadata(model, image, norm, stats, chunk_px, None, labelling, tta)
     if source is not None:
         meta["source_image"] = str(source.path)
     _write_metadata(target, meta)
@@ -275,7 +278,7 @@ def iter_predict_stack_to_zarr(
     prob_levels = []
     if probabilities:
         prob_levels = create_probability_levels(target, axes, chunk_px, n_levels, K)
-    forward = dict(tile_shape=tile_shape, batch_size=batch_size, device=device)
+    forward = dict(tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta)
 
     yield ChunkProgress("predict", 1, total)
     results, src, dst = [], [], []

@@ -44,12 +44,14 @@ def predict_chunk(
     stats: np.ndarray,
     device: Any,
     batch_size: int,
+    tta: bool,
     target: zarr.Array,
 ) -> int:
     """Predict one chunk from its raw ``(C, h, w)`` source window and write its probabilities.
 
     ``rows``/``cols`` (or None) reorder the window's rows and columns: the mirroring
-    at the image border that the in-memory path does by padding.
+    at the image border that the in-memory path does by padding. ``tta``: test-time
+    augmentation, as in the in-memory path.
     """
     model, dev = shared.get(device)
     x = np.asarray(window)
@@ -61,7 +63,7 @@ def predict_chunk(
     out = np.empty((model.n_classes, *grid.image_shape), dtype=np.float32)
 
     def forward() -> None:
-        for _ in predict_padded(model, x, grid, batch_size, dev, out):
+        for _ in predict_padded(model, x, grid, batch_size, dev, out, tta=tta):
             pass
 
     run_forward(dev, forward)
@@ -194,9 +196,12 @@ def predict_tasks(
     target: zarr.Array,
     run_id: str,
 ) -> list:
-    """One task per chunk: read its mirrored source window, predict, write probabilities."""
+    """One task per chunk: read its mirrored source window, predict, write probabilities.
+
+    ``forward`` is ``(device, batch_size, tta)``.
+    """
     norm, stats = normalization
-    device, batch_size = forward
+    device, batch_size, tta = forward
     source = image if axes.has_channels else image[None]
     source = source if axes.is_stack else source[:, None]  # (C, Z, H, W)
     tasks = []
@@ -216,6 +221,7 @@ def predict_tasks(
                 stats,
                 device,
                 batch_size,
+                tta,
                 target,
                 dask_key_name=f"napari-unet-predict-{run_id}-{c.index}",
             )

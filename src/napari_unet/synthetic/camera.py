@@ -24,10 +24,9 @@ def photograph(
     ``photons`` is the mean photon count at that level, and an 8-bit image puts
     that level in the range ``level8``.
     """
-    electrons = rng.poisson(np.clip(expected, 0.0, None) * photons).astype(np.float32)
-    electrons += np.float32(rng.uniform(1.0, 3.0)) * rng.standard_normal(
-        expected.shape, dtype=np.float32
-    )
+    # the camera's settings first: Poisson sampling uses a variable amount of the
+    # random stream, and the settings must not depend on the specimen's brightness
+    read_noise = np.float32(rng.uniform(1.0, 3.0))
     if dtype == "uint8":
         # an 8-bit export: the typical level lands mid-range, the brightest saturate
         gain = rng.uniform(*level8) / photons
@@ -39,9 +38,12 @@ def photograph(
         top = 65535
         gain = math.exp(rng.uniform(math.log(0.4), math.log(2.5)))  # ADU per electron
         gain = min(gain, 0.4 * top / photons)  # the typical level stays well below saturation
+    n_hot = int(rng.poisson(expected.size * 2e-5))  # hot pixels of the sensor
+    hot_at = rng.integers(0, expected.size, n_hot)
+    hot_extra = rng.uniform(0.5, 3.0, n_hot) * gain * photons
+    read = read_noise * rng.standard_normal(expected.shape, dtype=np.float32)
+    electrons = rng.poisson(np.clip(expected, 0.0, None) * photons).astype(np.float32) + read
     adu = offset + gain * electrons
-    n_hot = int(rng.poisson(adu.size * 2e-5))  # hot pixels of the sensor
     if n_hot:
-        flat = adu.reshape(-1)
-        flat[rng.integers(0, flat.size, n_hot)] += rng.uniform(0.5, 3.0, n_hot) * gain * photons
+        adu.reshape(-1)[hot_at] += hot_extra
     return np.clip(np.rint(adu), 0, top).astype(DTYPES[dtype])

@@ -17,7 +17,7 @@ from .scenes import draw_scene
 __all__ = ["GENERATOR_VERSION", "STYLES", "SyntheticConfig", "make_cells"]
 
 #: Version of the drawing code; part of :meth:`SyntheticConfig.to_dict`.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 #: Imaging styles the generator knows.
@@ -65,6 +65,20 @@ class SyntheticConfig:
         function.
     dtype : {"uint16", "uint8"}
         Integer type of the image, as a camera or an 8-bit export writes it.
+    dim : float
+        Fraction of cells (0 to 1) drawn 2.5 to 7 times dimmer than the typical
+        cell (fluorescence): weakly stained or G1 nuclei next to bright ones.
+    lobed : float
+        Fraction of cells (0 to 1) with a lobed, non-convex (bean, kidney,
+        bilobed) outline instead of a near-elliptic one.
+    overlap : float
+        At most this fraction (0 to 0.5) of a cell's area may lie under a
+        touching cell. In fluorescence both shine through: the overlap is
+        brighter, and its pixels are labelled as the cell in front.
+    debris : float
+        Expected number of unlabelled objects that are not nuclei (small bright
+        specks and thin fibres of lint, fluorescence) per 100 x 100 pixels,
+        from 0 to 10.
     """
 
     shape: tuple[int, int] = (512, 512)
@@ -77,6 +91,10 @@ class SyntheticConfig:
     photons: tuple[float, float] = (30.0, 3000.0)
     blur: tuple[float, float] = (0.6, 1.8)
     dtype: str = "uint16"
+    dim: float = 0.1
+    lobed: float = 0.1
+    overlap: float = 0.15
+    debris: float = 0.3
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise types once, here
@@ -110,10 +128,17 @@ class SyntheticConfig:
             raise NapariUnetError(
                 f"Unknown style {self.style!r}; use 'fluorescence' or 'brightfield'."
             )
-        for name in ("touching", "dividing", "out_of_focus"):
+        for name, top in (
+            ("touching", 1.0), ("dividing", 1.0), ("out_of_focus", 1.0), ("dim", 1.0),
+            ("lobed", 1.0), ("overlap", 0.5), ("debris", 10.0),
+        ):  # fmt: skip
             value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
-                raise NapariUnetError(f"{name} must be a number from 0 to 1, got {value!r}.")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.number))
+                or not 0.0 <= value <= top
+            ):
+                raise NapariUnetError(f"{name} must be a number from 0 to {top:g}, got {value!r}.")
             set_(self, name, float(value))
         photons = _float_range(self.photons, "The photon range")
         blur = _float_range(self.blur, "The blur range")
@@ -243,7 +268,8 @@ def make_cells(
         Integer type of the image.
     **options
         Further :class:`SyntheticConfig` settings: ``dividing``,
-        ``out_of_focus``, ``photons``, ``blur``.
+        ``out_of_focus``, ``photons``, ``blur``, ``dim``, ``lobed``,
+        ``overlap``, ``debris``.
 
     Returns
     -------

@@ -31,11 +31,6 @@ _COS = np.cos(_THETA[:, None] * _HARMONICS[None, :])
 _SIN = np.sin(_THETA[:, None] * _HARMONICS[None, :])
 
 
-# Cells may hide at most this fraction of another cell's area: touching cells
-# flatten against each other instead of stacking.
-_MAX_OCCLUSION = 0.12
-
-
 # Gap in pixels kept around cells placed apart from the others.
 _GAP = 2.0
 
@@ -103,17 +98,28 @@ class Cell:
         return (slice(y0, y1), slice(x0, x1)), np.hypot(u, v) / self.table[index]
 
 
-def _draw_cell(rng: np.random.Generator, diameter: float, kind: str, irregular: float) -> Cell:
+def _draw_cell(
+    rng: np.random.Generator, diameter: float, kind: str, irregular: float, lobed: float
+) -> Cell:
     if kind == "dividing":
         aspect = rng.uniform(1.3, 2.2)  # metaphase plates and condensed chromatin are elongated
     else:
         aspect = min(math.exp(abs(rng.normal(0.0, 0.22))), 2.2)
     amp = rng.normal(0.0, 1.0, _HARMONICS.size) * irregular / _HARMONICS**1.3
-    if rng.random() < 0.1:  # kidney, bean and pear shapes
+    cap = 0.35  # keeps the radius positive: the cell stays one star-shaped piece
+    if kind != "dividing" and rng.random() < lobed:
+        # lobed nuclei: a strong 2nd harmonic (peanut, bilobed) or 3rd (trilobed)
+        # indents the outline (concave above 0.2 and 0.1), solidity about 0.85-0.94
+        k = int(rng.integers(0, 2))
+        amp[k] = rng.choice((-1, 1)) * (
+            rng.uniform(0.25, 0.35) if k == 0 else rng.uniform(0.12, 0.22)
+        )
+        cap = 0.5
+    elif rng.random() < 0.1:  # kidney, bean and pear shapes
         amp[rng.integers(0, 2)] += rng.choice((-1, 1)) * rng.uniform(0.08, 0.15)
     total = np.abs(amp).sum()
-    if total > 0.35:  # keeps the radius positive: the cell stays one star-shaped piece
-        amp *= 0.35 / total
+    if total > cap:
+        amp *= cap / total
     phase = rng.uniform(0.0, 2 * np.pi, _HARMONICS.size)
     # the wobble grows the area by mean((1 + sum a cos)^2) = 1 + sum(a^2)/2; undo it
     scale = 0.5 * diameter / math.sqrt(1.0 + 0.5 * float((amp**2).sum()))
@@ -138,6 +144,7 @@ def place_cells(config: SyntheticConfig, rng: np.random.Generator) -> tuple[np.n
     h, w = config.shape
     lo, hi = config.diameter
     irregular = 0.12 if config.style == "fluorescence" else 0.22
+    lobed = config.lobed if config.style == "fluorescence" else 0.0
     if config.n_cells is None:
         mean_area = math.pi / 4 * lo * hi
         # cells kept apart cannot pack as densely as touching ones
@@ -165,23 +172,23 @@ def place_cells(config: SyntheticConfig, rng: np.random.Generator) -> tuple[np.n
     cells: list[Cell] = []
     while queue:
         i, partner = queue.pop(0)
-        cell = _draw_cell(rng, diameters[i], kinds[i], irregular)
+        cell = _draw_cell(rng, diameters[i], kinds[i], irregular, lobed)
         if partner is not None:
             cell.angle = partner.angle
         placed = False
         for attempt in range(120):
             # where free room has run out, a cell may still fit against others
             touching = config.touching if attempt < 60 or not config.touching else 1.0
-            cy, cx, mode = _propose(rng, cell, partner, cells, touching, h, w)
+            cy, cx, mode = _propose(rng, cell, partner, cells, touching, config.overlap, h, w)
             if not (0 <= cy < h and 0 <= cx < w):
                 continue
             k = len(cells)
             if k:  # cheap rejection before drawing the outline
                 dist = np.hypot(centers[:k, 0] - cy, centers[:k, 1] - cx)
-                need = 0.75 if mode == "touch" else 1.0
+                need = min(0.75, 0.9 - config.overlap) if mode == "touch" else 1.0
                 if np.any(dist < need * (radii[:k] + cell.radius)):
                     continue
-            if _try_paint(rng, cell, cy, cx, mode, labels, cells):
+            if _try_paint(rng, cell, cy, cx, mode, config.overlap, labels, cells):
                 centers[k] = cy, cx
                 radii[k] = cell.radius
                 cells.append(cell)
@@ -198,6 +205,7 @@ def _propose(
     partner: Cell | None,
     cells: list[Cell],
     touching: float,
+    overlap: float,
     h: int,
     w: int,
 ) -> tuple[float, float, str]:
@@ -213,7 +221,8 @@ def _propose(
     if cells and rng.random() < touching:
         other = cells[int(rng.integers(0, len(cells)))]
         direction = rng.uniform(0.0, 2 * np.pi)
-        dist = (other.radius + cell.radius) * rng.uniform(0.8, 1.0)
+        # closer than touching: the cells overlap (more when ``overlap`` allows more)
+        dist = (other.radius + cell.radius) * rng.uniform(min(0.8, 0.95 - overlap), 1.0)
         return other.cy + dist * math.sin(direction), other.cx + dist * math.cos(direction), "touch"
     return rng.uniform(0, h), rng.uniform(0, w), "apart"
 
@@ -224,10 +233,11 @@ def _try_paint(
     cy: float,
     cx: float,
     mode: str,
+    overlap: float,
     labels: np.ndarray,
     cells: list[Cell],
 ) -> bool:
-    """Paint ``cell`` if it fits: apart keeps a gap, touching may hide a little of others."""
+    """Paint ``cell`` if it fits: apart keeps a gap; touching hides <= ``overlap`` of others."""
     found = cell.outline(cy, cx, labels.shape, pad=_GAP)
     if found is None:
         return False
@@ -251,13 +261,13 @@ def _try_paint(
         if rng.random() < 0.5:
             for j in np.flatnonzero(hits[1:]) + 1:
                 other = cells[j - 1]
-                if other.area - hits[j] < (1.0 - _MAX_OCCLUSION) * other.full_area:
+                if other.area - hits[j] < (1.0 - overlap) * other.full_area:
                     return False
             for j in np.flatnonzero(hits[1:]) + 1:
                 cells[j - 1].area -= int(hits[j])
             window[inside] = new_id
         else:
-            if hits[1:].sum() > _MAX_OCCLUSION * area:
+            if hits[1:].sum() > overlap * area:
                 return False
             window[inside & (window == 0)] = new_id
             area -= int(hits[1:].sum())

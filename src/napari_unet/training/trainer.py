@@ -110,9 +110,11 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
         params = self.model.parameters()
+        # foreach: one call per operation for all parameters (torch's default only on GPUs);
+        # the same arithmetic as the per-parameter loop, without its ~450 small calls a step
         if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum)
-        return torch.optim.Adam(params, lr=c.learning_rate)
+            return torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum, foreach=True)
+        return torch.optim.Adam(params, lr=c.learning_rate, foreach=True)
 
     def stop(self) -> None:
         """Ask the run to stop after the current step (thread-safe)."""

@@ -58,6 +58,7 @@ def iter_segment_volume(
     device: Any = None,
     threshold: float = 0.5,
     min_size: int = 16,
+    tta: bool = False,
     **postprocess: Any,
 ) -> Generator[TileProgress, None, tuple[np.ndarray, np.ndarray]]:
     """Labels ``(Z, H, W)`` and probabilities ``(K, Z, H, W)`` of one volume.
@@ -65,7 +66,7 @@ def iter_segment_volume(
     ``volume`` is ``(Z, H, W)`` or ``(C, Z, H, W)`` (``has_channels``). Options as
     for :func:`napari_unet.segment.segment`; the 3D ones are ``link_iou``
     (linked), ``seed_threshold`` (views) and ``min_volume`` (both; default
-    :func:`default_min_volume`).
+    :func:`default_min_volume`); ``tta`` augments every plane's tiles.
     """
     link_iou = float(postprocess.pop("link_iou", LINK_IOU))
     min_volume = postprocess.pop("min_volume", None)
@@ -87,6 +88,7 @@ def iter_segment_volume(
             device=device,
             threshold=threshold,
             min_size=min_size,
+            tta=tta,
             **postprocess,
         )
         labels = link_planes(planes.labels, iou=link_iou, min_volume=int(min_volume))
@@ -111,6 +113,7 @@ def iter_segment_volume(
         tile_shape=tile_shape,
         batch_size=batch_size,
         device=device,
+        tta=tta,
     )
     fg = np.subtract(np.float32(1.0), prob[0])
     if method == "components":

@@ -23,11 +23,12 @@ from ..tiling import (
     CPU_TILE,
     TileGrid,
     TileProgress,
-    _eval_mode,
     default_memory_budget,
     plan_tiles,
     resolve_normalization,
+    tile_probabilities,
 )
+from ..tta import passes
 from .plan import View, plan_views
 from .voxels import resample_planes
 
@@ -88,14 +89,20 @@ def _tiles_per_pass(grid: TileGrid, batch_size: int) -> int:
 
 
 def _predict_block(
-    model: UNet, block: np.ndarray, grid: TileGrid, per_pass: int, device: torch.device
+    model: UNet,
+    block: np.ndarray,
+    grid: TileGrid,
+    per_pass: int,
+    device: torch.device,
+    tta: bool = False,
 ) -> Generator[int, None, np.ndarray]:
     """Probabilities ``(K, B, A, A')`` of a normalised block ``(C, B, A, A')``.
 
     The tiles of all the block's planes go through the network together, several
     per forward pass; each tile is the same computation as in
-    :func:`napari_unet.tiling.predict_padded`, so the result does not depend on
-    how tiles are grouped. Yields tiles done.
+    :func:`napari_unet.tiling.predict_padded`
+    (:func:`~napari_unet.tiling.tile_probabilities`), so the result does not
+    depend on how tiles are grouped. Yields tile passes done (8 per tile with ``tta``).
     """
     (pb_y, pa_y), (pb_x, pa_x) = grid.pad_widths()
     n_planes = block.shape[1]
@@ -111,8 +118,7 @@ def _predict_block(
         batch = jobs[start : start + per_pass]
         x = np.stack([padded[b][:, y : y + ny, x0 : x0 + nx] for b, y, x0 in batch])
         x = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
-        with _eval_mode(model), torch.inference_mode():
-            prob = torch.softmax(model(x).float(), dim=1).cpu().numpy()
+        prob = yield from tile_probabilities(model, x, tta)
         if not np.isfinite(prob).all():
             raise NapariUnetError("The image contains NaN or infinite values.")
         for p, (b, y, x0) in zip(prob, batch):
@@ -150,6 +156,7 @@ def iter_predict_views(
     device: str | torch.device | None = None,
     views: Sequence[str] = ("XY", "XZ", "YZ"),
     normalization: Any = None,
+    tta: bool = False,
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Average class probabilities of a stack over its XY, XZ and YZ planes.
 
@@ -170,24 +177,28 @@ def iter_predict_views(
     normalization : Normalization, dict, False or None
         As for :func:`napari_unet.predict_tiled`; ``False`` for an image
         normalised already (a slab of a larger stack, with the stack's statistics).
+    tta : bool
+        Test-time augmentation of every plane's tiles, as for
+        :func:`napari_unet.predict_tiled` (8x the work).
 
     Yields
     ------
     TileProgress
-        Tiles done over all views.
+        Tile passes done over all views.
 
     Returns
     -------
     numpy.ndarray
         float32 ``(K, Z, H, W)`` mean probabilities.
     """
+    per_tile = passes(tta)
     dev = select_device(device)
     norm = resolve_normalization(model, normalization)
     stats = norm.statistics(image, channel_axis=0 if has_channels else None)
     spatial = tuple(int(s) for s in image.shape[-3:])
     chosen = [v for v in plan_views(spatial, factors) if v.name in views]
     grids = [_grid(model, v.network_shape, tile_shape, batch_size, dev) for v in chosen]
-    planned = [v.n_planes * g.n_tiles for v, g in zip(chosen, grids)]
+    planned = [v.n_planes * g.n_tiles * per_tile for v, g in zip(chosen, grids)]
     tally = ProgressTally(planned)
     yield TileProgress(0, tally.total)
     out = np.zeros((model.n_classes, *spatial), dtype=np.float32)
@@ -200,7 +211,7 @@ def iter_predict_views(
             block = _read_block(image, has_channels, view.axis, start, stop)
             block = norm.apply(block, stats, channel_axis=0)
             block = resample_planes(block, view.network_shape)
-            inner = _predict_block(model, block, grid, per_pass, dev)
+            inner = _predict_block(model, block, grid, per_pass, dev, tta)
             while True:
                 try:
                     tiles += next(inner)
