@@ -107,8 +107,10 @@ class DiameterEstimate:
         25th and 75th percentiles of the objects' diameters.
     source : {"model", "image", "none"}
         ``"model"``: measured on the model's objects at a scale it knows;
-        ``"image"``: the model-free estimate (no model given, or the model found
-        too few objects); ``"none"``: no estimate.
+        ``"image"``: the model-free estimate (no model given, a model that
+        records no range, a model that found too few objects, or a size in the
+        middle of the range on an image bigger than one window); ``"none"``: no
+        estimate.
     empty : bool
         The image is constant or shows nothing above its noise.
     note : str
