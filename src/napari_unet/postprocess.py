@@ -34,6 +34,7 @@ def labels_from_probabilities(
     h: float = 0.5,
     smoothing: float = 1.5,
     seed_threshold: float | None = None,
+    min_confidence: float = 0.0,
 ) -> np.ndarray:
     """Instance labels from softmax probabilities.
 
@@ -74,6 +75,12 @@ def labels_from_probabilities(
         the pixels above this probability (the confident cores, which the dips
         the network leaves between touching objects cut apart), grown back over
         the foreground. None uses ``threshold``.
+    min_confidence : float
+        Objects whose mean foreground probability is below this are dropped:
+        faint out-of-focus specks and debris the network is unsure of. 0 keeps
+        all. A model may recommend a value (``metadata["postprocess"]``, used by
+        :func:`napari_unet.segment.segment`); the bundled model's 0.7 was chosen
+        with ``benchmarks/bench_instances.py``.
 
     Returns
     -------
@@ -102,17 +109,20 @@ def labels_from_probabilities(
             f"The seed threshold must be from the threshold ({threshold}) to below 1, "
             f"got {seed_threshold}."
         )
+    if not 0.0 <= min_confidence < 1.0:
+        raise NapariUnetError(f"min_confidence must be from 0 to below 1, got {min_confidence}.")
     p = foreground_probability(probabilities)
     fg = p > threshold
     core = None if seed_threshold in (None, threshold) else p > seed_threshold
     if fg.ndim == 2:
-        return _label_plane(fg, min_size, method, h, smoothing, core)
+        return _confident(_label_plane(fg, min_size, method, h, smoothing, core), p, min_confidence)
     out = np.zeros(fg.shape, dtype=np.int32)
     offset = 0
     for z in range(fg.shape[0]):
         plane = _label_plane(
             fg[z], min_size, method, h, smoothing, None if core is None else core[z]
         )
+        plane = _confident(plane, p[z], min_confidence)
         n = int(plane.max())
         out[z] = np.where(plane > 0, plane + offset, 0)
         offset += n
@@ -174,6 +184,18 @@ def _flood(dist: np.ndarray, seeds: np.ndarray, fg: np.ndarray) -> np.ndarray:
     if n:
         labels = np.where(rest > 0, rest + labels.max(), labels)
     return labels
+
+
+def _confident(labels: np.ndarray, p: np.ndarray, min_confidence: float) -> np.ndarray:
+    """Drop objects whose mean foreground probability is under ``min_confidence``."""
+    n = int(labels.max())
+    if min_confidence <= 0 or n == 0:
+        return labels
+    mean = np.asarray(ndi.mean(p, labels, np.arange(1, n + 1)))
+    keep = np.concatenate([[False], mean >= min_confidence])
+    remap = np.zeros(n + 1, dtype=np.int32)
+    remap[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return remap[labels]
 
 
 def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:

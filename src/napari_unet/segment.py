@@ -263,7 +263,8 @@ def iter_segment(
             )
         # min_size is in the image's pixels; the labels are made at the network's scale
         size = round(min_size * f * f) if min_size else 0
-        labels = labels_from_probabilities(prob, threshold=threshold, min_size=size, **postprocess)
+        options = {**recommended_postprocess(model), **postprocess}
+        labels = labels_from_probabilities(prob, threshold=threshold, min_size=size, **options)
         if f != 1.0:
             labels = resize_spatial(labels, spatial, labels=True)
             prob = resize_spatial(prob, spatial)
@@ -461,6 +462,27 @@ def segment(
         **postprocess,
     )
     return run_to_end(gen, progress_callback(progress))
+
+
+#: Post-processing options a model may recommend in ``metadata["postprocess"]``.
+RECOMMENDABLE = ("min_confidence",)
+
+
+def recommended_postprocess(model: UNet) -> dict[str, Any]:
+    """The post-processing options the model recommends (calibrated with it), if any.
+
+    :func:`segment` uses them unless the caller gives the option; the bundled
+    model recommends ``min_confidence`` (see docs/model-card.md). Unknown keys
+    are ignored: a newer model file must not break an older napari-unet.
+    """
+    found = getattr(model, "metadata", {}).get("postprocess") or {}
+    if not isinstance(found, dict):
+        return {}
+    return {k: float(v) for k, v in found.items() if k in RECOMMENDABLE and _is_number(v)}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
