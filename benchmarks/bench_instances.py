@@ -35,8 +35,12 @@ GRID = {
     "seed_threshold": (None, 0.7, 0.9),
     "h": (0.5, 1.0, 2.0),
     "smoothing": (0.5, 1.5),
+    "min_confidence": (0.0, 0.7, 0.8),
 }
-DEFAULT = {"threshold": 0.5, "seed_threshold": None, "h": 0.5, "smoothing": 1.5}
+#: labels_from_probabilities' defaults with the bundled model's recommended min_confidence
+DEFAULT = {
+    "threshold": 0.5, "seed_threshold": None, "h": 0.5, "smoothing": 1.5, "min_confidence": 0.7,
+}  # fmt: skip
 
 
 def recipe():
@@ -93,15 +97,18 @@ def main() -> None:
         f"{args.images} images x {len(settings)} settings; tta={args.tta}\n"
     )
     print(
-        "| threshold | seed threshold | h | smoothing | AP@0.5 | AP@0.75 | AP@0.9 | area ratio "
-        "| AP@0.75 per setting |"
+        "| threshold | seed threshold | h | smoothing | min confidence | AP@0.5 | AP@0.75 | AP@0.9 "
+        "| area ratio | AP@0.75 per setting |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for options, ap50, ap75, ap90, ratio, per in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for options, ap50, ap75, ap90, ratio, per in rows[:15] + [
+        r for r in rows[15:] if r[0] == DEFAULT
+    ]:
         mark = " **(default)**" if options == DEFAULT else ""
         print(
             f"| {options['threshold']} | {options['seed_threshold'] or '-'} | {options['h']} | "
-            f"{options['smoothing']} | {ap50:.3f} | {ap75:.3f} | {ap90:.3f} | {ratio:.3f} | "
+            f"{options['smoothing']} | {options['min_confidence']} | "
+            f"{ap50:.3f} | {ap75:.3f} | {ap90:.3f} | {ratio:.3f} | "
             f"{' '.join(f'{a:.2f}' for a in per)}{mark} |"
         )
 
