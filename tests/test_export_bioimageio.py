@@ -141,7 +141,8 @@ def test_bundled_package_content(bundled_package, tmp_path):
     assert [p["id"] for p in rdf["outputs"][0]["postprocessing"]][0] == "softmax"
     assert {c.get("doi") for c in rdf["cite"]} >= {"10.1007/978-3-319-24574-4_28"}
     assert rdf["authors"] == [{"name": "Test Person"}]
-    assert rdf["config"]["napari_unet"]["metadata"]["training"]["steps"] == 6000
+    trained = load_bundled_model().metadata["training"]["steps"]
+    assert rdf["config"]["napari_unet"]["metadata"]["training"]["steps"] == trained
     members = _members(path)
     assert members["cover.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Validation" in members["README.md"].decode()

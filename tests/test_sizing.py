@@ -76,7 +76,9 @@ def test_segment_without_a_diameter_resizes_far_from_the_model_range(bundled, ca
     )
     assert auto.resized and auto.estimate is not None and auto.diameter == auto.estimate.diameter
     assert (auto.rescale > 1) == (factor < 1)
-    assert ap_auto >= ap_as_is + 0.2, (ap_auto, ap_as_is)
+    # the retrained model (generator 2) copes better past its range: on this image (nuclei
+    # 47 px) as is 0.81, resized 0.95; on seeds 23/24 (55 px) as is 0.54/0.12
+    assert ap_auto >= ap_as_is + 0.1, (ap_auto, ap_as_is)
     assert ap_auto >= ap_given - 0.1, (ap_auto, ap_given)
     assert "Estimated object diameter" in auto.note and "resized x" in auto.note
     # an explicit factor or diameter skips the estimate

@@ -53,7 +53,9 @@ def test_weight_map_overlay_updates_in_place_and_warns(make_napari_viewer, qtbot
     assert not w._carve.native.isHidden()
     before = np.array(layer.data)
     w.carve_gaps()  # the explicit action the warning offers
-    assert ((before != 0) & (layer.data == 0)).sum() == 10
+    removed = (before != 0) & (layer.data == 0)
+    assert removed[40:50, 100:102].sum() == 10  # one of each touching pair of the two strokes
+    assert removed.sum() <= 10 + np.count_nonzero(before[40:50, 98:104])  # nothing far away
     qtbot.waitUntil(lambda: w._touching.value == "", timeout=20000)
     w._show_weights.value = False
     assert "nuclei annotation weight map" not in viewer.layers

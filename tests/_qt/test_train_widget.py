@@ -181,5 +181,8 @@ def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, pain
     assert session_for(viewer).source == "bundled model, fine-tuned here (2 steps)"
     card = model_dock._card.value
     assert card.startswith("napari-unet nuclei, fine-tuned")
-    assert "Started from: napari-unet nuclei (6000 steps)" in card
+    from napari_unet.bundled import load_bundled_model
+
+    steps = load_bundled_model().metadata["training"]["steps"]
+    assert f"Started from: napari-unet nuclei ({steps} steps)" in card
     assert "learning_rate 0.0003" in card
