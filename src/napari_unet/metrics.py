@@ -90,25 +90,13 @@ def instance_scores(true: np.ndarray, pred: np.ndarray) -> InstanceScores:
     -------
     InstanceScores
     """
-    true = np.asarray(true)
-    pred = np.asarray(pred)
-    if true.shape != pred.shape:
-        raise NapariUnetError(
-            f"Cannot compare labels of shape {pred.shape} with ground truth of shape {true.shape}."
-        )
-    iou = iou_matrix(true, pred)
-    nt, npred = iou.shape
-    if nt == 0 and npred == 0:
+    m = match_instances(true, pred)
+    if m.n_true == 0 and m.n_pred == 0:
         return InstanceScores(1.0, 1.0, 0, 0, 0)
-    if nt == 0 or npred == 0:
-        return InstanceScores(0.0, 0.0 if nt else 1.0, nt, npred, 0)
-    rows, cols = linear_sum_assignment(-iou)
-    matched = iou[rows, cols]
-    tp = int((matched > 0.5).sum())
-    ap = tp / (nt + npred - tp)
-    per_true = np.zeros(nt)
-    per_true[rows] = matched
-    return InstanceScores(float(ap), float(per_true.mean()), nt, npred, tp)
+    if m.n_true == 0 or m.n_pred == 0:
+        return InstanceScores(0.0, 0.0 if m.n_true else 1.0, m.n_true, m.n_pred, 0)
+    # mean over true objects of their matched IoU (0 for a missed one)
+    return InstanceScores(m.ap(0.5), float(m.iou.sum()) / m.n_true, m.n_true, m.n_pred, m.tp(0.5))
 
 
 @dataclass(frozen=True)
