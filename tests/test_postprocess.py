@@ -118,3 +118,16 @@ def test_seed_threshold_equal_to_threshold_is_the_default_and_below_is_refused()
     )
     with pytest.raises(NapariUnetError, match="seed threshold"):
         labels_from_probabilities(prob, seed_threshold=0.3)
+
+
+def test_min_confidence_drops_unsure_objects_and_refuses_nonsense():
+    fg = np.zeros((40, 80), np.float32)
+    fg[5:20, 5:20] = 0.95
+    fg[5:20, 40:55] = 0.6
+    prob = np.stack([1 - fg, fg])
+    assert labels_from_probabilities(prob).max() == 2
+    kept = labels_from_probabilities(prob, min_confidence=0.7)
+    assert kept.max() == 1 and kept[10, 10] == 1 and kept[10, 45] == 0
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(NapariUnetError, match="min_confidence"):
+            labels_from_probabilities(prob, min_confidence=bad)

@@ -104,3 +104,22 @@ def test_segment_refuses_absurd_rescale():
 
     with pytest.raises(NapariUnetError):
         segment(_Blobs(), np.zeros((8, 8)), rescale=0)
+
+
+def test_segment_uses_the_post_processing_the_model_recommends():
+    """metadata["postprocess"] (min_confidence) applies unless the caller says otherwise."""
+    from napari_unet.segment import recommended_postprocess, segment
+    from threshold_net import threshold_unet
+
+    image = np.zeros((96, 96), np.float32)
+    image[20:40, 20:40] = 1.0  # bright: sure
+    image[60:80, 60:80] = 0.53  # just above the level: p about 0.65, unsure
+    model = threshold_unet(gain=20.0, level=0.5)
+    plain = segment(model, image, rescale=1.0, device="cpu")
+    assert plain.labels.max() == 2
+    model.metadata["postprocess"] = {"min_confidence": 0.7, "unknown": 3, "h": "x"}
+    assert recommended_postprocess(model) == {"min_confidence": 0.7}
+    sure = segment(model, image, rescale=1.0, device="cpu")
+    assert sure.labels.max() == 1 and sure.labels[30, 30] == 1
+    overridden = segment(model, image, rescale=1.0, device="cpu", min_confidence=0.0)
+    assert overridden.labels.max() == 2
