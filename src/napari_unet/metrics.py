@@ -67,6 +67,11 @@ def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     Ids need not be consecutive; 0 is background. Rows and columns follow the
     sorted non-zero ids.
     """
+    return _iou_and_areas(true, pred)[0]
+
+
+def _iou_and_areas(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`iou_matrix` and the objects' areas (true, predicted), from one count."""
     t, nt = _relabel(np.asarray(true))
     p, np_ = _relabel(np.asarray(pred))
     inter = np.bincount(t.ravel() * (np_ + 1) + p.ravel(), minlength=(nt + 1) * (np_ + 1))
@@ -75,7 +80,7 @@ def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     area_p = inter.sum(0, keepdims=True)
     union = area_t + area_p - inter
     iou = inter / np.maximum(union, 1)
-    return iou[1:, 1:]
+    return iou[1:, 1:], area_t[1:, 0], area_p[0, 1:]
 
 
 def instance_scores(true: np.ndarray, pred: np.ndarray) -> InstanceScores:
@@ -147,14 +152,12 @@ def match_instances(true: np.ndarray, pred: np.ndarray) -> Matching:
         raise NapariUnetError(
             f"Cannot compare labels of shape {pred.shape} with ground truth of shape {true.shape}."
         )
-    iou = iou_matrix(true, pred)
+    iou, area_t, area_p = _iou_and_areas(true, pred)
     nt, npred = iou.shape
     if nt == 0 or npred == 0:
         return Matching(nt, npred, np.zeros(0), np.zeros(0))
     rows, cols = linear_sum_assignment(-iou)
     matched = iou[rows, cols]
-    area_t = np.bincount(_relabel(true)[0].ravel(), minlength=nt + 1)[1:]
-    area_p = np.bincount(_relabel(pred)[0].ravel(), minlength=npred + 1)[1:]
     good = matched > 0.5
     ratio = area_p[cols[good]] / np.maximum(area_t[rows[good]], 1)
     return Matching(nt, npred, matched, ratio.astype(float))
