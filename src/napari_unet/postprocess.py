@@ -147,17 +147,15 @@ def _label_plane(
 def _watershed(
     fg: np.ndarray, h: float, smoothing: float, core: np.ndarray | None = None
 ) -> np.ndarray:
-    dist = ndi.distance_transform_edt(fg).astype(np.float32)
-    if smoothing > 0:
-        dist = ndi.gaussian_filter(dist, smoothing)
+    dist = _smoothed_distance(fg, smoothing)
     if core is not None:  # seeds from the confident cores; the flooding keeps ``dist``
-        seeds = _h_maxima_seeds(_core_distance(core, smoothing), h, core)
+        seeds = _h_maxima_seeds(_smoothed_distance(core, smoothing), h, core)
         return _flood(dist, seeds, fg)
     return _flood(dist, _h_maxima_seeds(dist, h, fg), fg)
 
 
-def _core_distance(core: np.ndarray, smoothing: float) -> np.ndarray:
-    dist = ndi.distance_transform_edt(core).astype(np.float32)
+def _smoothed_distance(mask: np.ndarray, smoothing: float) -> np.ndarray:
+    dist = ndi.distance_transform_edt(mask).astype(np.float32)
     return ndi.gaussian_filter(dist, smoothing) if smoothing > 0 else dist
 
 
