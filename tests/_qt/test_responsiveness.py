@@ -11,9 +11,14 @@ from napari_unet.training import TrainConfig
 
 # Goal: 50 ms while training or predicting. The bound below fails on a real freeze but
 # not on noise of a shared machine; the figures are printed and kept in docs/benchmarks.md.
-# Showing the result adds napari's own layer creation and drawing, measured apart.
 COMPUTE_FREEZE_MS = 150
-DISPLAY_FREEZE_MS = 600
+# Showing the result is napari's own layer creation and drawing (221-565 ms measured on a
+# shared 2-core machine, so no fixed bound holds): it is compared with napari adding the
+# same layers in the same test, and may add at most this much of the plugin's own work
+# (the status line, a notification, the layer selection kept).
+DISPLAY_EXTRA_MS = 100
+# Adding a training-set entry is one call on the GUI thread (no layer is added)
+ADD_ENTRY_FREEZE_MS = 600
 
 
 class TickRecorder:
@@ -70,6 +75,10 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     training_gap = ticks.longest_gap_ms(until="trained")
     assert session_for(viewer).model is not None
     predict._image.value = viewer.layers["big"]
+    # napari's first magma layer costs it once (its shaders): neither side pays that below
+    _napari_display_gap(
+        viewer, qtbot, np.zeros(big.shape, np.float32), np.zeros(big.shape, np.int32)
+    )
     with TickRecorder() as ticks:
         predict._runner.progressed.connect(lambda d, t: ticks.mark("computed") if d == t else 0)
         predict.segment()
@@ -77,14 +86,35 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     prediction_gap = ticks.longest_gap_ms(until="computed")
     display_gap = ticks.longest_gap_ms(since="computed")
     assert "big segmentation" in viewer.layers
+    prob, seg = viewer.layers["big probability"].data, viewer.layers["big segmentation"].data
+    napari_gaps = [_napari_display_gap(viewer, qtbot, prob, seg) for _ in range(3)]
+    napari_gap = float(np.median(napari_gaps))
     with capsys.disabled():
         print(
             f"\nlongest GUI gap: training {training_gap:.0f} ms, prediction {prediction_gap:.0f}"
-            f" ms, showing the result {display_gap:.0f} ms"
+            f" ms, showing the result {display_gap:.0f} ms; napari adding the same layers"
+            f" {', '.join(f'{g:.0f}' for g in napari_gaps)} ms (median {napari_gap:.0f})"
         )
     assert training_gap < COMPUTE_FREEZE_MS
     assert prediction_gap < COMPUTE_FREEZE_MS
-    assert display_gap < DISPLAY_FREEZE_MS
+    assert display_gap < napari_gap + DISPLAY_EXTRA_MS
+
+
+def _napari_display_gap(viewer, qtbot, prob, seg):
+    """Longest gap while napari alone adds and draws layers like the result's."""
+    with TickRecorder() as ticks:
+        added = [
+            viewer.add_image(
+                prob, colormap="magma", blending="additive", opacity=0.6,
+                contrast_limits=(0.0, 1.0),
+            ),
+            viewer.add_labels(seg, opacity=0.5),
+        ]  # fmt: skip
+        qtbot.wait(100)  # its drawing, as the result's falls in the result's window
+    for layer in added:
+        viewer.layers.remove(layer)
+    qtbot.wait(100)
+    return ticks.longest_gap_ms()
 
 
 def test_model_dock_save_and_load_leave_the_gui_free(make_napari_viewer, qtbot, tmp_path, capsys):
@@ -147,13 +177,30 @@ AUTOSAVE_FREEZE_MS = 50
 
 
 def test_autosave_of_a_big_annotation_leaves_the_gui_free(
-    make_napari_viewer, qtbot, tmp_path, capsys
+    make_napari_viewer, qtbot, tmp_path, capsys, monkeypatch
 ):
-    """4096 x 4096 uint32 (64 MB): the GUI thread only hands references to the worker."""
+    """4096 x 4096 uint32 (64 MB): the GUI thread only hands references to the worker.
+
+    The stall a copy on the GUI thread would add (14 ms idle, 30 ms loaded) is below what
+    a timing bound on a shared machine can tell apart, so the mechanism is checked too:
+    every write runs in a worker and receives the layer's own array, not a copy of it.
+    """
+    import threading
+
     import tifffile
 
+    import napari_unet._qt.project_session as project_session
     from napari_unet._qt.project_session import project_for
     from napari_unet.project import load_annotation
+
+    writes = []  # (on the GUI thread?, the layer's own array?) for every write
+
+    def spy(project, lock, name, info, labels_ref, *rest):
+        writes.append((threading.current_thread() is threading.main_thread(), labels_ref))
+        return write_entry(project, lock, name, info, labels_ref, *rest)
+
+    write_entry = project_session.write_entry
+    monkeypatch.setattr(project_session, "write_entry", spy)
 
     path = tmp_path / "big.tif"
     tifffile.imwrite(path, np.zeros((4096, 4096), np.uint8))
@@ -176,6 +223,9 @@ def test_autosave_of_a_big_annotation_leaves_the_gui_free(
         gaps.append(ticks.longest_gap_ms())
     saved = load_annotation(tmp_path / "big.napari-unet" / "entries" / "big" / "labels.tif")
     np.testing.assert_array_equal(saved, labels.data)
+    assert len(writes) >= 4
+    assert not any(on_gui for on_gui, _ in writes)
+    assert all(ref is labels.data for _, ref in writes)  # handed over, never copied first
     copies = []
     for _ in range(5):  # what copying on the GUI thread would cost instead
         t = time.perf_counter()
@@ -219,4 +269,4 @@ def test_training_set_entries_of_4096_images_never_stall(make_napari_viewer, qtb
         print(f"\nAdd of a 4096^2 entry {add_ms:.0f} ms; per stroke {max(strokes):.1f} ms")
     # the cell count reads the annotation in a worker (CellCounter); Add once copied it on
     # the GUI thread (tens of ms, hundreds when the pages were first touched)
-    assert add_ms < DISPLAY_FREEZE_MS and max(strokes) < 50
+    assert add_ms < ADD_ENTRY_FREEZE_MS and max(strokes) < 50
