@@ -5,6 +5,7 @@ exit status 0, no traceback, no abort, no error on the way out.
 """
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -17,8 +18,10 @@ from napari_unet import load_model
 SCRIPT = Path(__file__).with_name("close_scenario.py")
 # napari alone exits in about 1-2 s here; the issue's goal is under 2 s more with the
 # plugin (measured in benchmarks/bench_gui.py). This bound catches a real hang (the
-# old warm-up made it 5-6 s more), not the noise of a shared machine.
+# old warm-up made it 5-6 s more), not the noise of a shared machine: each side is the
+# median of two runs, interleaved (one run of the batch case ranged 2.1-2.9 s extra).
 EXTRA_EXIT_S = 4.0
+RUNS = 2
 
 
 def _run(scenario, tmp_path):
@@ -44,11 +47,21 @@ def _clean(proc, out):
 
 @pytest.mark.parametrize("scenario", ["docked", "weightmap", "prediction", "batch"])
 def test_close_while_working(scenario, tmp_path):
-    proc, out, exit_s = _run(scenario, tmp_path)
-    _clean(proc, out)
-    assert exit_s is not None, out[-3000:]
-    _, plain_out, plain_s = _run("plain", tmp_path)
-    print(f"{scenario}: exit {exit_s:.2f} s after close; napari alone {plain_s:.2f} s")
+    exits, plains = [], []
+    for k in range(RUNS):  # interleaved: a burst of load falls on both sides alike
+        proc, out, exit_s = _run(scenario, tmp_path / f"{scenario}{k}")
+        _clean(proc, out)
+        assert exit_s is not None, out[-3000:]
+        exits.append(exit_s)
+        plain, plain_out, plain_s = _run("plain", tmp_path / f"plain{k}")
+        assert plain.returncode == 0 and plain_s is not None, plain_out[-3000:]
+        plains.append(plain_s)
+    exit_s, plain_s = statistics.median(exits), statistics.median(plains)
+    print(
+        f"{scenario}: exit {', '.join(f'{e:.2f}' for e in exits)} s after close (median"
+        f" {exit_s:.2f}); napari alone {', '.join(f'{p:.2f}' for p in plains)} s (median"
+        f" {plain_s:.2f})"
+    )
     assert exit_s - plain_s < EXTRA_EXIT_S, f"exit took {exit_s:.1f} s vs {plain_s:.1f} s"
 
 
