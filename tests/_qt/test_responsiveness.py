@@ -14,9 +14,13 @@ from napari_unet.training import TrainConfig
 COMPUTE_FREEZE_MS = 150
 # Showing the result is napari's own layer creation and drawing (221-565 ms measured on a
 # shared 2-core machine, so no fixed bound holds): it is compared with napari adding the
-# same layers in the same test, and may add at most this much of the plugin's own work
-# (the status line, a notification, the layer selection kept).
+# same layers and a notification in the same test (median of three), and may add this much
+# of the plugin's own work (the status line, the layer selection kept), or, on a machine so
+# loaded that napari's part takes more than 200 ms, half of napari's time (the plugin's part
+# slows with it: 1036 ms against napari's 684 at load average 11 on 2 cores). Work that
+# belongs in the worker (labels, a copy of the result) costs more than either.
 DISPLAY_EXTRA_MS = 100
+DISPLAY_EXTRA_SHARE = 0.5
 # Adding a training-set entry is one call on the GUI thread (no layer is added)
 ADD_ENTRY_FREEZE_MS = 600
 
@@ -97,12 +101,15 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
         )
     assert training_gap < COMPUTE_FREEZE_MS
     assert prediction_gap < COMPUTE_FREEZE_MS
-    assert display_gap < napari_gap + DISPLAY_EXTRA_MS
+    assert display_gap < napari_gap + max(DISPLAY_EXTRA_MS, DISPLAY_EXTRA_SHARE * napari_gap)
 
 
 def _napari_display_gap(viewer, qtbot, prob, seg):
-    """Longest gap while napari alone adds and draws layers like the result's."""
+    """Longest gap while napari alone adds and draws layers like the result's and notifies."""
+    from napari.utils.notifications import show_info
+
     with TickRecorder() as ticks:
+        show_info("napari alone")  # the result's message is a notification too
         added = [
             viewer.add_image(
                 prob, colormap="magma", blending="additive", opacity=0.6,
