@@ -44,7 +44,9 @@ its scale-space maxima are dominated by chromatin spots inside the nuclei
 1024x1024.
 
 Stage 1 looks at a central crop of at most 1024x1024 px of at most three planes;
-stage 2 at a window of at most 256x256 px at the network's scale, placed where
+stage 2 at a window of at most 256x256 px at the network's scale in each of those
+planes (a stack's planes differ: the middle one alone missed the median of three
+synthetic planes by 18%, all three by 1.5%), placed where
 stage 1 saw the most foreground, or at the whole image when it is at most
 512x512 px at the network's scale and 2D: :func:`napari_unet.segment` then
 reuses that prediction when it needs no other factor (the common case of an
