@@ -160,14 +160,26 @@ def test_recipe_still_gives_the_shipped_settings(model):
 
 
 # ------------------------------------------------------------------ realism (issue 16)
-# Cases where the generator-1 model fell short: each threshold sits between what that
-# model scored (in brackets) and what the current one does (docs/model-card.md).
+# Cases where the generator-1 model fell short. Each threshold names the regression it
+# catches and is a share of the objects pooled over several images (one image of 20-50
+# nuclei swings a score by a few objects), set by what a user would call that regression,
+# not between two models' scores: a retrained model is judged, not fitted. Measured with
+# seeds 0-7 (docs/model-card.md), as errors / nuclei: the current model, the generator-1 one.
 
-
-EDGE_MAX_RATIO, EDGE_AP75 = 1.05, 0.95  # generator-1 model: 1.074, 0.936
-DIM_RECALL = 0.88  # 0.765
-LOBED_AP50 = 0.9  # 0.748
-DEBRIS_MAX_FALSE, DEBRIS_AP50 = 30, 0.8  # 16, 0.853: not better (docs/model-card.md)
+EDGE_SEEDS, EDGE_MAX_RATIO = range(6), 1.05  # median area ratio 1.005; 1.07
+# Isolated nuclei with a clear edge are the easy case: more than 1 in 25 missed, extra or
+# outlined worse than IoU 0.75 is a regression of the outlines (3/190; 12/190).
+EDGE_OFF75 = 0.04
+# Dim nuclei next to bright ones: losing more than 1 in 10 of them is the regression the
+# case was added for (8 images: 1/36; 6/36, pooled as few are dim per image).
+DIM_SEEDS, DIM_MISSED = range(8), 0.10
+# Lobed nuclei cut at a lobe show as extra objects: more than 3 in 20 is cutting (17/179;
+# 39/179); losing 1 in 20 of them whole is a regression too (5/179; 10/179).
+LOBED_SEEDS, LOBED_EXTRA, LOBED_MISSED = range(6), 0.15, 0.05
+# Debris (specks, fibres: about 40 per image) taken for nuclei: more than one false object
+# per 4 nuclei is the regression (38/232; 129/232); and nuclei are not to be lost among the
+# debris to achieve it (0/232; 5/232).
+DEBRIS_SEEDS, DEBRIS_FALSE, DEBRIS_MISSED = range(6), 0.25, 0.03
 
 
 def _labels(model, image):
@@ -176,19 +188,32 @@ def _labels(model, image):
     return labels_from_probabilities(prob, **recommended_postprocess(model))
 
 
+def _matched(model, config, case, seeds):
+    return [
+        match_instances(t, _labels(model, i))
+        for i, t in (config.generate(seed=[16, case, s]) for s in seeds)
+    ]
+
+
+def _counts(found, threshold=0.5):
+    """Pooled (nuclei, missed, extra) at an IoU threshold."""
+    n_true = sum(m.n_true for m in found)
+    tp = sum(m.tp(threshold) for m in found)
+    return n_true, n_true - tp, sum(m.n_pred for m in found) - tp
+
+
 def test_edges_where_a_biologist_draws_them(model):
     """Isolated nuclei with realistic edges: no systematic size bias (was 1.074)."""
     config = SyntheticConfig(
         shape=(256, 256), diameter=(15, 30), touching=0.0, out_of_focus=0.0,
         dividing=0.0, debris=0.0, dim=0.0,
     )  # fmt: skip
-    found = [
-        match_instances(t, _labels(model, i))
-        for i, t in (config.generate(seed=[16, 1, s]) for s in range(3))
-    ]
+    found = _matched(model, config, 1, EDGE_SEEDS)
     ratio = np.median(np.concatenate([m.area_ratio for m in found]))
-    assert 0.95 <= ratio <= EDGE_MAX_RATIO
-    assert pooled_ap(found, 0.75) >= EDGE_AP75
+    # a 5% area bias is 2.5% of the diameter: half a pixel on a 20-px nucleus
+    assert 1 / EDGE_MAX_RATIO <= ratio <= EDGE_MAX_RATIO, ratio
+    n, missed, extra = _counts(found, 0.75)
+    assert missed + extra <= EDGE_OFF75 * n, (missed, extra, n)
 
 
 def test_dim_nuclei_next_to_bright_ones_are_found(model):
@@ -198,7 +223,7 @@ def test_dim_nuclei_next_to_bright_ones_are_found(model):
         dividing=0.0, out_of_focus=0.0, dtype="uint8", photons=(50, 200),
     )  # fmt: skip
     found = []
-    for s in range(3):
+    for s in DIM_SEEDS:
         image, truth = config.generate(seed=[16, 2, s])
         ids = np.arange(1, truth.max() + 1)
         signal = np.asarray(ndi.mean(image.astype(float), truth, ids)) - np.median(
@@ -207,8 +232,8 @@ def test_dim_nuclei_next_to_bright_ones_are_found(model):
         dim = signal < 0.4 * np.median(signal)
         found.append((iou_matrix(truth, _labels(model, image)) > 0.5).any(1)[dim])
     found = np.concatenate(found)
-    assert found.size >= 12
-    assert found.mean() >= DIM_RECALL
+    assert found.size >= 30  # enough dim nuclei for a share to mean something
+    assert (~found).sum() <= DIM_MISSED * found.size, ((~found).sum(), found.size)
 
 
 def test_lobed_nuclei_stay_whole(model):
@@ -216,20 +241,14 @@ def test_lobed_nuclei_stay_whole(model):
     config = SyntheticConfig(
         shape=(256, 256), diameter=(18, 32), touching=0.2, lobed=1.0, debris=0.0, dividing=0.0
     )
-    found = [
-        match_instances(t, _labels(model, i))
-        for i, t in (config.generate(seed=[16, 3, s]) for s in range(3))
-    ]
-    assert pooled_ap(found, 0.5) >= LOBED_AP50
+    n, missed, extra = _counts(_matched(model, config, 3, LOBED_SEEDS))
+    assert extra <= LOBED_EXTRA * n, (extra, n)
+    assert missed <= LOBED_MISSED * n, (missed, n)
 
 
 def test_debris_is_not_taken_for_nuclei(model):
-    """Specks and fibres (6 per 100 x 100 px): few false objects (was 16 for 113 nuclei)."""
+    """Specks and fibres (6 per 100 x 100 px): few false objects, no nucleus lost."""
     config = SyntheticConfig(shape=(256, 256), diameter=(15, 30), touching=0.3, debris=6.0)
-    found = [
-        match_instances(t, _labels(model, i))
-        for i, t in (config.generate(seed=[16, 4, s]) for s in range(3))
-    ]
-    false = sum(m.n_pred - m.tp(0.5) for m in found)
-    assert false <= DEBRIS_MAX_FALSE
-    assert pooled_ap(found, 0.5) >= DEBRIS_AP50
+    n, missed, extra = _counts(_matched(model, config, 4, DEBRIS_SEEDS))
+    assert extra <= DEBRIS_FALSE * n, (extra, n)
+    assert missed <= DEBRIS_MISSED * n, (missed, n)

@@ -48,14 +48,19 @@ def _median_diameter(labels):
 CASES = {"0.3x": ((320, 320), 0.3), "1x": ((256, 256), 1.0), "3x": ((160, 160), 3.0)}
 
 
+# The README's promise: within 10% of the true median diameter (measured within 4%: 0.3x,
+# 1x, 3x on seeds 21-24, a stack and a lazy image, docs/benchmarks.md).
+PROMISE = 0.10
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_estimate_is_within_a_quarter_of_the_truth(bundled, case):
+def test_estimate_is_within_the_promised_tenth_of_the_truth(bundled, case):
     shape, factor = CASES[case]
     image, labels = _resized(shape, factor, seed=21)
     truth = _median_diameter(labels)
     est = estimate_diameter(image, bundled, device="cpu")
     assert est.source == "model" and est.count >= 10
-    assert abs(est.diameter / truth - 1) < 0.25, (est, truth)
+    assert abs(est.diameter / truth - 1) < PROMISE, (est, truth)
     q1, q3 = est.quartiles
     assert q1 <= est.diameter <= q3
     # the model-free estimate alone is rougher but on the right scale
@@ -149,13 +154,14 @@ def _events(gen):
 def test_stacks_are_measured_on_a_few_planes(bundled):
     planes = [_resized((160, 160), 3.0, seed=30 + z) for z in range(7)]
     stack = np.stack([p[0] for p in planes])
-    # ids repeat between planes: each plane's objects are its own
+    # ids repeat between planes: each plane's objects are its own (the model measures all three
+    # planes: the middle one alone missed this median by 18%)
     per_plane = [np.unique(p[1][p[1] > 0], return_counts=True)[1] for p in planes[2:5]]
     truth = float(np.median(2 * np.sqrt(np.concatenate(per_plane) / np.pi)))
     picked = _sample_planes(stack, has_channels=False)
     assert [p.index for p in picked] == [(2,), (3,), (4,)]  # three from the middle
     est = estimate_diameter(stack, bundled, device="cpu")
-    assert abs(est.diameter / truth - 1) < 0.25
+    assert abs(est.diameter / truth - 1) < PROMISE, (est, truth)
 
 
 def test_too_few_objects_no_range_and_no_model():
@@ -187,7 +193,7 @@ def test_lazy_images_are_measured_on_a_crop(bundled):
     image, labels = _resized((160, 160), 3.0, seed=26)
     lazy = da.from_array(image, chunks=100)
     est = estimate_diameter(lazy, bundled, device="cpu")
-    assert abs(est.diameter / _median_diameter(labels) - 1) < 0.25
+    assert abs(est.diameter / _median_diameter(labels) - 1) < PROMISE, est
 
 
 @pytest.mark.parametrize("bad", [0, -3, math.nan, math.inf, -math.inf, 300, 1e6, "big", True])

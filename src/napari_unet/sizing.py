@@ -44,7 +44,9 @@ its scale-space maxima are dominated by chromatin spots inside the nuclei
 1024x1024.
 
 Stage 1 looks at a central crop of at most 1024x1024 px of at most three planes;
-stage 2 at a window of at most 256x256 px at the network's scale, placed where
+stage 2 at a window of at most 256x256 px at the network's scale in each of those
+planes (a stack's planes differ: the middle one alone missed the median of three
+synthetic planes by 18%, all three by 1.5%), placed where
 stage 1 saw the most foreground, or at the whole image when it is at most
 512x512 px at the network's scale and 2D: :func:`napari_unet.segment` then
 reuses that prediction when it needs no other factor (the common case of an
@@ -534,14 +536,38 @@ def _model_pass(
         prob = yield from _as_size_progress(iter_predict_tiled(model, work, **options))
         labels = labels_from_probabilities(prob, min_size=_MIN_AREA)
         return _diameters(labels, cut=False) / factor, prob
-    # a window of the middle sampled plane, where stage 1 sees the most foreground,
-    # normalised with the whole image's statistics as the prediction will be
-    plane = planes[len(planes) // 2]
-    side = max(8, math.ceil(_WINDOW / factor))
+    # a window of every sampled plane (a stack's planes differ: one plane's few dozen
+    # objects missed its median by 18% on synthetic planes), where stage 1 sees the most
+    # foreground, normalised with the whole image's statistics as the prediction will be
+    norm = resolve_normalization(model, None)
+    found = []
+    for k, plane in enumerate(planes):
+        crop, inner = _window_of(
+            image, plane, norm, has_channels, max(8, math.ceil(_WINDOW / factor))
+        )
+        sh, sw = crop.shape[-2:]
+        work = resize_spatial(crop, (max(1, round(sh * factor)), max(1, round(sw * factor))))
+        prob = yield from _as_size_progress(
+            iter_predict_tiled(model, work, normalization=False, **options), k, len(planes)
+        )
+        labels = labels_from_probabilities(prob, min_size=_MIN_AREA)
+        found.append(_diameters(labels, cut=inner) / factor)
+    return np.concatenate(found), None
+
+
+def _window_of(
+    image: Any, plane: _Plane, norm: Any, has_channels: bool, side: int
+) -> tuple[np.ndarray, tuple[bool, bool, bool, bool]]:
+    """The normalised window of ``plane`` for the model pass, and which of its edges are inner.
+
+    Only a window's inner edges (top, left, bottom, right) cut objects short: at the
+    image's own edge the truth is cut alike.
+    """
+    h, w = (int(s) for s in image.shape[-2:])
     wy, wx, sh, sw = _densest_window(plane.data, side)
     y0, x0 = plane.offset[0] + wy, plane.offset[1] + wx
     window = (slice(y0, y0 + sh), slice(x0, x0 + sw))
-    norm = resolve_normalization(model, None)
+    inner = (y0 > 0, x0 > 0, y0 + sh < h, x0 + sw < w)
     # statistics of the whole image, as the prediction's; for an image not in memory
     # (dask, zarr) those of the plane's crop, so that the estimate reads only the crop
     if isinstance(image, np.ndarray):
@@ -553,27 +579,22 @@ def _model_pass(
     if has_channels:
         stats = norm.statistics(basis, channel_axis=0)
         chans = [np.asarray(image[(c, *plane.index, *window)]) for c in range(image.shape[0])]
-        crop = norm.apply(np.stack(chans), stats, channel_axis=0)
-    else:
-        stats = norm.statistics(basis)
-        crop = norm.apply(np.asarray(image[(*plane.index, *window)]), stats)
-    work = resize_spatial(crop, (max(1, round(sh * factor)), max(1, round(sw * factor))))
-    prob = yield from _as_size_progress(
-        iter_predict_tiled(model, work, normalization=False, **options)
-    )
-    labels = labels_from_probabilities(prob, min_size=_MIN_AREA)
-    return _diameters(labels, cut=True) / factor, None
+        return norm.apply(np.stack(chans), stats, channel_axis=0), inner
+    stats = norm.statistics(basis)
+    return norm.apply(np.asarray(image[(*plane.index, *window)]), stats), inner
 
 
-def _as_size_progress(gen: Generator) -> Generator[SizeProgress, None, Any]:
-    """A prediction's tile progress as the size estimate's."""
+def _as_size_progress(
+    gen: Generator, part: int = 0, parts: int = 1
+) -> Generator[SizeProgress, None, Any]:
+    """A prediction's tile progress as the size estimate's (``part`` of ``parts`` equal ones)."""
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
         try:
-            yield SizeProgress(event.done, event.total)
+            yield SizeProgress(part * event.total + event.done, parts * event.total)
         except GeneratorExit:
             gen.close()
             raise
@@ -607,8 +628,11 @@ def _densest_window(plane: np.ndarray, side: int) -> tuple[int, int, int, int]:
     return min(iy * k, h - sh), min(ix * k, w - sw), sh, sw
 
 
-def _diameters(labels: np.ndarray, *, cut: bool) -> np.ndarray:
-    """Equivalent diameters of 2D labels; ``cut``: leave out objects touching the edge."""
+def _diameters(labels: np.ndarray, *, cut: bool | tuple[bool, ...]) -> np.ndarray:
+    """Equivalent diameters of 2D labels; ``cut``: leave out objects touching the edge.
+
+    ``cut`` as four booleans (top, left, bottom, right) names the edges that cut.
+    """
     labels = np.asarray(labels)
     if labels.ndim > 2:
         labels = labels.reshape(-1, *labels.shape[-2:])
@@ -619,7 +643,8 @@ def _diameters(labels: np.ndarray, *, cut: bool) -> np.ndarray:
     areas = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
     keep = areas > 0
     keep[0] = False
-    if cut:
-        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        keep[edge] = False
+    rims = (labels[0], labels[:, 0], labels[-1], labels[:, -1])
+    cuts = (cut,) * 4 if isinstance(cut, bool) else cut
+    if any(cuts):
+        keep[np.unique(np.concatenate([r for r, on in zip(rims, cuts) if on]))] = False
     return 2.0 * np.sqrt(areas[keep] / math.pi)

@@ -1,16 +1,19 @@
 """Repeated start/stop leaves no stray threads and no growing memory; layers stay intact."""
 
 import hashlib
-import resource
+import sys
 import threading
 
 import numpy as np
+import pytest
 from qtpy.QtCore import QThreadPool
 
 from napari_unet._qt.session import session_for
 
 
 def _rss_mb():
+    import resource  # Unix only; the test that needs this is marked Linux-only
+
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
@@ -19,6 +22,10 @@ def _digest(layer):
     return hashlib.sha256(np.ascontiguousarray(layer.data).tobytes()).hexdigest()
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="Linux only: reads the resident memory from /proc/self/statm",
+)
 def test_twenty_start_stop_cycles(make_napari_viewer, qtbot, cells, fast_config):
     image, truth = cells
     viewer = make_napari_viewer()

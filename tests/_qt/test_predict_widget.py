@@ -97,9 +97,6 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, rng, m
     image = viewer.add_image(rng.random((30, 30)), name="img")
     widget = _dock(viewer)
     widget._image.value = image
-    if "bundled" not in widget._model_choice.choices:
-        widget.segment()
-        assert "no current model" in messages[-1]
     widget._model_choice.value = "file"
     widget.segment()
     assert "model file" in messages[-1]
@@ -123,6 +120,30 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, rng, m
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
     assert worker_messages and "NaN" in worker_messages[-1]
     assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_without_a_bundled_model_the_current_model_must_be_made_first(
+    make_napari_viewer, qtbot, rng, monkeypatch
+):
+    """An installation without the bundled model (its weights left out) says what to do."""
+    import napari_unet._qt.model_choice as model_choice
+    import napari_unet._qt.predict_widget as pw
+
+    monkeypatch.setattr(model_choice, "bundled_available", lambda: False)
+    messages = []
+    monkeypatch.setattr(pw, "show_error", messages.append)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(rng.random((30, 30)), name="img")
+    widget = _dock(viewer)
+    assert list(widget._model_choice.choices) == ["current", "file"]
+    widget._image.value = image
+    widget.segment()
+    assert messages == ["There is no current model yet; train one or load a file."]
+    assert widget.worker is None and [layer.name for layer in viewer.layers] == ["img"]
+    # once there is one, it is used
+    session_for(viewer).set_model(UNet(base_channels=2, depth=2, dropout=0.0), "made here")
+    _run(qtbot, widget)
+    assert len(messages) == 1 and "img segmentation" in viewer.layers
 
 
 def test_lazy_image_is_segmented_into_zarr(

