@@ -474,3 +474,27 @@ def test_kept_image_copies_bring_back_an_image_not_from_a_file(
     assert entry.image is not None and entry.image.name == "sample"
     np.testing.assert_array_equal(entry.image.data, pixels)  # the copy is exact
     assert entry.labels.scale.tolist() == entry.image.scale.tolist()
+
+
+@pytest.mark.parametrize("with_dock", [True, False])
+def test_the_first_stroke_after_opening_a_project_is_a_new_cell(
+    make_napari_viewer, qtbot, on_disk, tmp_path, with_dock
+):
+    """The brush of a reopened annotation is its largest id + 1, never a cell already there."""
+    path = on_disk("c", seed=4)
+    folder = _project_with(tmp_path / "p", path, "c", (60, 80), 7)
+    viewer = make_napari_viewer()
+    if with_dock:
+        annotate = viewer.window.add_plugin_dock_widget("napari-unet", "Annotate")[1]
+    session = project_for(viewer)
+    with qtbot.waitSignal(session.opened, timeout=20000) as opened:
+        session.open(folder)
+    labels = opened.args[0][0].labels
+    assert labels.selected_label == 8
+    if with_dock:
+        assert annotate._annotation.value is labels
+        qtbot.waitUntil(lambda: annotate.counter is not None and not annotate.counter.busy)
+        assert labels.selected_label == 8
+    labels.mode = "paint"
+    labels.paint((40, 40), labels.selected_label)
+    assert set(np.unique(labels.data)) == {0, 7, 8}

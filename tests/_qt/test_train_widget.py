@@ -180,9 +180,52 @@ def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, pain
     qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
     assert session_for(viewer).source == "bundled model, fine-tuned here (2 steps)"
     card = model_dock._card.value
-    assert card.startswith("napari-unet nuclei, fine-tuned")
+    assert card.startswith("napari-unet nuclei (fine-tuned)")
     from napari_unet.bundled import load_bundled_model
 
     steps = load_bundled_model().metadata["training"]["steps"]
     assert f"Started from: napari-unet nuclei ({steps} steps)" in card
     assert "learning_rate 0.0003" in card
+
+
+def test_export_of_a_model_fine_tuned_in_the_dock(
+    make_napari_viewer, qtbot, cells, paint, fast_config, tmp_path, monkeypatch
+):
+    """Fine-tune in the Train dock, export from the Model dock under the name it offers."""
+    import zipfile
+
+    import yaml
+
+    import napari_unet._qt.model_widget as mw
+
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate, train, model_dock = _docks(viewer, "Annotate", "Train", "Model")
+    annotate.new_annotation()
+    paint(viewer.layers["nuclei annotation"], truth, list(range(1, 6)))
+    train._defaults = fast_config.replace(validation_fraction=0.0)
+    train._refresh.value = False
+    train._steps.value = 2
+    train._time.value = 0
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    assert model_dock._export_name.value == "napari-unet nuclei (fine-tuned)"
+    model_dock._authors.value = "Ada Lovelace, Alan Turing"
+    target = tmp_path / "round-001.zip"
+    monkeypatch.setattr(mw.ModelWidget, "_ask_export_path", lambda self: target)
+    model_dock._export.native.click()
+    qtbot.waitUntil(lambda: not model_dock.busy, timeout=120000)
+    assert model_dock._status.value == f"bioimage.io package written to {target}."
+    with zipfile.ZipFile(target) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+    assert rdf["name"] == "napari-unet nuclei (fine-tuned)"
+    assert rdf["authors"] == [{"name": "Ada Lovelace"}, {"name": "Alan Turing"}]
+    back = load_model(target)
+    assert back.metadata["training"]["steps"] == 2
+    # a name of the user's own, with characters bioimage.io refuses
+    model_dock._export_name.value = "Lab nuclei, v2"
+    model_dock._export.native.click()
+    qtbot.waitUntil(lambda: not model_dock.busy, timeout=120000)
+    with zipfile.ZipFile(target) as z:
+        assert yaml.safe_load(z.read("rdf.yaml"))["name"] == "Lab nuclei v2"

@@ -35,6 +35,7 @@ class AnnotateWidget(ScrollingDock):
         self._overlay: WeightMapOverlay | None = None
         self._retired: list[WeightMapOverlay] = []  # switched off, maybe still computing
         self._counter: CellCounter | None = None
+        self._first_count = False
         self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._new = PushButton(text="New annotation")
         self._annotation = ComboBox(
@@ -157,6 +158,7 @@ class AnnotateWidget(ScrollingDock):
         self._unwatch()
         if layer is not None:
             self._counter = CellCounter(layer)
+            self._first_count = True  # its first count sets the brush to a free id
             self._counter.changed.connect(self._show_count)
             self._counter.recounted.connect(self._after_recount)
             layer.events.paint.connect(self._on_paint)  # after the counter: it knows the id
@@ -195,30 +197,40 @@ class AnnotateWidget(ScrollingDock):
 
     def _on_paint(self, event: Any) -> None:  # a required argument: napari passes the event
         layer = self._annotation.value
-        counter = self._counter
         if (
             self._auto_id.value
             and layer is not None
-            and counter is not None
             and layer.selected_label != 0
             and layer.mode == "paint"
         ):
-            # the next stroke paints a new cell (largest id + 1, like napari's "M" key)
-            new = max(counter.max_id, layer.selected_label) + 1
-            dtype = np.dtype(layer.data.dtype)
-            if np.issubdtype(dtype, np.integer) and new > np.iinfo(dtype).max:
-                return  # a full id range: keep the id (napari would refuse a larger one)
-            layer.selected_label = new
+            self._next_id(layer)
+
+    def _next_id(self, layer: Any) -> None:
+        """The next stroke paints a new cell: largest id + 1, like napari's "M" key."""
+        counter = self._counter
+        if counter is None or counter.layer is not layer:
+            return
+        new = counter.max_id + 1  # after a stroke the counter already holds its id
+        dtype = np.dtype(layer.data.dtype)
+        if np.issubdtype(dtype, np.integer) and new > np.iinfo(dtype).max:
+            return  # a full id range: keep the id (napari would refuse a larger one)
+        layer.selected_label = new
 
     def _show_count(self, *_: Any) -> None:
         self._count.value = str(self._counter.cells if self._counter is not None else 0)
 
     def _after_recount(self) -> None:
-        """A full count arrived (the first, or after an undo): never reuse a cell's id."""
+        """A full count arrived: the annotation just became current, or after an undo.
+
+        The brush then never paints into an existing cell: it takes the largest id + 1
+        (unless the user keeps painting one cell, with New cell id after each stroke off).
+        """
         counter, layer = self._counter, self._annotation.value
-        if counter is not None and layer is counter.layer:
-            if 0 < layer.selected_label <= counter.max_id:
-                self._on_paint(None)
+        if counter is None or layer is not counter.layer:
+            return
+        first, self._first_count = self._first_count, False
+        if first or self._auto_id.value or 0 < layer.selected_label <= counter.max_id:
+            self._next_id(layer)
 
     # -- weight map overlay
     def _toggle_weights(self, on: bool) -> None:

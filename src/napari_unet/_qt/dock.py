@@ -13,7 +13,9 @@ from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
     QFrame,
+    QLabel,
     QScrollArea,
+    QSizePolicy,
     QWidget,
 )
 
@@ -85,6 +87,17 @@ class _WatchRemoval(QObject):
         return False
 
 
+def _texts(container: Container) -> list[QLabel]:
+    """The Qt labels of every magicgui Label in ``container`` and the panels inside it."""
+    found = []
+    for widget in container:
+        if isinstance(widget, Label):
+            found.append(widget.native)
+        elif isinstance(widget, Container):
+            found.extend(_texts(widget))
+    return found
+
+
 class ScrollingDock(Container):
     """A dock whose fields (:attr:`form`) sit in a vertical scroll area.
 
@@ -110,12 +123,12 @@ class ScrollingDock(Container):
         The scroll area is as wide as the fields need (nothing is cut off at the
         right); :meth:`_shutdown` runs once, when this dock or the viewer closes.
         """
-        for widget in self.form:  # texts that change (status, model in use) wrap, not widen
-            if isinstance(widget, Label):
-                widget.native.setWordWrap(True)
-                widget.native.setAlignment(
-                    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
-                )
+        for label in _texts(self.form):  # texts that change (status, model in use) wrap, and
+            label.setWordWrap(True)  # never widen the dock (a long path once made it 630 px)
+            label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            policy = label.sizePolicy()
+            policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+            label.setSizePolicy(policy)
         self.form.native.layout().addStretch(1)  # fields stay together at the top
         for combo in self.form.native.findChildren(QComboBox):  # long layer names elide
             combo.setSizeAdjustPolicy(

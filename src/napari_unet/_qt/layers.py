@@ -153,3 +153,15 @@ def region_mask(shapes_layer: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     masks = shapes_layer.to_masks(mask_shape=shape[-2:])
     mask = np.asarray(masks).any(axis=0)
     return np.broadcast_to(mask, shape).copy() if len(shape) == 3 else mask
+
+
+def free_id(labels: np.ndarray) -> int:
+    """The id a new cell gets in ``labels``: the largest id + 1 (1 when it is empty).
+
+    When the dtype holds no larger id, the largest one (napari refuses more).
+    """
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.dtype(labels.dtype)
+    if np.issubdtype(dtype, np.integer) and top >= np.iinfo(dtype).max:
+        return top
+    return top + 1

@@ -19,7 +19,7 @@ from napari.utils.notifications import show_error, show_info
 
 from .batch_panel import BatchPanel
 from .dock import ScrollingDock
-from .layers import OWNER_KEY, find_own_layer, is_lazy, layer_choices
+from .layers import OWNER_KEY, find_own_layer, free_id, is_lazy, layer_choices
 from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
 from .prediction import PredictionRunner
 from .session import state_for
@@ -259,7 +259,7 @@ class PredictWidget(ScrollingDock):
             metadata={OWNER_KEY: {"role": "annotation", "source": layer.name}},
         )
         new.mode = "paint"
-        new.selected_label = int(new.data.max()) + 1
+        new.selected_label = free_id(new.data)
         self._viewer.layers.selection.active = new
         self._state.annotation.set(image=layer, labels=new)  # the docks now work on the copy
         show_info(f"Copied {int(new.data.max())} objects to '{new.name}'; correct them there.")

@@ -34,7 +34,7 @@ from psygnal import Signal
 from qtpy.QtCore import QTimer
 
 from ..errors import NapariUnetError
-from .layers import OWNER_KEY, layer_data, spatial_shape
+from .layers import OWNER_KEY, free_id, layer_data, spatial_shape
 from .project_io import (
     ImageInfo,
     Loaded,
@@ -578,6 +578,7 @@ class ProjectSession:
                 metadata={OWNER_KEY: {"role": "annotation", "source": record.layer_name}},
                 **place,
             )
+            labels_layer.selected_label = free_id(labels)  # the first stroke is a new cell
             region_layer = None
             if region is not None:
                 region_layer = self._region_layer(record.layer_name, region, place)

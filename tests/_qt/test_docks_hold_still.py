@@ -1,0 +1,54 @@
+"""Docks that hold still: long messages wrap, widths stay, nothing jumps under the mouse."""
+
+from magicgui.widgets import Container, Label
+from qtpy.QtWidgets import QApplication
+
+DOCKS = ("Annotate", "Train", "Predict", "Model")
+LONG = (
+    "Error: The project could not be opened: /home/a-biologist/.local/share/napari-unet/"
+    "projects/2026-12-06_nuclei_of_the_second_wave_with_a_very_long_name.napari-unet/"
+    "entries/nuclei_stack_channel_1/labels.tif is not readable (permission denied)."
+)
+
+
+def _labels(container):
+    """Every magicgui Label in ``container`` and the panels inside it."""
+    for widget in container:
+        if isinstance(widget, Label):
+            yield widget
+        elif isinstance(widget, Container):
+            yield from _labels(widget)
+
+
+def _all_docks(viewer):
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    docks = {}
+    for name in DOCKS:
+        frame, widget = viewer.window.add_plugin_dock_widget("napari-unet", name)
+        docks[name] = (frame, widget)
+    QApplication.processEvents()
+    return docks
+
+
+def test_long_messages_wrap_and_docks_keep_their_width(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    docks = _all_docks(viewer)
+    qtbot.wait(50)
+    canvas = viewer.window._qt_viewer.canvas.native
+    before = {name: frame.width() for name, (frame, _) in docks.items()}
+    canvas_before = canvas.width()
+    labels = [label for _, widget in docks.values() for label in _labels(widget.form)]
+    assert len(labels) >= 10
+    for label in labels:
+        label.value = LONG
+    QApplication.processEvents()
+    qtbot.wait(50)
+    for name, (frame, widget) in docks.items():
+        assert frame.width() <= before[name] + 1, name
+        assert widget.native.minimumSizeHint().width() < 450, name
+    assert canvas.width() >= canvas_before - 1
+    for label in labels:  # each message is all there, on several lines
+        if label.native.isVisible():
+            assert label.native.width() <= label.native.parentWidget().width()
+            assert label.native.height() > label.native.fontMetrics().height() * 2
