@@ -39,7 +39,9 @@ class AnnotateWidget(ScrollingDock):
         self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._new = PushButton(text="New annotation")
         self._annotation = ComboBox(
-            label="Annotation", choices=layer_choices(viewer, "Labels"), nullable=True
+            label="Annotation",
+            choices=layer_choices(viewer, "Labels", fits=lambda: self._image.value),
+            nullable=True,
         )
         self._auto_id = CheckBox(
             text="New cell id after each stroke",
@@ -79,6 +81,7 @@ class AnnotateWidget(ScrollingDock):
         self._new.changed.connect(self.new_annotation)
         self._new_region.changed.connect(self.new_region)
         self._annotation.changed.connect(self._on_annotation_choice)
+        self._image.changed.connect(lambda _: self._annotation.reset_choices())
         self._region.changed.connect(lambda layer: self._state.annotation.set(region=layer))
         self._show_weights.changed.connect(self._toggle_weights)
         self._w0.changed.connect(self._params)
@@ -100,7 +103,8 @@ class AnnotateWidget(ScrollingDock):
         ):
             if layer is not None and layer in self._viewer.layers and widget.value is not layer:
                 widget.reset_choices()
-                widget.value = layer
+                if layer in widget.choices:  # an annotation of another shape is not offered
+                    widget.value = layer
 
     def _on_annotation_choice(self, layer: Any) -> None:
         self._watch(layer)

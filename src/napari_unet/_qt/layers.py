@@ -42,11 +42,17 @@ def is_derived(layer: Any) -> bool:
 
 
 def layer_choices(
-    viewer: napari.viewer.Viewer, kind: str, *, derived: Callable[[], bool] = lambda: False
+    viewer: napari.viewer.Viewer,
+    kind: str,
+    *,
+    derived: Callable[[], bool] = lambda: False,
+    fits: Callable[[], Any] | None = None,
 ) -> Callable[[Any], list[tuple[str, Any]]]:
     """A ``choices`` callable for a ComboBox: the viewer's layers of ``kind``.
 
     Layers the plugin derived are left out unless ``derived()`` says to offer them.
+    With ``fits``, only layers of the shape of the image ``fits()`` returns are
+    offered (a 3D stack's labels are no annotation of a 2D image).
     """
     from napari import layers
 
@@ -54,10 +60,14 @@ def layer_choices(
 
     def choices(_widget: Any = None) -> list[tuple[str, Any]]:
         offer_derived = derived()
+        image = fits() if fits is not None else None
+        shape = spatial_shape(image) if image is not None else None
         return [
             (layer.name, layer)
             for layer in viewer.layers
-            if isinstance(layer, cls) and (offer_derived or not is_derived(layer))
+            if isinstance(layer, cls)
+            and (offer_derived or not is_derived(layer))
+            and (shape is None or tuple(layer_data(layer).shape) == shape)
         ]
 
     return choices

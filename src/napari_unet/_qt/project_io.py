@@ -92,8 +92,13 @@ def write_entry(
     labels_ref: Any,
     region: RegionShapes | None,
     allow_empty: bool,
+    image_copy: Any = None,
 ) -> float | None | UserProblem:
-    """Write one entry (in a worker); the time written, None if nothing needed writing."""
+    """Write one entry (in a worker); the time written, None if nothing needed writing.
+
+    ``image_copy``: the pixels of an image that came from no file, kept in the
+    project with the first save (so that the project can open it again).
+    """
     from ..project import EmptyAnnotationError
 
     try:
@@ -108,6 +113,8 @@ def write_entry(
         labels = np.array(labels_ref, copy=True)  # the snapshot; see the module docstring
         project.save_labels(name, labels, allow_empty=allow_empty)
         project.save_region(name, region)
+        if image_copy is not None and not project.entry(name).stored_image:
+            project.store_image(name, image_copy)
         project.hash_images()
     except EmptyAnnotationError as exc:
         return Refused(exc)

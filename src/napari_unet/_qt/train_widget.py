@@ -111,10 +111,13 @@ class TrainWidget(ScrollingDock):
         self.history.use_round.connect(self.use_round)
         self._project.changed.connect(self._on_project)
         self._project.opened.connect(self._on_opened)
+        self._session.changed.connect(self._on_model)
+        self._on_model(self._session)
         self._runner.event.connect(self._on_event)
         self._runner.done.connect(self._on_done)
         self._runner.failed.connect(self._on_failed)
         self._offer_derived.changed.connect(lambda *_: self.reset_choices())
+        self._image.changed.connect(lambda _: self._annotation.reset_choices())
         self._image.changed.connect(self._retarget)
         self._annotation.changed.connect(self._retarget)
         self._region.changed.connect(self._retarget)
@@ -140,7 +143,9 @@ class TrainWidget(ScrollingDock):
         )
         self._annotation = ComboBox(
             label="Annotation",
-            choices=layer_choices(viewer, "Labels", derived=derived),
+            choices=layer_choices(
+                viewer, "Labels", derived=derived, fits=lambda: self._image.value
+            ),
             nullable=True,
         )
         self._region = ComboBox(
@@ -223,12 +228,14 @@ class TrainWidget(ScrollingDock):
             active = layers.selection.active
             if labels is None and isinstance(active, Labels) and not is_derived(active):
                 labels = active
-            self._annotation.value = labels
             image = image_of(self._viewer, labels) if labels is not None else None
             if image is None and choice.image in layers:
                 image = choice.image
             if image is not None:
                 self._image.value = image
+            self._annotation.reset_choices()  # the annotations that fit this image
+            if labels is None or labels in self._annotation.choices:
+                self._annotation.value = labels
         if parts is None or "region" in parts:
             self._region.value = choice.region if choice.region in layers else None
 
@@ -241,6 +248,7 @@ class TrainWidget(ScrollingDock):
         self._state.annotation.changed.disconnect(self._follow)
         self._project.changed.disconnect(self._on_project)
         self._project.opened.disconnect(self._on_opened)
+        self._session.changed.disconnect(self._on_model)
         self.training_set.close_counters()
         self.correction.shutdown()
         self._runner.shutdown()
@@ -263,6 +271,11 @@ class TrainWidget(ScrollingDock):
         from ..training import TrainConfig
 
         return TrainConfig.interactive(fine_tune=choice != SCRATCH).learning_rate
+
+    def _on_model(self, session: Any) -> None:
+        """One model in use per viewer: the next round starts from it, wherever it was chosen."""
+        if session.model is not None:
+            self._start.value = CURRENT
 
     def _on_start(self, choice: str) -> None:
         self._start_path.visible = choice == FILE
