@@ -574,3 +574,25 @@ def test_reopening_restores_layer_order_current_annotation_and_model(
     assert annotate2._annotation.value is current and train2._annotation.value is current
     assert train2._start.value == "current"
     assert model2._in_use.value.startswith("round 1 of project p")
+
+
+def test_open_starts_in_the_projects_folder_and_recent_projects_open(make_napari_viewer, qtbot):
+    from napari_unet.project import data_folder
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((30, 40), np.uint8), name="sample")
+    labels = viewer.add_labels(np.zeros((30, 40), np.uint8), name="sample annotation")
+    session = project_for(viewer)
+    state_for(viewer).annotation.set(image=image, labels=labels)
+    labels.paint((10, 10), 1)
+    assert session.flush()
+    folder = session.project.folder
+    state_for(viewer).close()
+    other = make_napari_viewer()
+    panel = ProjectPanel(other)
+    assert panel._start_folder() == str(data_folder() / "projects")  # not the home folder
+    assert str(folder) in panel._recent.choices
+    with qtbot.waitSignal(project_for(other).opened, timeout=20000) as opened:
+        panel._recent.value = str(folder)  # choosing a recent project opens it
+    assert opened.args[0][0].name == "sample"
+    assert panel._recent.value == ""

@@ -99,7 +99,7 @@ def write_entry(
     ``image_copy``: the pixels of an image that came from no file, kept in the
     project with the first save (so that the project can open it again).
     """
-    from ..project import EmptyAnnotationError
+    from ..project import EmptyAnnotationError, remember_project
 
     try:
         if name not in project.names:
@@ -116,6 +116,7 @@ def write_entry(
         if image_copy is not None and not project.entry(name).stored_image:
             project.store_image(name, image_copy)
         project.hash_images()
+        remember_project(project.folder)
     except EmptyAnnotationError as exc:
         return Refused(exc)
     except NapariUnetError as exc:
@@ -130,12 +131,13 @@ def write_entry(
 def load_project(folder: Path) -> Loaded | UserProblem:
     """Read a project's annotations, regions, images and model in use (in a worker)."""
     from ..fileio import read_image
-    from ..project import Project, load_annotation, load_region
+    from ..project import Project, load_annotation, load_region, remember_project
 
     try:
         project = Project.open(folder)
     except NapariUnetError as exc:
         return UserProblem(exc)
+    remember_project(project.folder)
     loaded = Loaded(project, [], [], [])
     for record in project.entries:
         try:
