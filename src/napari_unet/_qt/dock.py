@@ -6,14 +6,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container, Label
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractSlider,
     QAbstractSpinBox,
     QApplication,
     QComboBox,
+    QDockWidget,
     QFrame,
     QLabel,
+    QMainWindow,
     QScrollArea,
     QSizePolicy,
     QWidget,
@@ -70,6 +72,7 @@ class _WatchRemoval(QObject):
 
     napari's close button (``remove_dock_widget``) unparents the dock's widget
     and deletes only the frame around it, so the widget's ``destroyed`` never comes.
+    Once docked, the dock joins the plugin's other docks as a tab (:func:`tabify`).
     """
 
     def __init__(self, widget: QWidget, on_removed: Callable[[], None]) -> None:
@@ -81,10 +84,49 @@ class _WatchRemoval(QObject):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
         if event.type() == QEvent.Type.ParentChange:
             if obj.parent() is not None:
+                if not self._docked:  # after napari has placed the frame in its window
+                    QTimer.singleShot(0, lambda: tabify(obj))
                 self._docked = True
             elif self._docked:
                 self._on_removed()
         return False
+
+
+_OURS = "napari_unet_dock"  # a property on the plugin's dock contents
+
+
+def tabify(content: QWidget) -> None:
+    """Put the dock holding ``content`` in a tab beside the plugin's other open docks.
+
+    With four docks stacked in one column each got 120-200 px at 1366x768; as tabs
+    each has the whole height. The new tab is brought to the front.
+    """
+    frame = content.parentWidget()
+    while frame is not None and not isinstance(frame, QDockWidget):
+        frame = frame.parentWidget()
+    window = frame.parentWidget() if frame is not None else None
+    if not isinstance(window, QMainWindow) or frame.isFloating():
+        return
+    area = window.dockWidgetArea(frame)
+    for other in window.findChildren(QDockWidget):
+        if (
+            other is not frame
+            and other.isVisible()
+            and not other.isFloating()
+            and window.dockWidgetArea(other) == area
+            and other.widget() is not None
+            and _is_ours(other.widget())
+        ):
+            window.tabifyDockWidget(other, frame)
+            break
+    frame.show()
+    frame.raise_()
+
+
+def _is_ours(widget: QWidget) -> bool:
+    return bool(widget.property(_OURS)) or any(
+        bool(child.property(_OURS)) for child in widget.findChildren(QWidget)
+    )
 
 
 def _texts(container: Container) -> list[QLabel]:
@@ -115,6 +157,7 @@ class ScrollingDock(Container):
         self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._scroll.setWidget(self.form.native)
         self.native.layout().addWidget(self._scroll)
+        self.native.setProperty(_OURS, True)  # its frame joins the others' tabs
         self.margins = (0, 0, 0, 0)
 
     def finish(self, state: ViewerState) -> None:

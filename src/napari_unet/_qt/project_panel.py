@@ -55,12 +55,14 @@ class ProjectPanel(Container):
             tooltip="Store the images of the saved annotations in the project folder, so that "
             "it opens whole on another computer, and images that came from no file (a sample) "
             "come back.",
+            visible=False,
         )
+        buttons = Container(layout="horizontal", labels=False, widgets=[self._open, self._choose])
+        buttons.margins = (0, 0, 0, 0)
         self.extend(
             [
                 self._folder,
-                self._choose,
-                self._open,
+                buttons,
                 self._recent,
                 self._saved,
                 self._message,
@@ -132,6 +134,7 @@ class ProjectPanel(Container):
         if session.last_saved is not None:
             self._saved.value = saved_ago(time.time() - session.last_saved)
         self._keep_empty.visible = bool(session.refused_entries)
+        self._store.visible = session.unkept_images  # a large image from no file: on request
         self._locate.visible = bool(session.moved)
         if not session.problems and not self._note:
             self._message.value = ""

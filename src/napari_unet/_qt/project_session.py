@@ -528,6 +528,11 @@ class ProjectSession:
 
     stored = Signal(str)  # copies of the images were kept: the sentence that says so
 
+    @property
+    def unkept_images(self) -> bool:
+        """Whether an image from no file was too large to keep unasked (and is not kept yet)."""
+        return any(e.told_size for e in self._entries)
+
     def store_images(self) -> Any:
         """Keep a copy of each saved entry's image in the project (a worker writes them).
 
@@ -551,6 +556,8 @@ class ProjectSession:
             self._tell(result.message, error=True)
             return
         n, size = result
+        for entry in self._entries:
+            entry.told_size = False
         message = (
             f"Copies of {n} image{'s' if n != 1 else ''} kept in the project "
             f"({size / 1e6:.1f} MB); it opens whole without them."

@@ -84,8 +84,6 @@ class TrainWidget(ScrollingDock):
         self.form.native.layout().addWidget(self.project_panel.native)
         self.form.extend(self._data_fields(viewer))
         self.training_set = TrainingSetPanel(viewer, region_mask)
-        self.form.native.layout().addWidget(self.training_set)
-        self.form.extend([*self._budget_fields(), *self._augment_fields()])
         self._preview = PushButton(text="Preview augmentation")
         self._train = PushButton(text="Fine-tune")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -93,8 +91,12 @@ class TrainWidget(ScrollingDock):
         self._left = Label(label="Time left", value="")
         self._status = Label(label="", value="")
         self._refresh = CheckBox(text="Segment the image when training ends", value=True)
-        controls = [self._preview, self._train, self._stop, self._progress, self._left]
-        self.form.extend([*controls, self._refresh, self._status])
+        # Fine-tune shows without scrolling at 1366x768: what to train on, how long, the
+        # button and its status; the training set and the augmentation come below
+        controls = [self._train, self._stop, self._progress, self._left, self._status]
+        self.form.extend([*self._budget_fields(), *controls, self._refresh])
+        self.form.native.layout().addWidget(self.training_set)
+        self.form.extend([*self._augment_fields(), self._preview, self._offer_derived])
         self.plot = LossPlot()
         self.form.native.layout().addWidget(self.plot)
         self.history = RoundHistoryPanel()
@@ -151,7 +153,7 @@ class TrainWidget(ScrollingDock):
         self._region = ComboBox(
             label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
         )
-        return [self._image, self._annotation, self._region, self._offer_derived]
+        return [self._image, self._annotation, self._region]
 
     def _budget_fields(self) -> list:
         """Where to start from, how long, how fast."""
