@@ -10,7 +10,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..paper import SIGMA, W0
 from .cell_counter import CellCounter
-from .dock import ScrollingDock
+from .dock import ScrollingDock, StatusLine
 from .layers import OWNER_KEY, image_of, layer_choices, spatial_shape
 from .project_session import project_for
 from .session import state_for
@@ -48,7 +48,7 @@ class AnnotateWidget(ScrollingDock):
             value=True,
             tooltip="Each stroke paints a new cell; untick to keep painting the same cell.",
         )
-        self._count = Label(label="Cells annotated", value="0")
+        self._count = StatusLine(1, label="Cells annotated", value="0")
         self._new_region = PushButton(text="New annotated region")
         self._region = ComboBox(
             label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
@@ -59,7 +59,7 @@ class AnnotateWidget(ScrollingDock):
         self._show_weights = CheckBox(text="Show weight map", value=False)
         self._w0 = FloatSpinBox(label="w0", value=W0, min=0.0, max=100.0, step=1.0)
         self._sigma = FloatSpinBox(label="sigma (px)", value=SIGMA, min=0.5, max=50.0)
-        self._touching = Label(label="", value="")
+        self._touching = StatusLine(2, label="", value="")
         self._carve = PushButton(text="Carve 1-pixel gaps between touching cells", visible=False)
         self.form.extend(
             [

@@ -129,6 +129,54 @@ def _is_ours(widget: QWidget) -> bool:
     )
 
 
+class _OnRestyle(QObject):
+    """Calls ``then`` when the widget's style or font changes."""
+
+    def __init__(self, widget: QWidget, then: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._then = then
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.FontChange):
+            self._then()
+        return False
+
+
+class StatusLine(Label):
+    """A text that changes (a status, the model in use) in a place of fixed height.
+
+    It wraps over at most ``lines`` lines and never grows or shrinks, so nothing
+    below it moves under the mouse while the user works; a longer text is cut
+    there and shown whole as the tooltip.
+    """
+
+    def __init__(self, lines: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lines = lines
+        self.native.setWordWrap(True)
+        self.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self._fix_height()
+        self._restyled = _OnRestyle(self.native, self._fix_height)  # napari's font comes later
+
+    def _fix_height(self) -> None:
+        metrics = self.native.fontMetrics()
+        margins = self.native.contentsMargins()
+        self.native.setFixedHeight(
+            metrics.lineSpacing() * self._lines + margins.top() + margins.bottom() + 2
+        )
+
+    @property
+    def value(self) -> str:
+        """The text shown."""
+        return Label.value.fget(self)
+
+    @value.setter
+    def value(self, text: Any) -> None:
+        Label.value.fset(self, text)
+        self.native.setToolTip(str(text))
+
+
 def _texts(container: Container) -> list[QLabel]:
     """The Qt labels of every magicgui Label in ``container`` and the panels inside it."""
     found = []
@@ -168,7 +216,8 @@ class ScrollingDock(Container):
         """
         for label in _texts(self.form):  # texts that change (status, model in use) wrap, and
             label.setWordWrap(True)  # never widen the dock (a long path once made it 630 px)
-            label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            if label.maximumHeight() > 10000:  # a StatusLine keeps its own top alignment
+                label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
             policy = label.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             label.setSizePolicy(policy)

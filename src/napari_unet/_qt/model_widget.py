@@ -7,11 +7,11 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import FileEdit, Label, LineEdit, PushButton, TextEdit
+from magicgui.widgets import FileEdit, LineEdit, PushButton, TextEdit
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog
 
-from .dock import ScrollingDock
+from .dock import ScrollingDock, StatusLine
 from .model_choice import bundled_available, chosen_path
 from .session import state_for
 from .training_runner import recent_recovered_model
@@ -97,7 +97,7 @@ class ModelWidget(ScrollingDock):
         self._state = state_for(viewer)
         self._session = self._state.model
         self._workers = WorkerGroup()
-        self._in_use = Label(label="In use", value=self._session.describe())
+        self._in_use = StatusLine(2, label="In use", value=self._session.describe())
         self._save_path = FileEdit(label="Save to", mode="w", filter="*.safetensors")
         self._save = PushButton(text="Save model")
         self._load_path = FileEdit(
@@ -118,7 +118,7 @@ class ModelWidget(ScrollingDock):
             "Write the model in use as a bioimage.io package (.zip) for deepImageJ/Fiji, "
             "ilastik, QuPath and the bioimage.io model zoo"
         )
-        self._status = Label(label="", value="")
+        self._status = StatusLine(3, label="", value="")
         self._card = TextEdit(label="Model card", value="")
         self._card.native.setReadOnly(True)
         self._card.native.setMinimumHeight(160)

@@ -10,7 +10,6 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSpinBox,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -18,7 +17,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from .batch_panel import BatchPanel
-from .dock import ScrollingDock
+from .dock import ScrollingDock, StatusLine
 from .layers import OWNER_KEY, find_own_layer, free_id, is_lazy, layer_choices
 from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
 from .prediction import PredictionRunner
@@ -42,7 +41,7 @@ class PredictWidget(ScrollingDock):
         self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._model_choice = ComboBox(label="Model", choices=model_choices(), value=CURRENT)
         self._model_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
-        self._model_info = Label(label="In use", value=self._session.describe())
+        self._model_info = StatusLine(2, label="In use", value=self._session.describe())
         self._tile = SpinBox(
             label="Tile size (0: auto)",
             value=0,
@@ -90,7 +89,7 @@ class PredictWidget(ScrollingDock):
             text="Copy segmentation to annotation",
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
-        self._status = Label(label="", value="")
+        self._status = StatusLine(3, label="", value="")
         self._batch = BatchPanel(viewer, self._settings, lambda: self._runner.running)
         self.form.extend(
             [

@@ -6,10 +6,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import ComboBox, Container, PushButton
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
+from .dock import StatusLine
 from .project_session import project_for
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class ProjectPanel(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._session = project_for(viewer)
-        self._folder = Label(label="Project", value=NO_PROJECT)
+        self._folder = StatusLine(2, label="Project", value=NO_PROJECT)
         self._choose = PushButton(text="Choose folder...")
         self._open = PushButton(text="Open project...")
         self._recent = ComboBox(
@@ -45,8 +46,8 @@ class ProjectPanel(Container):
             choices=self._recent_choices,
             tooltip="Projects saved or opened lately; choose one to open it.",
         )
-        self._saved = Label(label="Autosave", value="nothing to save yet")
-        self._message = Label(label="", value="")
+        self._saved = StatusLine(1, label="Autosave", value="nothing to save yet")
+        self._message = StatusLine(2, label="", value="")
         self._keep_empty = PushButton(text="Save the empty annotation", visible=False)
         self._locate = PushButton(text="Locate moved image...", visible=False)
         self._note = ""

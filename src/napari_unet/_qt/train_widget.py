@@ -12,7 +12,6 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSpinBox,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -22,7 +21,7 @@ from napari.utils.notifications import show_error, show_info
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
 from .correction_panel import CorrectionPanel
-from .dock import ScrollingDock
+from .dock import ScrollingDock, StatusLine
 from .layers import (
     image_of,
     is_derived,
@@ -88,8 +87,8 @@ class TrainWidget(ScrollingDock):
         self._train = PushButton(text="Fine-tune")
         self._stop = PushButton(text="Stop", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
-        self._left = Label(label="Time left", value="")
-        self._status = Label(label="", value="")
+        self._left = StatusLine(1, label="Time left", value="")
+        self._status = StatusLine(3, label="", value="")
         self._refresh = CheckBox(text="Segment the image when training ends", value=True)
         # Fine-tune shows without scrolling at 1366x768: what to train on, how long, the
         # button and its status; the training set and the augmentation come below
