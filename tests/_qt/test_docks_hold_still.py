@@ -76,3 +76,35 @@ def test_long_messages_wrap_and_docks_keep_their_width(make_napari_viewer, qtbot
             assert lines >= 2 or label.native.maximumHeight() < 10000  # wrapped, or held
             if label.native.maximumHeight() < 10000:  # cut to its place, whole in the tooltip
                 assert label.native.toolTip() == LONG
+
+
+def test_rounds_table_fits_its_width_and_the_plot_says_round(qtbot, tmp_path):
+    from napari_unet import UNet
+    from napari_unet._qt.round_history_panel import RoundHistoryPanel
+    from napari_unet.project import Project
+
+    history = Project.create(tmp_path / "p").history
+    panel = RoundHistoryPanel()
+    qtbot.addWidget(panel)
+    panel.resize(300, 500)
+    panel.show()
+    for k, ap in enumerate([0.5, 0.7, 0.8], start=1):
+        history.add_round(
+            UNet(base_channels=2, depth=2), start_model="napari-unet nuclei (fine-tuned)",
+            cells=10 * k, steps=200, seconds=31.5, ap50=ap, mean_iou=ap - 0.1, val_cells=12,
+            entries=["a"],
+        )  # fmt: skip
+        panel.show_history(history)
+        qtbot.wait(20)
+        table = panel.table
+        widths = sum(table.columnWidth(c) for c in range(table.columnCount()))
+        assert widths <= table.viewport().width()  # no sideways scrolling
+        assert table.horizontalScrollBar().maximum() == 0
+    assert panel.plot.legend() == "AP@0.5 0.80   mean IoU 0.70"
+    assert panel.note.text().startswith("3 rounds;")
+    cut = [
+        table.item(0, c)
+        for c in range(table.columnCount())
+        if table.columnWidth(c) < table.sizeHintForColumn(c)
+    ]
+    assert all(item.toolTip() == item.text() for item in cut)  # elided texts shown whole
