@@ -16,6 +16,12 @@ from .project_session import project_for
 from .session import state_for
 from .weightmap_overlay import WeightMapOverlay
 
+REGION_TIP = (
+    "Rectangles or polygons around the parts where you painted every cell. There, "
+    "unpainted pixels teach the model 'background'; outside, nothing is learnt. "
+    "Without a region the whole image counts as annotated."
+)
+
 if TYPE_CHECKING:
     import napari
 
@@ -51,14 +57,37 @@ class AnnotateWidget(ScrollingDock):
         self._count = StatusLine(1, label="Cells annotated", value="0")
         self._new_region = PushButton(text="New annotated region")
         self._region = ComboBox(
-            label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
+            label="Annotated region",
+            choices=layer_choices(viewer, "Shapes"),
+            nullable=True,
+            tooltip=REGION_TIP,
         )
         self._region_help = Label(
             value="Without a region the whole image counts as annotated.", label=""
         )
-        self._show_weights = CheckBox(text="Show weight map", value=False)
-        self._w0 = FloatSpinBox(label="w0", value=W0, min=0.0, max=100.0, step=1.0)
-        self._sigma = FloatSpinBox(label="sigma (px)", value=SIGMA, min=0.5, max=50.0)
+        self._show_weights = CheckBox(
+            text="Show weight map",
+            value=False,
+            tooltip="Show where training pays extra attention: the thin gaps between touching "
+            "cells are weighted most, so that the model learns to keep the cells apart.",
+        )
+        self._w0 = FloatSpinBox(
+            label="w0",
+            value=W0,
+            min=0.0,
+            max=100.0,
+            step=1.0,
+            tooltip="How much more a pixel in a gap between two cells counts in training "
+            "(the U-Net paper uses 10). Raise it when touching cells come out merged.",
+        )
+        self._sigma = FloatSpinBox(
+            label="sigma (px)",
+            value=SIGMA,
+            min=0.5,
+            max=50.0,
+            tooltip="How far from the gap between cells the extra weight reaches, in pixels "
+            "(the paper uses 5). About half the usual gap between your cells.",
+        )
         self._touching = StatusLine(2, label="", value="")
         self._carve = PushButton(text="Carve 1-pixel gaps between touching cells", visible=False)
         self.form.extend(

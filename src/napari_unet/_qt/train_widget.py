@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
+from .annotate_widget import REGION_TIP
 from .correction_panel import CorrectionPanel
 from .dock import ScrollingDock, StatusLine
 from .layers import (
@@ -150,7 +151,10 @@ class TrainWidget(ScrollingDock):
             nullable=True,
         )
         self._region = ComboBox(
-            label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
+            label="Annotated region",
+            choices=layer_choices(viewer, "Shapes"),
+            nullable=True,
+            tooltip=REGION_TIP,
         )
         return [self._image, self._annotation, self._region]
 
@@ -185,8 +189,10 @@ class TrainWidget(ScrollingDock):
             min=1e-6,
             max=1.0,
             step=1e-4,
-            tooltip="Follows 'Start from' (lower to fine-tune a trained model) until you "
-            "change it.",
+            tooltip="How big a step the model takes after each batch: larger learns faster but "
+            "can undo what the model knew. It follows 'Start from' (lower to fine-tune a "
+            "trained model) until you change it; touch it only when the loss jumps about "
+            "(lower it) or hardly falls after a few hundred steps (raise it).",
         )
         self._lr.native.setDecimals(6)
         return [self._start, self._start_path, self._steps, self._time, self._lr]
@@ -199,7 +205,8 @@ class TrainWidget(ScrollingDock):
             value=aug.sigma,
             min=0.0,
             max=50.0,
-            tooltip="Displacement on a coarse grid (paper: 10 px); 0 switches it off.",
+            tooltip="How strongly images are bent, in pixels (the paper uses 10): training "
+            "sees each cell in many plausible shapes. 0 switches the bending off.",
         )
         self._grid = SpinBox(label="Elastic grid", value=aug.grid_points, min=2, max=10)
         self._rotation = FloatSpinBox(label="Rotation (deg)", value=aug.rotation, min=0, max=180)
