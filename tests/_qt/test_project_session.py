@@ -38,6 +38,17 @@ def _annotate(viewer, path):
     return image, viewer.layers[f"{image.name} annotation"], annotate
 
 
+def _painted_array(viewer, pixels, name, value=1):
+    """An image from no file with an annotation painted once and saved; (session, image)."""
+    image = viewer.add_image(pixels, name=name)
+    labels = viewer.add_labels(np.zeros(pixels.shape, np.uint8), name=f"{name} annotation")
+    session = project_for(viewer)
+    state_for(viewer).annotation.set(image=image, labels=labels)  # as the Annotate dock does
+    labels.paint((10, 10), value)
+    assert session.flush()
+    return session, image
+
+
 def _saved(session, qtbot, after, timeout=20000):
     qtbot.waitUntil(
         lambda: (
@@ -433,12 +444,7 @@ def test_an_image_not_from_a_file_starts_a_new_project(make_napari_viewer, qtbot
     # an unrelated session left a project for a layer of the same name
     Project.create(data_folder() / "projects" / "Image")
     viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((30, 40)), name="Image")
-    labels = viewer.add_labels(np.zeros((30, 40), np.uint8), name="Image annotation")
-    session = project_for(viewer)
-    state_for(viewer).annotation.set(image=image, labels=labels)
-    labels.paint((10, 10), 1)
-    assert session.flush()
+    session, _ = _painted_array(viewer, np.zeros((30, 40)), "Image")
     folder = session.project.folder
     assert folder.parent == data_folder() / "projects" and folder.name.startswith("Image-")
     assert Project.open(data_folder() / "projects" / "Image").names == []  # untouched
@@ -513,12 +519,7 @@ def test_a_small_image_not_from_a_file_is_kept_unasked(make_napari_viewer, qtbot
     """A sample or a pasted array comes back with its project, without pressing anything."""
     viewer = make_napari_viewer()
     pixels = np.random.default_rng(2).integers(0, 4000, (40, 50)).astype(np.uint16)
-    image = viewer.add_image(pixels, name="pasted")
-    labels = viewer.add_labels(np.zeros((40, 50), np.uint8), name="pasted annotation")
-    session = project_for(viewer)
-    state_for(viewer).annotation.set(image=image, labels=labels)
-    labels.paint((20, 20), 3)
-    assert session.flush()
+    session, _ = _painted_array(viewer, pixels, "pasted", 3)
     folder = session.project.folder
     assert Project.open(folder).entry("pasted").stored_image
     state_for(viewer).close()
@@ -580,12 +581,7 @@ def test_open_starts_in_the_projects_folder_and_recent_projects_open(make_napari
     from napari_unet.project import data_folder
 
     viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((30, 40), np.uint8), name="sample")
-    labels = viewer.add_labels(np.zeros((30, 40), np.uint8), name="sample annotation")
-    session = project_for(viewer)
-    state_for(viewer).annotation.set(image=image, labels=labels)
-    labels.paint((10, 10), 1)
-    assert session.flush()
+    session, _ = _painted_array(viewer, np.zeros((30, 40), np.uint8), "sample")
     folder = session.project.folder
     state_for(viewer).close()
     other = make_napari_viewer()

@@ -164,7 +164,8 @@ def test_learning_rate_follows_the_start_model_until_edited(make_napari_viewer):
     assert not train._start_path.native.isHidden()
 
 
-def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, paint, fast_config):
+def _bundled_tuning(make_napari_viewer, cells, paint, fast_config):
+    """Five cells painted in a new annotation; Train set to fine-tune the bundled model."""
     image, truth = cells
     viewer = make_napari_viewer()
     viewer.add_image(image, name="nuclei")
@@ -173,6 +174,11 @@ def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, pain
     paint(viewer.layers["nuclei annotation"], truth, list(range(1, 6)))
     train._defaults = fast_config.replace(validation_fraction=0.0)
     train._refresh.value = False
+    return viewer, train, model_dock
+
+
+def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, paint, fast_config):
+    viewer, train, model_dock = _bundled_tuning(make_napari_viewer, cells, paint, fast_config)
     assert train._start.value == "bundled"
     train._steps.value = 2
     train._time.value = 0
@@ -198,14 +204,7 @@ def test_export_of_a_model_fine_tuned_in_the_dock(
 
     import napari_unet._qt.model_widget as mw
 
-    image, truth = cells
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="nuclei")
-    annotate, train, model_dock = _docks(viewer, "Annotate", "Train", "Model")
-    annotate.new_annotation()
-    paint(viewer.layers["nuclei annotation"], truth, list(range(1, 6)))
-    train._defaults = fast_config.replace(validation_fraction=0.0)
-    train._refresh.value = False
+    viewer, train, model_dock = _bundled_tuning(make_napari_viewer, cells, paint, fast_config)
     train._steps.value = 2
     train._time.value = 0
     train.fine_tune()

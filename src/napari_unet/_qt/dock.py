@@ -138,7 +138,7 @@ class _OnRestyle(QObject):
         widget.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.FontChange):
+        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.FontChange, QEvent.Type.Resize):
             self._then()
         return False
 
@@ -155,15 +155,19 @@ class StatusLine(Label):
         super().__init__(**kwargs)
         self._lines = lines
         self.native.setWordWrap(True)
-        self.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self._fix_height()
-        self._restyled = _OnRestyle(self.native, self._fix_height)  # napari's font comes later
+        self._restyled = _OnRestyle(self.native, self._refit)  # napari's font comes later
+
+    def _refit(self) -> None:
+        self._fix_height()
+        self._align()
 
     def _fix_height(self) -> None:
         metrics = self.native.fontMetrics()
         margins = self.native.contentsMargins()
         self.native.setFixedHeight(
-            metrics.lineSpacing() * self._lines + margins.top() + margins.bottom() + 2
+            metrics.lineSpacing() * self._lines + margins.top() + margins.bottom() + 8
         )
 
     @property
@@ -175,6 +179,14 @@ class StatusLine(Label):
     def value(self, text: Any) -> None:
         Label.value.fset(self, text)
         self.native.setToolTip(str(text))
+        self._align()
+
+    def _align(self) -> None:
+        """Centred beside its row's name; from the top when cut (the first lines show)."""
+        label = self.native
+        cut = label.width() > 0 and label.heightForWidth(label.width()) > label.height()
+        vertical = Qt.AlignmentFlag.AlignTop if cut else Qt.AlignmentFlag.AlignVCenter
+        label.setAlignment(Qt.AlignmentFlag.AlignLeft | vertical)
 
 
 def _texts(container: Container) -> list[QLabel]:
@@ -216,8 +228,7 @@ class ScrollingDock(Container):
         """
         for label in _texts(self.form):  # texts that change (status, model in use) wrap, and
             label.setWordWrap(True)  # never widen the dock (a long path once made it 630 px)
-            if label.maximumHeight() > 10000:  # a StatusLine keeps its own top alignment
-                label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
             policy = label.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             label.setSizePolicy(policy)

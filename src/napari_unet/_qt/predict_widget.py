@@ -89,7 +89,7 @@ class PredictWidget(ScrollingDock):
             text="Copy segmentation to annotation",
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
-        self._status = StatusLine(3, label="", value="")
+        self._status = StatusLine(4, label="", value="")
         self._batch = BatchPanel(viewer, self._settings, lambda: self._runner.running)
         self.form.extend(
             [
