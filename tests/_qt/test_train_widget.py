@@ -112,10 +112,13 @@ def test_bad_input_is_a_notification(make_napari_viewer, qtbot, cells, monkeypat
     viewer.add_image(image, name="nuclei")
     viewer.add_labels(np.zeros((10, 10), np.uint8), name="wrong")
     (train,) = _docks(viewer, "Train")
-    train._annotation.value = viewer.layers["wrong"]
+    assert viewer.layers["wrong"] not in train._annotation.choices  # not of the image's shape
+    viewer.add_labels(np.zeros_like(truth), name="fits")
+    train._annotation.value = viewer.layers["fits"]
+    viewer.layers["fits"].data = np.zeros((10, 10), np.uint8)  # changed after it was chosen
     train.fine_tune()
     assert "shape" in messages[-1] and not train.runner.running
-    viewer.layers["wrong"].data = np.zeros_like(truth)
+    viewer.layers["fits"].data = np.zeros_like(truth)
     train._start.value = "scratch"
     train.fine_tune()  # no cell annotated: reported from the worker, in one sentence
     qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)

@@ -85,11 +85,18 @@ class _WatchRemoval(QObject):
         if event.type() == QEvent.Type.ParentChange:
             if obj.parent() is not None:
                 if not self._docked:  # after napari has placed the frame in its window
-                    QTimer.singleShot(0, lambda: tabify(obj))
+                    QTimer.singleShot(0, lambda: _tabify_if_alive(obj))
                 self._docked = True
             elif self._docked:
                 self._on_removed()
         return False
+
+
+def _tabify_if_alive(content: QWidget) -> None:
+    try:
+        tabify(content)
+    except RuntimeError:  # closed before the event loop came round: nothing to place
+        pass
 
 
 _OURS = "napari_unet_dock"  # a property on the plugin's dock contents

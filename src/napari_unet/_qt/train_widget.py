@@ -125,7 +125,7 @@ class TrainWidget(ScrollingDock):
         self._region.changed.connect(self._retarget)
         self._state.annotation.changed.connect(self._follow)
         self.place(self.project_panel.native)
-        self.place(self.training_set, after=self._offer_derived)
+        self.place(self.training_set, after=self._refresh)
         self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
