@@ -140,7 +140,7 @@ def test_cli_train_starts_from_the_bundled_model(tmp_path, capsys):
     origin = tuned.metadata["training"]["started_from"]
     assert origin["model"] == "napari-unet nuclei"
     assert origin["evaluation"]["ap50"] > 0.8
-    assert tuned.metadata["name"] == "napari-unet nuclei, fine-tuned"
+    assert tuned.metadata["name"] == "napari-unet nuclei (fine-tuned)"
     assert tuned.metadata["training"]["config"]["learning_rate"] == FINE_TUNE_LEARNING_RATE
     assert "evaluation" not in tuned.metadata  # the bundled scores are not this model's
 

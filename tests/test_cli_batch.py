@@ -51,7 +51,10 @@ def test_batch_with_one_corrupt_file_as_a_user_runs_it(batch, tmp_path):
     assert "Traceback" not in r.stderr
     failed = [line for line in r.stderr.splitlines() if "failed:" in line]
     assert len(failed) == 1 and "bad.tif" in failed[0]
-    assert "could not be read as an image" in failed[0]
+    assert (
+        "could not be read as an image (not a TIFF file: it starts with other bytes)" in failed[0]
+    )
+    assert "b'" not in r.stderr  # no Python bytes
     # the table on stdout: one row per written image with its object count
     rows = r.stdout.strip().splitlines()
     assert rows[0].split() == ["image", "objects", "output"]

@@ -517,3 +517,32 @@ def test_package_refusals_are_one_sentence(tiny_package, tmp_path):
     message = str(info.value)
     assert "not a bioimage.io model package" in message
     assert message.count(". ") == 0 and message.endswith(".")
+
+
+def test_model_fine_tuned_through_the_cli_exports_under_its_default_name(tmp_path, capsys):
+    """`napari-unet train` a few steps from the bundled model, then `napari-unet export`."""
+    import tifffile
+
+    from napari_unet.cli import main
+
+    image, truth = make_cells((96, 128), diameter=(10, 18), seed=3)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lbl.tif", truth)
+    tuned = tmp_path / "round-001.safetensors"
+    train = ["train", "--image", str(tmp_path / "img.tif"), "--labels", str(tmp_path / "lbl.tif")]
+    assert main([*train, "-o", str(tuned), "--steps", "2", "--tile", "204"]) == 0
+    out = tmp_path / "m.zip"
+    assert main(["export", str(tuned), "-o", str(out)]) == 0, capsys.readouterr().err
+    assert _rdf(out)["name"] == "napari-unet nuclei (fine-tuned)"
+    back = load_model(out)
+    assert back.metadata["name"] == "napari-unet nuclei (fine-tuned)"
+    assert back.metadata["training"]["steps"] == 2
+
+
+def test_names_from_older_model_files_are_made_valid(tiny_model, tmp_path):
+    """A model fine-tuned before the name had parentheses still exports (its comma goes)."""
+    tiny_model.metadata["name"] = "napari-unet nuclei, fine-tuned"
+    path = export_bioimageio(tiny_model, tmp_path / "old.zip")
+    assert _rdf(path)["name"] == "napari-unet nuclei fine-tuned"
+    path = export_bioimageio(tiny_model, tmp_path / "named.zip", name="Lab nuclei: v2/3")
+    assert _rdf(path)["name"] == "Lab nuclei v2 3"

@@ -230,7 +230,7 @@ def test_fine_tuning_defaults_and_origin(cells, tiny_model, tmp_path):
     _drain(resumed.run())
     final = load_model(ckpt).metadata
     assert final["training"]["started_from"] == {"model": "start", "steps": None}
-    assert final["name"] == "start, fine-tuned"  # not "fine-tuned, fine-tuned"
+    assert final["name"] == "start (fine-tuned)"  # not "fine-tuned, fine-tuned"
 
 
 def test_provenance_chain_and_no_change_on_failure(cells, tiny_model, tmp_path):
@@ -258,12 +258,12 @@ def test_provenance_chain_and_no_change_on_failure(cells, tiny_model, tmp_path):
     assert "description" not in once.metadata and "training_data" not in once.metadata
     twice = train_model(*cells, model=once, config=cfg, device="cpu")
     origin = twice.metadata["training"]["started_from"]
-    assert origin["model"] == "base, fine-tuned" and origin["steps"] == 2
+    assert origin["model"] == "base (fine-tuned)" and origin["steps"] == 2
     first = origin["started_from"]
     assert first["model"] == "base" and first["description"] == "made elsewhere"
     assert first["training_data"] == {"source": "somewhere"}
     assert first["evaluation"] == {"ap50": 0.9, "mean_iou": 0.8}
-    assert twice.metadata["name"] == "base, fine-tuned"
+    assert twice.metadata["name"] == "base (fine-tuned)"
 
 
 def test_resume_of_a_checkpoint_without_an_origin(cells, tmp_path):

@@ -8,6 +8,7 @@ so an interrupted write never leaves a partial file.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,12 +136,20 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except MemoryError:
         raise NapariUnetError(f"The image {p} does not fit in memory.") from None
     except Exception as exc:  # every reader has its own exception types
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NapariUnetError(f"{p} could not be read as an image ({reason}).") from None
+        raise NapariUnetError(f"{p} could not be read as an image ({_plain(exc)}).") from None
     data = np.asarray(data)
     if data.dtype == object or data.ndim < 2 or data.size == 0:
         raise NapariUnetError(f"{p} does not contain a 2D image.")
     return data
+
+
+def _plain(exc: Exception) -> str:
+    """A reader's complaint in words, without the Python bytes tifffile quotes."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if reason.startswith("not a TIFF file"):
+        empty = "b''" in reason
+        return "the file is empty" if empty else "not a TIFF file: it starts with other bytes"
+    return re.sub(r"\s*\w*=?b(['\"]).*?\1", "", reason).rstrip(": ") or type(exc).__name__
 
 
 def read_voxel_size(path: str | os.PathLike) -> tuple[float, float, float] | None:

@@ -109,3 +109,35 @@ def test_switching_the_weight_map_off_while_it_computes(make_napari_viewer, qtbo
     qtbot.waitUntil(lambda: overlay._worker is None, timeout=20000)
     qtbot.wait(50)
     assert "nuclei annotation weight map" not in viewer.layers  # it does not come back
+
+
+def test_every_way_an_annotation_becomes_current_paints_a_new_cell(
+    make_napari_viewer, qtbot, cells
+):
+    """Choose in the list, undo, copy a segmentation: the brush is the largest id + 1."""
+    from napari_unet._qt.session import state_for
+
+    image, truth = cells
+    top = int(truth.max())
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    w = _dock(viewer)
+    chosen = viewer.add_labels(truth.astype(np.uint16), name="earlier work")
+    assert chosen.selected_label == 1  # napari's default: a cell already there
+    w._annotation.value = chosen  # chosen in the list, not in paint mode
+    qtbot.waitUntil(lambda: chosen.selected_label == top + 1, timeout=5000)
+    # a new cell, then undone: the id it had is free again
+    chosen.mode = "paint"
+    chosen.paint((2, 2), top + 1)
+    assert chosen.selected_label == top + 2
+    chosen.undo()
+    qtbot.waitUntil(lambda: chosen.selected_label == top + 1, timeout=5000)
+    # set by another dock (as Open project and Copy segmentation do)
+    other = viewer.add_labels((truth * 2).astype(np.uint32), name="other work")
+    state_for(viewer).annotation.set(labels=other)
+    qtbot.waitUntil(lambda: other.selected_label == 2 * top + 1, timeout=5000)
+    assert w._annotation.value is other
+    # the id painted with after the first stroke follows the largest id, not the old brush
+    other.mode = "paint"
+    other.paint((3, 3), other.selected_label)
+    assert other.selected_label == 2 * top + 2

@@ -226,3 +226,22 @@ def test_no_cell_is_added_inside_the_annotated_region(
     # inside the region the annotation is complete: unpainted pixels there stay background
     assert np.array_equal(annotation.data[inside], before[inside])
     assert (annotation.data[~inside] > 0).sum() > (before[~inside] > 0).sum()
+
+
+def test_correcting_says_each_step_and_what_the_number_is(
+    make_napari_viewer, qtbot, cells, paint, said, monkeypatch
+):
+    steps = []
+    real = CorrectionPanel._on_step
+    monkeypatch.setattr(
+        CorrectionPanel, "_on_step", lambda self, s: (steps.append(s), real(self, s))
+    )
+    viewer, image, annotation, truth, panel = _setup(make_napari_viewer, cells, paint, 12)
+    _click(qtbot, panel)
+    assert [s[-len("(step 1 of 3)") :] for s in steps] == [
+        "(step 1 of 3)",
+        "(step 2 of 3)",
+        "(step 3 of 3)",
+    ]
+    first = panel.cells[0]
+    assert panel.list.item(0).text().endswith(f"(certainty {first.certainty:.2f} of 1)")

@@ -220,14 +220,42 @@ def test_model_load_error_stays_in_the_dock(make_napari_viewer, qtbot, tmp_path)
     assert model._status.value.startswith("Error: broken.safetensors could not be loaded")
 
 
-def test_docks_fit_a_laptop_screen(make_napari_viewer):
+PRIMARY = {
+    "Annotate": ["_new"],
+    "Train": ["_train"],
+    "Predict": ["_segment"],
+    "Model": ["_load", "_export"],
+}
+
+
+def test_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    """All four docks open at 1366x768: the window fits, and as tabs of one dock area
+    every primary button shows without scrolling."""
+    from qtpy.QtCore import QPoint
+
+    from napari_unet._qt.demo import fit_to_screen
+
     viewer = make_napari_viewer(show=True)
-    for name in DOCKS:
-        dock, _ = viewer.window.add_plugin_dock_widget("napari-unet", name)
-        assert dock.minimumSizeHint().height() <= 400, name
     window = viewer.window._qt_window
-    free = window.screen().availableGeometry()
-    assert window.frameGeometry().height() <= max(free.height(), 768)
+    screen = window.screen().geometry()
+    assert (screen.width(), screen.height()) == (1366, 768)  # pytest-xvfb, pyproject.toml
+    fit_to_screen(window)
+    docks = {name: viewer.window.add_plugin_dock_widget("napari-unet", name) for name in DOCKS}
+    qtbot.wait(200)
+    assert window.frameGeometry().width() <= 1366 and window.frameGeometry().height() <= 768
+    frames = [frame for frame, _ in docks.values()]
+    assert all(window.tabifiedDockWidgets(f) for f in frames)  # one dock area, four tabs
+    for name, (frame, widget) in docks.items():
+        frame.raise_()
+        qtbot.wait(50)
+        assert frame.width() >= 250, name
+        viewport = widget._scroll.viewport()
+        for attr in PRIMARY[name]:
+            button = getattr(widget, attr).native
+            assert button.isVisible(), (name, attr)
+            top = button.mapTo(viewport, QPoint(0, 0)).y()
+            assert 0 <= top and top + button.height() <= viewport.height(), (name, attr, top)
+        assert widget._scroll.verticalScrollBar().value() == 0
 
 
 def test_one_name_everywhere(make_napari_viewer):

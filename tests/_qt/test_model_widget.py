@@ -98,7 +98,7 @@ def test_card_of_a_fine_tuned_model(tiny_model, tmp_path):
     cfg = TrainConfig(tile_size=92, steps=2, time_limit=None, validation_fraction=0.0)
     tuned = train_model(image, labels, model=start, config=cfg, device="cpu")
     card = describe_model(tuned)
-    assert card.startswith("lab model, fine-tuned")
+    assert card.startswith("lab model (fine-tuned)")
     assert "Started from: lab model" in card
     assert "Held-out test" not in card
     assert tuned.metadata["training"]["started_from"]["evaluation"]["ap50"] == 0.91

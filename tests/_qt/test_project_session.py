@@ -38,6 +38,17 @@ def _annotate(viewer, path):
     return image, viewer.layers[f"{image.name} annotation"], annotate
 
 
+def _painted_array(viewer, pixels, name, value=1):
+    """An image from no file with an annotation painted once and saved; (session, image)."""
+    image = viewer.add_image(pixels, name=name)
+    labels = viewer.add_labels(np.zeros(pixels.shape, np.uint8), name=f"{name} annotation")
+    session = project_for(viewer)
+    state_for(viewer).annotation.set(image=image, labels=labels)  # as the Annotate dock does
+    labels.paint((10, 10), value)
+    assert session.flush()
+    return session, image
+
+
 def _saved(session, qtbot, after, timeout=20000):
     qtbot.waitUntil(
         lambda: (
@@ -178,7 +189,7 @@ def test_a_project_round_trip(make_napari_viewer, qtbot, on_disk, tmp_path):
     for got, want in zip(ea.region.data, region.data):
         np.testing.assert_allclose(got, want)
     assert role_of(ea.labels) == "annotation" and role_of(ea.region) == "region"
-    assert state_for(other).annotation.labels is eb.labels  # the last entry is current
+    assert state_for(other).annotation.labels is ea.labels  # current when it was saved
     in_use = state_for(other).model
     assert in_use.model.config["base_channels"] == 2 and "round 1" in in_use.source
     for (k, w), (_, v) in zip(in_use.model.state_dict().items(), models[0].state_dict().items()):
@@ -291,6 +302,9 @@ def test_layers_handed_over_by_proxy_are_followed(make_napari_viewer, qtbot, on_
 def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
     make_napari_viewer, qtbot, monkeypatch
 ):
+    monkeypatch.setattr(ps_module, "AUTO_KEEP_BYTES", 1000)  # this image is "large"
+    told = []
+    monkeypatch.setattr(ps_module, "show_warning", told.append)
     viewer = make_napari_viewer()
     image = viewer.add_image(np.random.default_rng(0).random((40, 50)), name="sample")
     labels = viewer.add_labels(np.zeros((40, 50), np.uint8), name="sample annotation")
@@ -298,6 +312,12 @@ def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
     state_for(viewer).annotation.set(image=image, labels=labels)  # as the Annotate dock does
     labels.paint((20, 20), 2)
     assert session.flush()
+    labels.paint((22, 22), 2)
+    assert session.flush()
+    assert told == [  # once, with its size
+        "The image 'sample' came from no file and takes 0 MB; press Keep copies of the "
+        "images (Train dock) to keep it with the project, so that the project can open it again."
+    ]
     folder = session.project.folder
     assert folder.parent.name == "projects"  # in the user's data folder (the test's own)
     state_for(viewer).close()
@@ -424,12 +444,7 @@ def test_an_image_not_from_a_file_starts_a_new_project(make_napari_viewer, qtbot
     # an unrelated session left a project for a layer of the same name
     Project.create(data_folder() / "projects" / "Image")
     viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((30, 40)), name="Image")
-    labels = viewer.add_labels(np.zeros((30, 40), np.uint8), name="Image annotation")
-    session = project_for(viewer)
-    state_for(viewer).annotation.set(image=image, labels=labels)
-    labels.paint((10, 10), 1)
-    assert session.flush()
+    session, _ = _painted_array(viewer, np.zeros((30, 40)), "Image")
     folder = session.project.folder
     assert folder.parent == data_folder() / "projects" and folder.name.startswith("Image-")
     assert Project.open(data_folder() / "projects" / "Image").names == []  # untouched
@@ -474,3 +489,106 @@ def test_kept_image_copies_bring_back_an_image_not_from_a_file(
     assert entry.image is not None and entry.image.name == "sample"
     np.testing.assert_array_equal(entry.image.data, pixels)  # the copy is exact
     assert entry.labels.scale.tolist() == entry.image.scale.tolist()
+
+
+@pytest.mark.parametrize("with_dock", [True, False])
+def test_the_first_stroke_after_opening_a_project_is_a_new_cell(
+    make_napari_viewer, qtbot, on_disk, tmp_path, with_dock
+):
+    """The brush of a reopened annotation is its largest id + 1, never a cell already there."""
+    path = on_disk("c", seed=4)
+    folder = _project_with(tmp_path / "p", path, "c", (60, 80), 7)
+    viewer = make_napari_viewer()
+    if with_dock:
+        annotate = viewer.window.add_plugin_dock_widget("napari-unet", "Annotate")[1]
+    session = project_for(viewer)
+    with qtbot.waitSignal(session.opened, timeout=20000) as opened:
+        session.open(folder)
+    labels = opened.args[0][0].labels
+    assert labels.selected_label == 8
+    if with_dock:
+        assert annotate._annotation.value is labels
+        qtbot.waitUntil(lambda: annotate.counter is not None and not annotate.counter.busy)
+        assert labels.selected_label == 8
+    labels.mode = "paint"
+    labels.paint((40, 40), labels.selected_label)
+    assert set(np.unique(labels.data)) == {0, 7, 8}
+
+
+def test_a_small_image_not_from_a_file_is_kept_unasked(make_napari_viewer, qtbot):
+    """A sample or a pasted array comes back with its project, without pressing anything."""
+    viewer = make_napari_viewer()
+    pixels = np.random.default_rng(2).integers(0, 4000, (40, 50)).astype(np.uint16)
+    session, _ = _painted_array(viewer, pixels, "pasted", 3)
+    folder = session.project.folder
+    assert Project.open(folder).entry("pasted").stored_image
+    state_for(viewer).close()
+    other = make_napari_viewer()
+    with qtbot.waitSignal(project_for(other).opened, timeout=20000) as opened:
+        project_for(other).open(folder)
+    (entry,) = opened.args[0]
+    np.testing.assert_array_equal(entry.image.data, pixels)
+    assert state_for(other).annotation.labels is entry.labels
+
+
+def test_reopening_restores_layer_order_current_annotation_and_model(
+    make_napari_viewer, qtbot, on_disk, tmp_path
+):
+    from napari_unet import UNet
+
+    viewer = make_napari_viewer()
+    a, b = on_disk("a", (50, 70), 1), on_disk("b", (50, 70), 2)
+    image_a, labels_a, annotate = _annotate(viewer, a)
+    session = project_for(viewer)
+    folder = session.choose_folder(tmp_path / "p").folder
+    labels_a.paint((10, 10), 1)
+    image_b = viewer.open(str(b))[0]
+    annotate._image.value = image_b
+    annotate.new_annotation()
+    labels_b = viewer.layers["b annotation"]
+    labels_b.paint((20, 20), 4)
+    # the user's own stacking: b's image at the bottom, and a's annotation chosen again
+    viewer.layers.move(viewer.layers.index(image_b), 0)
+    annotate._annotation.value = labels_a
+    assert session.flush()
+    session.save_now()  # the view is written with the next save
+    assert session.flush()
+    order = [layer.name for layer in viewer.layers]
+    history = Project.open(folder).history
+    history.add_round(
+        UNet(base_channels=2, depth=2), start_model="scratch", cells=2, steps=1, seconds=0.1,
+        ap50=None, mean_iou=None, val_cells=0, entries=["a", "b"],
+    )  # fmt: skip
+    history.set_current(1)
+    state_for(viewer).close()
+
+    other = make_napari_viewer()
+    annotate2, train2, model2 = [
+        other.window.add_plugin_dock_widget("napari-unet", n)[1]
+        for n in ("Annotate", "Train", "Model")
+    ]
+    with qtbot.waitSignal(project_for(other).opened, timeout=20000):
+        project_for(other).open(folder)
+    assert [layer.name for layer in other.layers] == order
+    current = state_for(other).annotation.labels
+    assert current.name == "a annotation"
+    assert annotate2._annotation.value is current and train2._annotation.value is current
+    assert train2._start.value == "current"
+    assert model2._in_use.value.startswith("round 1 of project p")
+
+
+def test_open_starts_in_the_projects_folder_and_recent_projects_open(make_napari_viewer, qtbot):
+    from napari_unet.project import data_folder
+
+    viewer = make_napari_viewer()
+    session, _ = _painted_array(viewer, np.zeros((30, 40), np.uint8), "sample")
+    folder = session.project.folder
+    state_for(viewer).close()
+    other = make_napari_viewer()
+    panel = ProjectPanel(other)
+    assert panel._start_folder() == str(data_folder() / "projects")  # not the home folder
+    assert str(folder) in panel._recent.choices
+    with qtbot.waitSignal(project_for(other).opened, timeout=20000) as opened:
+        panel._recent.value = str(folder)  # choosing a recent project opens it
+    assert opened.args[0][0].name == "sample"
+    assert panel._recent.value == ""

@@ -112,10 +112,13 @@ def test_bad_input_is_a_notification(make_napari_viewer, qtbot, cells, monkeypat
     viewer.add_image(image, name="nuclei")
     viewer.add_labels(np.zeros((10, 10), np.uint8), name="wrong")
     (train,) = _docks(viewer, "Train")
-    train._annotation.value = viewer.layers["wrong"]
+    assert viewer.layers["wrong"] not in train._annotation.choices  # not of the image's shape
+    viewer.add_labels(np.zeros_like(truth), name="fits")
+    train._annotation.value = viewer.layers["fits"]
+    viewer.layers["fits"].data = np.zeros((10, 10), np.uint8)  # changed after it was chosen
     train.fine_tune()
     assert "shape" in messages[-1] and not train.runner.running
-    viewer.layers["wrong"].data = np.zeros_like(truth)
+    viewer.layers["fits"].data = np.zeros_like(truth)
     train._start.value = "scratch"
     train.fine_tune()  # no cell annotated: reported from the worker, in one sentence
     qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)
@@ -164,7 +167,8 @@ def test_learning_rate_follows_the_start_model_until_edited(make_napari_viewer):
     assert not train._start_path.native.isHidden()
 
 
-def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, paint, fast_config):
+def _bundled_tuning(make_napari_viewer, cells, paint, fast_config):
+    """Five cells painted in a new annotation; Train set to fine-tune the bundled model."""
     image, truth = cells
     viewer = make_napari_viewer()
     viewer.add_image(image, name="nuclei")
@@ -173,6 +177,11 @@ def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, pain
     paint(viewer.layers["nuclei annotation"], truth, list(range(1, 6)))
     train._defaults = fast_config.replace(validation_fraction=0.0)
     train._refresh.value = False
+    return viewer, train, model_dock
+
+
+def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, paint, fast_config):
+    viewer, train, model_dock = _bundled_tuning(make_napari_viewer, cells, paint, fast_config)
     assert train._start.value == "bundled"
     train._steps.value = 2
     train._time.value = 0
@@ -180,9 +189,45 @@ def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, pain
     qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
     assert session_for(viewer).source == "bundled model, fine-tuned here (2 steps)"
     card = model_dock._card.value
-    assert card.startswith("napari-unet nuclei, fine-tuned")
+    assert card.startswith("napari-unet nuclei (fine-tuned)")
     from napari_unet.bundled import load_bundled_model
 
     steps = load_bundled_model().metadata["training"]["steps"]
     assert f"Started from: napari-unet nuclei ({steps} steps)" in card
     assert "learning_rate 0.0003" in card
+
+
+def test_export_of_a_model_fine_tuned_in_the_dock(
+    make_napari_viewer, qtbot, cells, paint, fast_config, tmp_path, monkeypatch
+):
+    """Fine-tune in the Train dock, export from the Model dock under the name it offers."""
+    import zipfile
+
+    import yaml
+
+    import napari_unet._qt.model_widget as mw
+
+    viewer, train, model_dock = _bundled_tuning(make_napari_viewer, cells, paint, fast_config)
+    train._steps.value = 2
+    train._time.value = 0
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    assert model_dock._export_name.value == "napari-unet nuclei (fine-tuned)"
+    model_dock._authors.value = "Ada Lovelace, Alan Turing"
+    target = tmp_path / "round-001.zip"
+    monkeypatch.setattr(mw.ModelWidget, "_ask_export_path", lambda self: target)
+    model_dock._export.native.click()
+    qtbot.waitUntil(lambda: not model_dock.busy, timeout=120000)
+    assert model_dock._status.value == f"bioimage.io package written to {target}."
+    with zipfile.ZipFile(target) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+    assert rdf["name"] == "napari-unet nuclei (fine-tuned)"
+    assert rdf["authors"] == [{"name": "Ada Lovelace"}, {"name": "Alan Turing"}]
+    back = load_model(target)
+    assert back.metadata["training"]["steps"] == 2
+    # a name of the user's own, with characters bioimage.io refuses
+    model_dock._export_name.value = "Lab nuclei, v2"
+    model_dock._export.native.click()
+    qtbot.waitUntil(lambda: not model_dock.busy, timeout=120000)
+    with zipfile.ZipFile(target) as z:
+        assert yaml.safe_load(z.read("rdf.yaml"))["name"] == "Lab nuclei v2"

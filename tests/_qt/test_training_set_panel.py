@@ -145,7 +145,8 @@ def test_removing_a_region_layer_takes_its_entry_out(make_napari_viewer, qtbot, 
 
 
 def test_the_dock_reads_top_down(make_napari_viewer):
-    """Project first, then what to train on, the training set, the budget; plots last."""
+    """Project, what to train on, the budget and Fine-tune (all without scrolling at
+    1366x768); then the training set, the augmentation; plots last."""
     viewer = make_napari_viewer()
     train = _train_dock(viewer)
     layout = train.form.native.layout()
@@ -160,17 +161,19 @@ def test_the_dock_reads_top_down(make_napari_viewer):
     order = [
         train.project_panel.native,
         train._image.native,
-        train._offer_derived.native,
-        train.training_set,
         train._start.native,
         train._train.native,
+        train.training_set,
+        train._elastic.native,
+        train._offer_derived.native,
         train.plot,
         train.history,
         train.correction.native,
     ]
     rows = [row(w) for w in order]
     assert rows == sorted(rows) and rows[0] == 0
-    assert rows[3] == rows[2] + 1  # the set sits right under the fields it adds from
+    # the set sits right under the Fine-tune block (which fits the screen above it)
+    assert rows[4] == row(train._refresh.native) + 1
 
 
 def test_a_damaged_history_is_one_sentence(make_napari_viewer, tmp_path, monkeypatch):

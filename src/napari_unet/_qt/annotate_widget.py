@@ -10,11 +10,17 @@ from napari.utils.notifications import show_error, show_info
 
 from ..paper import SIGMA, W0
 from .cell_counter import CellCounter
-from .dock import ScrollingDock
+from .dock import ScrollingDock, StatusLine
 from .layers import OWNER_KEY, image_of, layer_choices, spatial_shape
 from .project_session import project_for
 from .session import state_for
 from .weightmap_overlay import WeightMapOverlay
+
+REGION_TIP = (
+    "Rectangles or polygons around the parts where you painted every cell. There, "
+    "unpainted pixels teach the model 'background'; outside, nothing is learnt. "
+    "Without a region the whole image counts as annotated."
+)
 
 if TYPE_CHECKING:
     import napari
@@ -35,28 +41,54 @@ class AnnotateWidget(ScrollingDock):
         self._overlay: WeightMapOverlay | None = None
         self._retired: list[WeightMapOverlay] = []  # switched off, maybe still computing
         self._counter: CellCounter | None = None
+        self._first_count = False
         self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._new = PushButton(text="New annotation")
         self._annotation = ComboBox(
-            label="Annotation", choices=layer_choices(viewer, "Labels"), nullable=True
+            label="Annotation",
+            choices=layer_choices(viewer, "Labels", fits=lambda: self._image.value),
+            nullable=True,
         )
         self._auto_id = CheckBox(
             text="New cell id after each stroke",
             value=True,
             tooltip="Each stroke paints a new cell; untick to keep painting the same cell.",
         )
-        self._count = Label(label="Cells annotated", value="0")
+        self._count = StatusLine(1, label="Cells annotated", value="0")
         self._new_region = PushButton(text="New annotated region")
         self._region = ComboBox(
-            label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
+            label="Annotated region",
+            choices=layer_choices(viewer, "Shapes"),
+            nullable=True,
+            tooltip=REGION_TIP,
         )
         self._region_help = Label(
             value="Without a region the whole image counts as annotated.", label=""
         )
-        self._show_weights = CheckBox(text="Show weight map", value=False)
-        self._w0 = FloatSpinBox(label="w0", value=W0, min=0.0, max=100.0, step=1.0)
-        self._sigma = FloatSpinBox(label="sigma (px)", value=SIGMA, min=0.5, max=50.0)
-        self._touching = Label(label="", value="")
+        self._show_weights = CheckBox(
+            text="Show weight map",
+            value=False,
+            tooltip="Show where training pays extra attention: the thin gaps between touching "
+            "cells are weighted most, so that the model learns to keep the cells apart.",
+        )
+        self._w0 = FloatSpinBox(
+            label="w0",
+            value=W0,
+            min=0.0,
+            max=100.0,
+            step=1.0,
+            tooltip="How much more a pixel in a gap between two cells counts in training "
+            "(the U-Net paper uses 10). Raise it when touching cells come out merged.",
+        )
+        self._sigma = FloatSpinBox(
+            label="sigma (px)",
+            value=SIGMA,
+            min=0.5,
+            max=50.0,
+            tooltip="How far from the gap between cells the extra weight reaches, in pixels "
+            "(the paper uses 5). About half the usual gap between your cells.",
+        )
+        self._touching = StatusLine(2, label="", value="")
         self._carve = PushButton(text="Carve 1-pixel gaps between touching cells", visible=False)
         self.form.extend(
             [
@@ -78,6 +110,7 @@ class AnnotateWidget(ScrollingDock):
         self._new.changed.connect(self.new_annotation)
         self._new_region.changed.connect(self.new_region)
         self._annotation.changed.connect(self._on_annotation_choice)
+        self._image.changed.connect(lambda _: self._annotation.reset_choices())
         self._region.changed.connect(lambda layer: self._state.annotation.set(region=layer))
         self._show_weights.changed.connect(self._toggle_weights)
         self._w0.changed.connect(self._params)
@@ -99,7 +132,8 @@ class AnnotateWidget(ScrollingDock):
         ):
             if layer is not None and layer in self._viewer.layers and widget.value is not layer:
                 widget.reset_choices()
-                widget.value = layer
+                if layer in widget.choices:  # an annotation of another shape is not offered
+                    widget.value = layer
 
     def _on_annotation_choice(self, layer: Any) -> None:
         self._watch(layer)
@@ -157,6 +191,7 @@ class AnnotateWidget(ScrollingDock):
         self._unwatch()
         if layer is not None:
             self._counter = CellCounter(layer)
+            self._first_count = True  # its first count sets the brush to a free id
             self._counter.changed.connect(self._show_count)
             self._counter.recounted.connect(self._after_recount)
             layer.events.paint.connect(self._on_paint)  # after the counter: it knows the id
@@ -195,30 +230,40 @@ class AnnotateWidget(ScrollingDock):
 
     def _on_paint(self, event: Any) -> None:  # a required argument: napari passes the event
         layer = self._annotation.value
-        counter = self._counter
         if (
             self._auto_id.value
             and layer is not None
-            and counter is not None
             and layer.selected_label != 0
             and layer.mode == "paint"
         ):
-            # the next stroke paints a new cell (largest id + 1, like napari's "M" key)
-            new = max(counter.max_id, layer.selected_label) + 1
-            dtype = np.dtype(layer.data.dtype)
-            if np.issubdtype(dtype, np.integer) and new > np.iinfo(dtype).max:
-                return  # a full id range: keep the id (napari would refuse a larger one)
-            layer.selected_label = new
+            self._next_id(layer)
+
+    def _next_id(self, layer: Any) -> None:
+        """The next stroke paints a new cell: largest id + 1, like napari's "M" key."""
+        counter = self._counter
+        if counter is None or counter.layer is not layer:
+            return
+        new = counter.max_id + 1  # after a stroke the counter already holds its id
+        dtype = np.dtype(layer.data.dtype)
+        if np.issubdtype(dtype, np.integer) and new > np.iinfo(dtype).max:
+            return  # a full id range: keep the id (napari would refuse a larger one)
+        layer.selected_label = new
 
     def _show_count(self, *_: Any) -> None:
         self._count.value = str(self._counter.cells if self._counter is not None else 0)
 
     def _after_recount(self) -> None:
-        """A full count arrived (the first, or after an undo): never reuse a cell's id."""
+        """A full count arrived: the annotation just became current, or after an undo.
+
+        The brush then never paints into an existing cell: it takes the largest id + 1
+        (unless the user keeps painting one cell, with New cell id after each stroke off).
+        """
         counter, layer = self._counter, self._annotation.value
-        if counter is not None and layer is counter.layer:
-            if 0 < layer.selected_label <= counter.max_id:
-                self._on_paint(None)
+        if counter is None or layer is not counter.layer:
+            return
+        first, self._first_count = self._first_count, False
+        if first or self._auto_id.value or 0 < layer.selected_label <= counter.max_id:
+            self._next_id(layer)
 
     # -- weight map overlay
     def _toggle_weights(self, on: bool) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import Container, Label, PushButton
+from magicgui.widgets import Container, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
+from .dock import StatusLine
 from .layers import OWNER_KEY, find_own_layer, region_mask, spatial_shape, upsert_layer
 from .prediction import PredictionRunner
 from .session import state_for
@@ -68,8 +69,7 @@ class CorrectionPanel(Container):
             "(your cells are never changed; one Ctrl+Z undoes it), and list first the cells "
             "the model is least sure of.",
         )
-        self._status = Label(value="")
-        self._status.native.setWordWrap(True)
+        self._status = StatusLine(2, value="")
         self.extend([self._button, self._status])
         self.list = QListWidget()
         self.list.setToolTip("Click a cell to go to it and pick its label for painting.")
@@ -79,6 +79,7 @@ class CorrectionPanel(Container):
         self.list.currentRowChanged.connect(self.go_to)
         self.list.itemClicked.connect(lambda item: self.go_to(self.list.row(item)))
         self._runner.finished.connect(self._on_predicted)
+        self._runner.progressed.connect(self._on_progress)
         self._closed = False
         self._cancel_close_hook = self._state.on_close(self.shutdown, first=self._runner.cancel)
         self.native.destroyed.connect(lambda *_: self.shutdown())
@@ -139,6 +140,13 @@ class CorrectionPanel(Container):
             self._button.enabled = True
             show_error(str(exc))
 
+    def _on_progress(self, done: int, total: int) -> None:
+        if self._pending and total:
+            self._status.value = (
+                f"Segmenting {self._image.name} with the model in use: "
+                f"{100 * done // total}% ({done} of {total} tiles)..."
+            )
+
     def _fresh_prediction(self) -> tuple[Any, Any] | None:
         """The (segmentation, probability) layers to merge, or None when they must be redone.
 
@@ -189,23 +197,30 @@ class CorrectionPanel(Container):
         plane = int(self._viewer.dims.current_step[0]) if before.ndim == 3 else None
 
         def job():
+            yield "finding the predicted cells you have not painted (step 1 of 3)"
             allowed = np.ones(before.shape, bool)
             if region_layer is not None and len(region_layer.data):
                 allowed &= ~region_mask(region_layer, before.shape)
             if plane is not None:
                 allowed[np.arange(len(allowed)) != plane] = False
             merged, added = merge_prediction(before, segmentation, region=allowed)
+            yield f"ranking the {len(added)} added cells by how sure the model is (step 2 of 3)"
             cells = rank_uncertain(probability, merged, ids=list(added.values()))
+            yield "writing them into the annotation (step 3 of 3)"
             return merged, added, cells, np.nonzero(merged != before)
 
         self._button.enabled = False
         self._status.value = "Copying the predicted cells..."
-        self._merge_worker = self._workers.start_function(
-            job,
+        self._merge_worker = self._workers.start_generator(
+            job(),
+            yielded=self._on_step,
             returned=lambda result: self._apply(labels, before, *result),
             errored=lambda exc: show_error(f"Correcting failed: {exc}"),
             finished=self._on_merged,
         )
+
+    def _on_step(self, step: str) -> None:
+        self._status.value = f"Copying the predicted cells: {step}..."
 
     def _on_merged(self) -> None:
         self._merge_worker = None
@@ -251,7 +266,8 @@ class CorrectionPanel(Container):
         self.list.clear()
         for rank, cell in enumerate(self.cells, start=1):
             where = "" if cell.plane is None else f", plane {cell.plane}"
-            text = f"{rank}. cell {cell.label}{where}: {cell.reason} ({cell.certainty:.2f})"
+            sure = f"certainty {cell.certainty:.2f} of 1"  # what the number is
+            text = f"{rank}. cell {cell.label}{where}: {cell.reason} ({sure})"
             item = QListWidgetItem(text)
             item.setToolTip(
                 f"certainty {cell.certainty:.2f}; {cell.area} pixels; centre at "

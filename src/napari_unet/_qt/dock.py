@@ -6,14 +6,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container, Label
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractSlider,
     QAbstractSpinBox,
     QApplication,
     QComboBox,
+    QDockWidget,
     QFrame,
+    QLabel,
+    QMainWindow,
     QScrollArea,
+    QSizePolicy,
     QWidget,
 )
 
@@ -68,6 +72,7 @@ class _WatchRemoval(QObject):
 
     napari's close button (``remove_dock_widget``) unparents the dock's widget
     and deletes only the frame around it, so the widget's ``destroyed`` never comes.
+    Once docked, the dock joins the plugin's other docks as a tab (:func:`tabify`).
     """
 
     def __init__(self, widget: QWidget, on_removed: Callable[[], None]) -> None:
@@ -79,10 +84,127 @@ class _WatchRemoval(QObject):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
         if event.type() == QEvent.Type.ParentChange:
             if obj.parent() is not None:
+                if not self._docked:  # after napari has placed the frame in its window
+                    QTimer.singleShot(0, lambda: _tabify_if_alive(obj))
                 self._docked = True
             elif self._docked:
                 self._on_removed()
         return False
+
+
+def _tabify_if_alive(content: QWidget) -> None:
+    try:
+        tabify(content)
+    except RuntimeError:  # closed before the event loop came round: nothing to place
+        pass
+
+
+_OURS = "napari_unet_dock"  # a property on the plugin's dock contents
+
+
+def tabify(content: QWidget) -> None:
+    """Put the dock holding ``content`` in a tab beside the plugin's other open docks.
+
+    With four docks stacked in one column each got 120-200 px at 1366x768; as tabs
+    each has the whole height. The new tab is brought to the front.
+    """
+    frame = content.parentWidget()
+    while frame is not None and not isinstance(frame, QDockWidget):
+        frame = frame.parentWidget()
+    window = frame.parentWidget() if frame is not None else None
+    if not isinstance(window, QMainWindow) or frame.isFloating():
+        return
+    area = window.dockWidgetArea(frame)
+    for other in window.findChildren(QDockWidget):
+        if (
+            other is not frame
+            and other.isVisible()
+            and not other.isFloating()
+            and window.dockWidgetArea(other) == area
+            and other.widget() is not None
+            and _is_ours(other.widget())
+        ):
+            window.tabifyDockWidget(other, frame)
+            break
+    frame.show()
+    frame.raise_()
+
+
+def _is_ours(widget: QWidget) -> bool:
+    return bool(widget.property(_OURS)) or any(
+        bool(child.property(_OURS)) for child in widget.findChildren(QWidget)
+    )
+
+
+class _OnRestyle(QObject):
+    """Calls ``then`` when the widget's style or font changes."""
+
+    def __init__(self, widget: QWidget, then: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._then = then
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.FontChange, QEvent.Type.Resize):
+            self._then()
+        return False
+
+
+class StatusLine(Label):
+    """A text that changes (a status, the model in use) in a place of fixed height.
+
+    It wraps over at most ``lines`` lines and never grows or shrinks, so nothing
+    below it moves under the mouse while the user works; a longer text is cut
+    there and shown whole as the tooltip.
+    """
+
+    def __init__(self, lines: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lines = lines
+        self.native.setWordWrap(True)
+        self.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self._fix_height()
+        self._restyled = _OnRestyle(self.native, self._refit)  # napari's font comes later
+
+    def _refit(self) -> None:
+        self._fix_height()
+        self._align()
+
+    def _fix_height(self) -> None:
+        metrics = self.native.fontMetrics()
+        margins = self.native.contentsMargins()
+        self.native.setFixedHeight(
+            metrics.lineSpacing() * self._lines + margins.top() + margins.bottom() + 8
+        )
+
+    @property
+    def value(self) -> str:
+        """The text shown."""
+        return Label.value.fget(self)
+
+    @value.setter
+    def value(self, text: Any) -> None:
+        Label.value.fset(self, text)
+        self.native.setToolTip(str(text))
+        self._align()
+
+    def _align(self) -> None:
+        """Centred beside its row's name; from the top when cut (the first lines show)."""
+        label = self.native
+        cut = label.width() > 0 and label.heightForWidth(label.width()) > label.height()
+        vertical = Qt.AlignmentFlag.AlignTop if cut else Qt.AlignmentFlag.AlignVCenter
+        label.setAlignment(Qt.AlignmentFlag.AlignLeft | vertical)
+
+
+def _texts(container: Container) -> list[QLabel]:
+    """The Qt labels of every magicgui Label in ``container`` and the panels inside it."""
+    found = []
+    for widget in container:
+        if isinstance(widget, Label):
+            found.append(widget.native)
+        elif isinstance(widget, Container):
+            found.extend(_texts(widget))
+    return found
 
 
 class ScrollingDock(Container):
@@ -102,6 +224,7 @@ class ScrollingDock(Container):
         self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._scroll.setWidget(self.form.native)
         self.native.layout().addWidget(self._scroll)
+        self.native.setProperty(_OURS, True)  # its frame joins the others' tabs
         self.margins = (0, 0, 0, 0)
 
     def finish(self, state: ViewerState) -> None:
@@ -110,12 +233,12 @@ class ScrollingDock(Container):
         The scroll area is as wide as the fields need (nothing is cut off at the
         right); :meth:`_shutdown` runs once, when this dock or the viewer closes.
         """
-        for widget in self.form:  # texts that change (status, model in use) wrap, not widen
-            if isinstance(widget, Label):
-                widget.native.setWordWrap(True)
-                widget.native.setAlignment(
-                    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
-                )
+        for label in _texts(self.form):  # texts that change (status, model in use) wrap, and
+            label.setWordWrap(True)  # never widen the dock (a long path once made it 630 px)
+            label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            policy = label.sizePolicy()
+            policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+            label.setSizePolicy(policy)
         self.form.native.layout().addStretch(1)  # fields stay together at the top
         for combo in self.form.native.findChildren(QComboBox):  # long layer names elide
             combo.setSizeAdjustPolicy(

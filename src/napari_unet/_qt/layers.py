@@ -42,11 +42,17 @@ def is_derived(layer: Any) -> bool:
 
 
 def layer_choices(
-    viewer: napari.viewer.Viewer, kind: str, *, derived: Callable[[], bool] = lambda: False
+    viewer: napari.viewer.Viewer,
+    kind: str,
+    *,
+    derived: Callable[[], bool] = lambda: False,
+    fits: Callable[[], Any] | None = None,
 ) -> Callable[[Any], list[tuple[str, Any]]]:
     """A ``choices`` callable for a ComboBox: the viewer's layers of ``kind``.
 
     Layers the plugin derived are left out unless ``derived()`` says to offer them.
+    With ``fits``, only layers of the shape of the image ``fits()`` returns are
+    offered (a 3D stack's labels are no annotation of a 2D image).
     """
     from napari import layers
 
@@ -54,10 +60,14 @@ def layer_choices(
 
     def choices(_widget: Any = None) -> list[tuple[str, Any]]:
         offer_derived = derived()
+        image = fits() if fits is not None else None
+        shape = spatial_shape(image) if image is not None else None
         return [
             (layer.name, layer)
             for layer in viewer.layers
-            if isinstance(layer, cls) and (offer_derived or not is_derived(layer))
+            if isinstance(layer, cls)
+            and (offer_derived or not is_derived(layer))
+            and (shape is None or tuple(layer_data(layer).shape) == shape)
         ]
 
     return choices
@@ -153,3 +163,15 @@ def region_mask(shapes_layer: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     masks = shapes_layer.to_masks(mask_shape=shape[-2:])
     mask = np.asarray(masks).any(axis=0)
     return np.broadcast_to(mask, shape).copy() if len(shape) == 3 else mask
+
+
+def free_id(labels: np.ndarray) -> int:
+    """The id a new cell gets in ``labels``: the largest id + 1 (1 when it is empty).
+
+    When the dtype holds no larger id, the largest one (napari refuses more).
+    """
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.dtype(labels.dtype)
+    if np.issubdtype(dtype, np.integer) and top >= np.iinfo(dtype).max:
+        return top
+    return top + 1

@@ -7,11 +7,11 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import FileEdit, Label, PushButton, TextEdit
+from magicgui.widgets import FileEdit, LineEdit, PushButton, TextEdit
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog
 
-from .dock import ScrollingDock
+from .dock import ScrollingDock, StatusLine
 from .model_choice import bundled_available, chosen_path
 from .session import state_for
 from .training_runner import recent_recovered_model
@@ -97,7 +97,7 @@ class ModelWidget(ScrollingDock):
         self._state = state_for(viewer)
         self._session = self._state.model
         self._workers = WorkerGroup()
-        self._in_use = Label(label="In use", value=self._session.describe())
+        self._in_use = StatusLine(2, label="In use", value=self._session.describe())
         self._save_path = FileEdit(label="Save to", mode="w", filter="*.safetensors")
         self._save = PushButton(text="Save model")
         self._load_path = FileEdit(
@@ -105,12 +105,20 @@ class ModelWidget(ScrollingDock):
         )
         self._load = PushButton(text="Load model")
         self._bundled = PushButton(text="Use the bundled model", visible=bundled_available())
+        self._export_name = LineEdit(label="Export name")
+        self._export_name.native.setToolTip(
+            "The model's name on bioimage.io: letters, digits, spaces, _ + - ( ) "
+            "(other characters become spaces)"
+        )
+        self._authors = LineEdit(label="Authors")
+        self._authors.native.setPlaceholderText("Your Name, A Colleague")
+        self._authors.native.setToolTip("Who made the model, separated by commas")
         self._export = PushButton(text="Export for bioimage.io…")
         self._export.native.setToolTip(
             "Write the model in use as a bioimage.io package (.zip) for deepImageJ/Fiji, "
             "ilastik, QuPath and the bioimage.io model zoo"
         )
-        self._status = Label(label="", value="")
+        self._status = StatusLine(3, label="", value="")
         self._card = TextEdit(label="Model card", value="")
         self._card.native.setReadOnly(True)
         self._card.native.setMinimumHeight(160)
@@ -122,6 +130,8 @@ class ModelWidget(ScrollingDock):
                 self._load_path,
                 self._load,
                 self._bundled,
+                self._export_name,
+                self._authors,
                 self._export,
                 self._status,
                 self._card,
@@ -154,6 +164,9 @@ class ModelWidget(ScrollingDock):
     def _refresh(self, session: Any) -> None:
         self._in_use.value = session.describe()
         self._card.value = describe_model(session.model) if session.model is not None else ""
+        meta = getattr(session.model, "metadata", None) or {}
+        self._export_name.value = _default_export_name(meta)
+        self._authors.value = ", ".join(str(a) for a in meta.get("authors") or [])
 
     def _report(self, message: str, error: bool = False) -> None:
         """A notification, and the same sentence kept in the dock."""
@@ -223,12 +236,14 @@ class ModelWidget(ScrollingDock):
         if self._session.model is None:
             self._report("There is no model to export yet; train or load one first.", error=True)
             return
+        name = self._export_name.value.strip() or None
+        authors = [a.strip() for a in self._authors.value.split(",") if a.strip()] or None
         path = self._ask_export_path()
         if path is None:
             return
         self._status.value = "Exporting for bioimage.io…"
         self._workers.start_generator(
-            _export_steps(self._session.model, path),
+            _export_steps(self._session.model, path, name, authors),
             yielded=self._on_export_step,
             returned=self._on_exported,
             errored=self._failed("The model could not be exported"),
@@ -258,11 +273,26 @@ class ModelWidget(ScrollingDock):
         self._report(f"Loaded {source}; it is now the model in use.")
 
 
-def _export_steps(model: Any, path: Path) -> Generator[Any, None, Path]:
+def _default_export_name(metadata: dict) -> str:
+    """The model's own name as bioimage.io takes it ("" when it has none that fits)."""
+    from ..errors import NapariUnetError
+    from ..export.naming import valid_model_name
+
+    try:
+        return valid_model_name(str(metadata.get("name") or ""))
+    except NapariUnetError:  # no name, or too short: the export's default applies
+        return ""
+
+
+def _export_steps(
+    model: Any, path: Path, name: str | None = None, authors: list[str] | None = None
+) -> Generator[Any, None, Path]:
     """Export ``model``; the export works on a CPU copy, so training or prediction go on.
 
     The save dialog has already asked before replacing an existing file.
     """
     from ..export.bioimageio import iter_export_bioimageio
 
-    return (yield from iter_export_bioimageio(model, path, overwrite=True))
+    return (
+        yield from iter_export_bioimageio(model, path, name=name, authors=authors, overwrite=True)
+    )

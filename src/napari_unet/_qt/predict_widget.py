@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -10,7 +10,6 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSpinBox,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -18,8 +17,8 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from .batch_panel import BatchPanel
-from .dock import ScrollingDock
-from .layers import OWNER_KEY, find_own_layer, is_lazy, layer_choices
+from .dock import ScrollingDock, StatusLine
+from .layers import OWNER_KEY, find_own_layer, free_id, is_lazy, layer_choices
 from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
 from .prediction import PredictionRunner
 from .session import state_for
@@ -38,10 +37,11 @@ class PredictWidget(ScrollingDock):
         self._state = state_for(viewer)
         self._session = self._state.model
         self._runner = PredictionRunner(viewer)
+        self._read: list = []  # the model a run read from its file or the bundle
         self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._model_choice = ComboBox(label="Model", choices=model_choices(), value=CURRENT)
         self._model_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
-        self._model_info = Label(label="In use", value=self._session.describe())
+        self._model_info = StatusLine(2, label="In use", value=self._session.describe())
         self._tile = SpinBox(
             label="Tile size (0: auto)",
             value=0,
@@ -89,7 +89,7 @@ class PredictWidget(ScrollingDock):
             text="Copy segmentation to annotation",
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
-        self._status = Label(label="", value="")
+        self._status = StatusLine(4, label="", value="")
         self._batch = BatchPanel(viewer, self._settings, lambda: self._runner.running)
         self.form.extend(
             [
@@ -122,6 +122,7 @@ class PredictWidget(ScrollingDock):
         self._runner.progressed.connect(self._on_progress)
         self._runner.planned.connect(self._on_planned)
         self._runner.finished.connect(self._on_finished)
+        self._runner.succeeded.connect(self._adopt)
         self._session.changed.connect(self._on_session)
         self._state.warmed.connect(self._device.reset_choices)
         self._state.warmed.connect(self._stack.refresh)
@@ -161,15 +162,18 @@ class PredictWidget(ScrollingDock):
 
     def _on_session(self, session) -> None:
         self._model_info.value = session.describe()
+        if session.model is not None:  # a choice here or in another dock: it is in use
+            self._model_choice.value = CURRENT
 
     def _settings(self) -> dict:
         """The model (a loader to call in the worker) and options the fields say.
 
         Raises ``NapariUnetError`` (a ``ValueError``) when no model can be had.
         """
-        load, source = model_loader(
-            self._model_choice.value, self._model_path.value, self._session, copy=False
-        )
+        choice = self._model_choice.value
+        load, source = model_loader(choice, self._model_path.value, self._session, copy=False)
+        if choice != CURRENT:  # the model read for this run becomes the viewer's model in use
+            load = self._adopting(load, source)
         return {
             "model": load,
             "source": source,
@@ -178,6 +182,29 @@ class PredictWidget(ScrollingDock):
             "diameter": self._diameter.value or None,
             "tta": bool(self._tta.value),
         }
+
+    def _adopting(self, load: Any, source: str) -> Any:
+        """``load``, which also keeps the model for :meth:`_adopt` once the run ends."""
+        generation = self._session.generation
+        read = self._read = []
+
+        def load_and_keep() -> Any:
+            model = load()
+            read.append((model, source, generation))
+            return model
+
+        return load_and_keep
+
+    def _adopt(self) -> None:
+        """One model in use per viewer: the one a run read is now every dock's.
+
+        It happens before the run's layers are shown, so they count as made by the
+        model in use (Correct the mistakes trusts them).
+        """
+        read, self._read = self._read, []
+        for model, source, generation in read:
+            if self._session.generation == generation:  # nothing else was chosen meanwhile
+                self._session.set_model(model, source)
 
     def segment(self) -> None:
         """Predict the chosen image in a thread worker."""
@@ -192,7 +219,7 @@ class PredictWidget(ScrollingDock):
             return
         try:
             settings = self._settings()
-            load, source = settings["model"], settings["source"]
+            load = settings["model"]
             tile, device, diameter = settings["tile"], settings["device"], settings["diameter"]
             tta = settings["tta"]
             stack = self._stack.options()
@@ -223,7 +250,6 @@ class PredictWidget(ScrollingDock):
         except ValueError as exc:
             show_error(str(exc))
             return
-        self._model_info.value = source
         self._segment.enabled = False
         self._cancel.enabled = True
         self._progress.value = 0
@@ -242,6 +268,7 @@ class PredictWidget(ScrollingDock):
         self._status.value = message
 
     def _on_finished(self, message: str) -> None:
+        self._read = []  # a failed or cancelled run changes no model in use
         self._status.value = message
         self._segment.enabled = True
         self._cancel.enabled = False
@@ -259,7 +286,7 @@ class PredictWidget(ScrollingDock):
             metadata={OWNER_KEY: {"role": "annotation", "source": layer.name}},
         )
         new.mode = "paint"
-        new.selected_label = int(new.data.max()) + 1
+        new.selected_label = free_id(new.data)
         self._viewer.layers.selection.active = new
         self._state.annotation.set(image=layer, labels=new)  # the docks now work on the copy
         show_info(f"Copied {int(new.data.max())} objects to '{new.name}'; correct them there.")

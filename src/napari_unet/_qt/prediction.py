@@ -209,6 +209,7 @@ class PredictionRunner:
     progressed = Signal(int, int)  # done, total
     planned = Signal(str)  # what the run will do (a resize and its cost), before it starts
     finished = Signal(str)  # status message
+    succeeded = Signal()  # a run ended well: before its layers are shown
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
@@ -302,6 +303,7 @@ class PredictionRunner:
         if isinstance(result, UserProblem):
             self._end(result.message, error=True)
             return
+        self.succeeded.emit()
         old = find_own_layer(self._viewer, "segmentation", layer.name)
         if old is not None:  # a lazy result replaces the layer: its data becomes a pyramid
             self._viewer.layers.remove(old)
@@ -350,6 +352,7 @@ class PredictionRunner:
             self._end(result.message, error=True)
             return
         foreground, labels, model, notes = result
+        self.succeeded.emit()  # the dock may make the model it read the one in use
         session = state_for(self._viewer).model
         made_by = session.generation if model is session.model else None
         show_segmentation(self._viewer, source, foreground, labels, made_by=made_by, like=layer)

@@ -92,9 +92,14 @@ def write_entry(
     labels_ref: Any,
     region: RegionShapes | None,
     allow_empty: bool,
+    image_copy: Any = None,
 ) -> float | None | UserProblem:
-    """Write one entry (in a worker); the time written, None if nothing needed writing."""
-    from ..project import EmptyAnnotationError
+    """Write one entry (in a worker); the time written, None if nothing needed writing.
+
+    ``image_copy``: the pixels of an image that came from no file, kept in the
+    project with the first save (so that the project can open it again).
+    """
+    from ..project import EmptyAnnotationError, remember_project
 
     try:
         if name not in project.names:
@@ -108,7 +113,10 @@ def write_entry(
         labels = np.array(labels_ref, copy=True)  # the snapshot; see the module docstring
         project.save_labels(name, labels, allow_empty=allow_empty)
         project.save_region(name, region)
+        if image_copy is not None and not project.entry(name).stored_image:
+            project.store_image(name, image_copy)
         project.hash_images()
+        remember_project(project.folder)
     except EmptyAnnotationError as exc:
         return Refused(exc)
     except NapariUnetError as exc:
@@ -123,12 +131,13 @@ def write_entry(
 def load_project(folder: Path) -> Loaded | UserProblem:
     """Read a project's annotations, regions, images and model in use (in a worker)."""
     from ..fileio import read_image
-    from ..project import Project, load_annotation, load_region
+    from ..project import Project, load_annotation, load_region, remember_project
 
     try:
         project = Project.open(folder)
     except NapariUnetError as exc:
         return UserProblem(exc)
+    remember_project(project.folder)
     loaded = Loaded(project, [], [], [])
     for record in project.entries:
         try:

@@ -6,10 +6,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Container, Label, PushButton
+from magicgui.widgets import ComboBox, Container, PushButton
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
+from .dock import StatusLine
 from .project_session import project_for
 
 if TYPE_CHECKING:
@@ -37,11 +38,16 @@ class ProjectPanel(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._session = project_for(viewer)
-        self._folder = Label(label="Project", value=NO_PROJECT)
+        self._folder = StatusLine(2, label="Project", value=NO_PROJECT)
         self._choose = PushButton(text="Choose folder...")
         self._open = PushButton(text="Open project...")
-        self._saved = Label(label="Autosave", value="nothing to save yet")
-        self._message = Label(label="", value="")
+        self._recent = ComboBox(
+            label="Recent",
+            choices=self._recent_choices,
+            tooltip="Projects saved or opened lately; choose one to open it.",
+        )
+        self._saved = StatusLine(1, label="Autosave", value="nothing to save yet")
+        self._message = StatusLine(2, label="", value="")
         self._keep_empty = PushButton(text="Save the empty annotation", visible=False)
         self._locate = PushButton(text="Locate moved image...", visible=False)
         self._note = ""
@@ -50,12 +56,15 @@ class ProjectPanel(Container):
             tooltip="Store the images of the saved annotations in the project folder, so that "
             "it opens whole on another computer, and images that came from no file (a sample) "
             "come back.",
+            visible=False,
         )
+        buttons = Container(layout="horizontal", labels=False, widgets=[self._open, self._choose])
+        buttons.margins = (0, 0, 0, 0)
         self.extend(
             [
                 self._folder,
-                self._choose,
-                self._open,
+                buttons,
+                self._recent,
                 self._saved,
                 self._message,
                 self._keep_empty,
@@ -67,6 +76,7 @@ class ProjectPanel(Container):
             label.native.setWordWrap(True)
         self._choose.changed.connect(self.choose_folder)
         self._open.changed.connect(self.open_project)
+        self._recent.changed.connect(self._open_recent)
         self._keep_empty.changed.connect(self.keep_empty)
         self._locate.changed.connect(self.locate_image)
         self._store.changed.connect(lambda *_: self._session.store_images())
@@ -76,6 +86,8 @@ class ProjectPanel(Container):
         session.problem.connect(self._on_problem)
         session.refused.connect(self._show)
         session.opened.connect(self._show)
+        session.opened.connect(self._refresh_recent)
+        session.saved.connect(self._refresh_recent)
         session.stored.connect(self._on_stored)
         self._clock = QTimer(self.native)  # "Saved 3 s ago" keeps counting
         self._clock.setInterval(1000)
@@ -92,9 +104,24 @@ class ProjectPanel(Container):
             (session.problem, self._on_problem),
             (session.refused, self._show),
             (session.opened, self._show),
+            (session.opened, self._refresh_recent),
+            (session.saved, self._refresh_recent),
             (session.stored, self._on_stored),
         ):
             signal.disconnect(slot)
+
+    @staticmethod
+    def _recent_choices(_widget: Any = None) -> list[tuple[str, str]]:
+        from ..project import recent_projects
+
+        return [("", "")] + [(p.name, str(p)) for p in recent_projects()]
+
+    def _open_recent(self, folder: str) -> None:
+        project = self._session.project
+        if not folder or (project is not None and str(project.folder) == folder):
+            return
+        self._message.value = "Opening..."
+        self._session.open(folder)
 
     def _show(self, *_: Any) -> None:
         session = self._session
@@ -108,9 +135,16 @@ class ProjectPanel(Container):
         if session.last_saved is not None:
             self._saved.value = saved_ago(time.time() - session.last_saved)
         self._keep_empty.visible = bool(session.refused_entries)
+        self._store.visible = session.unkept_images  # a large image from no file: on request
         self._locate.visible = bool(session.moved)
         if not session.problems and not self._note:
             self._message.value = ""
+
+    def _refresh_recent(self, *_: Any) -> None:
+        """The list follows the projects saved and opened; it shows no choice of its own."""
+        with self._recent.changed.blocked():
+            self._recent.reset_choices()
+            self._recent.value = ""
 
     def _on_problem(self, message: str) -> None:
         self._note = ""
@@ -123,11 +157,24 @@ class ProjectPanel(Container):
 
     # -- actions (the dialogs are methods, so tests can answer them)
     def _ask_folder(self, caption: str) -> str | None:
-        start = str(self._session.project.folder) if self._session.project else str(Path.home())
+        start = self._start_folder()
         folder = QFileDialog.getExistingDirectory(
             self.native, caption, start, QFileDialog.Option.DontUseNativeDialog
         )
         return folder or None
+
+    def _start_folder(self) -> str:
+        """Where a folder dialog starts: beside the open project, else in the projects folder.
+
+        (The default projects live in the user's data folder, hidden on Linux.)
+        """
+        from ..project import data_folder
+
+        project = self._session.project
+        if project is not None and project.folder.parent.is_dir():
+            return str(project.folder.parent)
+        projects = data_folder() / "projects"
+        return str(projects if projects.is_dir() else Path.home())
 
     def _ask_file(self, caption: str, near: str | None = None) -> str | None:
         start = Path(near).parent if near else Path.home()

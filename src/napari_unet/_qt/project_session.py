@@ -34,7 +34,7 @@ from psygnal import Signal
 from qtpy.QtCore import QTimer
 
 from ..errors import NapariUnetError
-from .layers import OWNER_KEY, layer_data, spatial_shape
+from .layers import OWNER_KEY, free_id, layer_data, spatial_shape
 from .project_io import (
     ImageInfo,
     Loaded,
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 DEBOUNCE_MS = 2000
 # ...but no longer than this after the first unsaved change, however long the painting goes on.
 MAX_WAIT_S = 10.0
+# an image that came from no file is copied into its project, unasked, up to this size
+AUTO_KEEP_BYTES = 256 * 2**20
 
 
 class RestoredEntry(NamedTuple):
@@ -85,6 +87,7 @@ class _Entry:
     first_change: float = 0.0
     timer: QTimer = field(default_factory=QTimer)
     history: tuple[int, int] | None = None  # napari's undo/redo queue lengths
+    told_size: bool = False  # an image from no file, too large to keep unasked: said once
 
     @property
     def dirty(self) -> bool:
@@ -380,7 +383,46 @@ class ProjectSession:
         )
         region = region_of(entry.region)
         lock = self._lock
-        return (project, lock, entry.name, info, layer_data(entry.labels), region, allow_empty)
+        project.view = self._view()  # written with the manifest
+        labels = layer_data(entry.labels)
+        return (project, lock, entry.name, info, labels, region, allow_empty, self._copy_of(entry))
+
+    def _view(self) -> dict[str, Any]:
+        """The order of the entries' layers (bottom to top) and the current entry's name."""
+        parts = {}
+        for entry in self._entries:
+            if entry.name is None and entry.labels is not None:  # named by this very write
+                continue
+            for part in ("image", "labels", "region"):
+                layer = getattr(entry, part)
+                if layer is not None:
+                    parts[id(layer)] = [entry.name, part]
+        order = [parts[id(layer)] for layer in self._viewer.layers if id(layer) in parts]
+        current = self._find(self._state.annotation.labels)
+        return {"order": order, "current": current.name if current is not None else None}
+
+    def _copy_of(self, entry: _Entry) -> np.ndarray | None:
+        """The image to keep with the entry: one that came from no file, if it is small.
+
+        Without a copy such an image (a sample, a pasted array) cannot come back when
+        the project is reopened; a large one is said once, with its size, and kept
+        when the user presses Keep copies of the images.
+        """
+        if entry.image is None or image_info(entry.image).path is not None:
+            return None
+        data = layer_data(entry.image)
+        if not isinstance(data, np.ndarray):
+            return None
+        if data.nbytes <= AUTO_KEEP_BYTES:
+            return data
+        if not entry.told_size:
+            entry.told_size = True
+            self._tell(
+                f"The image '{entry.image.name}' came from no file and takes "
+                f"{data.nbytes / 1e6:,.0f} MB; press Keep copies of the images (Train dock) "
+                "to keep it with the project, so that the project can open it again."
+            )
+        return None
 
     def _save(self, entry: _Entry, *, allow_empty: bool = False) -> None:
         if self._closed:
@@ -486,6 +528,11 @@ class ProjectSession:
 
     stored = Signal(str)  # copies of the images were kept: the sentence that says so
 
+    @property
+    def unkept_images(self) -> bool:
+        """Whether an image from no file was too large to keep unasked (and is not kept yet)."""
+        return any(e.told_size for e in self._entries)
+
     def store_images(self) -> Any:
         """Keep a copy of each saved entry's image in the project (a worker writes them).
 
@@ -509,6 +556,8 @@ class ProjectSession:
             self._tell(result.message, error=True)
             return
         n, size = result
+        for entry in self._entries:
+            entry.told_size = False
         message = (
             f"Copies of {n} image{'s' if n != 1 else ''} kept in the project "
             f"({size / 1e6:.1f} MB); it opens whole without them."
@@ -578,6 +627,7 @@ class ProjectSession:
                 metadata={OWNER_KEY: {"role": "annotation", "source": record.layer_name}},
                 **place,
             )
+            labels_layer.selected_label = free_id(labels)  # the first stroke is a new cell
             region_layer = None
             if region is not None:
                 region_layer = self._region_layer(record.layer_name, region, place)
@@ -592,13 +642,38 @@ class ProjectSession:
         for sentence in loaded.problems:
             self.problem.emit(sentence)
             show_warning(sentence)
+        self._restore_order(loaded.project.view.get("order") or [], restored)
         last = next((r for r in reversed(restored) if r.image is not None), None)
+        current = loaded.project.view.get("current")
+        last = next((r for r in restored if r.name == current and r.image), last)
         if last is not None:
             self._state.annotation.set(image=last.image, labels=last.labels, region=last.region)
         else:  # the current annotation stays current: it is saved in this project from now on
             self._follow(self._state.annotation)
         self.opened.emit(restored)
         return restored
+
+    def _restore_order(self, order: list, restored: list[RestoredEntry]) -> None:
+        """Stack the restored layers as they were saved (an annotation above its image).
+
+        Without a saved order each annotation and region goes just above its image.
+        """
+        by_part = {
+            (r.name, part): getattr(r, part)
+            for r in restored
+            for part in ("image", "labels", "region")
+            if getattr(r, part) is not None
+        }
+        wanted = [by_part.pop(tuple(item)) for item in order if tuple(item) in by_part]
+        for r in restored:  # the rest, in the natural order
+            for part in ("image", "labels", "region"):
+                if (r.name, part) in by_part:
+                    wanted.append(by_part.pop((r.name, part)))
+        layers = self._viewer.layers
+        slots = sorted(layers.index(layer) for layer in wanted)
+        for slot, layer in zip(slots, wanted):  # bottom to top, each into its slot
+            src = layers.index(layer)
+            layers.move(src, slot + 1 if src < slot else slot)  # (move inserts before dest)
 
     def _image_layer(self, record: Any, image: np.ndarray | None) -> Any:
         """The image layer of ``record``: one already open with its name and shape, or a new one."""

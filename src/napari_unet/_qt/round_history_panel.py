@@ -43,6 +43,10 @@ _AP = QColor(120, 220, 120)
 _IOU = QColor(80, 170, 255)
 
 
+def _rounds(n: int) -> str:
+    return "1 round" if n == 1 else f"{n} rounds"
+
+
 def _score(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
@@ -68,7 +72,7 @@ class RoundPlot(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(140)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.rounds: list[int] = []
         self.ap: list[float | None] = []
@@ -84,9 +88,10 @@ class RoundPlot(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        area = QRectF(self.rect()).adjusted(30, 8, -8, -18)
+        area = QRectF(self.rect()).adjusted(30, 22, -8, -30)
         p.setPen(QPen(QColor(120, 120, 120), 1))
         p.drawRect(area)
+        self._draw_legend(p, QRectF(area.left(), 2, area.width(), 16))
         scored = [a for a in self.ap if a is not None]
         if not scored:
             text = (
@@ -99,11 +104,11 @@ class RoundPlot(QWidget):
             return
         x0, x1 = self.rounds[0], max(self.rounds[-1], self.rounds[0] + 1)
 
+        def x_of(k: int) -> float:
+            return area.left() + (k - x0) / (x1 - x0) * area.width()
+
         def pt(k: int, v: float) -> QPointF:
-            return QPointF(
-                area.left() + (k - x0) / (x1 - x0) * area.width(),
-                area.bottom() - v * area.height(),
-            )
+            return QPointF(x_of(k), area.bottom() - v * area.height())
 
         for values, color in ((self.iou, _IOU), (self.ap, _AP)):
             pts = [
@@ -113,20 +118,92 @@ class RoundPlot(QWidget):
         p.setPen(QPen(QColor(200, 200, 200), 1))
         p.drawText(QRectF(0, area.top() - 6, 26, 14), Qt.AlignmentFlag.AlignRight, "1")
         p.drawText(QRectF(0, area.bottom() - 8, 26, 14), Qt.AlignmentFlag.AlignRight, "0")
+        step = max(1, math.ceil(len(self.rounds) / 8))  # at most about 8 round numbers
+        for k in self.rounds[::step]:
+            p.drawText(
+                QRectF(x_of(k) - 15, area.bottom() + 1, 30, 14),
+                Qt.AlignmentFlag.AlignHCenter,
+                str(k),
+            )
         p.drawText(
-            QRectF(area.left(), area.bottom() + 2, area.width(), 16),
-            Qt.AlignmentFlag.AlignLeft,
-            self.legend(),
+            QRectF(area.left(), area.bottom() + 14, area.width(), 14),
+            Qt.AlignmentFlag.AlignHCenter,
+            "round",
         )
         p.end()
 
+    def _draw_legend(self, p: QPainter, box: QRectF) -> None:
+        """Coloured marks with their names and the latest values."""
+        x = box.left()
+        for (name, value), color in zip(self.legend_items(), (_AP, _IOU)):
+            p.fillRect(QRectF(x, box.top() + 5, 10, 6), color)
+            text = name if value is None else f"{name} {value:.2f}"
+            p.setPen(QPen(QColor(200, 200, 200), 1))
+            p.drawText(
+                QRectF(x + 14, box.top(), 140, box.height()), Qt.AlignmentFlag.AlignLeft, text
+            )
+            x += 14 + p.fontMetrics().horizontalAdvance(text) + 16
+
+    def legend_items(self) -> list[tuple[str, float | None]]:
+        """The curves' names and their latest values (None before the first score)."""
+        last_ap = next((a for a in reversed(self.ap) if a is not None), None)
+        last_iou = next((a for a in reversed(self.iou) if a is not None), None)
+        return [("AP@0.5", last_ap), ("mean IoU", last_iou)]
+
     def legend(self) -> str:
-        """The line under the plot."""
-        last = next((a for a in reversed(self.ap) if a is not None), None)
-        text = f"round {self.rounds[-1]}" if self.rounds else ""
-        if last is not None:
-            text += f"   AP50 {last:.2f} (green)   mean IoU (blue)"
-        return text
+        """The legend's text, for tests and screen readers."""
+        return "   ".join(n if v is None else f"{n} {v:.2f}" for n, v in self.legend_items())
+
+
+class FittingTable(QTableWidget):
+    """A table whose columns always fit its width: no sideways scrolling.
+
+    Columns get the width of their content when all fit; otherwise each gives up
+    width in proportion (not below a few characters), its texts are elided and
+    shown whole as tooltips. Works for any number of columns.
+    """
+
+    def __init__(self, rows: int, columns: int) -> None:
+        super().__init__(rows, columns)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header.setTextElideMode(Qt.TextElideMode.ElideRight)
+        header.setMinimumSectionSize(8)
+
+    def fit_columns(self) -> None:
+        """Share the viewport's width among the columns (call after the contents change)."""
+        n = self.columnCount()
+        if n == 0:
+            return
+        header = self.horizontalHeader()
+        wanted = [
+            max(self.sizeHintForColumn(c), header.sectionSizeHint(c))
+            if self.rowCount()
+            else header.sectionSizeHint(c)
+            for c in range(n)
+        ]
+        room = max(self.viewport().width(), n)
+        floor = min(self.fontMetrics().horizontalAdvance("000"), room // n)
+        widths = list(wanted)
+        if sum(wanted) > room:  # each gives up width in proportion to what it has over floor
+            extra = [max(w - floor, 0) for w in wanted]
+            cut = sum(wanted) - room
+            widths = [w - cut * e / max(sum(extra), 1) for w, e in zip(wanted, extra)]
+        widths = [int(w) for w in widths]
+        widths[-1] += room - sum(widths)  # rounding, or the room left: to the last column
+        for c, w in enumerate(widths):
+            header.resizeSection(c, max(w, 1))
+        for r in range(self.rowCount()):
+            for c in range(n):
+                item = self.item(r, c)
+                if item is not None:
+                    item.setToolTip(item.text() if widths[c] < wanted[c] else "")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self.fit_columns()
 
 
 class RoundHistoryPanel(QWidget):
@@ -136,14 +213,12 @@ class RoundHistoryPanel(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.table = QTableWidget(0, len(COLUMNS))
+        self.table = FittingTable(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setMinimumHeight(110)
         self.table.setMaximumHeight(170)
         self.use_button = QPushButton("Use this round's model")
@@ -178,6 +253,7 @@ class RoundHistoryPanel(QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                 self.table.setItem(row, col, item)
+        self.table.fit_columns()
         self.plot.set_rounds(records)
         if records:
             last = records[-1]
@@ -185,7 +261,7 @@ class RoundHistoryPanel(QWidget):
                 f"on {last.val_cells} held-out cells" if last.val_cells else "without validation"
             )
             self.note.setText(
-                f"{len(records)} round(s); the latest is scored {rests}. Held-out cells stay "
+                f"{_rounds(len(records))}; the latest is scored {rests}. Held-out cells stay "
                 "held out in later rounds, so scores compare."
             )
         self._on_selection()

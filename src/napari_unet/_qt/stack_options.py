@@ -127,6 +127,12 @@ def _size_box(axis: str) -> FloatSpinBox:
     return box
 
 
+def _ordinal(axis: int) -> str:
+    """'first', 'second'... for axis 0, 1..."""
+    names = ("first", "second", "third", "fourth", "fifth")
+    return names[axis] if 0 <= axis < len(names) else f"axis {axis}"
+
+
 class StackOptions:
     """The stack fields of the Predict dock and the options they give ``segment``.
 
@@ -240,14 +246,17 @@ class StackOptions:
         if not axes.is_stack:
             return ""
         if axes.time_lapse:
-            return f"Axis {axes.time} is time (napari's label): each plane on its own."
+            return (
+                f"The image's {_ordinal(axes.time)} axis is time, as napari's axis label says: "
+                "each plane is segmented on its own."
+            )
         if not self.is_3d:
             return "Each plane is segmented on its own (right for a time-lapse)."
         z = self.z_axis.value
-        said = "napari's axis label" if axes.z is not None else "chosen above"
-        text = f"Z is axis {z} ({said})"
+        said = "as napari's axis label says" if axes.z is not None else "as chosen above"
+        text = f"The depth (Z) runs along the image's {_ordinal(z)} axis, {said}"
         if axes.time is not None:
-            text += f"; axis {axes.time} is time"
+            text += f"; its {_ordinal(axes.time)} axis is time"
         text += "."
         if self._warm() and self._layer is not None:
             from ..segment import describe_stack_mode

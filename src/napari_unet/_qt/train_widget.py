@@ -12,7 +12,6 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSpinBox,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -21,8 +20,9 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
+from .annotate_widget import REGION_TIP
 from .correction_panel import CorrectionPanel
-from .dock import ScrollingDock
+from .dock import ScrollingDock, StatusLine
 from .layers import (
     image_of,
     is_derived,
@@ -84,17 +84,19 @@ class TrainWidget(ScrollingDock):
         self.form.native.layout().addWidget(self.project_panel.native)
         self.form.extend(self._data_fields(viewer))
         self.training_set = TrainingSetPanel(viewer, region_mask)
-        self.form.native.layout().addWidget(self.training_set)
-        self.form.extend([*self._budget_fields(), *self._augment_fields()])
         self._preview = PushButton(text="Preview augmentation")
         self._train = PushButton(text="Fine-tune")
         self._stop = PushButton(text="Stop", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
-        self._left = Label(label="Time left", value="")
-        self._status = Label(label="", value="")
+        self._left = StatusLine(1, label="Time left", value="")
+        self._status = StatusLine(3, label="", value="")
         self._refresh = CheckBox(text="Segment the image when training ends", value=True)
-        controls = [self._preview, self._train, self._stop, self._progress, self._left]
-        self.form.extend([*controls, self._refresh, self._status])
+        # Fine-tune shows without scrolling at 1366x768: what to train on, how long, the
+        # button and its status; the training set and the augmentation come below
+        controls = [self._train, self._stop, self._progress, self._left, self._status]
+        self.form.extend([*self._budget_fields(), *controls, self._refresh])
+        self.form.native.layout().addWidget(self.training_set)
+        self.form.extend([*self._augment_fields(), self._preview, self._offer_derived])
         self.plot = LossPlot()
         self.form.native.layout().addWidget(self.plot)
         self.history = RoundHistoryPanel()
@@ -111,16 +113,19 @@ class TrainWidget(ScrollingDock):
         self.history.use_round.connect(self.use_round)
         self._project.changed.connect(self._on_project)
         self._project.opened.connect(self._on_opened)
+        self._session.changed.connect(self._on_model)
+        self._on_model(self._session)
         self._runner.event.connect(self._on_event)
         self._runner.done.connect(self._on_done)
         self._runner.failed.connect(self._on_failed)
         self._offer_derived.changed.connect(lambda *_: self.reset_choices())
+        self._image.changed.connect(lambda _: self._annotation.reset_choices())
         self._image.changed.connect(self._retarget)
         self._annotation.changed.connect(self._retarget)
         self._region.changed.connect(self._retarget)
         self._state.annotation.changed.connect(self._follow)
         self.place(self.project_panel.native)
-        self.place(self.training_set, after=self._offer_derived)
+        self.place(self.training_set, after=self._refresh)
         self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
@@ -140,13 +145,18 @@ class TrainWidget(ScrollingDock):
         )
         self._annotation = ComboBox(
             label="Annotation",
-            choices=layer_choices(viewer, "Labels", derived=derived),
+            choices=layer_choices(
+                viewer, "Labels", derived=derived, fits=lambda: self._image.value
+            ),
             nullable=True,
         )
         self._region = ComboBox(
-            label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
+            label="Annotated region",
+            choices=layer_choices(viewer, "Shapes"),
+            nullable=True,
+            tooltip=REGION_TIP,
         )
-        return [self._image, self._annotation, self._region, self._offer_derived]
+        return [self._image, self._annotation, self._region]
 
     def _budget_fields(self) -> list:
         """Where to start from, how long, how fast."""
@@ -179,8 +189,10 @@ class TrainWidget(ScrollingDock):
             min=1e-6,
             max=1.0,
             step=1e-4,
-            tooltip="Follows 'Start from' (lower to fine-tune a trained model) until you "
-            "change it.",
+            tooltip="How big a step the model takes after each batch: larger learns faster but "
+            "can undo what the model knew. It follows 'Start from' (lower to fine-tune a "
+            "trained model) until you change it; touch it only when the loss jumps about "
+            "(lower it) or hardly falls after a few hundred steps (raise it).",
         )
         self._lr.native.setDecimals(6)
         return [self._start, self._start_path, self._steps, self._time, self._lr]
@@ -193,7 +205,8 @@ class TrainWidget(ScrollingDock):
             value=aug.sigma,
             min=0.0,
             max=50.0,
-            tooltip="Displacement on a coarse grid (paper: 10 px); 0 switches it off.",
+            tooltip="How strongly images are bent, in pixels (the paper uses 10): training "
+            "sees each cell in many plausible shapes. 0 switches the bending off.",
         )
         self._grid = SpinBox(label="Elastic grid", value=aug.grid_points, min=2, max=10)
         self._rotation = FloatSpinBox(label="Rotation (deg)", value=aug.rotation, min=0, max=180)
@@ -223,12 +236,14 @@ class TrainWidget(ScrollingDock):
             active = layers.selection.active
             if labels is None and isinstance(active, Labels) and not is_derived(active):
                 labels = active
-            self._annotation.value = labels
             image = image_of(self._viewer, labels) if labels is not None else None
             if image is None and choice.image in layers:
                 image = choice.image
             if image is not None:
                 self._image.value = image
+            self._annotation.reset_choices()  # the annotations that fit this image
+            if labels is None or labels in self._annotation.choices:
+                self._annotation.value = labels
         if parts is None or "region" in parts:
             self._region.value = choice.region if choice.region in layers else None
 
@@ -241,6 +256,7 @@ class TrainWidget(ScrollingDock):
         self._state.annotation.changed.disconnect(self._follow)
         self._project.changed.disconnect(self._on_project)
         self._project.opened.disconnect(self._on_opened)
+        self._session.changed.disconnect(self._on_model)
         self.training_set.close_counters()
         self.correction.shutdown()
         self._runner.shutdown()
@@ -263,6 +279,11 @@ class TrainWidget(ScrollingDock):
         from ..training import TrainConfig
 
         return TrainConfig.interactive(fine_tune=choice != SCRATCH).learning_rate
+
+    def _on_model(self, session: Any) -> None:
+        """One model in use per viewer: the next round starts from it, wherever it was chosen."""
+        if session.model is not None:
+            self._start.value = CURRENT
 
     def _on_start(self, choice: str) -> None:
         self._start_path.visible = choice == FILE

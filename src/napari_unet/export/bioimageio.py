@@ -36,6 +36,7 @@ from ..model import halo, input_size_for_output
 from .conversions import shipped_architecture, write_onnx, write_torchscript
 from .description import PACKAGE_CONFIG_KEY, WEIGHTS_ATTACHMENT, describe
 from .model_card import model_card
+from .naming import valid_model_name
 from .tensors import draw_cover, halo_of, make_test_input, predict_package_tile
 
 if TYPE_CHECKING:
@@ -95,17 +96,6 @@ def _check_model(model: Any) -> None:
         raise NapariUnetError("The model has no architecture config, so it cannot be exported.")
 
 
-def _safe_name(name: str) -> str:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-()+.,")
-    cleaned = "".join(ch if ch in allowed else " " for ch in name).strip()
-    cleaned = " ".join(cleaned.split())[:120]
-    if len(cleaned) < 5:
-        raise NapariUnetError(
-            f"The model name {name!r} is too short for bioimage.io; use at least 5 letters."
-        )
-    return cleaned
-
-
 def iter_export_bioimageio(
     model: UNet,
     path: str | os.PathLike,
@@ -132,7 +122,7 @@ def iter_export_bioimageio(
     if cover is not None and not Path(cover).is_file():
         raise NapariUnetError(f"The cover image {cover} does not exist.")
     meta = dict(model.metadata or {})
-    name = _safe_name(name or str(meta.get("name") or "napari-unet U-Net"))
+    name = valid_model_name(name or str(meta.get("name") or "napari-unet U-Net"))
     authors = [a.strip() for a in (authors or meta.get("authors") or []) if str(a).strip()]
     if not authors:
         authors = ["napari-unet user"]

@@ -28,6 +28,8 @@ _LAZY = {
     "RoundRecord": "history",
     "ProjectLock": "lock",
     "ProjectInUseError": "lock",
+    "recent_projects": "recent",
+    "remember_project": "recent",
 }
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "load_annotation",
     "load_region",
     "mask_to_shapes",
+    "recent_projects",
+    "remember_project",
     "safe_name",
     "save_annotation",
     "save_region",
@@ -74,3 +78,4 @@ if TYPE_CHECKING:
     )
     from .history import RoundHistory, RoundRecord
     from .lock import ProjectInUseError, ProjectLock
+    from .recent import recent_projects, remember_project

@@ -210,6 +210,9 @@ class Project:
     folder: Path
     entries: list[EntryRecord] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    # how the viewer showed the project: "order" [[entry, "image"|"labels"|"region"], ...]
+    # bottom to top, and the "current" entry; reopening restores both
+    view: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder).absolute()
@@ -258,7 +261,8 @@ class Project:
             entries = [EntryRecord.from_json(e) for e in doc.get("entries", [])]
         except (TypeError, ValueError) as exc:
             raise NapariUnetError(f"The project file {manifest} is damaged ({exc}).") from None
-        return cls(folder, entries, float(doc.get("created", time.time())))
+        view = doc.get("view") if isinstance(doc.get("view"), dict) else {}
+        return cls(folder, entries, float(doc.get("created", time.time())), view)
 
     def save(self) -> Path:
         """Write ``manifest.json`` atomically (the folder is made if needed)."""
@@ -267,6 +271,7 @@ class Project:
                 "format": FORMAT_VERSION,
                 "created": self.created,
                 "entries": [e.to_json() for e in self.entries],
+                "view": self.view,
             }
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / MANIFEST

@@ -18,6 +18,9 @@ from .. import __version__
 from ..modelfile import save_checkpoint
 from .config import Validation
 
+# what a fine-tuned model's name ends with (the comma form is that of older files)
+FINE_TUNED_SUFFIXES = (" (fine-tuned)", ", fine-tuned")
+
 if TYPE_CHECKING:
     from .trainer import Trainer
 
@@ -84,8 +87,9 @@ def origin_of(metadata: dict[str, Any]) -> dict[str, Any]:
 
     The start model's own description, training data and evaluation move in
     here (with its own origin, so fine-tuning twice keeps the whole chain), and
-    a named model gets ", fine-tuned" added, so a fine-tuned model never shows
-    the name, data or scores of the weights it started from as its own.
+    a named model gets " (fine-tuned)" added (a name bioimage.io accepts), so a
+    fine-tuned model never shows the name, data or scores of the weights it
+    started from as its own.
     (Changes ``metadata``.)
     """
     training = metadata.get("training") or {}
@@ -98,8 +102,8 @@ def origin_of(metadata: dict[str, Any]) -> dict[str, Any]:
     for key in ("description", "training_data"):
         if key in metadata:
             origin[key] = metadata.pop(key)
-    if "name" in metadata and not name.endswith(", fine-tuned"):
-        metadata["name"] = f"{name}, fine-tuned"
+    if "name" in metadata and not name.endswith(FINE_TUNED_SUFFIXES):
+        metadata["name"] = f"{name} (fine-tuned)"
     if "evaluation" in metadata:
         origin["evaluation"] = {
             k: v for k, v in metadata.pop("evaluation").items() if k in ("ap50", "mean_iou")

@@ -1,0 +1,94 @@
+"""napari as `make run` opens it, telling a click-through where its buttons are.
+
+Used by ``scripts/click_through.sh``: every 300 ms the centres (screen pixels) of
+the docks' buttons and fields, the dock tabs and the canvas go to a JSON file, with
+a few facts to check (layers, the brush label, the model in use), so that xdotool
+clicks where a user would. Nothing is clicked from inside napari.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+WIDGETS = {
+    "Annotate": ["_new", "_image", "_annotation", "_count"],
+    "Train": ["_train", "_steps", "_time", "_status", "_start"],
+    "Predict": ["_segment", "_model_choice", "_model_info", "_status"],
+    "Model": ["_export", "_export_name", "_authors", "_load_path", "_load", "_in_use", "_status"],
+}
+
+
+def _centre(widget) -> dict:
+    from qtpy.QtCore import QPoint
+
+    g = widget.mapToGlobal(QPoint(widget.width() // 2, widget.height() // 2))
+    return {"c": [g.x(), g.y()], "visible": widget.isVisible(), "h": widget.height()}
+
+
+def main() -> None:
+    """Open napari with the four docks and keep writing where things are."""
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QLineEdit, QTabBar
+
+    from napari_unet._qt.demo import fit_to_screen
+    from napari_unet._qt.session import state_for
+
+    out = Path(sys.argv[1])
+    viewer = napari.Viewer(title="napari-unet")
+    if os.environ.get("I30_SAMPLE"):
+        viewer.open_sample("napari-unet", "nuclei")
+        for layer in viewer.layers:
+            if layer.name.endswith("labels"):
+                layer.visible = False
+        viewer.layers.selection.active = viewer.layers[0]
+    docks = {n: viewer.window.add_plugin_dock_widget("napari-unet", n) for n in WIDGETS}
+    window = viewer.window._qt_window
+    fit_to_screen(window)
+    docks["Annotate"][0].raise_()
+
+    def dump() -> None:
+        where = {}
+        for name, (_, widget) in docks.items():
+            for attr in WIDGETS[name]:
+                w = getattr(widget, attr).native
+                edit = w.findChild(QLineEdit)
+                where[f"{name}.{attr}"] = _centre(edit if edit is not None else w)
+                where[f"{name}.{attr}"]["text"] = str(getattr(getattr(widget, attr), "value", ""))
+        panel = docks["Train"][1].project_panel
+        where["Train.recent"] = _centre(panel._recent.native)
+        where["Train.recent"]["choices"] = [str(c) for c in panel._recent.choices]
+        for bar in window.findChildren(QTabBar):
+            for i in range(bar.count()):
+                from qtpy.QtCore import QPoint
+
+                r = bar.tabRect(i)
+                g = bar.mapToGlobal(QPoint(r.center().x(), r.center().y()))
+                where[f"tab:{bar.tabText(i)}"] = {"c": [g.x(), g.y()], "visible": bar.isVisible()}
+        canvas = viewer.window._qt_viewer.canvas.native
+        where["canvas"] = _centre(canvas)
+        state = state_for(viewer)
+        labels = state.annotation.labels
+        where["facts"] = {
+            "layers": [layer.name for layer in viewer.layers],
+            "current": labels.name if labels is not None else None,
+            "brush": int(labels.selected_label) if labels is not None else None,
+            "max_id": int(labels.data.max()) if labels is not None else None,
+            "in_use": state.model.source,
+            "window": [window.width(), window.height()],
+        }
+        tmp = out.with_suffix(".part")
+        tmp.write_text(json.dumps(where, indent=1))
+        tmp.replace(out)
+
+    timer = QTimer(window)
+    timer.timeout.connect(dump)
+    timer.start(300)
+    napari.run()
+
+
+if __name__ == "__main__":
+    main()
