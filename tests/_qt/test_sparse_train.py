@@ -58,7 +58,9 @@ def test_seven_cells_of_the_sample_never_make_the_bundled_model_worse(
     qtbot.waitUntil(lambda: train.scope.cells == PAINTED, timeout=10000)
     assert train.scope.line.text() == LINE
     # the faint overlay: exactly the area the loss will look at
-    qtbot.waitUntil(lambda: find_own_layer(viewer, "training area", image.name), timeout=30000)
+    qtbot.waitUntil(
+        lambda: find_own_layer(viewer, "training area", image.name) is not None, timeout=30000
+    )
     overlay = find_own_layer(viewer, "training area", image.name)
     qtbot.waitUntil(lambda: overlay.data.sum() > 0, timeout=30000)
     sigma = train._defaults.sigma

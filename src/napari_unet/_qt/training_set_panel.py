@@ -138,6 +138,7 @@ class TrainingSetPanel(QWidget):
 
     def _on_count(self, entry: SetEntry) -> None:
         self._refresh()
+        self.changed.emit()
         if entry.labels.data.ndim == 3 and entry.region is None:  # a stack's planes may change
             self._schedule_planes()
 
