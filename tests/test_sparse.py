@@ -149,8 +149,8 @@ def test_trainer_scores_the_start_model_before_the_first_step():
 
 @pytest.fixture(scope="module")
 def dense_image():
-    """A dense synthetic image, 7 of its cells painted, and the bundled model's AP on it."""
-    image, labels = make_cells((192, 192), style="fluorescence", seed=1)
+    """The "Synthetic nuclei" sample, 7 of its cells painted, and the bundled model's AP on it."""
+    image, labels = make_cells((512, 512), style="fluorescence", seed=2015)
     ids = np.unique(labels)[1:]
     pick = np.random.default_rng(0).choice(ids, PAINTED, replace=False)
     sparse = np.where(np.isin(labels, pick), labels, 0)
@@ -164,7 +164,7 @@ def _ap(model, image, labels):
 
 def test_seven_painted_cells_do_not_make_the_bundled_model_worse(dense_image):
     image, labels, sparse, start = dense_image
-    assert len(np.unique(labels)) - 1 > 5 * PAINTED  # dense: most cells are unpainted
+    assert len(np.unique(labels)) - 1 > 20 * PAINTED  # dense: most cells are unpainted
     cfg = TrainConfig.fine_tune(**SHORT)
     model = train_model(image, sparse, model=load_bundled_model(), config=cfg, device="cpu")
     assert _ap(model, image, labels) >= start

@@ -429,10 +429,17 @@ def _prepare_plane(
     if not train_region.any():
         return None
     target = carve_gaps(labels) if cfg.separate_touching else labels
-    weights = unet_weight_map(target, w0=cfg.w0, sigma=cfg.sigma, mask=train_region)
+    # a sparse annotation's share of cell pixels says nothing about the image's: balancing
+    # by it would tilt the network towards background (docs/benchmarks.md, sparse)
+    balance = None if cfg.complete else (1.0, 1.0)
+    weights = unet_weight_map(
+        target, w0=cfg.w0, sigma=cfg.sigma, class_weights=balance, mask=train_region
+    )
     crops = []
     if val_area.any():
-        full_w = unet_weight_map(target, w0=cfg.w0, sigma=cfg.sigma, mask=region)
+        full_w = unet_weight_map(
+            target, w0=cfg.w0, sigma=cfg.sigma, class_weights=balance, mask=region
+        )
         for y0, y1, x0, x1 in validation_windows(val_area, context):
             mask = val_area[y0:y1, x0:x1]
             crops.append(
