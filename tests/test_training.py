@@ -25,7 +25,8 @@ def cells():
 
 
 def _trainer(cells, checkpoint=None, **changes):
-    cfg = TrainConfig(**{**FAST, "steps": 6, **changes})
+    # the synthetic labels are complete ground truth: the paper's dense rule
+    cfg = TrainConfig(**{**FAST, "steps": 6, "complete": True, **changes})
     model = new_model(cfg)
     data = prepare_training_data(cells[0], cells[1], model=model, config=cfg)
     return Trainer(model, data, cfg, checkpoint=checkpoint, device="cpu")
