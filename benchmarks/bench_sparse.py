@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--cells", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--only", choices=["all", "synthetic", "real"], default="all")
+    ap.add_argument("--rules", nargs="+", choices=["sparse", "dense"], default=["sparse", "dense"])
     args = ap.parse_args()
     print(
         f"{platform.machine()}, {torch.get_num_threads()} torch threads; {args.steps} steps, "
@@ -98,10 +99,12 @@ def main() -> None:
         start = ap50(load_bundled_model(), test_img, test_lab)
         print(f"{name}: bundled model AP@0.5 {start:.3f}", flush=True)
         for n in args.cells:
-            scores = {"sparse": [], "dense": []}
+            scores = {"sparse": [np.nan], "dense": [np.nan]}
+            for rule in args.rules:
+                scores[rule] = []
             for seed in range(args.seeds):
                 sparse_labels = painted(lab, n, seed)
-                for rule in ("sparse", "dense"):  # interleaved: the same load for both
+                for rule in args.rules:  # interleaved: the same load for both
                     cfg = TrainConfig.fine_tune(
                         steps=args.steps, tile_size=args.tile, seed=seed, complete=rule == "dense"
                     )

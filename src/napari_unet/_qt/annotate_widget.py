@@ -51,7 +51,7 @@ class AnnotateWidget(ScrollingDock):
             label="Annotated region", choices=layer_choices(viewer, "Shapes"), nullable=True
         )
         self._region_help = Label(
-            value="Without a region the whole image counts as annotated.", label=""
+            value="Without a region only your cells and the background around them count.", label=""
         )
         self._show_weights = CheckBox(text="Show weight map", value=False)
         self._w0 = FloatSpinBox(label="w0", value=W0, min=0.0, max=100.0, step=1.0)
