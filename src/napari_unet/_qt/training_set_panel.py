@@ -204,7 +204,8 @@ class TrainingSetPanel(QWidget):
             if e.labels in self._viewer.layers:
                 show_warning(
                     f"The region of '{e.name}' was removed, so '{e.name}' left the training "
-                    "set; add it again (with a region, or none: then only the area around its cells counts)."
+                    "set; add it again (with a region, or none: then only the area around "
+                    "its cells counts)."
                 )
 
     # -- what is shown
