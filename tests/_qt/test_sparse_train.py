@@ -106,7 +106,7 @@ def _guarded_dock(viewer, cells, paint, fast_config, monkeypatch):
     train._image.value, train._annotation.value = layer, ann
     train._defaults = fast_config.replace(validation_fraction=0.4)
     train._refresh.value = False
-    train._start.value = "scratch"
+    train._start.value = "bundled"  # a trained start model (scratch is never "in use")
     train._steps.value, train._time.value = 2, 0
     # the start model scores 0.74 on the held-out cells, the trained one 0.61
     scores = iter([0.74] + [0.61] * 20)
@@ -138,7 +138,7 @@ def test_a_worse_round_is_kept_but_not_put_in_use(
     assert train.guard.text.text() == f"{sentence} Use round 1 anyway?"
     row = train.history.rows()[0]
     assert row[0] == "1 (worse)" and row[1] == "0.610" and row[2] == "0.740"
-    assert train._start.value == "scratch"  # the next round does not start from it
+    assert train._start.value == "bundled"  # the next round does not start from it
     train.guard.button.click()  # "Use round 1 anyway"
     qtbot.waitUntil(lambda: session.source == "round 1 of the project", timeout=30000)
     assert train._project.project.history.current == 1  # read again from the project

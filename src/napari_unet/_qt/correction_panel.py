@@ -215,7 +215,7 @@ class CorrectionPanel(Container):
         self._button.enabled = True
 
     def _apply(
-        self, labels: Any, before: np.ndarray, merged, added, cells, where, signatures
+        self, labels: Any, before: np.ndarray, merged, added, cells, where, signatures=None
     ) -> None:
         """Write the copied cells into the annotation as one undoable step.
 
@@ -242,7 +242,7 @@ class CorrectionPanel(Container):
             return
         labels.data_setitem(where, merged[where])  # one call: one step to undo
         record = dict(labels.metadata.get(COPIED_KEY) or {})
-        labels.metadata[COPIED_KEY] = {**record, **signatures}
+        labels.metadata[COPIED_KEY] = {**record, **(signatures or {})}
         self._show(cells)
         unsure = sum(c.certainty < UNSURE for c in cells)
         self._mark(cells[:unsure])

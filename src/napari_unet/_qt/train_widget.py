@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -451,10 +451,12 @@ class TrainWidget(ScrollingDock):
         self._left.value = ""
         trainer = self._runner.trainer
         verdict = compare_to_start(v, trainer.baseline if trainer is not None else None)
+        origin = getattr(self, "_start_source", "scratch")
+        if origin == "scratch":  # random weights were never a model in use: nothing to keep
+            verdict = replace(verdict, worse=False)
         if verdict.worse:  # keep it in the history, leave the model in use as it is
             self._record_round(model, last, verdict)
             return
-        origin = getattr(self, "_start_source", "scratch")
         how = "trained here from scratch" if origin == "scratch" else f"{origin}, fine-tuned here"
         self._session.set_model(model, f"{how} ({last.step} steps)")
         show_info(f"{last.message} The new model is now in use.")
