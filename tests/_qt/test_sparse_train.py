@@ -182,3 +182,30 @@ def test_cells_copied_from_a_prediction_never_validate(
     _fine_tune(train, qtbot)
     assert train.runner.trainer.data.validation_cells == 1
     assert train.history.rows()[1][4] == "1"
+
+
+def test_copies_and_complete_are_kept_in_the_project(make_napari_viewer, qtbot, tmp_path):
+    import tifffile
+
+    from napari_unet._qt.project_session import project_for
+    from napari_unet._qt.session import state_for
+
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (50, 60), dtype=np.uint8))
+    viewer = make_napari_viewer()
+    image = viewer.open(str(path))[0]
+    labels = viewer.add_labels(np.zeros((50, 60), np.int32), name="cells annotation")
+    session = project_for(viewer)
+    folder = session.choose_folder(tmp_path / "p").folder
+    labels.metadata[COPIED_KEY] = {"1": "12:abc"}
+    labels.metadata[COMPLETE_KEY] = True
+    labels.data_setitem((np.array([3, 4]), np.array([5, 5])), 1)
+    session.track(None, image, labels)
+    assert session.flush()
+    state_for(viewer).close()
+    other = make_napari_viewer()
+    reopened = project_for(other)
+    with qtbot.waitSignal(reopened.opened, timeout=20000) as opened:
+        reopened.open(folder)
+    back = opened.args[0][0].labels
+    assert back.metadata[COPIED_KEY] == {"1": "12:abc"} and back.metadata[COMPLETE_KEY] is True

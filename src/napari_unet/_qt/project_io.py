@@ -92,6 +92,7 @@ def write_entry(
     labels_ref: Any,
     region: RegionShapes | None,
     allow_empty: bool,
+    notes: dict | None = None,
 ) -> float | None | UserProblem:
     """Write one entry (in a worker); the time written, None if nothing needed writing."""
     from ..project import EmptyAnnotationError
@@ -108,6 +109,8 @@ def write_entry(
         labels = np.array(labels_ref, copy=True)  # the snapshot; see the module docstring
         project.save_labels(name, labels, allow_empty=allow_empty)
         project.save_region(name, region)
+        if notes is not None:
+            project.save_notes(name, notes)
         project.hash_images()
     except EmptyAnnotationError as exc:
         return Refused(exc)
@@ -151,7 +154,7 @@ def load_project(folder: Path) -> Loaded | UserProblem:
                 loaded.problems.append(str(exc))
         elif record.image is not None:
             loaded.moved.append(record.name)
-        loaded.items.append((record, image, labels, region))
+        loaded.items.append((record, image, labels, region, project.load_notes(record.name)))
     if (project.folder / "history.json").is_file():
         history = project.history
         if history.current is not None:
