@@ -765,7 +765,8 @@ def _train_config(args: argparse.Namespace, base):
         changes["steps"] = None
     if args.no_augment:
         changes["augment"] = AugmentConfig.identity()
-    changes["complete"] = bool(args.complete)
+    if args.complete:  # a resumed run keeps its own rule otherwise
+        changes["complete"] = True
     return base.replace(**changes)
 
 

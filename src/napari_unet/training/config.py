@@ -153,9 +153,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys are refused.
+
+        A record without ``complete`` was written before sparse annotations
+        existed, when every unpainted pixel was background: it reads as complete.
+        """
         if not data:
             return cls()
+        data = {"complete": True, **data}
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
