@@ -17,6 +17,7 @@ from napari_unet.bundled import bundled_model_path, load_bundled_model
 from napari_unet.metrics import iou_matrix, pooled_ap
 from napari_unet.segment import recommended_postprocess, rescale_for_diameter, segment
 from napari_unet.synthetic import SyntheticConfig, make_cells
+from napari_unet.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,10 @@ def test_recipe_still_gives_the_shipped_settings(model):
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     stored = model.metadata["training"]
-    assert recipe.training_config(0, stored["steps"]).to_dict() == stored["config"]
+    # (a record from before issue 29 has no "complete": it reads as the dense rule it used)
+    pinned = recipe.training_config(0, stored["steps"]).to_dict()
+    assert pinned == TrainConfig.from_dict(stored["config"]).to_dict()
+    assert {k: v for k, v in pinned.items() if k != "complete"} == stored["config"]
     assert [c.to_dict() for c in recipe.SYNTHETIC] == model.metadata["training_data"]["settings"]
 
 

@@ -25,7 +25,8 @@ def cells():
 
 
 def _trainer(cells, checkpoint=None, **changes):
-    cfg = TrainConfig(**{**FAST, "steps": 6, **changes})
+    # the synthetic labels are complete ground truth: the paper's dense rule
+    cfg = TrainConfig(**{**FAST, "steps": 6, "complete": True, **changes})
     model = new_model(cfg)
     data = prepare_training_data(cells[0], cells[1], model=model, config=cfg)
     return Trainer(model, data, cfg, checkpoint=checkpoint, device="cpu")
@@ -60,7 +61,8 @@ def test_region_outside_has_zero_weight_and_no_samples(cells):
     image, labels = cells
     region = np.zeros(labels.shape, bool)
     region[:, :64] = True
-    cfg = TrainConfig(**FAST, steps=1, validation_fraction=0)
+    # complete: the old rule, nothing outside the region counts (not even painted cells)
+    cfg = TrainConfig(**FAST, steps=1, validation_fraction=0, complete=True)
     model = new_model(cfg)
     data = prepare_training_data(image, labels, region, model=model, config=cfg)
     plane = data.planes[0]
@@ -190,8 +192,10 @@ def test_bad_input_is_named(cells, case, message):
     elif case == "count":
         labels = [labels, labels]
     model = UNet(base_channels=4, depth=3)
+    # an empty region leaves nothing only when unpainted pixels are background (complete)
+    cfg = TrainConfig(**FAST, complete=case == "region")
     with pytest.raises(NapariUnetError, match=message):
-        prepare_training_data(image, labels, regions, model=model, config=TrainConfig(**FAST))
+        prepare_training_data(image, labels, regions, model=model, config=cfg)
 
 
 def test_config_round_trip_and_checks():

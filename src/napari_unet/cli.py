@@ -33,6 +33,7 @@ from .training import (
     new_model,
     prepare_training_data,
 )
+from .training.validation import compare_to_start
 from .volume.voxels import check_voxel_size
 from .weightmap import unet_weight_map
 
@@ -168,9 +169,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train or fine-tune a U-Net on annotated images",
         description="Train a U-Net on images and their instance labels: --image A B "
-        "--labels A_labels B_labels, or --data DIR. Pixels outside an optional "
-        "annotated-region mask carry no loss. Ctrl-C stops after the current step and still "
-        "saves the model.",
+        "--labels A_labels B_labels, or --data DIR. Unpainted pixels are unknown: the loss "
+        "covers the labelled cells, a thin ring and the narrow gaps around them, and an "
+        "optional annotated-region mask (complete there); --complete says every unlabelled "
+        "pixel is background. Ctrl-C stops after the current step and still saves the model.",
     )
     data = t.add_mutually_exclusive_group(required=True)
     data.add_argument(
@@ -196,6 +198,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         action="extend",
         default=None,
         help="annotated-region masks, one per image (optional)",
+    )
+    t.add_argument(
+        "--complete",
+        action="store_true",
+        help="the labels are complete: every unlabelled pixel is background (the paper's "
+        "dense ground truth); outside a --region nothing counts",
     )
     t.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
     t.add_argument(
@@ -757,6 +765,8 @@ def _train_config(args: argparse.Namespace, base):
         changes["steps"] = None
     if args.no_augment:
         changes["augment"] = AugmentConfig.identity()
+    if args.complete:  # a resumed run keeps its own rule otherwise
+        changes["complete"] = True
     return base.replace(**changes)
 
 
@@ -846,6 +856,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         v = last.validation
         score = f" (validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f})" if v else ""
         print(f"{last.message} Model written to {args.output}{score}.", file=sys.stderr)
+        if trainer.baseline is not None:
+            verdict = compare_to_start(v, trainer.baseline)
+            worse = "; it is worse, so keep using the start model" if verdict.worse else ""
+            print(f"The new model {verdict.scores()}{worse}.", file=sys.stderr)
     return 0
 
 

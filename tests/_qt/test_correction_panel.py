@@ -66,6 +66,11 @@ def test_merge_keeps_paint_lists_the_unsure_first_and_undoes_in_one_step(
     n_cells = int(truth.max())
     assert len(np.unique(after[after > 0])) == n_cells  # 2 painted + all the others
     assert said["info"][-1].startswith(f"Added {n_cells - 2} predicted cells to 'annotation'; ")
+    # the copies are recorded (not human truth until edited); the painted cells 1, 2 are not
+    from napari_unet.training.provenance import COPIED_KEY, unedited_copies
+
+    copied = np.setdiff1d(np.unique(after), [0, 1, 2])
+    np.testing.assert_array_equal(unedited_copies(after, annotation.metadata[COPIED_KEY]), copied)
     unsure = sum(c.certainty < cp.UNSURE for c in panel.cells)
     assert unsure >= 1
     assert f"; {unsure} cells the model is least sure of are listed first." in said["info"][-1]

@@ -63,7 +63,7 @@ class AnnotateWidget(ScrollingDock):
             tooltip=REGION_TIP,
         )
         self._region_help = Label(
-            value="Without a region the whole image counts as annotated.", label=""
+            value="Without a region only your cells and the background around them count.", label=""
         )
         self._show_weights = CheckBox(
             text="Show weight map",

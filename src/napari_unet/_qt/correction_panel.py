@@ -15,6 +15,7 @@ from magicgui.widgets import Container, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
+from ..training.provenance import COPIED_KEY
 from .dock import StatusLine
 from .layers import OWNER_KEY, find_own_layer, region_mask, spatial_shape, upsert_layer
 from .prediction import PredictionRunner
@@ -183,6 +184,7 @@ class CorrectionPanel(Container):
     def _merge(self) -> None:
         """Merge and rank in a worker, on copies taken now."""
         from ..correction import merge_prediction, rank_uncertain
+        from ..training.provenance import cell_signatures
 
         seg, prob = self._fresh_prediction()
         labels = self._labels
@@ -207,7 +209,8 @@ class CorrectionPanel(Container):
             yield f"ranking the {len(added)} added cells by how sure the model is (step 2 of 3)"
             cells = rank_uncertain(probability, merged, ids=list(added.values()))
             yield "writing them into the annotation (step 3 of 3)"
-            return merged, added, cells, np.nonzero(merged != before)
+            signatures = cell_signatures(merged, added.values())  # copies are not human truth
+            return merged, added, cells, np.nonzero(merged != before), signatures
 
         self._button.enabled = False
         self._status.value = "Copying the predicted cells..."
@@ -226,8 +229,14 @@ class CorrectionPanel(Container):
         self._merge_worker = None
         self._button.enabled = True
 
-    def _apply(self, labels: Any, before: np.ndarray, merged, added, cells, where) -> None:
-        """Write the copied cells into the annotation as one undoable step."""
+    def _apply(
+        self, labels: Any, before: np.ndarray, merged, added, cells, where, signatures=None
+    ) -> None:
+        """Write the copied cells into the annotation as one undoable step.
+
+        Their signatures go into the layer's metadata: until the user edits one,
+        a copied cell is trained on but never held out for validation.
+        """
         if labels is not self._labels or labels not in self._viewer.layers:
             return  # the target changed meanwhile: the user moved on
         name = labels.name
@@ -247,6 +256,8 @@ class CorrectionPanel(Container):
             show_warning(f"'{name}' was painted while the cells were copied; click again.")
             return
         labels.data_setitem(where, merged[where])  # one call: one step to undo
+        record = dict(labels.metadata.get(COPIED_KEY) or {})
+        labels.metadata[COPIED_KEY] = {**record, **(signatures or {})}
         self._show(cells)
         unsure = sum(c.certainty < UNSURE for c in cells)
         self._mark(cells[:unsure])

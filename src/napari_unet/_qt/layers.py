@@ -26,6 +26,7 @@ DERIVED_ROLES = frozenset(
         "preview labels",
         "preview weights",
         "review",
+        "training area",
     }
 )
 

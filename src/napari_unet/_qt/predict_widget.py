@@ -280,10 +280,17 @@ class PredictWidget(ScrollingDock):
         if seg is None:
             show_error("Segment the image first; there is no segmentation to copy.")
             return
+        from ..training.provenance import COPIED_KEY, cell_signatures
+
+        data = np.array(seg.data, copy=True)
+        copied = cell_signatures(data, np.unique(data))  # the model's cells, not human truth
         new = self._viewer.add_labels(
-            np.array(seg.data, copy=True),
+            data,
             name=f"{layer.name} annotation",
-            metadata={OWNER_KEY: {"role": "annotation", "source": layer.name}},
+            metadata={
+                OWNER_KEY: {"role": "annotation", "source": layer.name},
+                COPIED_KEY: copied,
+            },
         )
         new.mode = "paint"
         new.selected_label = free_id(new.data)

@@ -93,11 +93,14 @@ def write_entry(
     region: RegionShapes | None,
     allow_empty: bool,
     image_copy: Any = None,
+    notes: dict | None = None,
 ) -> float | None | UserProblem:
     """Write one entry (in a worker); the time written, None if nothing needed writing.
 
     ``image_copy``: the pixels of an image that came from no file, kept in the
     project with the first save (so that the project can open it again).
+    ``notes``: what the layer's metadata says of the annotation (the cells copied
+    from a prediction, whether the image is complete), kept beside it.
     """
     from ..project import EmptyAnnotationError, remember_project
 
@@ -115,6 +118,8 @@ def write_entry(
         project.save_region(name, region)
         if image_copy is not None and not project.entry(name).stored_image:
             project.store_image(name, image_copy)
+        if notes is not None:
+            project.save_notes(name, notes)
         project.hash_images()
         remember_project(project.folder)
     except EmptyAnnotationError as exc:
@@ -160,7 +165,7 @@ def load_project(folder: Path) -> Loaded | UserProblem:
                 loaded.problems.append(str(exc))
         elif record.image is not None:
             loaded.moved.append(record.name)
-        loaded.items.append((record, image, labels, region))
+        loaded.items.append((record, image, labels, region, project.load_notes(record.name)))
     if (project.folder / "history.json").is_file():
         history = project.history
         if history.current is not None:

@@ -34,6 +34,7 @@ from psygnal import Signal
 from qtpy.QtCore import QTimer
 
 from ..errors import NapariUnetError
+from ..training.provenance import COPIED_KEY
 from .layers import OWNER_KEY, free_id, layer_data, spatial_shape
 from .project_io import (
     ImageInfo,
@@ -46,6 +47,7 @@ from .project_io import (
     write_entry,
 )
 from .session import state_for
+from .training_scope import COMPLETE_KEY
 from .workers import UserProblem, WorkerGroup
 
 if TYPE_CHECKING:
@@ -384,8 +386,11 @@ class ProjectSession:
         region = region_of(entry.region)
         lock = self._lock
         project.view = self._view()  # written with the manifest
+        meta = entry.labels.metadata
+        notes = {"copied": meta.get(COPIED_KEY) or {}, "complete": bool(meta.get(COMPLETE_KEY))}
         labels = layer_data(entry.labels)
-        return (project, lock, entry.name, info, labels, region, allow_empty, self._copy_of(entry))
+        copy = self._copy_of(entry)
+        return (project, lock, entry.name, info, labels, region, allow_empty, copy, notes)
 
     def _view(self) -> dict[str, Any]:
         """The order of the entries' layers (bottom to top) and the current entry's name."""
@@ -610,7 +615,7 @@ class ProjectSession:
         self._set_project(loaded.project, lock)
         viewer = self._viewer
         restored = []
-        for record, image, labels, region in loaded.items:
+        for record, image, labels, region, notes in loaded.items:
             image_layer = self._image_layer(record, image)
             if image_layer is None and record.image is None:
                 loaded.problems.append(
@@ -624,7 +629,11 @@ class ProjectSession:
             labels_layer = viewer.add_labels(
                 labels,
                 name=f"{record.layer_name} annotation",
-                metadata={OWNER_KEY: {"role": "annotation", "source": record.layer_name}},
+                metadata={
+                    OWNER_KEY: {"role": "annotation", "source": record.layer_name},
+                    COPIED_KEY: dict(notes.get("copied") or {}),
+                    COMPLETE_KEY: bool(notes.get("complete")),
+                },
                 **place,
             )
             labels_layer.selected_label = free_id(labels)  # the first stroke is a new cell

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 COLUMNS = (
     "Round",
     "AP@0.5",
+    "Start AP",
     "Mean IoU",
     "Val. cells",
     "Cells (new)",
@@ -38,7 +39,12 @@ COLUMNS = (
     "Time",
     "Model file",
 )
-_NUMBERS = range(1, 7)
+_NUMBERS = range(1, 8)
+# Why a score is blank (the AP cells' tooltip).
+NO_HUMAN_CELLS = (
+    "No score: no human-painted cell is held out yet (cells copied from a prediction and "
+    "not edited never count). Paint more cells."
+)
 _AP = QColor(120, 220, 120)
 _IOU = QColor(80, 170, 255)
 
@@ -52,10 +58,12 @@ def _score(value: float | None) -> str:
 
 
 def row_texts(r: RoundRecord, current: int | None) -> tuple[str, ...]:
-    """The table's texts for round ``r`` (the round in use is marked)."""
+    """The table's texts for round ``r`` (the round in use, and one the guard kept out, marked)."""
+    mark = " (in use)" if r.round == current else "" if r.put_in_use else " (worse)"
     return (
-        f"{r.round}{' (in use)' if r.round == current else ''}",
+        f"{r.round}{mark}",
         _score(r.ap50),
+        _score(r.start_ap50),
         _score(r.mean_iou),
         str(r.val_cells),
         f"{r.cells} (+{r.new_cells})",
@@ -252,13 +260,17 @@ class RoundHistoryPanel(QWidget):
                     item.setTextAlignment(
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
+                if col in (1, 2) and r.ap50 is None:
+                    item.setToolTip(NO_HUMAN_CELLS)
                 self.table.setItem(row, col, item)
         self.table.fit_columns()
         self.plot.set_rounds(records)
         if records:
             last = records[-1]
             rests = (
-                f"on {last.val_cells} held-out cells" if last.val_cells else "without validation"
+                f"on {last.val_cells} held-out human cells"
+                if last.val_cells
+                else "without validation (no human-painted cell is held out yet)"
             )
             self.note.setText(
                 f"{_rounds(len(records))}; the latest is scored {rests}. Held-out cells stay "

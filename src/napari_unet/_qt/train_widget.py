@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +44,11 @@ from .model_choice import (
 from .prediction import PredictionRunner
 from .project_panel import ProjectPanel
 from .project_session import project_for
+from .round_guard import RoundGuardNote
 from .round_history_panel import RoundHistoryPanel
 from .session import state_for
 from .training_runner import TrainingRunner
+from .training_scope import TrainingScope, is_complete
 from .training_set_panel import TrainingSetPanel
 from .workers import UserProblem, WorkerGroup
 
@@ -84,6 +86,8 @@ class TrainWidget(ScrollingDock):
         self.form.native.layout().addWidget(self.project_panel.native)
         self.form.extend(self._data_fields(viewer))
         self.training_set = TrainingSetPanel(viewer, region_mask)
+        self.scope = TrainingScope(viewer, self._defaults.sigma)
+        self.form.native.layout().addWidget(self.scope)
         self._preview = PushButton(text="Preview augmentation")
         self._train = PushButton(text="Fine-tune")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -99,6 +103,8 @@ class TrainWidget(ScrollingDock):
         self.form.extend([*self._augment_fields(), self._preview, self._offer_derived])
         self.plot = LossPlot()
         self.form.native.layout().addWidget(self.plot)
+        self.guard = RoundGuardNote()
+        self.form.native.layout().addWidget(self.guard)
         self.history = RoundHistoryPanel()
         self.form.native.layout().addWidget(self.history)
         self.correction = CorrectionPanel(viewer)
@@ -111,6 +117,8 @@ class TrainWidget(ScrollingDock):
         self._preview.changed.connect(self.preview_augmentation)
         self.training_set.add_button.clicked.connect(self.add_to_set)
         self.history.use_round.connect(self.use_round)
+        self.guard.use_anyway.connect(self.use_round)
+        self.training_set.changed.connect(self._on_set_changed)
         self._project.changed.connect(self._on_project)
         self._project.opened.connect(self._on_opened)
         self._session.changed.connect(self._on_model)
@@ -126,6 +134,8 @@ class TrainWidget(ScrollingDock):
         self._state.annotation.changed.connect(self._follow)
         self.place(self.project_panel.native)
         self.place(self.training_set, after=self._refresh)
+        # what the round will learn from, said right above Fine-tune
+        self.place(self.scope, after=self._lr)
         self.finish(self._state)
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
@@ -258,6 +268,7 @@ class TrainWidget(ScrollingDock):
         self._project.opened.disconnect(self._on_opened)
         self._session.changed.disconnect(self._on_model)
         self.training_set.close_counters()
+        self.scope.close_scope()
         self.correction.shutdown()
         self._runner.shutdown()
         self._predictor.shutdown()
@@ -335,7 +346,8 @@ class TrainWidget(ScrollingDock):
         entries = self.training_set.entries
         if not entries:
             image, labels, region, layer = self._snapshot()
-            return TrainingSnapshot([image], [labels], [region], [layer.name], [layer])
+            copied = [_copied(self._annotation.value)]
+            return TrainingSnapshot([image], [labels], [region], [layer.name], [layer], copied)
         taken = [_take(e.image, e.labels, e.region) for e in entries]
         return TrainingSnapshot(
             [t[0] for t in taken],
@@ -343,11 +355,19 @@ class TrainWidget(ScrollingDock):
             [t[2] for t in taken],
             [e.name for e in entries],
             [e.image for e in entries],
+            [_copied(e.labels) for e in entries],
         )
 
     def _retarget(self, *_: Any) -> None:
-        """Correct the mistakes works on the chosen image and annotation."""
-        self.correction.set_target(self._image.value, self._annotation.value, self._region.value)
+        """Correct the mistakes and the training scope work on the chosen layers."""
+        image, labels, region = self._image.value, self._annotation.value, self._region.value
+        self.correction.set_target(image, labels, region)
+        self.scope.set_target(image, labels, region)
+
+    def _on_set_changed(self) -> None:
+        entries = self.training_set.entries
+        cells = sum(self.training_set.counts()) if entries else None
+        self.scope.set_entries(cells, len(entries))
 
     def add_to_set(self) -> None:
         """Add the chosen image, annotation and region to the training set."""
@@ -412,7 +432,9 @@ class TrainWidget(ScrollingDock):
             config,
             name=self._target.name,
             names=snap.names,
+            copied=snap.copied,
         )
+        self.guard.clear()
 
     def stop(self) -> None:
         """Stop after the current step, keeping the model trained so far."""
@@ -443,15 +465,24 @@ class TrainWidget(ScrollingDock):
         if last is None or last.step == 0:
             self._status.value = "Training stopped before the first step; the model is unchanged."
             return
+        from ..training import compare_to_start
+
         v = last.validation
         score = f"; validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f}" if v else ""
         self._status.value = f"{last.message.rstrip('.')}{score}."
         self._left.value = ""
+        trainer = self._runner.trainer
+        verdict = compare_to_start(v, trainer.baseline if trainer is not None else None)
         origin = getattr(self, "_start_source", "scratch")
+        if origin == "scratch":  # random weights were never a model in use: nothing to keep
+            verdict = replace(verdict, worse=False)
+        if verdict.worse:  # keep it in the history, leave the model in use as it is
+            self._record_round(model, last, verdict)
+            return
         how = "trained here from scratch" if origin == "scratch" else f"{origin}, fine-tuned here"
         self._session.set_model(model, f"{how} ({last.step} steps)")
         show_info(f"{last.message} The new model is now in use.")
-        self._record_round(model, last)
+        self._record_round(model, last, verdict)
         self._start.value = CURRENT  # the next round starts from this one
         target = getattr(self, "_target", None)
         if self._refresh.value and target is not None and target in self._viewer.layers:
@@ -476,8 +507,11 @@ class TrainWidget(ScrollingDock):
             show_error(str(exc))
             self.history.show_history(None)
 
-    def _record_round(self, model: Any, last: Any) -> None:
-        """Keep this Fine-tune as the project's next round (model, scores), off the GUI thread."""
+    def _record_round(self, model: Any, last: Any, verdict: Any) -> None:
+        """Keep this Fine-tune as the project's next round (model, scores), off the GUI thread.
+
+        A round the guard found worse (``verdict.worse``) is kept but not put in use.
+        """
         target = getattr(self, "_target", None)
         trainer = self._runner.trainer
         if target is None or trainer is None:
@@ -497,20 +531,28 @@ class TrainWidget(ScrollingDock):
             mean_iou=None if v is None else round(v.mean_iou, 4),
             val_cells=0 if v is None else int(v.n_true),
             entries=list(self._trained_names),
+            start_ap50=None if verdict.start is None else round(verdict.start.ap50, 4),
+            start_mean_iou=None if verdict.start is None else round(verdict.start.mean_iou, 4),
         )
         history = project.history
         self._workers.start_function(
-            partial(history.add_round, model, **info),
-            returned=lambda record: self._on_round(history, model, record),
+            partial(history.add_round, model, make_current=not verdict.worse, **info),
+            returned=lambda record: self._on_round(history, model, record, verdict),
             errored=lambda exc: show_error(f"The round could not be saved: {exc}"),
         )
 
-    def _on_round(self, history: Any, model: Any, record: Any) -> None:
+    def _on_round(self, history: Any, model: Any, record: Any, verdict: Any) -> None:
         if isinstance(record, UserProblem):
             show_error(f"The round could not be saved: {record.message}")
             return
-        self._model_round = (model, record.round)
         self.history.show_history(history)
+        if verdict.worse:
+            sentence = verdict.sentence(f"Round {record.round}")
+            self._status.value = sentence
+            self.guard.offer(record.round, sentence)
+            show_info(f"{sentence} Use round {record.round} anyway?")
+            return
+        self._model_round = (model, record.round)
 
     def use_round(self, k: int) -> None:
         """Make round ``k``'s model the one in use again (read in a worker)."""
@@ -599,6 +641,7 @@ class TrainingSnapshot:
     regions: list[np.ndarray | None]
     names: list[str]
     layers: list[Any]  # the image layers
+    copied: list[Any]  # per entry: the record of cells copied from a prediction, or None
 
 
 def _take(image_layer: Any, labels_layer: Any, region_layer: Any) -> tuple:
@@ -611,7 +654,17 @@ def _take(image_layer: Any, labels_layer: Any, region_layer: Any) -> tuple:
             f"'{image_layer.name}' has shape {shape}."
         )
     image = to_model_layout(np.array(layer_image(image_layer), copy=True), 1, rgb=image_layer.rgb)
+    if is_complete(labels_layer):  # "completely annotated": every unpainted pixel is background
+        return image, labels, np.ones(shape, bool), image_layer
     return image, labels, region_mask(region_layer, shape), image_layer
+
+
+def _copied(labels_layer: Any) -> Any:
+    """The record of the cells copied into ``labels_layer`` from a prediction, if any."""
+    from ..training.provenance import COPIED_KEY
+
+    record = labels_layer.metadata.get(COPIED_KEY) if labels_layer is not None else None
+    return dict(record) if record else None
 
 
 def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):

@@ -80,13 +80,17 @@ class TrainingRunner:
         *,
         name: str = "training",
         names: list[str] | None = None,
+        copied: list[Any] | None = None,
     ) -> None:
         """Train on snapshots of the given arrays (the caller takes the snapshots).
 
         ``model`` may be a function that makes, reads or copies the model: it is
         called in the worker, so that work stays off the GUI thread. ``name``
         (the image's) names the file saved if napari closes mid-run; ``names``
-        name the training set's images (see ``prepare_training_data``).
+        name the training set's images (see ``prepare_training_data``);
+        ``copied`` holds, per image, the record of cells copied from a prediction
+        (:func:`~napari_unet.training.provenance.cell_signatures`), so that those
+        not edited since are never validation cells.
         """
         if self.worker is not None:
             return
@@ -97,20 +101,22 @@ class TrainingRunner:
         # before the worker starts: napari's progress bar may process events
         self._bar = napari_progress(total=1000, desc="Training U-Net")
         self.worker = self._workers.start_generator(
-            self._job(images, labels, regions, model, config, names),
+            self._job(images, labels, regions, model, config, names, copied),
             yielded=self._on_event,
             returned=self._on_returned,
             errored=lambda exc: self.failed.emit(f"Training failed: {exc}"),
             finished=self._on_finished,
         )
 
-    def _job(self, images, labels, regions, model, config, names=None):
+    def _job(self, images, labels, regions, model, config, names=None, copied=None):
         from ..modelfile import resolve_model_arg
-        from ..training import Trainer, prepare_training_data
+        from ..training import Trainer, prepare_training_data, unedited_copies
 
         model = resolve_model_arg(model)  # a loader runs here, in the worker
+        records = copied or [None] * len(labels)
+        machine = [unedited_copies(lab, rec) for lab, rec in zip(labels, records)]
         data = prepare_training_data(
-            images, labels, regions, model=model, config=config, names=names
+            images, labels, regions, model=model, config=config, names=names, machine_cells=machine
         )
         if self._stop:
             return model

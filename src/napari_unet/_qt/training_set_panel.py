@@ -24,6 +24,7 @@ from ..errors import NapariUnetError
 from ..layout import channel_count, check_same_channels
 from .cell_counter import CellCounter
 from .layers import spatial_shape
+from .training_scope import is_complete
 from .workers import WorkerGroup
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class TrainingSetPanel(QWidget):
 
     def _on_count(self, entry: SetEntry) -> None:
         self._refresh()
+        self.changed.emit()
         if entry.labels.data.ndim == 3 and entry.region is None:  # a stack's planes may change
             self._schedule_planes()
 
@@ -189,8 +191,8 @@ class TrainingSetPanel(QWidget):
             if layer is e.image or layer is e.labels:
                 self._remove(row)
             elif layer is e.region:
-                # without its region the whole image would count as annotated: unpainted
-                # cells would be taught as background, so the entry leaves the set
+                # without its region the entry would train on something else than the
+                # user chose, so it leaves the set
                 self._remove(row)
                 self._orphans.append(e)
                 self._tell_timer.start()  # told once napari is done removing layers
@@ -202,7 +204,8 @@ class TrainingSetPanel(QWidget):
             if e.labels in self._viewer.layers:
                 show_warning(
                     f"The region of '{e.name}' was removed, so '{e.name}' left the training "
-                    "set; add it again (with a region, or none for the whole image)."
+                    "set; add it again (with a region, or none: then only the area around "
+                    "its cells counts)."
                 )
 
     # -- what is shown
@@ -228,7 +231,7 @@ class TrainingSetPanel(QWidget):
                 str(e.counter.cells),
                 f"{done}/{planes}" if planes > 1 else "",
                 e.labels.name,
-                e.region.name if e.region is not None else "whole image",
+                _region_text(e),
             )
             for col, text in enumerate(values):
                 self.table.setItem(row, col, QTableWidgetItem(text))
@@ -256,3 +259,12 @@ class TrainingSetPanel(QWidget):
         self._workers.stop_all()
         for e in self.entries:
             e.counter.close()
+
+
+def _region_text(entry: SetEntry) -> str:
+    """What counts as annotated in an entry (the Region column)."""
+    if is_complete(entry.labels):
+        return "whole image (complete)"
+    if entry.region is not None:
+        return entry.region.name
+    return "around the cells"

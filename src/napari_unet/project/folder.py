@@ -46,6 +46,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# Per entry: the cells copied from a prediction, and whether the image is complete.
+NOTES_FILE = "notes.json"
 PROJECT_SUFFIX = ".napari-unet"
 _CHUNK = 4 << 20  # bytes hashed at a time: a large image is never read whole
 
@@ -373,6 +375,26 @@ class Project:
             record.saved_at = time.time()
             self.save()
         return path
+
+    def save_notes(self, name: str, notes: dict) -> None:
+        """Write what an entry's annotation says about itself (``entries/<name>/notes.json``).
+
+        The cells copied from a prediction (their signatures, so they never count as
+        validation cells until edited) and whether the image is completely annotated.
+        """
+        self.entry(name)
+        path = self.path(f"entries/{name}/{NOTES_FILE}")
+        with atomic_write(path, "w") as fh:
+            json.dump(notes, fh)
+
+    def load_notes(self, name: str) -> dict:
+        """:meth:`save_notes`'s dict for entry ``name`` ({} when missing or unreadable)."""
+        path = self.path(f"entries/{name}/{NOTES_FILE}")
+        try:
+            notes = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return notes if isinstance(notes, dict) else {}
 
     def save_region(self, name: str, region: RegionShapes | np.ndarray | None) -> Path | None:
         """Write (or, with None, forget) the region of entry ``name``."""

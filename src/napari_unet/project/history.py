@@ -58,11 +58,17 @@ class RoundRecord:
     ap50, mean_iou : float or None
         Validation scores (None without validation cells).
     val_cells : int
-        How many held-out cells the scores rest on.
+        How many held-out cells the scores rest on (human cells only: cells copied
+        from a prediction and not edited are never held out).
     model_file : str
         The round's model, relative to the project folder.
     entries : list of str
         The training set's entries.
+    start_ap50, start_mean_iou : float or None
+        The start model's scores on the same held-out cells (the guard's reference).
+    put_in_use : bool
+        False when the round scored worse than its start model, so the earlier
+        model stayed in use (the round is kept; it can still be chosen).
     """
 
     round: int
@@ -77,6 +83,9 @@ class RoundRecord:
     val_cells: int
     model_file: str
     entries: list[str] = field(default_factory=list)
+    start_ap50: float | None = None
+    start_mean_iou: float | None = None
+    put_in_use: bool = True
 
 
 class RoundHistory:
@@ -124,13 +133,16 @@ class RoundHistory:
         with atomic_write(self.path, "w") as fh:
             json.dump(data, fh, indent=1)
 
-    def add_round(self, model: UNet, **info: Any) -> RoundRecord:
-        """Save ``model`` as the next round and make it the round in use.
+    def add_round(self, model: UNet, *, make_current: bool = True, **info: Any) -> RoundRecord:
+        """Save ``model`` as the next round and (unless told otherwise) make it the round in use.
 
         Parameters
         ----------
         model : UNet
             The trained model.
+        make_current : bool
+            False: keep it in the history but leave the round in use as it is
+            (the guard found it worse than its start model).
         **info
             The other :class:`RoundRecord` fields (``start_model``, ``cells``,
             ``steps``, ``seconds``, ``ap50``, ``mean_iou``, ``val_cells``,
@@ -145,9 +157,11 @@ class RoundHistory:
 
         with _lock_for(self.folder):
             self._read()  # another writer may have changed it since
-            return self._add_round(model, save_model, info)
+            return self._add_round(model, save_model, info, make_current)
 
-    def _add_round(self, model: UNet, save_model: Any, info: dict[str, Any]) -> RoundRecord:
+    def _add_round(
+        self, model: UNet, save_model: Any, info: dict[str, Any], make_current: bool = True
+    ) -> RoundRecord:
         k = (self.rounds[-1].round if self.rounds else 0) + 1
         rel = f"{ROUNDS_FOLDER}/round-{k:03d}.safetensors"
         (self.folder / ROUNDS_FOLDER).mkdir(parents=True, exist_ok=True)
@@ -158,10 +172,12 @@ class RoundHistory:
             round=k,
             time=time.strftime("%Y-%m-%dT%H:%M:%S"),
             model_file=rel,
+            put_in_use=make_current,
             **info,
         )
         self.rounds.append(record)
-        self.current = k
+        if make_current:
+            self.current = k
         self._write()
         return record
 

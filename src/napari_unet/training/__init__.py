@@ -21,7 +21,9 @@ The package, one idea per module:
 - :mod:`.sampler`: where a training tile is cut and how it is augmented
   (:class:`TileSampler`), and :func:`preview_samples`;
 - :mod:`.loss`: :func:`weighted_cross_entropy`;
-- :mod:`.validation`: scores on the held-out cells;
+- :mod:`.known`: where a sparse annotation says something (the loss looks only there);
+- :mod:`.provenance`: which cells were copied from a prediction and never edited;
+- :mod:`.validation`: scores on the held-out cells, and the guard between rounds;
 - :mod:`.checkpoint`: checkpoints, resuming, provenance;
 - :mod:`.trainer`: the loop (:class:`Trainer`), :func:`train_model`, :func:`new_model`.
 """
@@ -47,12 +49,20 @@ _LAZY = {
     "weighted_cross_entropy": "loss",
     "TileSampler": "sampler",
     "preview_samples": "sampler",
+    "Comparison": "validation",
+    "compare_to_start": "validation",
+    "known_area": "known",
+    "unedited_copies": "provenance",
     "Trainer": "trainer",
     "new_model": "trainer",
     "train_model": "trainer",
 }
 __all__ = [
     "FINE_TUNE_LEARNING_RATE",
+    "Comparison",
+    "compare_to_start",
+    "known_area",
+    "unedited_copies",
     "INTERACTIVE_SECONDS",
     "TileSampler",
     "TrainConfig",
@@ -82,8 +92,11 @@ if TYPE_CHECKING:
         Validation,
     )
     from .data import TrainingData, annotated_plane_count, prepare_training_data
+    from .known import known_area
     from .loss import weighted_cross_entropy
     from .pairs import find_pairs
+    from .provenance import unedited_copies
     from .sampler import TileSampler, preview_samples
     from .split import split_cells
     from .trainer import Trainer, new_model, train_model
+    from .validation import Comparison, compare_to_start

@@ -37,6 +37,7 @@ def training_record(trainer: Trainer, seconds: float, validation: Validation | N
         "data": trainer.data.summary,
         "started_from": trainer.started_from,
         "validation": asdict(validation) if validation else None,
+        "start_validation": asdict(trainer.baseline) if trainer.baseline else None,
         "rng": trainer.rng.bit_generator.state,
     }
 

@@ -81,6 +81,13 @@ class TrainConfig:
         training target gets a 1-pixel background gap (:func:`carve_gaps`), so the
         network learns to separate them and the weight map stresses the gap. The
         user's labels are not changed; validation scores use them as they are.
+    complete : bool
+        Whether every unpainted pixel is background (the paper's dense ground
+        truth). False (default): unpainted is unknown; the loss covers the
+        painted cells, a thin ring and the narrow gaps around them, and the
+        annotated region (:mod:`napari_unet.training.known`). An annotated
+        region always counts as complete; with ``complete=True`` nothing outside
+        it counts, as before.
     """
 
     steps: int | None = 1000
@@ -104,6 +111,7 @@ class TrainConfig:
     normalization: Normalization = field(default_factory=Normalization)
     min_size: int = 16
     separate_touching: bool = True
+    complete: bool = False
 
     def __post_init__(self) -> None:
         if self.steps is None and self.time_limit is None:
@@ -145,9 +153,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys are refused.
+
+        A record without ``complete`` was written before sparse annotations
+        existed, when every unpainted pixel was background: it reads as complete.
+        """
         if not data:
             return cls()
+        data = {"complete": True, **data}
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

@@ -21,6 +21,7 @@ from ..normalization import Normalization
 from ..padding import mirror_pad
 from ..weightmap import carve_gaps, unet_weight_map
 from .config import TrainConfig
+from .known import known_area
 from .split import split_cells, validation_area
 
 __all__ = [
@@ -97,6 +98,7 @@ def prepare_training_data(
     model: UNet,
     config: TrainConfig | None = None,
     names: Sequence[str] | None = None,
+    machine_cells: Sequence[Any] | None = None,
 ) -> TrainingData:
     """Check, normalise and pad training pairs for ``model``; compute weight maps once.
 
@@ -111,19 +113,27 @@ def prepare_training_data(
         Instance labels, one per image, same spatial shape: 0 background, each
         annotated cell its own id.
     regions : array, list of arrays or None
-        Annotated-region masks (True where the annotation is complete). Pixels
-        outside carry zero loss. ``None`` (or a None entry) means the whole image
-        (for a stack: the whole of each plane that has a cell).
+        Annotated-region masks (True where the annotation is complete).
+        Without ``config.complete`` (the default) the painted cells, a thin ring
+        and the narrow gaps around them count too, and nothing else
+        (:mod:`napari_unet.training.known`); a None entry: only those. With
+        ``config.complete`` pixels outside the region carry zero loss, and a None
+        entry means the whole image (for a stack: the whole of each plane that
+        has a cell).
     model : UNet
         The network to train: its channels, context and stored normalisation
         (``config.normalization`` when it has none) decide the preparation.
     config : TrainConfig or None
-        For ``w0``, ``sigma``, ``validation_fraction`` and ``tile_size``.
+        For ``w0``, ``sigma``, ``complete``, ``validation_fraction`` and ``tile_size``.
     names : list of str or None
         A name per image (e.g. its file name). Part of the rule that holds
         cells out for validation (:mod:`napari_unet.training.split`), so the
         same names keep the same split when annotations grow. Default:
         ``"image 1"``, ``"image 2"``, ...
+    machine_cells : list of (array of int or None) or None
+        Per image, the ids of cells copied from a prediction and not edited
+        since (:func:`napari_unet.training.provenance.unedited_copies`): trained
+        on, never held out for validation.
 
     Returns
     -------
@@ -139,6 +149,7 @@ def prepare_training_data(
         normalization=model_normalization(model, cfg),
         config=cfg,
         names=names,
+        machine_cells=machine_cells,
     )
 
 
@@ -152,26 +163,36 @@ def prepare_planes(
     normalization: Normalization,
     config: TrainConfig,
     names: Sequence[str] | None = None,
+    machine_cells: Sequence[Any] | None = None,
 ) -> TrainingData:
     """:func:`prepare_training_data` for a network described by its channels and depth."""
     triples = _triples(images, labels, regions)
     names = _names(names, len(triples))
+    machine = list(machine_cells) if machine_cells is not None else [None] * len(triples)
+    if len(machine) != len(triples):
+        raise NapariUnetError(f"Got {len(triples)} image(s) but {len(machine)} copy records.")
     pad = halo(depth) + tile_sizes(config.tile_size, depth)[1]
     annotated = []  # per image: its annotated planes
     summary = []
     for i, (img, lab, reg) in enumerate(triples):
         which = f"image {i + 1}" if len(triples) > 1 else "the image"
-        found, image_summary = _annotated_planes(img, lab, reg, which, in_channels, normalization)
+        found, image_summary = _annotated_planes(
+            img, lab, reg, which, in_channels, normalization, config
+        )
         annotated.append(found)
         summary.append(image_summary)
-    if not any(s["region_pixels"] for s in summary):
+    regions_given = any(r is not None for _, _, r in triples)
+    if config.complete and regions_given and not any(s["region_pixels"] for s in summary):
         raise NapariUnetError("The annotated region excludes every pixel; nothing to train on.")
     if not any(s["cells"] for s in summary):
         raise NapariUnetError("No annotated cell was found: paint at least one cell in the labels.")
     flat = [(i, p) for i, found in enumerate(annotated) for p in found]
     fraction = config.validation_fraction
     split = split_cells(
-        [p.labels for _, p in flat], [f"{names[i]}:{p.z}" for i, p in flat], fraction
+        [p.labels for _, p in flat],
+        [f"{names[i]}:{p.z}" for i, p in flat],
+        fraction,
+        exclude=[machine[i] for i, _ in flat],
     )
     planes: list[TrainingPlane] = []
     for (i, p), held_out in zip(flat, split.validation):
@@ -227,9 +248,20 @@ class _Plane:
 
 
 def _annotated_planes(
-    img: Any, lab: Any, reg: Any, which: str, in_channels: int, norm: Normalization
+    img: Any,
+    lab: Any,
+    reg: Any,
+    which: str,
+    in_channels: int,
+    norm: Normalization,
+    cfg: TrainConfig,
 ) -> tuple[list[_Plane], dict[str, Any]]:
-    """The annotated planes of one image (or stack), and a summary of its annotation."""
+    """The annotated planes of one image (or stack), and a summary of its annotation.
+
+    A plane's ``region`` is where the loss looks: the annotated region (the whole
+    plane for a complete annotation without one) or, for a sparse annotation,
+    :func:`~napari_unet.training.known.known_area`.
+    """
     img = np.asarray(img)
     stats = norm.statistics(img, channel_axis=0 if in_channels > 1 else None)  # refuses NaN/Inf
     img_planes = _planes_of(img, in_channels)
@@ -237,14 +269,21 @@ def _annotated_planes(
     stack_shape = (len(img_planes), *spatial) if len(img_planes) > 1 else spatial
     lab = _check_labels(lab, stack_shape, which)
     lab_planes = [lab] if lab.ndim == 2 else list(lab)
-    reg_planes = _region_planes(reg, lab_planes, stack_shape, spatial, which)
+    if reg is None and not cfg.complete:
+        reg_planes = [None] * len(lab_planes)
+    else:
+        reg_planes = _region_planes(reg, lab_planes, stack_shape, spatial, which)
     found = []
     n_cells = n_region = 0
     for z, (ip, lp, rp) in enumerate(zip(img_planes, lab_planes, reg_planes)):
+        if cfg.complete:
+            lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
+        else:  # painted cells count wherever they are; unpainted only where known
+            lab32 = _compact_ids(lp)
+            rp = known_area(lab32, cfg.sigma, rp)
         if not rp.any():
             continue
         n_region += int(rp.sum())
-        lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
         n_cells += int((np.unique(lab32) > 0).sum())
         found.append(_Plane(z, ip, stats, lab32, rp))
     summary = {
@@ -254,6 +293,7 @@ def _annotated_planes(
         "cells": int(n_cells),
         "validation_cells": 0,
         "region_pixels": n_region,
+        "complete": bool(cfg.complete),
     }
     return found, summary
 
@@ -389,10 +429,17 @@ def _prepare_plane(
     if not train_region.any():
         return None
     target = carve_gaps(labels) if cfg.separate_touching else labels
-    weights = unet_weight_map(target, w0=cfg.w0, sigma=cfg.sigma, mask=train_region)
+    # a sparse annotation's share of cell pixels says nothing about the image's: balancing
+    # by it would tilt the network towards background (docs/benchmarks.md, sparse)
+    balance = None if cfg.complete else (1.0, 1.0)
+    weights = unet_weight_map(
+        target, w0=cfg.w0, sigma=cfg.sigma, class_weights=balance, mask=train_region
+    )
     crops = []
     if val_area.any():
-        full_w = unet_weight_map(target, w0=cfg.w0, sigma=cfg.sigma, mask=region)
+        full_w = unet_weight_map(
+            target, w0=cfg.w0, sigma=cfg.sigma, class_weights=balance, mask=region
+        )
         for y0, y1, x0, x1 in validation_windows(val_area, context):
             mask = val_area[y0:y1, x0:x1]
             crops.append(

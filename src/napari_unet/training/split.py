@@ -58,8 +58,17 @@ def cell_hashes(labels: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.array([_unit_hash(f"{key}|{int(i)}") for i in ids])
 
 
-def split_cells(planes: list[np.ndarray], keys: list[str], fraction: float) -> CellSplit:
+def split_cells(
+    planes: list[np.ndarray],
+    keys: list[str],
+    fraction: float,
+    exclude: list[np.ndarray | None] | None = None,
+) -> CellSplit:
     """Choose the validation cells of a training set by the fixed rule.
+
+    The one place that decides which cells are validation cells: training holds
+    them out, and anything scored "on the held-out cells" (the guard between
+    rounds, a calibration after training) should ask this function.
 
     Parameters
     ----------
@@ -69,6 +78,10 @@ def split_cells(planes: list[np.ndarray], keys: list[str], fraction: float) -> C
         One name per plane (entry and plane index), part of each cell's hash.
     fraction : float
         Share of cells held out (about; 0 holds out none).
+    exclude : list of (ndarray or None) or None
+        Per plane, ids that are never held out: cells copied from a prediction
+        and not edited since (:func:`napari_unet.training.provenance.unedited_copies`)
+        are the model's opinion, not human truth. They are still trained on.
 
     Returns
     -------
@@ -79,7 +92,11 @@ def split_cells(planes: list[np.ndarray], keys: list[str], fraction: float) -> C
     """
     per_plane = [cell_hashes(p, k) for p, k in zip(planes, keys)]
     n_cells = sum(len(ids) for ids, _ in per_plane)
-    chosen = [ids[values < fraction] for ids, values in per_plane]
+    exclude = exclude or [None] * len(planes)
+    chosen = [
+        ids[(values < fraction) & ~np.isin(ids, np.asarray(ex if ex is not None else []))]
+        for (ids, values), ex in zip(per_plane, exclude)
+    ]
     n_val = sum(len(c) for c in chosen)
     if n_val == n_cells:  # nothing would be left to train on: no validation this time
         return CellSplit([np.zeros(0, ids.dtype) for ids, _ in per_plane], n_cells, 0)

@@ -86,6 +86,8 @@ class Trainer:
         self._stop_requested = False
         self.seconds_before = 0.0  # training time of earlier (resumed) runs
         self._val_cost: tuple[float, float] | None = None  # when the last validation ran
+        # the start model's score on the same held-out cells (the guard between rounds)
+        self.baseline: Validation | None = None
         self.input_size, self.output_size = tile_sizes(self.config.tile_size, model.depth)
         self.sampler = TileSampler(
             data,
@@ -253,6 +255,8 @@ class Trainer:
         lr = self.learning_rate_at(self._fraction(0.0))
         yield self._event(TrainState.STARTED, None, lr, start, None, None, "Training started.")
         try:
+            if self.data.has_validation and self.step == 0 and self.baseline is None:
+                self.baseline = self.validate()  # before any step: the start model's score
             while not self._stop_requested and self._fraction(time.perf_counter() - start) < 1.0:
                 lr = self.learning_rate_at(self._fraction(time.perf_counter() - start))
                 t0 = time.perf_counter()

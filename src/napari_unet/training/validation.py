@@ -1,6 +1,13 @@
-"""Scoring a model on the held-out cells of the annotation (loss, mean IoU, AP@0.5)."""
+"""Scoring a model on the held-out cells of the annotation (loss, mean IoU, AP@0.5).
+
+:func:`compare_to_start` is the guard of every round: a new model is put in use
+only when it scores no worse than the model it started from on the same
+held-out cells.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,7 +20,10 @@ from ..tiling import predict_tiled
 from .config import Validation
 from .data import TrainingData
 
-__all__ = ["validate"]
+__all__ = ["IOU_TOLERANCE", "Comparison", "compare_to_start", "validate"]
+
+# At equal AP@0.5, a mean IoU lower by more than this makes the new model worse.
+IOU_TOLERANCE = 0.02
 
 
 def validate(
@@ -69,3 +79,64 @@ def _drop_outside(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
     keep = inside * 2 >= total
     keep[0] = False
     return np.where(keep[pred], pred, 0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A new model against the model it started from, on the same held-out cells.
+
+    Attributes
+    ----------
+    new, start : Validation or None
+        The two scores (None: nothing was held out).
+    worse : bool
+        The new model scored lower: lower AP@0.5, or the same AP@0.5 and a mean
+        IoU lower by more than :data:`IOU_TOLERANCE`. False when there is
+        nothing to compare on.
+    """
+
+    new: Validation | None
+    start: Validation | None
+    worse: bool
+
+    @property
+    def compared(self) -> bool:
+        """Whether both models were scored on at least one held-out cell."""
+        return self.new is not None and self.start is not None and self.new.n_true > 0
+
+    def scores(self) -> str:
+        """The scores in words: "scored 0.61 against 0.74 for the model it started from (...)"."""
+        if not self.compared:
+            return "could not be compared with the model it started from: no held-out human cell"
+        n = self.new.n_true
+        return (
+            f"scored {self.new.ap50:.2f} against {self.start.ap50:.2f} for the model it "
+            f"started from (AP@0.5 on {n} held-out cell{'s' if n != 1 else ''})"
+        )
+
+    def sentence(self, name: str) -> str:
+        """One sentence for the user; ``name`` names the new model ("Round 3")."""
+        kept = "; kept the earlier model in use" if self.worse else ""
+        return f"{name} {self.scores()}{kept}."
+
+
+def compare_to_start(new: Validation | None, start: Validation | None) -> Comparison:
+    """Whether ``new`` is worse than ``start`` on the same held-out cells.
+
+    Parameters
+    ----------
+    new : Validation or None
+        The trained model's score.
+    start : Validation or None
+        The start model's score on the same cells (``Trainer.baseline``).
+
+    Returns
+    -------
+    Comparison
+    """
+    if new is None or start is None or new.n_true == 0:
+        return Comparison(new, start, False)
+    lower_ap = new.ap50 < start.ap50 - 1e-9
+    same_ap = abs(new.ap50 - start.ap50) <= 1e-9
+    lower_iou = new.mean_iou < start.mean_iou - IOU_TOLERANCE
+    return Comparison(new, start, bool(lower_ap or (same_ap and lower_iou)))

@@ -1,0 +1,95 @@
+"""Where the loss looks: what the user told us, and nothing else.
+
+A painted cell says "this is a cell"; it says nothing about the unpainted pixels
+far from it, which may well be cells nobody painted yet. So, unless the user
+says an image is completely annotated (or marks where it is, with an annotated
+region), the loss covers only:
+
+- the painted cells;
+- a thin background *ring* around each painted cell (:func:`ring_width`): the
+  cell's edge is where the network must learn to stop;
+- the background *gaps* between painted cells that the weight map stresses:
+  pixels whose distances to the two nearest painted cells add up to at most
+  ``GAP_REACH * sigma`` (:func:`known_area`);
+- the annotated region, when there is one ("annotation complete here").
+
+The rest is unknown and carries no loss. With ``complete=True`` (the paper's
+setting, dense ground truth) every unpainted pixel is background, as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..weightmap import unet_weight_map
+
+__all__ = ["GAP_REACH", "RING_SHARE", "known_area", "ring_width"]
+
+# Gaps between two painted cells count as background up to d1 + d2 <= GAP_REACH * sigma
+# (7.5 px for the paper's sigma of 5): there the border term is above exp(-1.125), a third
+# of w0, and a gap that narrow cannot hold an unpainted cell of the smallest size the
+# bundled model knows (8 px across).
+GAP_REACH = 1.5
+# The ring is at most this share of the median painted cell's diameter, so that on small
+# cells it does not reach across to a touching, unpainted neighbour.
+RING_SHARE = 0.2
+
+
+def ring_width(labels: np.ndarray, sigma: float) -> int:
+    """Width in pixels of the background ring around painted cells.
+
+    Half the weight map's ``sigma`` (3 px for the paper's 5): the border term is
+    steepest within that distance of a cell, so that is where the edge is learnt;
+    at most :data:`RING_SHARE` of the median painted cell's diameter (an
+    unpainted cell that touches a painted one loses at most that much of its
+    outline to the ring); at least 1.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` instance labels, 0 unpainted.
+    sigma : float
+        The weight map's border width.
+
+    Returns
+    -------
+    int
+    """
+    areas = np.bincount(labels.ravel())[1:]
+    areas = areas[areas > 0]
+    by_sigma = int(np.ceil(sigma / 2))
+    if not len(areas):
+        return max(1, by_sigma)
+    diameter = 2.0 * np.sqrt(float(np.median(areas)) / np.pi)
+    return max(1, min(by_sigma, int(round(RING_SHARE * diameter))))
+
+
+def known_area(labels: np.ndarray, sigma: float, region: np.ndarray | None = None) -> np.ndarray:
+    """The pixels a sparse annotation says something about (a boolean mask).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` instance labels, 0 unpainted.
+    sigma : float
+        The weight map's border width (decides the ring and the gaps).
+    region : numpy.ndarray or None
+        Where the user said the annotation is complete; added as it is.
+
+    Returns
+    -------
+    numpy.ndarray
+        True on painted cells, the ring around them, the narrow gaps between
+        them, and the region.
+    """
+    cells = labels > 0
+    known = cells.copy() if region is None else cells | region.astype(bool)
+    if not cells.any():
+        return known
+    ring = ndi.distance_transform_edt(~cells) <= ring_width(labels, sigma)
+    known |= ring
+    # the border term with w0 = 1 and no class weights: exp(-(d1 + d2)^2 / (2 sigma^2))
+    border = unet_weight_map(labels, w0=1.0, sigma=sigma, class_weights=(0.0, 0.0))
+    known |= border >= np.exp(-(GAP_REACH**2) / 2.0)
+    return known
