@@ -361,7 +361,8 @@ class CorrectionPanel(Container):
     # -- closing
     def shutdown(self) -> None:
         """Stop the prediction and the merge and wait for them (the owner or viewer closes)."""
-        if self._closed:
+        # a collected panel's attributes may already be cleared when Qt destroys its widget
+        if self.__dict__.get("_closed", True):
             return
         self._closed = True
         self._cancel_close_hook()
