@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..metrics import instance_scores
 from ..model import UNet
-from ..postprocess import labels_from_probabilities
+from ..postprocess import label_instances, resolve_postprocess
 from ..tiling import predict_tiled
 from .config import Validation
 from .data import TrainingData
@@ -21,11 +21,14 @@ def validate(
 ) -> Validation | None:
     """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data.
 
-    Objects smaller than ``min_size`` pixels are dropped from the prediction, and
-    predicted objects mostly outside the annotated region are not scored.
+    The objects are made by the rule every entry point uses for this model
+    (:func:`napari_unet.postprocess.resolve_postprocess`), so a round scores
+    what Predict then shows; ``min_size`` applies when the model recommends
+    none. Predicted objects mostly outside the annotated region are not scored.
     """
     if not data.has_validation:
         return None
+    options = resolve_postprocess(model, fallback={"min_size": min_size})
     h = model.halo
     total_loss, counted = 0.0, 0
     tp = n_true = n_pred = 0
@@ -44,7 +47,7 @@ def validate(
             ce = F.nll_loss(logp, target, reduction="none")
             total_loss += float((ce * weights).sum())
             counted += int((weights > 0).sum())
-            pred = labels_from_probabilities(prob, min_size=min_size)
+            pred = label_instances(prob, **options)
             pred = _drop_outside(pred, crop.mask)
             s = instance_scores(crop.labels, pred)
             tp, n_true, n_pred = tp + s.tp, n_true + s.n_true, n_pred + s.n_pred
