@@ -632,7 +632,7 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
 
 
 class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`segment`.
+    """The module :mod:`napari_unet.segment`, callable as :func:`segment`.
 
     ``napari_unet.segment`` names both this module and its main function; Python
     sets the package's attribute to the module whenever it is imported, so the

@@ -181,6 +181,11 @@ def iter_predict_stack_to_zarr(
     stack = check_stack_mode(stack)
     if stack == "planes":
         raise NapariUnetError("Slabs are for 3D objects; use stack='linked' or 'views'.")
+    # the model's recommendation under the caller's options: the in-memory 3D modes' policy
+    opts = resolve_postprocess(
+        model, dict(postprocess, threshold=threshold, min_size=min_size), stack=stack
+    )
+    threshold, min_size = opts.pop("threshold"), opts.pop("min_size")
     _check_counts(batch_size=batch_size, min_size=min_size)
     tta = check_tta(tta)
     if output is None:
@@ -202,11 +207,6 @@ def iter_predict_stack_to_zarr(
     if voxel_size is None:  # the pixel sizes the image comes with, if any
         voxel_size = scale if scale is not None else source.spatial(3).scale if source else None
     vs = check_voxel_size(voxel_size)
-    # the model's recommendation under the caller's options: the in-memory 3D modes' policy
-    opts = resolve_postprocess(
-        model, dict(postprocess, threshold=threshold, min_size=min_size), stack=stack
-    )
-    threshold, min_size = opts.pop("threshold"), opts.pop("min_size")
     link_iou = float(opts.pop("link_iou", LINK_IOU))
     min_volume = opts.pop("min_volume", None)
     min_volume = default_min_volume(min_size, vs) if min_volume is None else int(min_volume)

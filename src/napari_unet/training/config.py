@@ -81,6 +81,11 @@ class TrainConfig:
         training target gets a 1-pixel background gap (:func:`carve_gaps`), so the
         network learns to separate them and the weight map stresses the gap. The
         user's labels are not changed; validation scores use them as they are.
+    calibrate : bool
+        After training, search the instance rule (components or watershed, its
+        thresholds and filters) on the annotated cells and store it in the
+        model's ``metadata["postprocess"]``, within a tenth of the training
+        budget (:mod:`napari_unet.training.calibrate`).
     """
 
     steps: int | None = 1000
@@ -104,6 +109,7 @@ class TrainConfig:
     normalization: Normalization = field(default_factory=Normalization)
     min_size: int = 16
     separate_touching: bool = True
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.steps is None and self.time_limit is None:
@@ -177,6 +183,7 @@ class TrainState(Enum):
     STEP = "step"
     VALIDATED = "validated"
     CHECKPOINT = "checkpoint"
+    CALIBRATING = "calibrating"
     DONE = "done"
     STOPPED = "stopped"
     CRASHED = "crashed"
