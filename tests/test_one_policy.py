@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tifffile
 from scipy import ndimage as ndi
-from threshold_net import threshold_unet
 
 from napari_unet import NapariUnetError, labels_from_probabilities, predict_tiled, save_model
 from napari_unet.cli import main
 from napari_unet.postprocess import DEFAULTS, recommended_postprocess, resolve_postprocess
+from threshold_net import threshold_unet
 
 #: A calibrated rule as the calibration writes it: components (the watershed would cut
 #: the dumbbell below), a raised threshold, faint objects and specks dropped.

@@ -1,10 +1,10 @@
 """The Predict dock and a lazy layer give the labels of the API for the same model and image."""
 
 import numpy as np
-from test_one_policy import RULE, _scene
-from threshold_net import threshold_unet
 
 from napari_unet import labels_from_probabilities, predict_tiled, save_model
+from test_one_policy import RULE, _scene
+from threshold_net import threshold_unet
 
 
 def test_the_dock_and_a_lazy_layer_give_the_api_labels(make_napari_viewer, qtbot, tmp_path):

@@ -21,6 +21,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
+from ..postprocess.describe import describe_model_rule
 from .correction_panel import CorrectionPanel
 from .dock import ScrollingDock
 from .layers import (
@@ -476,6 +477,7 @@ class TrainWidget(ScrollingDock):
             mean_iou=None if v is None else round(v.mean_iou, 4),
             val_cells=0 if v is None else int(v.n_true),
             entries=list(self._trained_names),
+            objects=describe_model_rule(model),
         )
         history = project.history
         self._workers.start_function(

@@ -63,6 +63,9 @@ class RoundRecord:
         The round's model, relative to the project folder.
     entries : list of str
         The training set's entries.
+    objects : str
+        The instance rule the round's model applies, in plain words (with its
+        calibration on the user's cells); "" in histories written before it.
     """
 
     round: int
@@ -77,6 +80,7 @@ class RoundRecord:
     val_cells: int
     model_file: str
     entries: list[str] = field(default_factory=list)
+    objects: str = ""
 
 
 class RoundHistory:
@@ -134,7 +138,7 @@ class RoundHistory:
         **info
             The other :class:`RoundRecord` fields (``start_model``, ``cells``,
             ``steps``, ``seconds``, ``ap50``, ``mean_iou``, ``val_cells``,
-            ``entries``); ``round``, ``time``, ``model_file`` and ``new_cells``
+            ``entries``, ``objects``); ``round``, ``time``, ``model_file`` and ``new_cells``
             are filled in.
 
         Returns

@@ -91,7 +91,8 @@ def _rod_mask(rng: np.random.Generator, length: float, radius: float, angle: flo
     bend = rng.uniform(-0.08, 0.08) * length
     waist = rng.uniform(0.2, 0.35) if rng.random() < 0.4 else 0.0
     s = np.linspace(-length / 2, length / 2, max(int(length * 2), 8))
-    u, n = np.array([math.sin(angle), math.cos(angle)]), np.array([math.cos(angle), -math.sin(angle)])
+    u = np.array([math.sin(angle), math.cos(angle)])
+    n = np.array([math.cos(angle), -math.sin(angle)])
     pts = s[:, None] * u + (bend * ((2 * s / length) ** 2 - 1 / 3))[:, None] * n
     r = radius * (1 - waist * np.exp(-((s / (0.12 * length)) ** 2)))
     half = int(math.ceil(length / 2 + radius + abs(bend))) + 1
