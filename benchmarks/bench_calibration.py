@@ -37,7 +37,8 @@ from napari_unet.postprocess.calibration import CalibrationSample, calibrate
 from napari_unet.postprocess.describe import describe_model_rule
 from napari_unet.synthetic.colonies import make_scene
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+# the repository's sibling shared/ folder; --real-dir for a worktree elsewhere
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def scores(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -77,7 +78,7 @@ def synthetic(kind: str, steps: int, tile: int, size: int, seed: int) -> dict:
     return row
 
 
-def real() -> None:
+def real(folder: Path) -> None:
     import tifffile
 
     from napari_unet import segment
@@ -86,8 +87,8 @@ def real() -> None:
     bundled = resolve_postprocess(model)
     probs, truths = {}, {}
     for name in ("hela_t0", "hela_t19"):
-        image = tifffile.imread(REAL / f"{name}.tif")
-        truths[name] = tifffile.imread(REAL / f"{name}_labels.tif")
+        image = tifffile.imread(folder / f"{name}.tif")
+        truths[name] = tifffile.imread(folder / f"{name}_labels.tif")
         result = segment(model, image, rescale=1.0, device="cpu")
         probs[name] = result.probabilities
         before_api = labels_from_probabilities(result.probabilities)  # README's old example
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["rods", "lobed", "spreading", "round"])
     parser.add_argument("--real", action="store_true")
     parser.add_argument("--no-synthetic", action="store_true")
+    parser.add_argument("--real-dir", type=Path, default=REAL)
     args = parser.parse_args()
     if not args.no_synthetic:
         names = ("fixed default", "bundled rule", "components", "calibrated")
@@ -148,7 +150,7 @@ def main() -> None:
     if args.real:
         print("| image | labels from | AP@0.5 | AP@0.75 | objects |")
         print("|---|---|---|---|---|")
-        real()
+        real(args.real_dir)
 
 
 if __name__ == "__main__":

@@ -848,6 +848,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 post += f", val AP50 {event.validation.ap50:.2f}"
             if event.remaining is not None:
                 post += f", {event.remaining:.0f} s left"
+            if event.state is TrainState.CALIBRATING:
+                post = event.message
             bar.set_postfix_str(post, refresh=True)
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -407,6 +407,8 @@ class TrainWidget(ScrollingDock):
         if event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"
+        elif event.state is TrainState.CALIBRATING:  # says how long it may take
+            self._status.value = event.message
         elif event.validation is not None and event.state in (
             TrainState.VALIDATED,
             TrainState.DONE,
