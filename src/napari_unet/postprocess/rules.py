@@ -14,7 +14,13 @@ from skimage.segmentation import watershed
 
 from ..errors import NapariUnetError
 
-__all__ = ["label_instances", "foreground_probability", "keep_confident", "METHODS"]
+__all__ = [
+    "label_instances",
+    "foreground_probability",
+    "keep_confident",
+    "h_maxima_seeds",
+    "METHODS",
+]
 
 #: Ways :func:`label_instances` turns the foreground into objects.
 METHODS = ("watershed", "components")
@@ -102,9 +108,9 @@ def _watershed(
 ) -> np.ndarray:
     dist = _smoothed_distance(fg, smoothing)
     if core is not None:  # seeds from the confident cores; the flooding keeps ``dist``
-        seeds = _h_maxima_seeds(_smoothed_distance(core, smoothing), h, core)
+        seeds = h_maxima_seeds(_smoothed_distance(core, smoothing), h, core)
         return _flood(dist, seeds, fg)
-    return _flood(dist, _h_maxima_seeds(dist, h, fg), fg)
+    return _flood(dist, h_maxima_seeds(dist, h, fg), fg)
 
 
 def _smoothed_distance(mask: np.ndarray, smoothing: float) -> np.ndarray:
@@ -112,7 +118,8 @@ def _smoothed_distance(mask: np.ndarray, smoothing: float) -> np.ndarray:
     return ndi.gaussian_filter(dist, smoothing) if smoothing > 0 else dist
 
 
-def _h_maxima_seeds(dist: np.ndarray, h: float, fg: np.ndarray) -> np.ndarray:
+def h_maxima_seeds(dist: np.ndarray, h: float, fg: np.ndarray) -> np.ndarray:
+    """Seeds: the h-maxima of ``dist`` inside ``fg``, one id per dome (2D or 3D)."""
     # h-maxima by grey reconstruction: the h-dome transform is dist minus the
     # reconstruction of dist - h; each connected dome that reaches h is one seed,
     # so two summits joined above (summit - h) share a seed
