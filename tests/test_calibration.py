@@ -147,3 +147,22 @@ def test_training_calibrates_and_the_model_file_keeps_it(tmp_path):
     plain.metadata["postprocess"] = {"min_confidence": 0.5}
     again = train_model(img, lab, model=plain, config=cfg.replace(calibrate=False))
     assert again.metadata["postprocess"] == {"min_confidence": 0.5}
+
+
+def test_training_on_one_cell_keeps_the_rule_and_says_so():
+    from napari_unet import TrainConfig, UNet, train_model
+
+    image = np.zeros((96, 96), np.float32)
+    labels = np.zeros((96, 96), np.int32)
+    image[30:50, 30:50], labels[30:50, 30:50] = 1.0, 1
+    model = UNet(base_channels=4, depth=2, dropout=0.0)
+    model.metadata["postprocess"] = {"method": "components"}
+    events = []
+    cfg = TrainConfig(steps=2, tile_size=60)
+    painted = labels.copy()
+    trained = train_model(image, labels, model=model, config=cfg, progress=events.append)
+    assert trained.metadata["postprocess"] == {"method": "components"}
+    np.testing.assert_array_equal(labels, painted)  # what the user painted is untouched
+    assert events[-1].message.endswith(
+        "Only one annotated cell to calibrate the object rule on; the previous rule is kept."
+    )
