@@ -145,11 +145,15 @@ def test_train_then_predict(tmp_path, capsys):
             "1",
         ]
     )
-    assert rc == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 0, err
     from napari_unet import load_model
 
     m = load_model(model)
     assert m.metadata["training"]["steps"] == 3
+    # the rule calibrated on the annotated cells is in the file and said in plain words
+    about = m.metadata["postprocess"]["calibration"]
+    assert f"calibrated on {about['cells']} of your" in err
     assert m.metadata["training"]["started_from"] == {"model": "scratch"}
     assert m.config["base_channels"] == 4
     out = tmp_path / "labels.tif"

@@ -43,12 +43,15 @@ _LAZY = {
     "segment_files": "batch",
     "segment_folder": "batch",
     "estimate_diameter": "sizing",
+    "segment": "segment",
+    "Segmentation": "segment",
 }
 
 __all__ = [
     "AugmentConfig",
     "NapariUnetError",
     "Normalization",
+    "Segmentation",
     "TrainConfig",
     "Trainer",
     "UNet",
@@ -66,6 +69,7 @@ __all__ = [
     "predict_tiled",
     "predict_to_zarr",
     "save_model",
+    "segment",
     "segment_files",
     "segment_folder",
     "select_device",
@@ -88,6 +92,7 @@ if TYPE_CHECKING:
     from .modelfile import load_model, save_model
     from .normalization import Normalization
     from .postprocess import labels_from_probabilities
+    from .segment import Segmentation, segment
     from .sizing import estimate_diameter
     from .tiling import iter_predict_tiled, predict_tiled
     from .training import TrainConfig, Trainer, train_model

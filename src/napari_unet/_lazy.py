@@ -23,7 +23,10 @@ def lazy_names(package: str, table: dict[str, str]) -> tuple[Callable, Callable]
         module = table.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{module}", package), name)
+        imported = importlib.import_module(f".{module}", package)
+        # a name that is also its module's name (``segment``) is the module, which is
+        # callable: the import system sets the package's attribute to the module anyway
+        value = imported if name == module else getattr(imported, name)
         namespace[name] = value
         return value
 

@@ -98,8 +98,18 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--probabilities", type=Path, default=None, help="also write probabilities")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut")
-    p.add_argument("--min-size", type=int, default=16, help="smallest object kept, in pixels")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="foreground probability cut (default: the model's calibrated rule, else 0.5)",
+    )
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=None,
+        help="smallest object kept, in pixels (default: the model's calibrated rule, else 16)",
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument(
         "--diameter",
@@ -848,6 +858,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 post += f", val AP50 {event.validation.ap50:.2f}"
             if event.remaining is not None:
                 post += f", {event.remaining:.0f} s left"
+            if event.state is TrainState.CALIBRATING:
+                post = event.message
             bar.set_postfix_str(post, refresh=True)
     finally:
         signal.signal(signal.SIGINT, previous)

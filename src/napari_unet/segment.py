@@ -13,6 +13,8 @@ through :func:`iter_segment`.
 from __future__ import annotations
 
 import math
+import sys
+import types
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from skimage.transform import resize
 from ._generators import progress_callback, run_to_end
 from .content import nothing_to_segment
 from .errors import NapariUnetError
-from .postprocess import labels_from_probabilities
+from .postprocess import labels_from_probabilities, recommended_postprocess, resolve_postprocess
 from .sizing import (
     DiameterEstimate,
     SizeChoice,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Segmentation", "segment", "iter_segment", "rescale_for_diameter", "resize_spatial",
     "describe_resize", "STACK_MODES", "describe_stack_mode", "estimate_diameter",
-    "check_diameter",
+    "check_diameter", "recommended_postprocess",
 ]  # fmt: skip
 
 #: How a stack is segmented: ``"planes"`` (each plane on its own, also for time-lapse),
@@ -171,8 +173,8 @@ def iter_segment(
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
     device: str | torch.device | None = None,
-    threshold: float = 0.5,
-    min_size: int = 16,
+    threshold: float | None = None,
+    min_size: int | None = None,
     tta: bool = False,
     **postprocess: Any,
 ) -> Generator[TileProgress | SizeProgress | SizeChoice, None, Segmentation]:
@@ -191,7 +193,7 @@ def iter_segment(
     if diameter is not None and rescale is not None:
         raise NapariUnetError("Give an object diameter or a rescale factor, not both.")
     f = _check_rescale(rescale) if rescale is not None else 1.0
-    if min_size < 0:  # checked before the long prediction, not after
+    if min_size is not None and min_size < 0:  # checked before the long prediction
         raise NapariUnetError(f"min_size must be 0 or more, got {min_size}.")
     if not hasattr(image, "ndim"):
         image = np.asarray(image)
@@ -261,10 +263,11 @@ def iter_segment(
             prob = yield from iter_predict_tiled(
                 model, work, tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta
             )
-        # min_size is in the image's pixels; the labels are made at the network's scale
-        size = round(min_size * f * f) if min_size else 0
-        options = {**recommended_postprocess(model), **postprocess}
-        labels = labels_from_probabilities(prob, threshold=threshold, min_size=size, **options)
+        # the caller's min_size is in the image's pixels, the model's (calibrated on its
+        # training images) at the network's scale, where the labels are made
+        size = None if min_size is None else round(min_size * f * f)
+        options = resolve_postprocess(model, dict(postprocess, threshold=threshold, min_size=size))
+        labels = labels_from_probabilities(prob, **options)
         if f != 1.0:
             labels = resize_spatial(labels, spatial, labels=True)
             prob = resize_spatial(prob, spatial)
@@ -366,8 +369,8 @@ def segment(
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
     device: str | torch.device | None = None,
-    threshold: float = 0.5,
-    min_size: int = 16,
+    threshold: float | None = None,
+    min_size: int | None = None,
     progress: Callable[[int, int], Any] | None = None,
     tta: bool = False,
     **postprocess: Any,
@@ -416,10 +419,12 @@ def segment(
         records none, or too few objects, means no resizing, with a note.
     tile_shape, batch_size, device
         As for :func:`napari_unet.predict_tiled`.
-    threshold : float
-        Foreground probability threshold.
-    min_size : int
-        Smallest object kept, in pixels of the original image.
+    threshold : float or None
+        Foreground probability threshold; None: the model's recommendation
+        (``metadata["postprocess"]``, calibrated after training), else 0.5.
+    min_size : int or None
+        Smallest object kept, in pixels of the original image; None: the
+        model's recommendation, else 16.
     progress : callable or None
         Called as ``progress(done, total)`` after every forward pass over a batch
         of tiles (``total`` counts tile passes: 8 per tile with ``tta``); first
@@ -431,9 +436,11 @@ def segment(
         (The size estimate's passes go without it.)
     **postprocess
         Further options of :func:`napari_unet.labels_from_probabilities`
-        (``method``, ``h``, ``smoothing``), which act at the network's scale;
-        for the 3D modes also ``min_volume``, ``link_iou`` (linked) and
-        ``seed_threshold`` (views).
+        (``method``, ``h``, ``smoothing``, ``seed_threshold``,
+        ``min_confidence``), which act at the network's scale; for the 3D modes
+        also ``min_volume`` and ``link_iou`` (linked). What the caller leaves
+        out comes from the model's recommendation, the same for every entry
+        point (:func:`napari_unet.postprocess.resolve_postprocess`).
 
     Returns
     -------
@@ -462,27 +469,6 @@ def segment(
         **postprocess,
     )
     return run_to_end(gen, progress_callback(progress))
-
-
-#: Post-processing options a model may recommend in ``metadata["postprocess"]``.
-RECOMMENDABLE = ("min_confidence",)
-
-
-def recommended_postprocess(model: UNet) -> dict[str, Any]:
-    """The post-processing options the model recommends (calibrated with it), if any.
-
-    :func:`segment` uses them unless the caller gives the option; the bundled
-    model recommends ``min_confidence`` (see docs/model-card.md). Unknown keys
-    are ignored: a newer model file must not break an older napari-unet.
-    """
-    found = getattr(model, "metadata", {}).get("postprocess") or {}
-    if not isinstance(found, dict):
-        return {}
-    return {k: float(v) for k, v in found.items() if k in RECOMMENDABLE and _is_number(v)}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def rescale_for_diameter(model: UNet, diameter: float | None) -> float:
@@ -643,3 +629,18 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     lut = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
     lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
     return lut[labels]
+
+
+class _CallableModule(types.ModuleType):
+    """The module :mod:`napari_unet.segment`, callable as :func:`segment`.
+
+    ``napari_unet.segment`` names both this module and its main function; Python
+    sets the package's attribute to the module whenever it is imported, so the
+    module itself answers ``napari_unet.segment(model, image, ...)``.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Segmentation:
+        return segment(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

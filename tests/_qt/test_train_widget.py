@@ -41,6 +41,12 @@ def test_full_loop(make_napari_viewer, qtbot, cells, paint, fast_config, tmp_pat
     assert seg.data.shape == image.shape and seg is not ann
     assert (ann.data[before > 0] == before[before > 0]).all()  # the annotation is intact
     assert "trained here" in model_dock._in_use.value and "6 steps" in model_dock._card.value
+    # the rule calibrated on the painted cells: said in the card and the status line, and the
+    # re-segmentation is what the API gives for this model
+    assert "calibrated on" in model_dock._card.value and "calibrated on" in train._status.value
+    from napari_unet import segment
+
+    np.testing.assert_array_equal(seg.data, segment(session.model, image, rescale=1.0).labels)
     # save and load through the Model dock
     path = tmp_path / "mine.safetensors"
     model_dock._save_path.value = path

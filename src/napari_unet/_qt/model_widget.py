@@ -11,6 +11,7 @@ from magicgui.widgets import FileEdit, LineEdit, PushButton, TextEdit
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog
 
+from ..postprocess.describe import describe_model_rule
 from .dock import ScrollingDock, StatusLine
 from .model_choice import bundled_available, chosen_path
 from .session import state_for
@@ -54,6 +55,8 @@ def describe_model(model: Any) -> str:
             f"Held-out test: AP50 {evaluation['ap50']:.2f}, mean IoU {evaluation['mean_iou']:.2f}"
             + (f" on {evaluation['images']} images." if "images" in evaluation else ".")
         )
+    meta.pop("postprocess", None)  # said in plain words, the same for every entry point
+    lines.append(f"{describe_model_rule(model)[0].upper()}{describe_model_rule(model)[1:]}.")
     training = meta.pop("training", None)
     if training:
         lines.append(

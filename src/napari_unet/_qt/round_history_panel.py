@@ -36,6 +36,7 @@ COLUMNS = (
     "Steps",
     "Seconds",
     "Start model",
+    "Objects",
     "Time",
     "Model file",
 )
@@ -70,6 +71,7 @@ def row_texts(r: RoundRecord, current: int | None) -> tuple[str, ...]:
         str(r.steps),
         f"{r.seconds:.0f}",
         r.start_model,
+        r.objects,
         r.time.replace("T", " ")[5:16],
         r.model_file,
     )

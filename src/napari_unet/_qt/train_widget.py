@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
+from ..postprocess.describe import describe_model_rule
 from .annotate_widget import REGION_TIP
 from .correction_panel import CorrectionPanel
 from .dock import ScrollingDock, StatusLine
@@ -449,6 +450,8 @@ class TrainWidget(ScrollingDock):
         if event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"
+        elif event.state is TrainState.CALIBRATING:  # says how long it may take
+            self._status.value = event.message
         elif event.validation is not None and event.state in (
             TrainState.VALIDATED,
             TrainState.DONE,
@@ -533,6 +536,7 @@ class TrainWidget(ScrollingDock):
             entries=list(self._trained_names),
             start_ap50=None if verdict.start is None else round(verdict.start.ap50, 4),
             start_mean_iou=None if verdict.start is None else round(verdict.start.mean_iou, 4),
+            objects=describe_model_rule(model),
         )
         history = project.history
         self._workers.start_function(

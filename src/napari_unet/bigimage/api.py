@@ -27,7 +27,7 @@ from ..device import select_device
 from ..errors import NapariUnetError
 from ..model import UNet
 from ..normalization import Normalization
-from ..postprocess import labels_from_probabilities
+from ..postprocess import labels_from_probabilities, resolve_postprocess
 from ..tiling import TileGrid, default_memory_budget, plan_tiles, resolve_normalization
 from ..tta import check_tta
 from .chunks import (
@@ -98,8 +98,8 @@ def predict_to_zarr(
     normalization: Normalization | dict | bool | None = None,
     tta: bool = False,
     probabilities: bool = False,
-    threshold: float = 0.5,
-    min_size: int = 16,
+    threshold: float | None = None,
+    min_size: int | None = None,
     label_margin: int | None = None,
     memory_budget: int | None = None,
     scheduler: Any = None,
@@ -174,11 +174,12 @@ def predict_to_zarr(
         Keep the float32 ``(K, ..., H, W)`` probabilities in the output (4 bytes
         per pixel and class). They are always computed, and otherwise deleted
         once the labels are written.
-    threshold : float
-        As for :func:`napari_unet.labels_from_probabilities`.
-    min_size : int
+    threshold : float or None
+        As for :func:`napari_unet.labels_from_probabilities`; None: the
+        model's recommendation, else 0.5 (the policy of :func:`napari_unet.segment`).
+    min_size : int or None
         Smallest object kept, in pixels; applies to whole objects, after
-        merging across chunks.
+        merging across chunks. None: the model's recommendation, else 16.
     label_margin : int or None
         Pixels of neighbouring probabilities each chunk sees when it is
         labelled. ``None``: 0 for ``method="components"`` (exact without one),
@@ -276,8 +277,8 @@ def iter_predict_to_zarr(
     normalization: Normalization | dict | bool | None = None,
     tta: bool = False,
     probabilities: bool = False,
-    threshold: float = 0.5,
-    min_size: int = 16,
+    threshold: float | None = None,
+    min_size: int | None = None,
     label_margin: int | None = None,
     memory_budget: int | None = None,
     scheduler: Any = None,
@@ -310,6 +311,11 @@ def iter_predict_to_zarr(
                 overwrite=overwrite, **postprocess,
             )
         )  # fmt: skip
+    # one policy: the model's recommendation under the caller's options, as in segment
+    postprocess = resolve_postprocess(
+        model, dict(postprocess, threshold=threshold, min_size=min_size)
+    )
+    threshold, min_size = postprocess.pop("threshold"), postprocess.pop("min_size")
     _check_counts(batch_size=batch_size, min_size=min_size, retries=retries)
     if num_workers is not None and num_workers < 1:
         raise NapariUnetError(f"num_workers must be at least 1, got {num_workers}.")

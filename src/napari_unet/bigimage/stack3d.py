@@ -26,13 +26,14 @@ from scipy import ndimage as ndi
 
 from ..errors import NapariUnetError
 from ..model import UNet
-from ..postprocess import METHODS, labels_from_probabilities
+from ..postprocess import METHODS, labels_from_probabilities, resolve_postprocess
+from ..postprocess.rules import keep_confident
 from ..tiling import iter_predict_tiled, resolve_normalization
 from ..tta import check_tta
 from ..volume.axes import check_stack_mode, z_to_front
 from ..volume.instances import labels_3d
 from ..volume.linking import LINK_IOU, drop_small_3d, link_planes
-from ..volume.pipeline import H_3D, SMOOTHING_3D, default_min_volume
+from ..volume.pipeline import default_min_volume
 from ..volume.views import iter_predict_views
 from ..volume.voxels import check_voxel_size, isotropic_factors, scaled_shape
 from .api import (
@@ -116,8 +117,8 @@ def iter_predict_stack_to_zarr(
     normalization: Any = None,
     tta: bool = False,
     probabilities: bool = False,
-    threshold: float = 0.5,
-    min_size: int = 16,
+    threshold: float | None = None,
+    min_size: int | None = None,
     memory_budget: int | None = None,
     overwrite: bool = False,
     **postprocess: Any,
@@ -180,6 +181,11 @@ def iter_predict_stack_to_zarr(
     stack = check_stack_mode(stack)
     if stack == "planes":
         raise NapariUnetError("Slabs are for 3D objects; use stack='linked' or 'views'.")
+    # the model's recommendation under the caller's options: the in-memory 3D modes' policy
+    opts = resolve_postprocess(
+        model, dict(postprocess, threshold=threshold, min_size=min_size), stack=stack
+    )
+    threshold, min_size = opts.pop("threshold"), opts.pop("min_size")
     _check_counts(batch_size=batch_size, min_size=min_size)
     tta = check_tta(tta)
     if output is None:
@@ -201,24 +207,21 @@ def iter_predict_stack_to_zarr(
     if voxel_size is None:  # the pixel sizes the image comes with, if any
         voxel_size = scale if scale is not None else source.spatial(3).scale if source else None
     vs = check_voxel_size(voxel_size)
-    opts = dict(postprocess)
     link_iou = float(opts.pop("link_iou", LINK_IOU))
     min_volume = opts.pop("min_volume", None)
     min_volume = default_min_volume(min_size, vs) if min_volume is None else int(min_volume)
     if min_volume < 0:
         raise NapariUnetError(f"min_volume must be 0 or more, got {min_volume}.")
     if stack == "views":
-        method = opts.pop("method", "watershed")
+        method = opts.pop("method")
         if method not in METHODS:
             raise NapariUnetError(f"Unknown method {method!r}; use {' or '.join(METHODS)}.")
-        h3 = float(opts.pop("h", H_3D))
-        smooth3 = float(opts.pop("smoothing", SMOOTHING_3D))
-        seed_threshold = opts.pop("seed_threshold", None)
+        h3, smooth3 = float(opts.pop("h")), float(opts.pop("smoothing"))
+        seed_threshold = opts.pop("seed_threshold")
+        min_confidence = float(opts.pop("min_confidence"))
         if opts:
             raise NapariUnetError(f"Unknown option(s) for 3D objects: {', '.join(sorted(opts))}.")
     else:
-        if "seed_threshold" in opts:
-            raise NapariUnetError("seed_threshold applies to stack='views' only.")
         labels_from_probabilities(  # the 2D options, checked now rather than after a slab
             np.full((model.n_classes, 1, 1), 1.0 / model.n_classes, np.float32),
             threshold=threshold,
@@ -332,6 +335,7 @@ def iter_predict_stack_to_zarr(
                     smoothing=smooth3,
                     seed_threshold=seed_threshold,
                 )
+            ext = keep_confident(ext, fg, min_confidence)
             del fg
         part = _crop_slab(ext, local, z0 - ls, z0, z1, H * W)
         # only the faces between this slab and the last are kept, never all of them

@@ -69,6 +69,9 @@ class RoundRecord:
     put_in_use : bool
         False when the round scored worse than its start model, so the earlier
         model stayed in use (the round is kept; it can still be chosen).
+    objects : str
+        The instance rule the round's model applies, in plain words (with its
+        calibration on the user's cells); "" in histories written before it.
     """
 
     round: int
@@ -86,6 +89,7 @@ class RoundRecord:
     start_ap50: float | None = None
     start_mean_iou: float | None = None
     put_in_use: bool = True
+    objects: str = ""
 
 
 class RoundHistory:
@@ -146,7 +150,7 @@ class RoundHistory:
         **info
             The other :class:`RoundRecord` fields (``start_model``, ``cells``,
             ``steps``, ``seconds``, ``ap50``, ``mean_iou``, ``val_cells``,
-            ``entries``); ``round``, ``time``, ``model_file`` and ``new_cells``
+            ``entries``, ``objects``); ``round``, ``time``, ``model_file`` and ``new_cells``
             are filled in.
 
         Returns

@@ -88,6 +88,11 @@ class TrainConfig:
         annotated region (:mod:`napari_unet.training.known`). An annotated
         region always counts as complete; with ``complete=True`` nothing outside
         it counts, as before.
+    calibrate : bool
+        After training, search the instance rule (components or watershed, its
+        thresholds and filters) on the annotated cells and store it in the
+        model's ``metadata["postprocess"]``, within a tenth of the training
+        budget (:mod:`napari_unet.training.calibrate`).
     """
 
     steps: int | None = 1000
@@ -112,6 +117,7 @@ class TrainConfig:
     min_size: int = 16
     separate_touching: bool = True
     complete: bool = False
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.steps is None and self.time_limit is None:
@@ -190,6 +196,7 @@ class TrainState(Enum):
     STEP = "step"
     VALIDATED = "validated"
     CHECKPOINT = "checkpoint"
+    CALIBRATING = "calibrating"
     DONE = "done"
     STOPPED = "stopped"
     CRASHED = "crashed"

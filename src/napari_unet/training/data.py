@@ -60,6 +60,10 @@ class TrainingPlane:
     shape: tuple[int, int]
     validation: list[ValidationCrop] = field(default_factory=list)
     train_box: tuple[int, int, int, int] | None = None  # bounding box (y0, y1, x0, x1)
+    # the annotation as painted (0 outside the region) and the region: the calibration's
+    # cells when too few are held out
+    annotation: np.ndarray | None = None
+    region: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.train_box is None and len(self.train_pixels):
@@ -459,6 +463,8 @@ def _prepare_plane(
         pad=pad,
         shape=labels.shape,
         validation=crops,
+        annotation=labels,
+        region=region,
     )
 
 

@@ -25,6 +25,14 @@ from ..device import select_device
 from ..errors import NapariUnetError
 from ..model import UNet
 from ..modelfile import load_model, load_training_state
+from ..postprocess.describe import describe_model_rule
+from .calibrate import (
+    CALIBRATION_SHARE,
+    MIN_HELD_OUT,
+    calibrate_model,
+    calibration_budget,
+    validation_probabilities,
+)
 from .checkpoint import origin_of, restore_training_state, save_trainer, training_record
 from .config import TrainConfig, TrainEvent, TrainState, Validation
 from .data import TrainingData, model_normalization, prepare_training_data, tile_sizes
@@ -277,8 +285,13 @@ class Trainer:
                     self.save(self.checkpoint, time.perf_counter() - start, validation)
                     yield self._event(TrainState.CHECKPOINT, loss, lr, start, step_time, validation)
             stopped = self._stop_requested
-            if self.data.has_validation and (self.history[-1].state != TrainState.VALIDATED):
-                validation = self.validate()
+            cached, said = None, ""
+            if c.calibrate and self.step > 0:
+                cached, said = yield from self._calibrate(start, loss, lr, step_time, validation)
+            if self.data.has_validation and (
+                cached is not None or self.history[-1].state != TrainState.VALIDATED
+            ):  # scored with the rule Predict will use, the calibrated one included
+                validation = validate(self.model, self.data, c.min_size, self.device, cached=cached)
             self._finish(time.perf_counter() - start, validation)
         except Exception as exc:
             yield self._event(TrainState.CRASHED, loss, lr, start, step_time, validation, str(exc))
@@ -294,9 +307,35 @@ class Trainer:
             start,
             step_time,
             validation,
-            f"Training {word} after {self.step} steps.",
+            f"Training {word} after {self.step} steps.{said}",
         )
         return self.model
+
+    def _calibrate(self, start, loss, lr, step_time, validation):
+        """Calibrate the instance rule on the annotated cells (a tenth of the budget).
+
+        Returns the validation crops' probabilities (to score the final validation
+        without predicting again; None when all cells were used) and a sentence.
+        """
+        elapsed = time.perf_counter() - start
+        # stopped early: a tenth of the time actually trained, so Stop stays quick
+        limit = None if self._stop_requested else self.config.time_limit
+        budget = calibration_budget(limit, elapsed)
+        cells = self.data.validation_cells
+        where = f"{cells} held-out cells" if cells >= MIN_HELD_OUT else "all annotated cells"
+        yield self._event(
+            TrainState.CALIBRATING, loss, lr, start, step_time, validation,
+            f"Calibrating the object rule on {where} (at most {budget:.0f} s, "
+            f"{CALIBRATION_SHARE:.0%} of the training budget).",
+        )  # fmt: skip
+        cached = None
+        if cells >= MIN_HELD_OUT:
+            cached = validation_probabilities(self.model, self.data, self.device)
+        found = calibrate_model(self.model, self.data, self.device, budget, cached)
+        if found.rule is None:
+            return cached, f" {found.message}"
+        rule = describe_model_rule(self.model)
+        return cached, f" {rule[0].upper()}{rule[1:]}."
 
     def _validation_due(self, c: TrainConfig) -> bool:
         """Whether to validate now.

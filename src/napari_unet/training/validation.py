@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from ..metrics import instance_scores
 from ..model import UNet
-from ..postprocess import labels_from_probabilities
-from ..tiling import predict_tiled
+from ..postprocess import label_instances, resolve_postprocess
+from .calibrate import validation_probabilities
 from .config import Validation
 from .data import TrainingData
 
@@ -27,38 +27,41 @@ IOU_TOLERANCE = 0.02
 
 
 def validate(
-    model: UNet, data: TrainingData, min_size: int, device: torch.device
+    model: UNet,
+    data: TrainingData,
+    min_size: int,
+    device: torch.device,
+    cached: list[np.ndarray] | None = None,
 ) -> Validation | None:
     """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data.
 
-    Objects smaller than ``min_size`` pixels are dropped from the prediction, and
-    predicted objects mostly outside the annotated region are not scored.
+    The objects are made by the rule every entry point uses for this model
+    (:func:`napari_unet.postprocess.resolve_postprocess`), so a round scores
+    what Predict then shows; ``min_size`` applies when the model recommends
+    none. Predicted objects mostly outside the annotated region are not scored.
+    ``cached``: the crops' probabilities, when already predicted (in the order of
+    :func:`napari_unet.training.calibrate.validation_probabilities`).
     """
     if not data.has_validation:
         return None
-    h = model.halo
+    options = resolve_postprocess(model, fallback={"min_size": min_size})
     total_loss, counted = 0.0, 0
     tp = n_true = n_pred = 0
     iou_sum = 0.0
-    for plane in data.planes:
-        p = plane.pad
-        for crop in plane.validation:
-            y0, y1, x0, x1 = crop.box
-            window = plane.image[:, y0 + p - h : y1 + p + h, x0 + p - h : x1 + p + h]
-            window = window[0] if window.shape[0] == 1 else window
-            prob = predict_tiled(model, window, normalization=False, device=device)
-            prob = prob[:, h:-h, h:-h]
-            target = torch.from_numpy(crop.target.astype(np.int64))[None]
-            weights = torch.from_numpy(crop.weights)[None]
-            logp = torch.from_numpy(np.log(np.clip(prob, 1e-7, 1.0)))[None]
-            ce = F.nll_loss(logp, target, reduction="none")
-            total_loss += float((ce * weights).sum())
-            counted += int((weights > 0).sum())
-            pred = labels_from_probabilities(prob, min_size=min_size)
-            pred = _drop_outside(pred, crop.mask)
-            s = instance_scores(crop.labels, pred)
-            tp, n_true, n_pred = tp + s.tp, n_true + s.n_true, n_pred + s.n_pred
-            iou_sum += s.mean_iou * s.n_true
+    probs = cached if cached is not None else validation_probabilities(model, data, device)
+    crops = [crop for plane in data.planes for crop in plane.validation]
+    for crop, prob in zip(crops, probs):
+        target = torch.from_numpy(crop.target.astype(np.int64))[None]
+        weights = torch.from_numpy(crop.weights)[None]
+        logp = torch.from_numpy(np.log(np.clip(prob, 1e-7, 1.0)))[None]
+        ce = F.nll_loss(logp, target, reduction="none")
+        total_loss += float((ce * weights).sum())
+        counted += int((weights > 0).sum())
+        pred = label_instances(prob, **options)
+        pred = _drop_outside(pred, crop.mask)
+        s = instance_scores(crop.labels, pred)
+        tp, n_true, n_pred = tp + s.tp, n_true + s.n_true, n_pred + s.n_pred
+        iou_sum += s.mean_iou * s.n_true
     denom = n_true + n_pred - tp
     return Validation(
         loss=total_loss / max(counted, 1),

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 
 from ..errors import NapariUnetError
+from ..postprocess.rules import h_maxima_seeds
 from .linking import drop_small_3d
 
 __all__ = ["labels_3d"]
@@ -104,15 +104,7 @@ def _split(
     dist = ndi.distance_transform_edt(mask, sampling=sampling).astype(np.float32)
     if smoothing > 0:
         dist = ndi.gaussian_filter(dist, [smoothing / s for s in sampling])
-    marker = np.maximum(dist - np.float32(h), 0)
-    dome = dist - reconstruction(marker, dist).astype(np.float32)
-    domes, n = ndi.label((dome > h * 1e-3) & mask & (prob > seed_threshold))
-    if n:
-        tall = np.asarray(ndi.maximum(dome, domes, np.arange(1, n + 1))) >= h * 0.999
-        keep = np.concatenate([[0], np.where(tall, np.arange(1, n + 1), 0)])
-        seeds = keep[domes]
-    else:
-        seeds = domes
+    seeds = h_maxima_seeds(dist, h, mask & (prob > seed_threshold))
     if not seeds.any():
         return mask.astype(np.int32)
     labels = watershed(-dist, seeds, mask=mask)

@@ -10,7 +10,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import NapariUnetError
-from ..postprocess import METHODS
+from ..postprocess import METHODS, resolve_postprocess
+from ..postprocess.resolver import H_3D, SMOOTHING_3D
+from ..postprocess.rules import keep_confident
 from .instances import labels_3d
 from .linking import LINK_IOU, drop_small_3d, link_planes
 from .views import iter_predict_views
@@ -19,14 +21,10 @@ from .voxels import isotropic_factors
 if TYPE_CHECKING:
     from ..tiling import TileProgress
 
-__all__ = ["iter_segment_volume", "default_min_volume", "OPTIONS_3D"]
+__all__ = ["iter_segment_volume", "default_min_volume", "OPTIONS_3D", "H_3D", "SMOOTHING_3D"]
 
 #: Keywords only the 3D modes take (besides the 2D post-processing ones).
-OPTIONS_3D = ("link_iou", "min_volume", "seed_threshold")
-#: The 3D watershed's defaults: the averaged probability of three views is smooth
-#: already, and smoothing the distance map or a larger h merged touching nuclei
-#: (3D AP@0.5 0.957 vs 0.938 at 1:1, 0.870 vs 0.824 at 1:4; bench_volume.py --sweep).
-H_3D, SMOOTHING_3D = 0.5, 0.0
+OPTIONS_3D = ("link_iou", "min_volume")
 
 
 def default_min_volume(min_size: int, voxel_size: Sequence[float]) -> int:
@@ -56,8 +54,8 @@ def iter_segment_volume(
     tile_shape: int | tuple[int, int] | None = None,
     batch_size: int = 1,
     device: Any = None,
-    threshold: float = 0.5,
-    min_size: int = 16,
+    threshold: float | None = None,
+    min_size: int | None = None,
     tta: bool = False,
     **postprocess: Any,
 ) -> Generator[TileProgress, None, tuple[np.ndarray, np.ndarray]]:
@@ -66,18 +64,22 @@ def iter_segment_volume(
     ``volume`` is ``(Z, H, W)`` or ``(C, Z, H, W)`` (``has_channels``). Options as
     for :func:`napari_unet.segment.segment`; the 3D ones are ``link_iou``
     (linked), ``seed_threshold`` (views) and ``min_volume`` (both; default
-    :func:`default_min_volume`); ``tta`` augments every plane's tiles.
+    :func:`default_min_volume`); ``tta`` augments every plane's tiles. Options
+    left out come from the model's recommendation (one resolver for every mode).
     """
+    given = dict(postprocess, threshold=threshold, min_size=min_size)
+    postprocess = resolve_postprocess(model, given, stack=stack)
     link_iou = float(postprocess.pop("link_iou", LINK_IOU))
     min_volume = postprocess.pop("min_volume", None)
-    seed_threshold = postprocess.pop("seed_threshold", None)
     if min_volume is None:
-        min_volume = default_min_volume(min_size, voxel_size)
+        min_volume = default_min_volume(postprocess["min_size"], voxel_size)
     if int(min_volume) < 0:
         raise NapariUnetError(f"min_volume must be 0 or more, got {min_volume}.")
     if stack == "linked":
         from ..segment import iter_segment  # the planes path, rescale included
 
+        # the caller's options, not the resolved ones: the planes path resolves them
+        # itself, with min_size at the right scale
         planes = yield from iter_segment(
             model,
             volume,
@@ -86,16 +88,18 @@ def iter_segment_volume(
             tile_shape=tile_shape,
             batch_size=batch_size,
             device=device,
-            threshold=threshold,
-            min_size=min_size,
             tta=tta,
-            **postprocess,
+            **{k: v for k, v in given.items() if k not in OPTIONS_3D},
         )
         labels = link_planes(planes.labels, iou=link_iou, min_volume=int(min_volume))
         return labels, planes.probabilities
-    method = postprocess.pop("method", "watershed")
-    h = float(postprocess.pop("h", H_3D))
-    smoothing = float(postprocess.pop("smoothing", SMOOTHING_3D))
+    seed_threshold = postprocess.pop("seed_threshold")
+    threshold = postprocess.pop("threshold")
+    min_confidence = float(postprocess.pop("min_confidence"))
+    postprocess.pop("min_size")
+    method = postprocess.pop("method")
+    h = float(postprocess.pop("h"))
+    smoothing = float(postprocess.pop("smoothing"))
     if postprocess:
         raise NapariUnetError(
             f"Unknown option(s) for 3D objects: {', '.join(sorted(postprocess))}."
@@ -129,4 +133,6 @@ def iter_segment_volume(
             smoothing=smoothing / rescale,
             seed_threshold=seed_threshold,
         )
+    # as in 2D: objects the network is unsure of go (ids stay consecutive)
+    labels = keep_confident(labels, fg, min_confidence)
     return labels, prob

@@ -1,4 +1,9 @@
-"""From class probabilities to instance labels (one function for CLI and GUI)."""
+"""The instance rules: class probabilities to labels by components or a watershed.
+
+:func:`label_instances` takes every option explicitly; the public
+:func:`napari_unet.labels_from_probabilities` resolves them first
+(:mod:`napari_unet.postprocess.resolver`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,17 @@ from scipy import ndimage as ndi
 from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 
-from .errors import NapariUnetError
+from ..errors import NapariUnetError
 
-__all__ = ["labels_from_probabilities", "foreground_probability", "METHODS"]
+__all__ = [
+    "label_instances",
+    "foreground_probability",
+    "keep_confident",
+    "h_maxima_seeds",
+    "METHODS",
+]
 
-#: Ways :func:`labels_from_probabilities` turns the foreground into objects.
+#: Ways :func:`label_instances` turns the foreground into objects.
 METHODS = ("watershed", "components")
 
 
@@ -25,74 +36,20 @@ def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
     return (1.0 - p[0]).astype(np.float32)
 
 
-def labels_from_probabilities(
+def label_instances(
     probabilities: np.ndarray,
     *,
-    threshold: float = 0.5,
-    min_size: int = 16,
-    method: str = "watershed",
-    h: float = 0.5,
-    smoothing: float = 1.5,
-    seed_threshold: float | None = None,
-    min_confidence: float = 0.0,
+    threshold: float,
+    min_size: int,
+    method: str,
+    h: float,
+    smoothing: float,
+    seed_threshold: float | None,
+    min_confidence: float,
 ) -> np.ndarray:
-    """Instance labels from softmax probabilities.
+    """Instance labels by one rule with every option given.
 
-    Pixels whose foreground probability (``1 - p_background``) exceeds
-    ``threshold`` form the foreground. The network is trained to leave a
-    background gap between touching cells, but a network trained for a few
-    minutes often leaves a thin bridge; so by default each foreground region is
-    split by a watershed of its distance transform (smoothed by ``smoothing``),
-    seeded by the maxima that stand at least ``h`` pixels above any saddle to a
-    higher one (h-maxima). One maximum means one object, so a round cell is
-    never cut, and two nuclei joined by a neck become two objects.
-    ``method="components"`` keeps the 4-connected components instead.
-    Objects under ``min_size`` pixels are dropped; ids are consecutive.
-
-    Parameters
-    ----------
-    probabilities : numpy.ndarray
-        ``(K, H, W)``, or ``(K, Z, H, W)`` for a stack, as from
-        :func:`napari_unet.predict_tiled`; class 0 is background.
-    threshold : float
-        Foreground probability threshold, in (0, 1). 0.5 equals the argmax for
-        two classes.
-    min_size : int
-        Smallest object kept, in pixels.
-    method : {"watershed", "components"}
-        Split touching objects by a distance-transform watershed (default), or
-        take connected components as they are.
-    h : float
-        Watershed only: how far, in pixels of distance to the background, a
-        centre must rise above the neck that joins it to a larger one to become
-        an object of its own. Larger values split less.
-    smoothing : float
-        Watershed only: standard deviation in pixels of the Gaussian applied to
-        the distance transform, which irons out ragged outlines that would
-        otherwise seed extra objects. 0 turns it off.
-    seed_threshold : float or None
-        Watershed only: the seeds are the h-maxima of the distance transform of
-        the pixels above this probability (the confident cores, which the dips
-        the network leaves between touching objects cut apart), grown back over
-        the foreground. None uses ``threshold``.
-    min_confidence : float
-        Objects whose mean foreground probability is below this are dropped:
-        faint out-of-focus specks and debris the network is unsure of. 0 keeps
-        all. A model may recommend a value (``metadata["postprocess"]``, used by
-        :func:`napari_unet.segment.segment`); the bundled model's 0.7 was chosen
-        with ``benchmarks/bench_instances.py``.
-
-    Returns
-    -------
-    numpy.ndarray
-        int32 labels of shape ``probabilities.shape[1:]``; 0 is background. In a
-        stack every plane is labelled on its own and ids are unique over the stack.
-
-    Notes
-    -----
-    On synthetic nuclei after 150 s of CPU training from scratch, the watershed
-    raised AP@0.5 from about 0.6 to about 0.9 (``benchmarks/bench_training.py
-    postprocess``); the network rarely separates every touching pair by itself.
+    See :func:`napari_unet.labels_from_probabilities` for what the options mean.
     """
     if not 0.0 < threshold < 1.0:
         raise NapariUnetError(f"The threshold must be between 0 and 1, got {threshold}.")
@@ -115,14 +72,16 @@ def labels_from_probabilities(
     fg = p > threshold
     core = None if seed_threshold in (None, threshold) else p > seed_threshold
     if fg.ndim == 2:
-        return _confident(_label_plane(fg, min_size, method, h, smoothing, core), p, min_confidence)
+        return keep_confident(
+            _label_plane(fg, min_size, method, h, smoothing, core), p, min_confidence
+        )
     out = np.zeros(fg.shape, dtype=np.int32)
     offset = 0
     for z in range(fg.shape[0]):
         plane = _label_plane(
             fg[z], min_size, method, h, smoothing, None if core is None else core[z]
         )
-        plane = _confident(plane, p[z], min_confidence)
+        plane = keep_confident(plane, p[z], min_confidence)
         n = int(plane.max())
         out[z] = np.where(plane > 0, plane + offset, 0)
         offset += n
@@ -149,9 +108,9 @@ def _watershed(
 ) -> np.ndarray:
     dist = _smoothed_distance(fg, smoothing)
     if core is not None:  # seeds from the confident cores; the flooding keeps ``dist``
-        seeds = _h_maxima_seeds(_smoothed_distance(core, smoothing), h, core)
+        seeds = h_maxima_seeds(_smoothed_distance(core, smoothing), h, core)
         return _flood(dist, seeds, fg)
-    return _flood(dist, _h_maxima_seeds(dist, h, fg), fg)
+    return _flood(dist, h_maxima_seeds(dist, h, fg), fg)
 
 
 def _smoothed_distance(mask: np.ndarray, smoothing: float) -> np.ndarray:
@@ -159,7 +118,8 @@ def _smoothed_distance(mask: np.ndarray, smoothing: float) -> np.ndarray:
     return ndi.gaussian_filter(dist, smoothing) if smoothing > 0 else dist
 
 
-def _h_maxima_seeds(dist: np.ndarray, h: float, fg: np.ndarray) -> np.ndarray:
+def h_maxima_seeds(dist: np.ndarray, h: float, fg: np.ndarray) -> np.ndarray:
+    """Seeds: the h-maxima of ``dist`` inside ``fg``, one id per dome (2D or 3D)."""
     # h-maxima by grey reconstruction: the h-dome transform is dist minus the
     # reconstruction of dist - h; each connected dome that reaches h is one seed,
     # so two summits joined above (summit - h) share a seed
@@ -184,7 +144,7 @@ def _flood(dist: np.ndarray, seeds: np.ndarray, fg: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _confident(labels: np.ndarray, p: np.ndarray, min_confidence: float) -> np.ndarray:
+def keep_confident(labels: np.ndarray, p: np.ndarray, min_confidence: float) -> np.ndarray:
     """Drop objects whose mean foreground probability is under ``min_confidence``."""
     n = int(labels.max())
     if min_confidence <= 0 or n == 0:

@@ -1,0 +1,168 @@
+"""The instance rule calibrated on annotated cells: the search, the record, training."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_unet import labels_from_probabilities
+from napari_unet.metrics import match_instances, pooled_ap
+from napari_unet.postprocess import DEFAULTS
+from napari_unet.postprocess.calibration import (
+    IOU_THRESHOLDS,
+    CalibrationSample,
+    calibrate,
+)
+from napari_unet.postprocess.describe import describe_model_rule, describe_rule
+
+
+def _probabilities(fg: np.ndarray) -> np.ndarray:
+    return np.stack([1 - fg, fg]).astype(np.float32)
+
+
+def _rods() -> tuple[np.ndarray, np.ndarray]:
+    """A rod colony as a network sees it: a shallow dip where rods touch, ragged edges."""
+    from napari_unet.synthetic.colonies import make_scene
+    from napari_unet.weightmap import carve_gaps
+
+    _, labels = make_scene("rods", (160, 160), seed=4)
+    fg = ndi.gaussian_filter((carve_gaps(labels) > 0).astype(np.float32), 0.8)
+    noise = ndi.gaussian_filter(np.random.default_rng(0).normal(0, 0.1, fg.shape), 1.0)
+    return _probabilities(np.clip(fg + noise, 0, 1)), labels
+
+
+def _nuclei() -> tuple[np.ndarray, np.ndarray]:
+    """Touching discs: the probability stays high across the contact, only a watershed cuts."""
+    yy, xx = np.mgrid[:128, :128]
+    labels = np.zeros((128, 128), np.int32)
+    n = 0
+    for cy in (20, 60, 100):
+        for cx in (16, 36, 80, 100):
+            n += 1
+            labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= 100) & (labels == 0)] = n
+    fg = ndi.gaussian_filter((labels > 0).astype(np.float32), 1.0)
+    return _probabilities(np.clip(fg, 0, 1)), labels
+
+
+def _mean_ap(labels, pred) -> float:
+    m = [match_instances(labels, pred)]
+    return float(np.mean([pooled_ap(m, t) for t in IOU_THRESHOLDS]))
+
+
+@pytest.mark.parametrize("scene", [_rods, _nuclei])
+def test_the_search_finds_the_rule_of_the_shapes(scene):
+    prob, labels = scene()
+    region = np.ones(labels.shape, bool)
+    found = calibrate([CalibrationSample(prob, labels, region)])
+    if scene is _rods:  # the distance watershed cuts rods: components or seeds from cores
+        assert found.rule["method"] == "components" or found.rule["seed_threshold"] is not None
+        assert found.score > found.default_score + 0.3
+    else:  # touching round nuclei: only a watershed separates them
+        assert found.rule["method"] == "watershed"
+    assert found.cells == labels.max() and found.complete
+    # the score is what the rule gives through the public function, exactly
+    pred = labels_from_probabilities(prob, **found.rule)
+    assert found.score == pytest.approx(_mean_ap(labels, pred))
+    assert found.ap75 == pytest.approx(pooled_ap([match_instances(labels, pred)], 0.75))
+    assert found.score >= found.default_score
+    record = found.record()
+    assert record["calibration"]["cells"] == labels.max()
+    assert {k: record[k] for k in DEFAULTS} == found.rule
+
+
+def test_objects_outside_the_region_and_other_cells_are_not_scored():
+    prob, labels = _nuclei()
+    region = np.zeros(labels.shape, bool)
+    region[:, :60] = True  # the two left columns of discs are annotated
+    counted = np.where(region, labels, 0)
+    found = calibrate([CalibrationSample(prob, counted, region)])
+    assert found.cells == len(np.unique(counted)) - 1
+    assert found.score > 0.9  # the right half's objects are not false positives
+
+
+def test_the_previous_rule_is_kept_on_a_tie_and_a_time_limit_is_kept():
+    prob, labels = _rods()
+    region = np.ones(labels.shape, bool)
+    best = calibrate([CalibrationSample(prob, labels, region)])
+    again = calibrate([CalibrationSample(prob, labels, region)], previous=best.rule)
+    assert again.rule == best.rule
+    quick = calibrate([CalibrationSample(prob, labels, region)], time_limit=0.0)
+    assert not quick.complete and quick.rules_tried <= 2  # the previous rule and the defaults
+
+
+@pytest.mark.parametrize("n, words", [(0, "No annotated cell"), (1, "Only one annotated cell")])
+def test_no_cell_or_one_cell_keeps_the_rule_in_one_sentence(n, words):
+    prob, labels = _nuclei()
+    labels = np.where(labels <= n, labels, 0)
+    found = calibrate([CalibrationSample(prob, labels, np.ones(labels.shape, bool))])
+    assert found.rule is None and found.record() is None
+    assert found.message.startswith(words) and found.message.count(".") == 1
+
+
+def test_plain_words():
+    class M:
+        metadata = {}
+
+    assert describe_model_rule(M()) == (
+        "objects: foreground above 0.5 split by a distance watershed (h 0.5), "
+        "at least 16 px (the default rule)"
+    )
+    M.metadata = {
+        "postprocess": {
+            "method": "components", "threshold": 0.55, "min_size": 1,
+            "calibration": {"score": 0.812, "cells": 23, "held_out": True},
+        }
+    }  # fmt: skip
+    assert describe_model_rule(M()) == (
+        "objects: connected components above 0.55; calibrated on 23 of your held-out cells, AP 0.81"
+    )
+    rule = {**DEFAULTS, "seed_threshold": 0.8, "min_confidence": 0.7, "min_size": 1}
+    assert describe_rule(rule) == (
+        "objects: foreground above 0.5 split from confident cores above 0.8 (h 0.5), "
+        "unsure ones (mean under 0.7) dropped"
+    )
+
+
+def test_training_calibrates_and_the_model_file_keeps_it(tmp_path):
+    from napari_unet import TrainConfig, UNet, load_model, save_model, train_model
+    from napari_unet.synthetic import make_cells
+    from napari_unet.training import TrainState
+
+    img, lab = make_cells((160, 160), seed=3, diameter=(14, 22))
+    model = UNet(base_channels=4, depth=2, dropout=0.0)
+    events = []
+    cfg = TrainConfig(steps=3, tile_size=60, validation_fraction=0.2)
+    trained = train_model(img, lab, model=model, config=cfg, progress=events.append)
+    states = [e.state for e in events]
+    assert TrainState.CALIBRATING in states
+    assert "% of the training budget" in events[states.index(TrainState.CALIBRATING)].message
+    record = trained.metadata["postprocess"]["calibration"]
+    assert record["cells"] >= 2 and 0 <= record["score"] <= 1
+    assert events[-1].message.split(". ", 1)[1].startswith("Objects: ")
+    save_model(trained, tmp_path / "m.safetensors")
+    assert describe_model_rule(load_model(tmp_path / "m.safetensors")) == (
+        describe_model_rule(trained)
+    )
+    # no calibration asked: the start model's rule stays
+    plain = UNet(base_channels=4, depth=2, dropout=0.0)
+    plain.metadata["postprocess"] = {"min_confidence": 0.5}
+    again = train_model(img, lab, model=plain, config=cfg.replace(calibrate=False))
+    assert again.metadata["postprocess"] == {"min_confidence": 0.5}
+
+
+def test_training_on_one_cell_keeps_the_rule_and_says_so():
+    from napari_unet import TrainConfig, UNet, train_model
+
+    image = np.zeros((96, 96), np.float32)
+    labels = np.zeros((96, 96), np.int32)
+    image[30:50, 30:50], labels[30:50, 30:50] = 1.0, 1
+    model = UNet(base_channels=4, depth=2, dropout=0.0)
+    model.metadata["postprocess"] = {"method": "components"}
+    events = []
+    cfg = TrainConfig(steps=2, tile_size=60)
+    painted = labels.copy()
+    trained = train_model(image, labels, model=model, config=cfg, progress=events.append)
+    assert trained.metadata["postprocess"] == {"method": "components"}
+    np.testing.assert_array_equal(labels, painted)  # what the user painted is untouched
+    assert events[-1].message.endswith(
+        "Only one annotated cell to calibrate the object rule on; the previous rule is kept."
+    )
