@@ -25,6 +25,7 @@ from ..device import select_device
 from ..errors import NapariUnetError
 from ..model import UNet
 from ..modelfile import load_model, load_training_state
+from ..precision import autocast, resolve_precision
 from .checkpoint import origin_of, restore_training_state, save_trainer, training_record
 from .config import TrainConfig, TrainEvent, TrainState, Validation
 from .data import TrainingData, model_normalization, prepare_training_data, tile_sizes
@@ -95,6 +96,11 @@ class Trainer:
             np.random.default_rng(self.config.seed),
         )
         self.model.to(self.device, memory_format=torch.channels_last)
+        self.precision = resolve_precision(self.config.precision, self.device, purpose="train")
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.name == "fp16" else None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # every step has the same tile shape
         self.optimizer = self._make_optimizer()
         self.torch_generator = torch.Generator().manual_seed(self.config.seed)
         self.model.metadata["normalization"] = model_normalization(model, self.config).to_dict()
@@ -162,12 +168,18 @@ class Trainer:
         x, t, w = self._batch()
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.torch_generator.get_state())
-            logits = self.model(x)
+            with autocast(self.precision, self.device):  # the weights stay float32
+                logits = self.model(x)
             self.torch_generator.set_state(torch.get_rng_state())
-        loss = weighted_cross_entropy(logits, t, w)
+        loss = weighted_cross_entropy(logits.float(), t, w)  # the paper's loss in float32
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.step += 1
         return float(loss.detach())
 
@@ -251,7 +263,8 @@ class Trainer:
         validation = None
         step_time = None
         lr = self.learning_rate_at(self._fraction(0.0))
-        yield self._event(TrainState.STARTED, None, lr, start, None, None, "Training started.")
+        started = f"Training started. {self.precision.describe()}."
+        yield self._event(TrainState.STARTED, None, lr, start, None, None, started)
         try:
             while not self._stop_requested and self._fraction(time.perf_counter() - start) < 1.0:
                 lr = self.learning_rate_at(self._fraction(time.perf_counter() - start))

@@ -59,6 +59,7 @@ def iter_segment_volume(
     threshold: float = 0.5,
     min_size: int = 16,
     tta: bool = False,
+    precision: Any = "fp32",
     **postprocess: Any,
 ) -> Generator[TileProgress, None, tuple[np.ndarray, np.ndarray]]:
     """Labels ``(Z, H, W)`` and probabilities ``(K, Z, H, W)`` of one volume.
@@ -66,7 +67,8 @@ def iter_segment_volume(
     ``volume`` is ``(Z, H, W)`` or ``(C, Z, H, W)`` (``has_channels``). Options as
     for :func:`napari_unet.segment.segment`; the 3D ones are ``link_iou``
     (linked), ``seed_threshold`` (views) and ``min_volume`` (both; default
-    :func:`default_min_volume`); ``tta`` augments every plane's tiles.
+    :func:`default_min_volume`); ``tta`` augments every plane's tiles; ``precision``
+    as for :func:`napari_unet.predict_tiled`.
     """
     link_iou = float(postprocess.pop("link_iou", LINK_IOU))
     min_volume = postprocess.pop("min_volume", None)
@@ -89,6 +91,7 @@ def iter_segment_volume(
             threshold=threshold,
             min_size=min_size,
             tta=tta,
+            precision=precision,
             **postprocess,
         )
         labels = link_planes(planes.labels, iou=link_iou, min_volume=int(min_volume))
@@ -114,6 +117,7 @@ def iter_segment_volume(
         batch_size=batch_size,
         device=device,
         tta=tta,
+        precision=precision,
     )
     fg = np.subtract(np.float32(1.0), prob[0])
     if method == "components":
