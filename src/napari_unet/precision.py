@@ -30,14 +30,15 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import NapariUnetError
-from .fileio import atomic_write
-from .model import UNet
-from .project.folder import data_folder
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, the model and the file helpers are imported where they are used: the docks and
+# TrainConfig check a precision's name on the GUI thread, where torch must not load.
 
 __all__ = [
     "PRECISIONS",
@@ -61,7 +62,7 @@ PROBE_WAIT = 1.0
 #: The probe's own time limit; what it could not show faster by then stays float32.
 PROBE_BUDGET = 4.0
 CACHE_FILE = "precision.json"
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_MIXED = ("bf16", "fp16")
 _WORDS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -134,6 +135,8 @@ class ProbeResult:
 
 
 def _mixed_dtype_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "fp16"
     return "bf16"
@@ -157,12 +160,14 @@ def check_precision(precision: Any, device: torch.device | str | None = None) ->
     name = precision.lower()
     if device is None:
         return name
+    import torch
+
     dev = torch.device(device)
     if name == "fp16" and dev.type != "cuda":
         raise NapariUnetError(f"fp16 runs only on a CUDA GPU, not on {dev.type}; use bf16 or fp32.")
     if name == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise NapariUnetError("This GPU has no bfloat16; use fp16 or fp32.")
-    if name in _DTYPES and dev.type == "mps":
+    if name in _MIXED and dev.type == "mps":
         raise NapariUnetError("Mixed precision on Apple GPUs (mps) is not supported; use fp32.")
     return name
 
@@ -172,7 +177,10 @@ def autocast(precision: str | Precision, device: torch.device | str):
     name = str(precision)
     if name == "fp32":
         return nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=_DTYPES[name])
+    import torch
+
+    dtype = torch.bfloat16 if name == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 # -- the machine and its cache
@@ -191,6 +199,8 @@ def _cpu_name() -> str:
 
 def machine_key(device: torch.device | str) -> str:
     """What a probe result holds for: device kind and name, and the torch version."""
+    import torch
+
     dev = torch.device(device)
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
@@ -201,6 +211,8 @@ def machine_key(device: torch.device | str) -> str:
 
 def cache_path() -> Path:
     """The probe cache: ``precision.json`` in :func:`napari_unet.project.folder.data_folder`."""
+    from .project.folder import data_folder
+
     return data_folder() / CACHE_FILE
 
 
@@ -222,6 +234,8 @@ def _cached(key: str) -> ProbeResult | None:
 
 def _store(result: ProbeResult) -> None:
     """Add ``result`` to the cache (atomically); an unwritable folder only costs a new probe."""
+    from .fileio import atomic_write
+
     machines = _read_cache()
     machines[result.key] = asdict(result)
     try:
@@ -236,6 +250,8 @@ def _store(result: ProbeResult) -> None:
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
+    import torch
+
     def timed(fn: Callable[[], Any]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -287,6 +303,8 @@ def probe(device: torch.device | str = "cpu", *, budget: float = PROBE_BUDGET) -
     -------
     ProbeResult
     """
+    import torch
+
     dev = torch.device(device)
     mixed = _mixed_dtype_name(dev)
     timed = _timer(dev)
@@ -312,6 +330,10 @@ def probe(device: torch.device | str = "cpu", *, budget: float = PROBE_BUDGET) -
 
 
 def _probe_unet(dev, mixed, timed, g, deadline) -> tuple[float | None, float | None]:
+    import torch
+
+    from .model import UNet
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = UNet(base_channels=16, depth=5, dropout=0.0)
@@ -356,8 +378,13 @@ def _run_probe(dev: torch.device, key: str) -> None:
 def start_probe(device: torch.device | str = "cpu") -> threading.Thread | None:
     """Start the probe for ``device`` in a background thread unless it is known or running.
 
-    Returns the thread (to join), or None when a result is already known.
+    Returns the thread (to join), or None when a result is already known or
+    ``$NAPARI_UNET_PRECISION`` pins what "auto" means (nothing to measure).
     """
+    if os.environ.get("NAPARI_UNET_PRECISION", "auto").strip().lower() not in ("", "auto"):
+        return None
+    import torch
+
     dev = torch.device(device)
     key = machine_key(dev)
     with _lock:
@@ -404,6 +431,8 @@ def resolve_precision(
     """
     if isinstance(precision, Precision):
         return precision
+    import torch
+
     dev = torch.device(device)
     name = check_precision(precision, dev)
     if name != "auto":

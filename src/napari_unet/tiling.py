@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -126,7 +126,7 @@ class TileProgress:
 
     done: int
     total: int
-    precision: Precision | None = None
+    precision: Precision | None = field(default=None, compare=False)  # says, not counts
 
 
 def _auto_step(size: int, max_step: int, factor: int) -> int:

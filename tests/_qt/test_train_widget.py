@@ -186,3 +186,27 @@ def test_fine_tune_from_the_bundled_model(make_napari_viewer, qtbot, cells, pain
     steps = load_bundled_model().metadata["training"]["steps"]
     assert f"Started from: napari-unet nuclei ({steps} steps)" in card
     assert "learning_rate 0.0003" in card
+
+
+def test_precision_choice_reaches_training(make_napari_viewer, qtbot, cells, paint, fast_config):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate, train = _docks(viewer, "Annotate", "Train")
+    annotate.new_annotation()
+    ann = viewer.layers["nuclei annotation"]
+    paint(ann, truth, list(range(1, 5)))
+    assert train._precision.value == "auto" and train.config().precision == "auto"
+    train._precision.value = "fp32"
+    assert train.config().precision == "fp32"
+    train._precision.value = "auto"
+    train._defaults = fast_config
+    train._start.value = "scratch"
+    train._steps.value = 2
+    train._time.value = 0
+    train._annotation.value = ann
+    train._refresh.value = False
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    assert train.runner.trainer.precision.name == "fp32"  # "auto" is pinned to fp32 in tests
+    assert "Precision: float32 (auto: set by $NAPARI_UNET_PRECISION)." in train._status.value

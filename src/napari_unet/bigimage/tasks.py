@@ -45,8 +45,8 @@ def predict_chunk(
     device: Any,
     batch_size: int,
     tta: bool,
+    precision: str,
     target: zarr.Array,
-    precision: str = "fp32",
 ) -> int:
     """Predict one chunk from its raw ``(C, h, w)`` source window and write its probabilities.
 
@@ -223,8 +223,8 @@ def predict_tasks(
                 device,
                 batch_size,
                 tta,
-                target,
                 precision,
+                target,
                 dask_key_name=f"napari-unet-predict-{run_id}-{c.index}",
             )
         )
