@@ -40,7 +40,20 @@ from napari_unet.segment import segment
 from napari_unet.synthetic import make_cells
 from napari_unet.training import TrainConfig, Trainer, prepare_training_data
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+_ROOT = Path(__file__).resolve().parents[1]
+# the workplace's shared folder beside the checkout (../shared, or ../../shared for a worktree)
+REAL = (
+    next(
+        (
+            p
+            for p in (_ROOT.parent / "shared", _ROOT.parents[1] / "shared")
+            if (p / "data").is_dir()
+        ),
+        _ROOT.parent / "shared",
+    )
+    / "data"
+    / "real"
+)
 
 
 def machine(device: torch.device) -> str:
@@ -176,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--no-real", action="store_true", help="skip the HeLa images")
+    ap.add_argument("--real", type=Path, default=REAL, help="folder of hela_t0/t19 (+ labels)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     mixed = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
@@ -188,11 +202,11 @@ def main(argv=None) -> int:
         f"speedup {result.train_speedup}; {auto}"
     )
     peak = matmul_peak(precisions, device)
-    print("matmul peak (GFLOP/s): " + ", ".join(f"{p} {g:.0f}" for p, g in peak.items()))
+    print("matmul peak (GFLOP/s): " + ", ".join(f"{p} {g:.3g}" for p, g in peak.items()))
     model = load_bundled_model()
     img, truth = make_cells((args.size, args.size), seed=11)
     images = [(f"synthetic {args.size}^2", img, truth)]
-    real = REAL.resolve()
+    real = args.real.resolve()
     if not args.no_real and (real / "hela_t19.tif").exists():
         images.append(
             (

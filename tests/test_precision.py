@@ -31,6 +31,14 @@ def fresh(monkeypatch, tmp_path):
     return tmp_path
 
 
+def _small_trainer(precision, steps, device):
+    image, labels = make_cells((96, 128), diameter=(10, 18), seed=3)
+    cfg = TrainConfig(base_channels=4, depth=3, tile_size=92, steps=steps, precision=precision)
+    model = new_model(cfg)
+    data = prepare_training_data(image, labels, model=model, config=cfg)
+    return Trainer(model, data, cfg, device=device)
+
+
 def _fake_probe(monkeypatch, predict, train, delay=0.0):
     calls = []
 
@@ -67,12 +75,8 @@ def test_the_api_and_training_refuse_before_any_work(tiny_model):
     with pytest.raises(NapariUnetError, match="'fp8' is not one of"):
         TrainConfig(precision="fp8")
     TrainConfig(precision="fp16")  # the name is fine; the device is checked by the Trainer
-    image, labels = make_cells((64, 64), seed=1)
-    cfg = TrainConfig(base_channels=4, depth=3, tile_size=92, steps=1, precision="fp16")
-    model = new_model(cfg)
-    data = prepare_training_data(image, labels, model=model, config=cfg)
     with pytest.raises(NapariUnetError, match="fp16 runs only on a CUDA GPU"):
-        Trainer(model, data, cfg, device="cpu")
+        _small_trainer("fp16", 1, "cpu")
 
 
 def test_cli_refuses_bad_precisions_in_one_line(tmp_path, capsys):
@@ -213,6 +217,7 @@ def test_a_failing_probe_means_fp32(fresh, monkeypatch):
 
     monkeypatch.setattr(P, "probe", probe)
     assert P.resolve_precision("auto", "cpu").name == "fp32"
+    assert P._read_cache() == {}  # not remembered: the next process measures again
 
 
 def test_compare_stops_as_soon_as_mixed_is_clearly_slower():
@@ -245,11 +250,8 @@ def test_real_probe_on_this_machine(fresh):
 
 
 def test_bf16_training_keeps_float32_weights_and_learns():
-    image, labels = make_cells((96, 128), diameter=(10, 18), seed=3)
-    cfg = TrainConfig(base_channels=4, depth=3, tile_size=92, steps=4, precision="bf16")
-    model = new_model(cfg)
-    data = prepare_training_data(image, labels, model=model, config=cfg)
-    trainer = Trainer(model, data, cfg, device="cpu")
+    trainer = _small_trainer("bf16", 4, "cpu")
+    model = trainer.model
     assert trainer.precision.name == "bf16" and trainer.scaler is None
     before = [p.detach().clone() for p in model.parameters()]
     events = list(trainer.run())
@@ -277,14 +279,10 @@ def test_cuda_mixed_prediction_is_close_to_fp32(small_net, rng, name):
 
 @needs_cuda
 def test_cuda_fp16_training_uses_a_gradient_scaler():
-    image, labels = make_cells((96, 128), diameter=(10, 18), seed=3)
-    cfg = TrainConfig(base_channels=4, depth=3, tile_size=92, steps=3, precision="fp16")
-    model = new_model(cfg)
-    data = prepare_training_data(image, labels, model=model, config=cfg)
-    trainer = Trainer(model, data, cfg, device="cuda")
+    trainer = _small_trainer("fp16", 3, "cuda")
     assert trainer.scaler is not None
     list(trainer.run())
-    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
 @needs_cuda

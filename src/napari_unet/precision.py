@@ -369,7 +369,9 @@ def _run_probe(dev: torch.device, key: str) -> None:
     try:
         result = probe(dev)
     except Exception:  # noqa: BLE001 - a probe that fails means float32, never a failed run
-        result = ProbeResult(key, _mixed_dtype_name(dev), None, None, 0.0)
+        with _lock:  # for this process only: the next one tries again
+            _results[key] = ProbeResult(key, _mixed_dtype_name(dev), None, None, 0.0)
+        return
     with _lock:
         _results[key] = result
     _store(result)
