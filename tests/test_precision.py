@@ -238,8 +238,34 @@ def test_compare_stops_as_soon_as_mixed_is_clearly_slower():
     assert 2.0 < s < 4.0
 
 
-def test_real_probe_on_this_machine(fresh):
+def test_cpu_flags_answer_without_timing_where_bf16_has_no_instructions(monkeypatch):
+    timed = []
+
+    def compare(run, mixed, timed_, pairs, deadline):
+        timed.append(pairs)
+        return 0.5  # as a CPU that emulates bf16 would measure
+
+    monkeypatch.setattr(P, "_compare", compare)
+    monkeypatch.setattr(P.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(P, "_cpu_flags", lambda: {"avx2", "fma"})
     result = P.probe("cpu")
+    assert timed == [] and result.seconds < 0.5
+    assert result.choice("predict").reason == (
+        "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)"
+    )
+    P.probe("cpu", flags=False)  # timing asked for anyway
+    assert timed == [3]
+    timed.clear()
+    monkeypatch.setattr(P, "_cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
+    P.probe("cpu")  # an AMX CPU is timed
+    assert timed == [3]
+    monkeypatch.setattr(P, "_cpu_flags", lambda: None)  # flags unknown: timed
+    P.probe("cpu")
+    assert timed == [3, 3]
+
+
+def test_real_probe_on_this_machine(fresh):
+    result = P.probe("cpu", flags=False)
     assert result.key == P.machine_key("cpu") and result.mixed == "bf16"
     assert result.seconds < P.PROBE_BUDGET + 5  # bounded, whatever the machine
     if result.predict_speedup is None:  # bf16 slower already in the cheap first check

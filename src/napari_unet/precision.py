@@ -113,6 +113,8 @@ class ProbeResult:
         None when not measured (the cheap first check already showed no gain).
     seconds : float
         What the probe cost.
+    note : str
+        Why nothing was timed, when the CPU's flags already answered ("" otherwise).
     """
 
     key: str
@@ -120,6 +122,7 @@ class ProbeResult:
     predict_speedup: float | None
     train_speedup: float | None
     seconds: float
+    note: str = ""
 
     def choice(self, purpose: str) -> Precision:
         """The precision ``"auto"`` means for ``"predict"`` or ``"train"``, with the reason."""
@@ -127,7 +130,9 @@ class ProbeResult:
         word = _WORDS[self.mixed]
         if s is not None and s >= MIN_SPEEDUP:
             return Precision(self.mixed, "auto", f"{word} measured {s:.1f}x faster here")
-        if s is None:
+        if self.note:
+            why = self.note
+        elif s is None:
             why = f"{word} was measured slower than float32 here"
         else:
             why = f"{word} measured only {s:.2f}x of float32's speed here"
@@ -283,10 +288,38 @@ def _compare(
     return statistics.median(t32) / statistics.median(tmx)
 
 
-def probe(device: torch.device | str = "cpu", *, budget: float = PROBE_BUDGET) -> ProbeResult:
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (Linux), or None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def _without_bf16_instructions(device: torch.device) -> bool:
+    """Whether ``device`` is an x86 CPU that lists neither AVX512-BF16 nor AMX among its flags.
+
+    There bfloat16 is emulated through float32 and only slower (5x to 13x measured), so
+    nothing needs timing.
+    """
+    if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    flags = _cpu_flags()
+    return flags is not None and not flags & {"avx512_bf16", "amx_bf16"}
+
+
+def probe(
+    device: torch.device | str = "cpu", *, budget: float = PROBE_BUDGET, flags: bool = True
+) -> ProbeResult:
     """Measure whether mixed precision is faster than float32 on ``device``.
 
-    First a cheap check: two convolutions of U-Net size, a few passes each way; when
+    On an x86 CPU whose flags show no bfloat16 instructions (neither AVX512-BF16 nor
+    AMX) the answer is float32 without timing anything (``flags=False`` times anyway).
+    Elsewhere, first a cheap check: two convolutions of U-Net size, a few passes each way; when
     the mixed precision is not faster there the probe stops (a fraction of a second).
     Otherwise a few tile forwards of a U-Net with the bundled model's architecture
     (depth 5, 16 base channels, 252 px input) and, if they are :data:`MIN_SPEEDUP`
@@ -298,6 +331,8 @@ def probe(device: torch.device | str = "cpu", *, budget: float = PROBE_BUDGET) -
         Where to measure.
     budget : float
         Seconds after which the probe stops; what it has not shown faster is not.
+    flags : bool
+        Let the CPU's flags answer where they can.
 
     Returns
     -------
@@ -309,6 +344,10 @@ def probe(device: torch.device | str = "cpu", *, budget: float = PROBE_BUDGET) -
     mixed = _mixed_dtype_name(dev)
     timed = _timer(dev)
     start = time.perf_counter()
+    if flags and _without_bf16_instructions(dev):
+        note = "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)"
+        seconds = round(time.perf_counter() - start, 3)
+        return ProbeResult(machine_key(dev), mixed, None, None, seconds, note)
     deadline = start + budget
     g = torch.Generator().manual_seed(0)
     net = torch.nn.Sequential(

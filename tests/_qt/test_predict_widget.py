@@ -341,7 +341,7 @@ def test_precision_choice_in_plain_words(make_napari_viewer, qtbot, tiny_model, 
     session_for(viewer).set_model(tiny_model, "m")
     widget._image.value = viewer.add_image(data, name="img")
     labels = [widget._precision.native.itemText(i) for i in range(widget._precision.native.count())]
-    assert labels == ["Fast (bfloat16, checked on this computer)", "Exact (float32)"]
+    assert labels == ["Fast (bfloat16, checked here)", "Exact (float32)"]
     assert widget._precision.value == "auto"
     # this machine "measured" bf16 faster (pinned, as a fast machine's cache would say)
     monkeypatch.setenv("NAPARI_UNET_PRECISION", "bf16")

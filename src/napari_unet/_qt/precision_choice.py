@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from magicgui.widgets import ComboBox
 
-FAST = "Fast (bfloat16, checked on this computer)"
+FAST = "Fast (bfloat16, checked here)"
 EXACT = "Exact (float32)"
 
 
