@@ -93,6 +93,28 @@ def test_cli_refuses_bad_precisions_in_one_line(tmp_path, capsys):
         assert not out.exists()
 
 
+def test_cli_says_which_precision_ran(tmp_path, capsys, tiny_model):
+    import tifffile
+
+    from napari_unet import save_model
+
+    image, labels = make_cells((64, 64), seed=1)
+    tifffile.imwrite(tmp_path / "im.tif", image)
+    tifffile.imwrite(tmp_path / "lab.tif", labels)
+    save_model(tiny_model, tmp_path / "m.safetensors")
+    base = ["predict", str(tmp_path / "im.tif"), "--model", str(tmp_path / "m.safetensors")]
+    base += ["--rescale", "1", "--device", "cpu", "--overwrite", "-o", str(tmp_path / "o.tif")]
+    assert main([*base, "--precision", "bf16"]) == 0
+    assert "Precision: bfloat16 (as asked)" in capsys.readouterr().err
+    assert main(base) == 0  # auto, pinned to fp32 in the tests
+    assert "Precision: float32 (auto: set by $NAPARI_UNET_PRECISION)" in capsys.readouterr().err
+    train = ["train", "--image", str(tmp_path / "im.tif"), "--labels", str(tmp_path / "lab.tif")]
+    train += ["--from", "scratch", "--width", "4", "--tile", "124", "--steps", "1"]
+    train += ["--device", "cpu", "-o", str(tmp_path / "t.safetensors"), "--precision", "bf16"]
+    assert main(train) == 0
+    assert "Precision: bfloat16 (as asked)" in capsys.readouterr().err
+
+
 # -- bf16 prediction: its own tolerance, and tiles agree with the whole image
 
 
