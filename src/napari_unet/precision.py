@@ -4,8 +4,9 @@ Whether bfloat16 helps depends on the machine: on a CPU with AMX a tile's forwar
 about 3x faster, on a CPU without native bfloat16 it runs many times slower. So
 ``"auto"`` decides by measurement: a short probe per machine and device (:func:`probe`)
 times a few passes each way and picks the mixed precision only where it is at least
-:data:`MIN_SPEEDUP` faster. The result is cached in the data folder
-(``precision.json``), keyed by the CPU or GPU name and the torch version, so a new
+:data:`MIN_SPEEDUP` faster (an x86 CPU whose flags show no bfloat16 instructions, neither
+AVX512-BF16 nor AMX, is answered float32 from its flags alone). The result is cached in
+the data folder (``precision.json``), keyed by the CPU or GPU name and the torch version, so a new
 machine (or torch) probes again and every later run reuses it.
 
 The probe never delays a run by more than :data:`PROBE_WAIT` seconds: it runs in a
