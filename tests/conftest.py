@@ -20,6 +20,14 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _exact_precision(monkeypatch):
+    """precision="auto" means float32 in tests: results do not depend on the machine's bf16
+    speed, and no test probes it in the user's data folder (tests/test_precision.py does
+    its own, in a temporary one). Subprocesses inherit it."""
+    monkeypatch.setenv("NAPARI_UNET_PRECISION", "fp32")
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Without a display Qt aborts the whole run with a C-level dump: say what is missing."""
     # pytest-xvfb has set DISPLAY by now when Xvfb is installed

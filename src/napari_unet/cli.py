@@ -99,6 +99,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probabilities", type=Path, default=None, help="also write probabilities")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto (default: bf16 where a one-time measurement on this computer found it "
+        "at least 1.3x faster, else fp32), fp32, bf16, or fp16 (CUDA only)",
+    )
+    p.add_argument(
         "--threshold",
         type=float,
         default=None,
@@ -232,6 +238,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--tile", type=int, default=None, help="training tile (network input) size")
     t.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    t.add_argument(
+        "--precision",
+        default=None,
+        help="auto (default: bf16 where a one-time measurement on this computer found it "
+        "at least 1.3x faster, else fp32), fp32, bf16, or fp16 (CUDA only)",
+    )
     t.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     t.set_defaults(func=_cmd_train)
 
@@ -424,13 +436,14 @@ def _cmd_predict_zarr(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         tta=args.tta,
+        precision=_resolved(args),
         probabilities=args.probabilities is not None,
         threshold=args.threshold,
         min_size=args.min_size,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
     )
-    result = _run_with_bar(gen, before=lambda: _say_size(model, args.image, args))
+    result = _run_with_bar(gen, before=lambda: _say_size(model, args.image, args), args=args)
     print(f"{result.n_objects} objects written to {args.output}", file=sys.stderr)
     return 0
 
@@ -472,12 +485,13 @@ def _cmd_predict_into_input(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         tta=args.tta,
+        precision=_resolved(args),
         threshold=args.threshold,
         min_size=args.min_size,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
     )
-    result = _run_with_bar(gen, before=lambda: _say_size(model, image, args))
+    result = _run_with_bar(gen, before=lambda: _say_size(model, image, args), args=args)
     print(f"{result.n_objects} objects written to {image}/{result.label_path}", file=sys.stderr)
     return 0
 
@@ -506,17 +520,19 @@ def _say_size(model, path: Path, args: argparse.Namespace) -> None:
     print(choose_rescale(model, estimate, can_resize=False)[1], file=sys.stderr)
 
 
-def _run_with_bar(gen, before=None):
+def _run_with_bar(gen, before=None, args=None):
     """Run a big-image generator to its end with a progress bar on stderr.
 
     The bar appears with the first event: arguments refused before it leave
     only their one sentence. ``before`` is called then, before the bar (the
-    size estimate's line).
+    size estimate's line), after the precision's line (``args``).
     """
     bars = []
 
     def show(event) -> None:
         if not bars:
+            if args is not None:
+                _say_precision(args)
             if before is not None:
                 before()
             bars.append(tqdm(total=0, desc="predict", unit="step", file=sys.stderr))
@@ -533,7 +549,46 @@ def _run_with_bar(gen, before=None):
             bar.close()
 
 
+def _check_precision(args: argparse.Namespace) -> None:
+    """Refuse a precision the device cannot run, before any work."""
+    from .device import select_device
+    from .precision import check_precision
+
+    check_precision(args.precision, select_device(args.device))
+
+
+def _resolved(args: argparse.Namespace):
+    """``--precision`` resolved once for the whole run; ``args.precision`` becomes it.
+
+    The first run on a machine measures, waiting at most a second.
+    """
+    from .device import select_device
+    from .precision import resolve_precision
+
+    args.precision = resolve_precision(args.precision, select_device(args.device))
+    return args.precision
+
+
+def _say_precision(args: argparse.Namespace) -> None:
+    """Print which precision runs and why."""
+    print(_resolved(args).describe(), file=sys.stderr)
+
+
+def _first_event(callback, args: argparse.Namespace):
+    """``callback`` that prints the precision's line before the first event."""
+    said = []
+
+    def call(event) -> None:
+        if not said:
+            said.append(True)
+            _say_precision(args)
+        callback(event)
+
+    return call
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    _check_precision(args)
     if args.tile is not None and args.tile < 1:
         raise NapariUnetError(f"--tile must be a positive number of pixels, got {args.tile}.")
     stack_3d = args.stack != "planes"
@@ -599,11 +654,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 device=args.device,
                 tta=args.tta,
+                precision=_resolved(args),
                 threshold=args.threshold,
                 min_size=args.min_size,
                 **options,
             ),
-            bars,
+            _first_event(bars, args),
         )
     finally:
         bars.close()
@@ -690,6 +746,7 @@ def _cmd_predict_batch(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         tta=args.tta,
+        precision=_resolved(args),
         threshold=args.threshold,
         min_size=args.min_size,
         chunk=args.chunk,
@@ -701,6 +758,7 @@ def _cmd_predict_batch(args: argparse.Namespace) -> int:
     try:
         for event in gen:
             if bar is None:
+                _say_precision(args)
                 bar_format = "{desc}{percentage:3.0f}%|{bar}|"
                 bar = tqdm(total=n, desc="predict", file=sys.stderr, bar_format=bar_format)
             bar.update(event.overall * n - bar.n)
@@ -766,6 +824,7 @@ def _train_config(args: argparse.Namespace, base):
         ("optimizer", args.optimizer),
         ("base_channels", args.width),
         ("tile_size", args.tile),
+        ("precision", args.precision),
     ):
         if value is not None:
             changes[name] = value
@@ -844,6 +903,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
         trainer.stop()
 
+    print(trainer.precision.describe(), file=sys.stderr)
     bar = tqdm(total=1000, desc="train", file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}")
     previous = signal.signal(signal.SIGINT, on_interrupt)
     last = None

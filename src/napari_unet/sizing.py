@@ -317,10 +317,12 @@ def _iter_estimate(
     device: Any,
     check_empty: bool = True,
     reuse: bool = False,
+    precision: Any = "fp32",
 ) -> Generator[SizeProgress, None, tuple[DiameterEstimate, tuple[float, np.ndarray] | None]]:
     """The estimate, and (``reuse``) a whole-image prediction with its factor, if one was made.
 
-    ``check_empty=False``: the caller has found the image worth segmenting.
+    ``check_empty=False``: the caller has found the image worth segmenting. ``precision``:
+    of the model passes (the caller's, so that a reused prediction is the one it asked for).
     """
     a = image if hasattr(image, "ndim") else np.asarray(image)
     if a.ndim < 2:
@@ -351,7 +353,7 @@ def _iter_estimate(
         return result, None
     for _ in range(_MODEL_PASSES):
         found, whole = yield from _model_pass(
-            model, a, planes, factor, has_channels, tile_shape, batch_size, device
+            model, a, planes, factor, has_channels, tile_shape, batch_size, device, precision
         )
         if whole is not None and reuse:
             kept = (factor, whole)
@@ -517,6 +519,7 @@ def _model_pass(
     tile_shape: Any,
     batch_size: int,
     device: Any,
+    precision: Any = "fp32",
 ) -> Generator[SizeProgress, None, tuple[np.ndarray, np.ndarray | None]]:
     """Stage 2: the model's objects at ``factor``; diameters in the image's pixels.
 
@@ -530,7 +533,7 @@ def _model_pass(
 
     h, w = (int(s) for s in image.shape[-2:])
     net = (max(1, round(h * factor)), max(1, round(w * factor)))
-    options = dict(tile_shape=tile_shape, batch_size=batch_size, device=device)
+    options = dict(tile_shape=tile_shape, batch_size=batch_size, device=device, precision=precision)
     if _is_whole(image, has_channels, factor):  # the whole image, as the prediction sees it
         work = image if factor == 1.0 else resize_spatial(np.asarray(image), net)
         prob = yield from _as_size_progress(iter_predict_tiled(model, work, **options))

@@ -349,3 +349,32 @@ def test_test_time_augmentation_checkbox(make_napari_viewer, qtbot, tiny_model, 
     assert result.metadata["tta"] is True
     np.testing.assert_array_equal(np.asarray(result.labels[0]), expected.labels)
     assert widget._tta.value is True  # the choice stays for the next run
+
+
+def test_precision_choice_in_plain_words(make_napari_viewer, qtbot, tiny_model, rng, monkeypatch):
+    """Fast follows the machine's measurement ("auto"), Exact is float32; the status says."""
+    from napari_unet.postprocess import foreground_probability
+    from napari_unet.segment import segment
+
+    viewer = make_napari_viewer()
+    data = ndi.gaussian_filter(rng.random((40, 52)), 1.5).astype(np.float32)
+    widget = _dock(viewer)
+    session_for(viewer).set_model(tiny_model, "m")
+    widget._image.value = viewer.add_image(data, name="img")
+    labels = [widget._precision.native.itemText(i) for i in range(widget._precision.native.count())]
+    assert labels == ["Fast (bfloat16, checked here)", "Exact (float32)"]
+    assert widget._precision.value == "auto"
+    # this machine "measured" bf16 faster (pinned, as a fast machine's cache would say)
+    monkeypatch.setenv("NAPARI_UNET_PRECISION", "bf16")
+    _run(qtbot, widget)
+    assert "Precision: bfloat16 (auto: set by $NAPARI_UNET_PRECISION)" in widget._status.value
+    fast = segment(tiny_model, data, precision="bf16")
+    got = viewer.layers["img probability"].data
+    np.testing.assert_array_equal(got, foreground_probability(fast.probabilities))
+    widget._precision.value = "fp32"  # Exact: float32 whatever the measurement
+    _run(qtbot, widget)
+    assert "Precision: float32 (as asked)" in widget._status.value
+    exact = segment(tiny_model, data, precision="fp32")
+    got = viewer.layers["img probability"].data
+    np.testing.assert_array_equal(got, foreground_probability(exact.probabilities))
+    assert np.abs(exact.probabilities - fast.probabilities).max() > 0  # bf16 did run

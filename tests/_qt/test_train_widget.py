@@ -237,3 +237,27 @@ def test_export_of_a_model_fine_tuned_in_the_dock(
     qtbot.waitUntil(lambda: not model_dock.busy, timeout=120000)
     with zipfile.ZipFile(target) as z:
         assert yaml.safe_load(z.read("rdf.yaml"))["name"] == "Lab nuclei v2"
+
+
+def test_precision_choice_reaches_training(make_napari_viewer, qtbot, cells, paint, fast_config):
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    annotate, train = _docks(viewer, "Annotate", "Train")
+    annotate.new_annotation()
+    ann = viewer.layers["nuclei annotation"]
+    paint(ann, truth, list(range(1, 5)))
+    assert train._precision.value == "auto" and train.config().precision == "auto"
+    train._precision.value = "fp32"
+    assert train.config().precision == "fp32"
+    train._precision.value = "auto"
+    train._defaults = fast_config
+    train._start.value = "scratch"
+    train._steps.value = 2
+    train._time.value = 0
+    train._annotation.value = ann
+    train._refresh.value = False
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    assert train.runner.trainer.precision.name == "fp32"  # "auto" is pinned to fp32 in tests
+    assert "Precision: float32 (auto: set by $NAPARI_UNET_PRECISION)." in train._status.value

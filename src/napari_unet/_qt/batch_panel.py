@@ -36,7 +36,7 @@ _STEPS = 1000  # progress bar resolution
 _LISTED = 10  # per-image counts shown in the summary; the rest are counted
 
 
-def _open_images_job(model: Any, items: list, diameter, tile, device, tta=False):
+def _open_images_job(model: Any, items: list, diameter, tile, device, tta=False, precision="auto"):
     """In the worker: segment the open images in turn (``items``: name, pixels or None, rgb)."""
     from ..batch import Outcome, iter_batch
     from ..modelfile import resolve_model_arg
@@ -51,7 +51,7 @@ def _open_images_job(model: Any, items: list, diameter, tile, device, tta=False)
                 f"{name} is not in memory; segment it on its own, into a zarr store."
             )
         foreground, labels, _, _ = yield from _segment_job(
-            model, data, rgb, diameter, tile, device, tta=tta
+            model, data, rgb, diameter, tile, device, tta=tta, precision=precision
         )
         return Outcome(int(labels.max()), data=(foreground, labels))
 
@@ -215,6 +215,7 @@ class BatchPanel:
             settings["tile"],
             settings["device"],
             settings["tta"],
+            settings.get("precision", "auto"),
         )
         self._start(gen, len(items))
 
@@ -258,6 +259,7 @@ class BatchPanel:
             tile_shape=settings["tile"],
             device=settings["device"],
             tta=settings["tta"],
+            precision=settings.get("precision", "auto"),
         )
         self._start(gen, 0)
 

@@ -20,6 +20,7 @@ from .batch_panel import BatchPanel
 from .dock import ScrollingDock, StatusLine
 from .layers import OWNER_KEY, find_own_layer, free_id, is_lazy, layer_choices
 from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
+from .precision_choice import precision_choice
 from .prediction import PredictionRunner
 from .session import state_for
 from .stack_options import StackOptions
@@ -74,6 +75,11 @@ class PredictWidget(ScrollingDock):
         )
         # filled in once torch has loaded in the warm-up worker, not on the GUI thread
         self._device = ComboBox(label="Device", choices=self._devices)
+        self._precision = precision_choice(
+            "Fast: bfloat16 where a one-time check found it at least 1.3x faster on this "
+            "computer (probabilities within about 1%), else float32. Exact: float32 always. "
+            "The status says which ran."
+        )
         self._stack = StackOptions(lambda: self._state.is_warm)  # shows for Z-stacks only
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -102,6 +108,7 @@ class PredictWidget(ScrollingDock):
                 self._tta,
                 *self._stack.widgets,
                 self._device,
+                self._precision,
                 self._zarr_out,
                 self._segment,
                 self._cancel,
@@ -181,6 +188,7 @@ class PredictWidget(ScrollingDock):
             "device": self._device.value,
             "diameter": self._diameter.value or None,
             "tta": bool(self._tta.value),
+            "precision": self._precision.value,
         }
 
     def _adopting(self, load: Any, source: str) -> Any:
@@ -221,7 +229,7 @@ class PredictWidget(ScrollingDock):
             settings = self._settings()
             load = settings["model"]
             tile, device, diameter = settings["tile"], settings["device"], settings["diameter"]
-            tta = settings["tta"]
+            tta, precision = settings["tta"], settings["precision"]
             stack = self._stack.options()
             if is_lazy(layer):
                 if stack and stack.get("z_axis") is not None:
@@ -241,12 +249,14 @@ class PredictWidget(ScrollingDock):
                     show_error("This image is not in memory: choose a .zarr output to write to.")
                     return
                 self._runner.start_lazy(
-                    layer, load, str(out), tile=tile, device=device, stack=stack, tta=tta
-                )
+                    layer, load, str(out), tile=tile, device=device, stack=stack, tta=tta,
+                    precision=precision,
+                )  # fmt: skip
             else:  # the model is read (and the diameter checked) in the worker
                 self._runner.start(
-                    layer, load, tile=tile, device=device, diameter=diameter, stack=stack, tta=tta
-                )
+                    layer, load, tile=tile, device=device, diameter=diameter, stack=stack, tta=tta,
+                    precision=precision,
+                )  # fmt: skip
         except ValueError as exc:
             show_error(str(exc))
             return

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from ..model import UNet
 
 
-def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=None, tta=False):
+def _segment_job(
+    model, data, rgb, diameter, tile, device, stack=None, rescale=None, tta=False, precision="auto"
+):
     """In the worker: read the model, (estimate the object size,) predict with its events, label.
 
     ``model`` is a model or a function that loads one. ``diameter`` and
@@ -33,9 +35,10 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=N
     as it is (after training, the model knows the image's own scale). ``stack``
     holds the 3D keywords of ``iter_segment`` (``stack``, ``voxel_size``,
     ``z_axis``); None or empty segments plane by plane. ``tta``: test-time
-    augmentation. Yields progress events and sentences (what the run will do,
+    augmentation. ``precision``: as for ``iter_segment`` ("auto" measures once, here
+    in the worker). Yields progress events and sentences (what the run will do,
     before it does it). Returns (foreground probability, labels, the model, the
-    notes).
+    notes, the last saying which precision ran and why).
     """
     from .. import segment as seg
     from ..layout import to_model_layout
@@ -65,6 +68,7 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=N
         tile_shape=tile,
         device=device,
         tta=tta,
+        precision=precision,
         **stack,
     )
     try:
@@ -84,7 +88,8 @@ def _segment_job(model, data, rgb, diameter, tile, device, stack=None, rescale=N
     finally:
         gen.close()  # a cancel stops the estimate or the prediction at once
     labels = result.labels
-    return foreground_probability(result.probabilities), labels, model, result.notes
+    notes = (*result.notes, f"{result.precision.describe()}.")
+    return foreground_probability(result.probabilities), labels, model, notes
 
 
 def _zhw(shape: tuple[int, ...], rgb: bool, stack: dict) -> tuple[int, int, int]:
@@ -95,12 +100,15 @@ def _zhw(shape: tuple[int, ...], rgb: bool, stack: dict) -> tuple[int, int, int]
     return (int(spatial[z]), int(spatial[-2]), int(spatial[-1]))
 
 
-def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None, tta=False):
+def _zarr_job(
+    model, data, rgb, output, tile, device, scale=None, stack=None, tta=False, precision="auto"
+):
     """In the worker: read the model, then predict ``data`` chunk by chunk into ``output``.
 
     ``scale`` is the layer's pixel size along the image's spatial axes; the
     OME-Zarr result records it. ``stack`` (``stack`` and ``voxel_size``) asks for
-    3D objects, made slab by slab in Z. ``tta``: test-time augmentation.
+    3D objects, made slab by slab in Z. ``tta``: test-time augmentation; ``precision``
+    as for :func:`_segment_job`.
     """
     import dask.array as da
 
@@ -124,6 +132,7 @@ def _zarr_job(model, data, rgb, output, tile, device, scale=None, stack=None, tt
             tile_shape=tile,
             device=device,
             tta=tta,
+            precision=precision,
             overwrite=True,
             scale=scale,
             **{k: v for k, v in (stack or {}).items() if k in ("stack", "voxel_size")},
@@ -234,6 +243,7 @@ class PredictionRunner:
         stack: dict | None = None,
         rescale: float | None = None,
         tta: bool = False,
+        precision: str = "auto",
     ) -> None:
         """Start predicting ``layer``; problems become notifications.
 
@@ -244,12 +254,13 @@ class PredictionRunner:
         is given (1.0: the image as it is). ``stack``: the 3D keywords of
         ``iter_segment`` (see :class:`~napari_unet._qt.stack_options.StackOptions`),
         None for planes. ``tta``: test-time augmentation (8 passes per tile).
+        ``precision``: ``"auto"`` (bfloat16 where measured faster here) or ``"fp32"``.
         """
         if self.worker is not None:
             return
         data = layer_image(layer)
         gen = _segment_job(
-            model, data, layer.rgb, diameter, tile, device, stack, rescale=rescale, tta=tta
+            model, data, layer.rgb, diameter, tile, device, stack, rescale, tta, precision
         )
         source = layer.name
         # before the worker starts: napari's progress bar may process events
@@ -274,6 +285,7 @@ class PredictionRunner:
         device: str = "auto",
         stack: dict | None = None,
         tta: bool = False,
+        precision: str = "auto",
     ) -> None:
         """Predict a dask/zarr-backed layer chunk by chunk into the zarr store ``output``.
 
@@ -285,7 +297,7 @@ class PredictionRunner:
             return
         scale = tuple(float(v) for v in layer.scale)
         data = layer_data(layer)
-        gen = _zarr_job(model, data, layer.rgb, output, tile, device, scale, stack, tta)
+        gen = _zarr_job(model, data, layer.rgb, output, tile, device, scale, stack, tta, precision)
         self._cancel_flag = threading.Event()
         self._bar = napari_progress(total=0, desc=f"Segmenting {layer.name} to {output}")
         self.worker = self._workers.start_generator(
@@ -318,7 +330,12 @@ class PredictionRunner:
             translate=layer.translate[-nd:],
             metadata={OWNER_KEY: {"role": "segmentation", "source": layer.name}},
         )
-        self._end(f"{result.n_objects} objects found in {layer.name}; saved to {result.path}.")
+        words = {"bf16": "bfloat16", "fp16": "float16"}
+        ran = words.get(result.metadata.get("precision"), "float32")
+        self._end(
+            f"{result.n_objects} objects found in {layer.name}; saved to {result.path}. "
+            f"Precision: {ran}."
+        )
 
     def cancel(self) -> None:
         """Stop after the current batch of tiles (a lazy run: after the chunks under way)."""

@@ -42,6 +42,7 @@ from .model_choice import (
     model_choices,
     model_loader,
 )
+from .precision_choice import precision_choice
 from .prediction import PredictionRunner
 from .project_panel import ProjectPanel
 from .project_session import project_for
@@ -206,7 +207,12 @@ class TrainWidget(ScrollingDock):
             "(lower it) or hardly falls after a few hundred steps (raise it).",
         )
         self._lr.native.setDecimals(6)
-        return [self._start, self._start_path, self._steps, self._time, self._lr]
+        self._precision = precision_choice(
+            "Fast: bfloat16 training steps (float32 weights and loss) where a one-time check "
+            "found them at least 1.3x faster on this computer, else float32. Exact: float32 "
+            "always. The status says which ran."
+        )
+        return [self._start, self._start_path, self._steps, self._time, self._lr, self._precision]
 
     def _augment_fields(self) -> list:
         """The paper's augmentation, with its defaults."""
@@ -329,6 +335,7 @@ class TrainWidget(ScrollingDock):
             time_limit=self._time.value or None,
             learning_rate=self._lr.value,
             augment=self.augment_config(),
+            precision=self._precision.value,
         )
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
@@ -447,7 +454,9 @@ class TrainWidget(ScrollingDock):
         self._progress.value = int(event.fraction * 1000)
         if event.remaining is not None:
             self._left.value = f"{event.remaining:.0f} s"
-        if event.state is TrainState.STEP:
+        if event.state is TrainState.STARTED:  # it says which precision runs, and why
+            self._status.value = event.message
+        elif event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"
         elif event.state is TrainState.CALIBRATING:  # says how long it may take
@@ -472,7 +481,9 @@ class TrainWidget(ScrollingDock):
 
         v = last.validation
         score = f"; validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f}" if v else ""
-        self._status.value = f"{last.message.rstrip('.')}{score}."
+        ran = getattr(self._runner.trainer, "precision", None)
+        said = f" {ran.describe()}." if ran is not None else ""
+        self._status.value = f"{last.message.rstrip('.')}{score}.{said}"
         self._left.value = ""
         trainer = self._runner.trainer
         verdict = compare_to_start(v, trainer.baseline if trainer is not None else None)

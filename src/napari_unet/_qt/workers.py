@@ -241,3 +241,8 @@ def warm_up_steps() -> Generator[None, None, None]:
     opt = torch.optim.Adam(tiny.parameters())
     tiny(torch.zeros(1, 1, 5, 5)).sum().backward()
     opt.step()
+    yield
+    from ..device import select_device
+    from ..precision import start_probe
+
+    start_probe(select_device())  # "Fast" knows its answer by the first Segment (own thread)

@@ -28,6 +28,7 @@ from ..errors import NapariUnetError
 from ..model import UNet
 from ..normalization import Normalization
 from ..postprocess import labels_from_probabilities, resolve_postprocess
+from ..precision import resolve_precision
 from ..tiling import TileGrid, default_memory_budget, plan_tiles, resolve_normalization
 from ..tta import check_tta
 from .chunks import (
@@ -97,6 +98,7 @@ def predict_to_zarr(
     device: str | None = None,
     normalization: Normalization | dict | bool | None = None,
     tta: bool = False,
+    precision: str = "auto",
     probabilities: bool = False,
     threshold: float | None = None,
     min_size: int | None = None,
@@ -170,6 +172,9 @@ def predict_to_zarr(
         Test-time augmentation, as for :func:`napari_unet.predict_tiled`: each
         tile predicted in the 8 symmetries of the square, probabilities
         averaged; about 8x the prediction time. Recorded in the metadata.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        As for :func:`napari_unet.segment`: resolved once, for the device of
+        this process, and recorded in the metadata (``"precision"``).
     probabilities : bool
         Keep the float32 ``(K, ..., H, W)`` probabilities in the output (4 bytes
         per pixel and class). They are always computed, and otherwise deleted
@@ -245,6 +250,7 @@ def predict_to_zarr(
         device=device,
         normalization=normalization,
         tta=tta,
+        precision=precision,
         probabilities=probabilities,
         threshold=threshold,
         min_size=min_size,
@@ -276,6 +282,7 @@ def iter_predict_to_zarr(
     device: str | None = None,
     normalization: Normalization | dict | bool | None = None,
     tta: bool = False,
+    precision: str = "auto",
     probabilities: bool = False,
     threshold: float | None = None,
     min_size: int | None = None,
@@ -299,6 +306,7 @@ def iter_predict_to_zarr(
     Arguments are checked before the first yield.
     """
     tta = check_tta(tta)
+    prec = resolve_precision(precision, select_device(device))
     if stack != "planes":
         return (
             yield from _iter_stack_3d(
@@ -306,7 +314,7 @@ def iter_predict_to_zarr(
                 into_input=into_input, scheduler=scheduler, label_name=label_name, scale=scale,
                 chunk=chunk, tile_shape=tile_shape, batch_size=batch_size, device=device,
                 normalization=normalization, tta=tta, probabilities=probabilities,
-                threshold=threshold,
+                threshold=threshold, precision=prec,
                 min_size=min_size, label_margin=label_margin, memory_budget=memory_budget,
                 overwrite=overwrite, **postprocess,
             )
@@ -362,6 +370,7 @@ def iter_predict_to_zarr(
             "postprocess": dict(postprocess),
         }
         meta = _run_metadata(model, image, norm, stats, chunk_px, plan, labelling, tta)
+        meta["precision"] = prec.name
         if source is not None:
             meta["source_image"] = str(source.path)
         _write_metadata(target, meta)  # complete: false, until everything below is written
@@ -376,7 +385,7 @@ def iter_predict_to_zarr(
             chunks,
             plan,
             (norm, stats),
-            (device, batch_size, tta),
+            (device, batch_size, tta, prec.name),
             prob,
             run_id,
         )

@@ -116,6 +116,7 @@ def iter_predict_stack_to_zarr(
     device: str | None = None,
     normalization: Any = None,
     tta: bool = False,
+    precision: Any = "fp32",
     probabilities: bool = False,
     threshold: float | None = None,
     min_size: int | None = None,
@@ -133,6 +134,8 @@ def iter_predict_stack_to_zarr(
     model, image, output, label_name, chunk, tile_shape, batch_size, device,
     normalization, tta, probabilities, threshold, min_size, overwrite
         As for :func:`~napari_unet.bigimage.predict_to_zarr`.
+    precision : str or Precision
+        As resolved by :func:`~napari_unet.bigimage.predict_to_zarr`.
     stack : {"linked", "views"}
         The 3D mode, as for :func:`napari_unet.segment`.
     voxel_size : sequence of float, str or None
@@ -267,6 +270,7 @@ def iter_predict_stack_to_zarr(
         "postprocess": dict(postprocess),
     }
     meta = _run_metadata(model, image, norm, stats, chunk_px, None, labelling, tta)
+    meta["precision"] = str(precision)
     if source is not None:
         meta["source_image"] = str(source.path)
     _write_metadata(target, meta)
@@ -281,7 +285,9 @@ def iter_predict_stack_to_zarr(
     prob_levels = []
     if probabilities:
         prob_levels = create_probability_levels(target, axes, chunk_px, n_levels, K)
-    forward = dict(tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta)
+    forward = dict(
+        tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta, precision=precision
+    )
 
     yield ChunkProgress("predict", 1, total)
     results, src, dst = [], [], []

@@ -45,13 +45,14 @@ def predict_chunk(
     device: Any,
     batch_size: int,
     tta: bool,
+    precision: str,
     target: zarr.Array,
 ) -> int:
     """Predict one chunk from its raw ``(C, h, w)`` source window and write its probabilities.
 
     ``rows``/``cols`` (or None) reorder the window's rows and columns: the mirroring
     at the image border that the in-memory path does by padding. ``tta``: test-time
-    augmentation, as in the in-memory path.
+    augmentation, as in the in-memory path; ``precision`` a resolved one.
     """
     model, dev = shared.get(device)
     x = np.asarray(window)
@@ -63,7 +64,7 @@ def predict_chunk(
     out = np.empty((model.n_classes, *grid.image_shape), dtype=np.float32)
 
     def forward() -> None:
-        for _ in predict_padded(model, x, grid, batch_size, dev, out, tta=tta):
+        for _ in predict_padded(model, x, grid, batch_size, dev, out, tta=tta, precision=precision):
             pass
 
     run_forward(dev, forward)
@@ -192,16 +193,16 @@ def predict_tasks(
     chunks: list[Chunk],
     plan: TileGrid,
     normalization: tuple[Normalization, np.ndarray],
-    forward: tuple[str | None, int],
+    forward: tuple[str | None, int, bool, str],
     target: zarr.Array,
     run_id: str,
 ) -> list:
     """One task per chunk: read its mirrored source window, predict, write probabilities.
 
-    ``forward`` is ``(device, batch_size, tta)``.
+    ``forward`` is ``(device, batch_size, tta, precision)``.
     """
     norm, stats = normalization
-    device, batch_size, tta = forward
+    device, batch_size, tta, precision = forward
     source = image if axes.has_channels else image[None]
     source = source if axes.is_stack else source[:, None]  # (C, Z, H, W)
     tasks = []
@@ -222,6 +223,7 @@ def predict_tasks(
                 device,
                 batch_size,
                 tta,
+                precision,
                 target,
                 dask_key_name=f"napari-unet-predict-{run_id}-{c.index}",
             )

@@ -26,6 +26,7 @@ from ..errors import NapariUnetError
 from ..model import UNet
 from ..modelfile import load_model, load_training_state
 from ..postprocess.describe import describe_model_rule
+from ..precision import autocast, resolve_precision
 from .calibrate import (
     CALIBRATION_SHARE,
     MIN_HELD_OUT,
@@ -105,6 +106,11 @@ class Trainer:
             np.random.default_rng(self.config.seed),
         )
         self.model.to(self.device, memory_format=torch.channels_last)
+        self.precision = resolve_precision(self.config.precision, self.device, purpose="train")
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.name == "fp16" else None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # every step has the same tile shape
         self.optimizer = self._make_optimizer()
         self.torch_generator = torch.Generator().manual_seed(self.config.seed)
         self.model.metadata["normalization"] = model_normalization(model, self.config).to_dict()
@@ -172,12 +178,18 @@ class Trainer:
         x, t, w = self._batch()
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.torch_generator.get_state())
-            logits = self.model(x)
+            with autocast(self.precision, self.device):  # the weights stay float32
+                logits = self.model(x)
             self.torch_generator.set_state(torch.get_rng_state())
-        loss = weighted_cross_entropy(logits, t, w)
+        loss = weighted_cross_entropy(logits.float(), t, w)  # the paper's loss in float32
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.step += 1
         return float(loss.detach())
 
@@ -261,7 +273,8 @@ class Trainer:
         validation = None
         step_time = None
         lr = self.learning_rate_at(self._fraction(0.0))
-        yield self._event(TrainState.STARTED, None, lr, start, None, None, "Training started.")
+        started = f"Training started. {self.precision.describe()}."
+        yield self._event(TrainState.STARTED, None, lr, start, None, None, started)
         try:
             if self.data.has_validation and self.step == 0 and self.baseline is None:
                 self.baseline = self.validate()  # before any step: the start model's score

@@ -57,6 +57,7 @@ def iter_segment_volume(
     threshold: float | None = None,
     min_size: int | None = None,
     tta: bool = False,
+    precision: Any = "fp32",
     **postprocess: Any,
 ) -> Generator[TileProgress, None, tuple[np.ndarray, np.ndarray]]:
     """Labels ``(Z, H, W)`` and probabilities ``(K, Z, H, W)`` of one volume.
@@ -64,8 +65,9 @@ def iter_segment_volume(
     ``volume`` is ``(Z, H, W)`` or ``(C, Z, H, W)`` (``has_channels``). Options as
     for :func:`napari_unet.segment.segment`; the 3D ones are ``link_iou``
     (linked), ``seed_threshold`` (views) and ``min_volume`` (both; default
-    :func:`default_min_volume`); ``tta`` augments every plane's tiles. Options
-    left out come from the model's recommendation (one resolver for every mode).
+    :func:`default_min_volume`); ``tta`` augments every plane's tiles; ``precision``
+    as for :func:`napari_unet.predict_tiled`. Options left out come from the
+    model's recommendation (one resolver for every mode).
     """
     given = dict(postprocess, threshold=threshold, min_size=min_size)
     postprocess = resolve_postprocess(model, given, stack=stack)
@@ -89,6 +91,7 @@ def iter_segment_volume(
             batch_size=batch_size,
             device=device,
             tta=tta,
+            precision=precision,
             **{k: v for k, v in given.items() if k not in OPTIONS_3D},
         )
         labels = link_planes(planes.labels, iou=link_iou, min_volume=int(min_volume))
@@ -118,6 +121,7 @@ def iter_segment_volume(
         batch_size=batch_size,
         device=device,
         tta=tta,
+        precision=precision,
     )
     fg = np.subtract(np.float32(1.0), prob[0])
     if method == "components":

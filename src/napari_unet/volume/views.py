@@ -19,10 +19,12 @@ import torch
 from ..device import select_device
 from ..errors import NapariUnetError
 from ..padding import mirror_pad
+from ..precision import Precision, resolve_precision
 from ..tiling import (
     CPU_TILE,
     TileGrid,
     TileProgress,
+    batch_to_device,
     default_memory_budget,
     plan_tiles,
     resolve_normalization,
@@ -95,6 +97,7 @@ def _predict_block(
     per_pass: int,
     device: torch.device,
     tta: bool = False,
+    precision: Precision | str = "fp32",
 ) -> Generator[int, None, np.ndarray]:
     """Probabilities ``(K, B, A, A')`` of a normalised block ``(C, B, A, A')``.
 
@@ -117,8 +120,8 @@ def _predict_block(
     for start in range(0, len(jobs), per_pass):
         batch = jobs[start : start + per_pass]
         x = np.stack([padded[b][:, y : y + ny, x0 : x0 + nx] for b, y, x0 in batch])
-        x = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
-        prob = yield from tile_probabilities(model, x, tta)
+        x = batch_to_device(torch.from_numpy(x), device)
+        prob = yield from tile_probabilities(model, x, tta, precision)
         if not np.isfinite(prob).all():
             raise NapariUnetError("The image contains NaN or infinite values.")
         for p, (b, y, x0) in zip(prob, batch):
@@ -157,6 +160,7 @@ def iter_predict_views(
     views: Sequence[str] = ("XY", "XZ", "YZ"),
     normalization: Any = None,
     tta: bool = False,
+    precision: Precision | str = "fp32",
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Average class probabilities of a stack over its XY, XZ and YZ planes.
 
@@ -180,6 +184,8 @@ def iter_predict_views(
     tta : bool
         Test-time augmentation of every plane's tiles, as for
         :func:`napari_unet.predict_tiled` (8x the work).
+    precision : {"fp32", "auto", "bf16", "fp16"} or Precision
+        As for :func:`napari_unet.predict_tiled`.
 
     Yields
     ------
@@ -193,6 +199,7 @@ def iter_predict_views(
     """
     per_tile = passes(tta)
     dev = select_device(device)
+    prec = resolve_precision(precision, dev)
     norm = resolve_normalization(model, normalization)
     stats = norm.statistics(image, channel_axis=0 if has_channels else None)
     spatial = tuple(int(s) for s in image.shape[-3:])
@@ -200,7 +207,7 @@ def iter_predict_views(
     grids = [_grid(model, v.network_shape, tile_shape, batch_size, dev) for v in chosen]
     planned = [v.n_planes * g.n_tiles * per_tile for v, g in zip(chosen, grids)]
     tally = ProgressTally(planned)
-    yield TileProgress(0, tally.total)
+    yield TileProgress(0, tally.total, prec)
     out = np.zeros((model.n_classes, *spatial), dtype=np.float32)
     # channels-last lets oneDNN run the narrow convolutions about twice as fast on CPU
     model.to(dev, memory_format=torch.channels_last)
@@ -211,7 +218,7 @@ def iter_predict_views(
             block = _read_block(image, has_channels, view.axis, start, stop)
             block = norm.apply(block, stats, channel_axis=0)
             block = resample_planes(block, view.network_shape)
-            inner = _predict_block(model, block, grid, per_pass, dev, tta)
+            inner = _predict_block(model, block, grid, per_pass, dev, tta, prec)
             while True:
                 try:
                     tiles += next(inner)
