@@ -128,6 +128,8 @@ def training_config(seed: int, steps: int) -> TrainConfig:
         sigma=5.0,
         separate_touching=True,
         complete=True,  # synthetic labels are complete: every unlabelled pixel is background
+        calibrate=False,  # the recipe scores its rule on held-out images (POSTPROCESS)
+        precision="fp32",  # the same weights on every machine
         augment=AugmentConfig(
             elastic=True, grid_points=3, sigma=10.0, flips=True, rot90=True, rotation=45.0,
             shift=0.0, contrast=0.2, brightness=0.1, gamma=0.2, noise=0.03, order=3,

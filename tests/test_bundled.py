@@ -156,10 +156,13 @@ def test_recipe_still_gives_the_shipped_settings(model):
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     stored = model.metadata["training"]
-    # (a record from before issue 29 has no "complete": it reads as the dense rule it used)
+    # a record from before issues 24, 26 and 29 has no "calibrate", "precision" or
+    # "complete": it reads as what that run did (no calibration, float32, dense rule)
+    later = {"calibrate", "precision", "complete"}
     pinned = recipe.training_config(0, stored["steps"]).to_dict()
     assert pinned == TrainConfig.from_dict(stored["config"]).to_dict()
-    assert {k: v for k, v in pinned.items() if k != "complete"} == stored["config"]
+    assert set(pinned) - set(stored["config"]) == later
+    assert {k: v for k, v in pinned.items() if k not in later} == stored["config"]
     assert [c.to_dict() for c in recipe.SYNTHETIC] == model.metadata["training_data"]["settings"]
 
 

@@ -240,7 +240,7 @@ def test_validation_takes_a_bounded_share_of_a_time_budget(monkeypatch):
     data = prepare_training_data(img, lab, model=model, config=cfg)
     slow = []
 
-    def slow_validate(self):
+    def slow_validate(self, cached=None):
         slow.append(clock.perf_counter())
         clock.sleep(0.2)  # a validation as costly as many steps
         return None

@@ -208,8 +208,9 @@ class FittingTable(QTableWidget):
         for r in range(self.rowCount()):
             for c in range(n):
                 item = self.item(r, c)
-                if item is not None:
-                    item.setToolTip(item.text() if widths[c] < wanted[c] else "")
+                if item is not None:  # a cell's own reason stays; else the elided text
+                    reason = item.data(Qt.ItemDataRole.UserRole)
+                    item.setToolTip(reason or (item.text() if widths[c] < wanted[c] else ""))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
@@ -263,6 +264,7 @@ class RoundHistoryPanel(QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                 if col in (1, 2) and r.ap50 is None:
+                    item.setData(Qt.ItemDataRole.UserRole, NO_HUMAN_CELLS)
                     item.setToolTip(NO_HUMAN_CELLS)
                 self.table.setItem(row, col, item)
         self.table.fit_columns()

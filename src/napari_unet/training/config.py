@@ -172,10 +172,12 @@ class TrainConfig:
 
         A record without ``complete`` was written before sparse annotations
         existed, when every unpainted pixel was background: it reads as complete.
+        Likewise one without ``precision`` ran in float32, and one without
+        ``calibrate`` was never calibrated.
         """
         if not data:
             return cls()
-        data = {"complete": True, **data}
+        data = {"complete": True, "precision": "fp32", "calibrate": False, **data}
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

@@ -193,9 +193,12 @@ class Trainer:
         self.step += 1
         return float(loss.detach())
 
-    def validate(self) -> Validation | None:
-        """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data."""
-        return validate(self.model, self.data, self.config.min_size, self.device)
+    def validate(self, cached: list | None = None) -> Validation | None:
+        """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data.
+
+        ``cached``: the held-out crops' probabilities, when already predicted.
+        """
+        return validate(self.model, self.data, self.config.min_size, self.device, cached=cached)
 
     # -- checkpoints
     def save(self, path: str | Path, seconds: float = 0.0, validation=None) -> Path:
@@ -304,7 +307,7 @@ class Trainer:
             if self.data.has_validation and (
                 cached is not None or self.history[-1].state != TrainState.VALIDATED
             ):  # scored with the rule Predict will use, the calibrated one included
-                validation = validate(self.model, self.data, c.min_size, self.device, cached=cached)
+                validation = self.validate(cached)
             self._finish(time.perf_counter() - start, validation)
         except Exception as exc:
             yield self._event(TrainState.CRASHED, loss, lr, start, step_time, validation, str(exc))
