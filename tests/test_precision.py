@@ -244,20 +244,22 @@ def test_a_failing_probe_means_fp32(fresh, monkeypatch):
 
 def test_compare_stops_as_soon_as_mixed_is_clearly_slower():
     runs = []
+    costs = {"fp32": 0.01, "bf16": 0.05}
 
-    def run(p):
-        runs.append(p)
-        time.sleep(0.01 if p == "fp32" else 0.05)
+    def timed(fn):  # a clock that the machine's load cannot move
+        fn()
+        return costs[runs[-1]]
 
-    speedup = P._compare(run, "bf16", P._timer(torch.device("cpu")), 3, time.perf_counter() + 10)
+    speedup = P._compare(runs.append, "bf16", timed, 3, time.perf_counter() + 10)
     assert speedup is None
     assert runs == ["fp32", "bf16", "fp32", "bf16"]  # warm-up and one pair only
-
-    def fast(p):
-        time.sleep(0.03 if p == "fp32" else 0.01)
-
-    s = P._compare(fast, "bf16", P._timer(torch.device("cpu")), 3, time.perf_counter() + 10)
-    assert 2.0 < s < 4.0
+    runs.clear()
+    costs.update(fp32=0.03, bf16=0.01)
+    assert P._compare(runs.append, "bf16", timed, 3, time.perf_counter() + 10) == 3.0
+    assert len(runs) == 8  # warm-up and three pairs
+    runs.clear()  # past the deadline: what is known so far
+    assert P._compare(runs.append, "bf16", timed, 3, time.perf_counter() - 1) == 3.0
+    assert len(runs) == 4
 
 
 def test_cpu_flags_answer_without_timing_where_bf16_has_no_instructions(monkeypatch):
