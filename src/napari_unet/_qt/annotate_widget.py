@@ -19,7 +19,8 @@ from .weightmap_overlay import WeightMapOverlay
 REGION_TIP = (
     "Rectangles or polygons around the parts where you painted every cell. There, "
     "unpainted pixels teach the model 'background'; outside, nothing is learnt. "
-    "Without a region the whole image counts as annotated."
+    "Without a region only your cells and the background around them count (tick 'This "
+    "image is completely annotated' in Train when every cell is painted)."
 )
 
 if TYPE_CHECKING:
