@@ -16,7 +16,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
 from ..training.provenance import COPIED_KEY
-from .dock import StatusLine
+from .dock import StatusLine, when_destroyed
 from .layers import OWNER_KEY, find_own_layer, region_mask, spatial_shape, upsert_layer
 from .prediction import PredictionRunner
 from .session import state_for
@@ -83,7 +83,7 @@ class CorrectionPanel(Container):
         self._runner.progressed.connect(self._on_progress)
         self._closed = False
         self._cancel_close_hook = self._state.on_close(self.shutdown, first=self._runner.cancel)
-        self.native.destroyed.connect(lambda *_: self.shutdown())
+        when_destroyed(self.native, self.shutdown)
 
     @property
     def busy(self) -> bool:

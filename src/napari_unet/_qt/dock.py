@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,23 @@ from qtpy.QtWidgets import (
 
 if TYPE_CHECKING:
     from .session import ViewerState
+
+
+def when_destroyed(native: QObject, method: Callable[[], Any]) -> None:
+    """Call the bound ``method`` when Qt destroys ``native``, if its owner still lives.
+
+    Held weakly: when the garbage collector frees the owner and its widget together,
+    the owner is half torn down by the time ``destroyed`` comes, and calling into it
+    then can crash the interpreter; the collector has cleared the weak reference first.
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(*_: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    native.destroyed.connect(call)
 
 
 class _KeepWide(QObject):
@@ -249,7 +267,7 @@ class ScrollingDock(Container):
         self._wheel_guard = _WheelScrollsTheDock(self.form.native, self._scroll.verticalScrollBar())
         self._closed = False
         self._cancel_close_hook = state.on_close(self._close_once, first=self._ask_to_stop)
-        self.native.destroyed.connect(lambda *_: self._close_once())
+        when_destroyed(self.native, self._close_once)
         self._removal = _WatchRemoval(self.native, self._close_once)
 
     def place(self, native: QWidget, *, after: Any = None) -> None:
