@@ -115,6 +115,25 @@ def test_machine_cells_reach_the_split_through_prepare():
     assert none.validation_cells == 0 and not none.has_validation
 
 
+def test_copied_cells_never_calibrate_the_rule():
+    """Too few held out: the rule is calibrated on the human cells only, not on copies."""
+    from napari_unet.training.calibrate import calibration_samples
+
+    image, labels = make_cells((96, 128), diameter=(10, 18), seed=3)
+    model = new_model(TrainConfig(**FAST))
+    cfg = TrainConfig(**FAST, steps=1, validation_fraction=0.0, complete=True)
+    ids = np.unique(labels)[1:]
+    copied = ids[: len(ids) // 2]
+    data = prepare_training_data(image, labels, model=model, config=cfg, machine_cells=[copied])
+    samples, held_out = calibration_samples(model, data, "cpu")
+    assert not held_out and len(samples) == 1
+    human = set(ids) - set(copied)
+    assert set(np.unique(samples[0].labels)[1:]) == human
+    # a copied cell's pixels are not scored either: predicting it is neither right nor wrong
+    assert not samples[0].region[np.isin(labels, copied)].any()
+    assert samples[0].region[np.isin(labels, list(human))].all()
+
+
 def _v(ap, iou, n=3):
     return Validation(loss=0.1, mean_iou=iou, ap50=ap, n_true=n, n_pred=n)
 

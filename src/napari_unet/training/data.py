@@ -202,7 +202,9 @@ def prepare_planes(
     for (i, p), held_out in zip(flat, split.validation):
         summary[i]["validation_cells"] += len(held_out)
         image = normalization.apply(p.image, p.stats, channel_axis=0)
-        plane = _prepare_plane(image, p.labels, p.region, held_out, config, pad, halo(depth))
+        plane = _prepare_plane(
+            image, p.labels, p.region, held_out, config, pad, halo(depth), machine[i]
+        )
         if plane is not None:
             planes.append(plane)
     if not planes:
@@ -420,13 +422,16 @@ def _prepare_plane(
     cfg: TrainConfig,
     pad: int,
     context: int,
+    copied: Any = None,
 ) -> TrainingPlane | None:
     """One plane ready for sampling, or None when none of its annotation is left for training.
 
     ``labels`` are 0 outside ``region``; the cells ``held_out`` and the annotated
     pixels nearest to them are kept for validation. ``pad`` pixels of mirrored
     context on each side let every tile be cut from it; ``context`` is the
-    network's halo (for the cost of validation windows).
+    network's halo (for the cost of validation windows). ``copied``: ids of cells
+    copied from a prediction and not edited; trained on, but left out of the cells
+    and the region the calibration scores (they are the model's, not the user's).
     """
     val_area = validation_area(labels, region, held_out)
     train_region = region & ~val_area
@@ -463,9 +468,16 @@ def _prepare_plane(
         pad=pad,
         shape=labels.shape,
         validation=crops,
-        annotation=labels,
-        region=region,
+        **_calibration_cells(labels, region, copied),
     )
+
+
+def _calibration_cells(labels: np.ndarray, region: np.ndarray, copied: Any) -> dict[str, Any]:
+    """The plane's human cells and where they are scored (copied cells left out)."""
+    if copied is None or not len(copied):
+        return {"annotation": labels, "region": region}
+    machine = np.isin(labels, np.asarray(copied))
+    return {"annotation": np.where(machine, 0, labels), "region": region & ~machine}
 
 
 def validation_windows(area: np.ndarray, context: int) -> list[tuple[int, int, int, int]]:
