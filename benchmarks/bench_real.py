@@ -33,7 +33,7 @@ import numpy as np
 import tifffile
 
 from napari_unet import load_bundled_model, load_model
-from napari_unet.metrics import match_instances, pooled_ap
+from napari_unet.metrics import error_breakdown, match_instances, pooled_ap
 from napari_unet.segment import segment
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -41,46 +41,6 @@ FRAMES = ("hela_t0", "hela_t19")
 # The CHO stack's Z step relative to its pixel (the data's README says "much coarser").
 CHO_VOXEL = (5.0, 1.0, 1.0)
 THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)
-
-
-def error_breakdown(true: np.ndarray, pred: np.ndarray) -> dict[str, int]:
-    """False objects split into pieces of a labelled nucleus and the rest; fragmented nuclei.
-
-    Parameters
-    ----------
-    true, pred : numpy.ndarray
-        Integer label images of one shape; 0 is background.
-
-    Returns
-    -------
-    dict
-        ``false_pieces``, ``false_nothing``: predictions unmatched at IoU 0.5 that lie
-        at least half inside one labelled nucleus, and the others; ``fragmented``:
-        labelled nuclei holding two or more predictions that each lie at least half
-        inside them.
-    """
-    t = np.asarray(true).ravel().astype(np.int64)
-    p = np.asarray(pred).ravel().astype(np.int64)
-    tid, t_inv = np.unique(t, return_inverse=True)
-    pid, p_inv = np.unique(p, return_inverse=True)
-    inter = np.bincount(t_inv * len(pid) + p_inv, minlength=len(tid) * len(pid))
-    inter = inter.reshape(len(tid), len(pid))
-    area_p = inter.sum(0)[pid != 0]
-    area_t = inter.sum(1)[tid != 0]
-    inside = inter[tid != 0][:, pid != 0]  # true nuclei x predictions, background left out
-    if inside.size == 0:
-        return {"false_pieces": 0, "false_nothing": int(area_p.size), "fragmented": 0}
-    best = inside.argmax(0)  # each prediction's main nucleus
-    overlap = inside.max(0)
-    piece = overlap >= 0.5 * area_p
-    # IoU above 0.5 with its main nucleus is the (unique) match at 0.5
-    matched = overlap > 0.5 * (area_t[best] + area_p - overlap)
-    per_nucleus = np.bincount(best[piece], minlength=len(area_t))
-    return {
-        "false_pieces": int((~matched & piece).sum()),
-        "false_nothing": int((~matched & ~piece).sum()),
-        "fragmented": int((per_nucleus >= 2).sum()),
-    }
 
 
 def score(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -160,3 +160,27 @@ def test_bad_overrides_are_one_sentence(model):
         segment(model, _scene(), rescale=1.0, threshold=1.5)
     with pytest.raises(NapariUnetError, match="method"):
         labels_from_probabilities(predict_tiled(model, _scene()), model=model, method="x")
+
+
+def test_a_known_diameter_scales_the_default_watershed():
+    from napari_unet.postprocess import resolve_postprocess
+    from napari_unet.postprocess.resolver import DEFAULTS, H_PER_DIAMETER, SMOOTHING_PER_DIAMETER
+
+    class Recommends:
+        metadata = {"postprocess": {"h": 2.0}}
+
+    assert resolve_postprocess(None) == resolve_postprocess(None, diameter=None) == DEFAULTS
+    big = resolve_postprocess(None, diameter=40.0)
+    assert big["h"] == pytest.approx(H_PER_DIAMETER * 40) and big["h"] > DEFAULTS["h"]
+    assert big["smoothing"] == pytest.approx(SMOOTHING_PER_DIAMETER * 40)
+    small = resolve_postprocess(None, diameter=6.0)  # floors: never below the fixed rule's h
+    assert small["h"] == DEFAULTS["h"] and small["smoothing"] == 1.0
+    # what the caller or the model says wins over the size
+    assert resolve_postprocess(None, {"h": 0.7}, diameter=40.0)["h"] == 0.7
+    assert resolve_postprocess(Recommends(), diameter=40.0)["h"] == 2.0
+    assert resolve_postprocess(Recommends(), diameter=40.0)["smoothing"] == pytest.approx(2.4)
+    # the 3D watershed of the views mode keeps its own
+    views = resolve_postprocess(None, diameter=40.0, stack="views")
+    assert views == resolve_postprocess(None, stack="views")
+    for bad in (0.0, -3.0, float("nan"), "25"):
+        assert resolve_postprocess(None, diameter=bad) == DEFAULTS

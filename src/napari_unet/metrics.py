@@ -12,6 +12,7 @@ from .errors import NapariUnetError
 __all__ = [
     "InstanceScores",
     "Matching",
+    "error_breakdown",
     "instance_scores",
     "iou_matrix",
     "match_instances",
@@ -171,3 +172,43 @@ def pooled_ap(matchings: list[Matching], threshold: float = 0.5) -> float:
     if nt == 0 and npred == 0:
         return 1.0
     return tp / (nt + npred - tp)
+
+
+def error_breakdown(true: np.ndarray, pred: np.ndarray) -> dict[str, int]:
+    """False objects split into pieces of a labelled nucleus and the rest; fragmented nuclei.
+
+    Parameters
+    ----------
+    true, pred : numpy.ndarray
+        Integer label images of one shape; 0 is background.
+
+    Returns
+    -------
+    dict
+        ``false_pieces``, ``false_nothing``: predictions unmatched at IoU 0.5 that lie
+        at least half inside one labelled nucleus, and the others; ``fragmented``:
+        labelled nuclei holding two or more predictions that each lie at least half
+        inside them.
+    """
+    t = np.asarray(true).ravel().astype(np.int64)
+    p = np.asarray(pred).ravel().astype(np.int64)
+    tid, t_inv = np.unique(t, return_inverse=True)
+    pid, p_inv = np.unique(p, return_inverse=True)
+    inter = np.bincount(t_inv * len(pid) + p_inv, minlength=len(tid) * len(pid))
+    inter = inter.reshape(len(tid), len(pid))
+    area_p = inter.sum(0)[pid != 0]
+    area_t = inter.sum(1)[tid != 0]
+    inside = inter[tid != 0][:, pid != 0]  # true nuclei x predictions, background left out
+    if inside.size == 0:
+        return {"false_pieces": 0, "false_nothing": int(area_p.size), "fragmented": 0}
+    best = inside.argmax(0)  # each prediction's main nucleus
+    overlap = inside.max(0)
+    piece = overlap >= 0.5 * area_p
+    # IoU above 0.5 with its main nucleus is the (unique) match at 0.5
+    matched = overlap > 0.5 * (area_t[best] + area_p - overlap)
+    per_nucleus = np.bincount(best[piece], minlength=len(area_t))
+    return {
+        "false_pieces": int((~matched & piece).sum()),
+        "false_nothing": int((~matched & ~piece).sum()),
+        "fragmented": int((per_nucleus >= 2).sum()),
+    }

@@ -277,7 +277,11 @@ def iter_segment(
         # the caller's min_size is in the image's pixels, the model's (calibrated on its
         # training images) at the network's scale, where the labels are made
         size = None if min_size is None else round(min_size * f * f)
-        options = resolve_postprocess(model, dict(postprocess, threshold=threshold, min_size=size))
+        # objects of ``chosen`` px in the image are ``chosen * f`` px where labels are made
+        known = None if chosen is None else chosen * f
+        options = resolve_postprocess(
+            model, dict(postprocess, threshold=threshold, min_size=size), diameter=known
+        )
         labels = labels_from_probabilities(prob, **options)
         if f != 1.0:
             labels = resize_spatial(labels, spatial, labels=True)

@@ -23,6 +23,7 @@ def labels_from_probabilities(
     smoothing: float | None = None,
     seed_threshold: float | None = None,
     min_confidence: float | None = None,
+    diameter: float | None = None,
 ) -> np.ndarray:
     """Instance labels from softmax probabilities.
 
@@ -63,11 +64,13 @@ def labels_from_probabilities(
     h : float or None
         Watershed only: how far, in pixels of distance to the background, a
         centre must rise above the neck that joins it to a larger one to become
-        an object of its own (default 0.5). Larger values split less.
+        an object of its own (default 0.5, or 0.05 ``diameter`` where that is
+        given). Larger values split less.
     smoothing : float or None
         Watershed only: standard deviation in pixels of the Gaussian applied to
         the distance transform, which irons out ragged outlines that would
-        otherwise seed extra objects (default 1.5). 0 turns it off.
+        otherwise seed extra objects (default 1.5, or 0.06 ``diameter`` where
+        that is given, at least 1). 0 turns it off.
     seed_threshold : float or None
         Watershed only: the seeds are the h-maxima of the distance transform of
         the pixels above this probability (the confident cores, which the dips
@@ -78,6 +81,11 @@ def labels_from_probabilities(
         faint out-of-focus specks and debris the network is unsure of. 0 (the
         default) keeps all. The bundled model recommends 0.7 (chosen with
         ``benchmarks/bench_instances.py``).
+    diameter : float or None
+        The objects' typical diameter in pixels, where known (``segment``
+        passes its estimate): the default ``h`` and ``smoothing`` scale with
+        it, so a large nucleus is not cut at a dent of its outline. Options
+        given here or recommended by the model are kept.
 
     Returns
     -------
@@ -102,5 +110,6 @@ def labels_from_probabilities(
             seed_threshold=seed_threshold,
             min_confidence=min_confidence,
         ),
+        diameter=diameter,
     )
     return label_instances(probabilities, **options)

@@ -17,6 +17,8 @@ from .rules import METHODS
 
 __all__ = [
     "DEFAULTS",
+    "H_PER_DIAMETER",
+    "SMOOTHING_PER_DIAMETER",
     "RECOMMENDABLE",
     "H_3D",
     "SMOOTHING_3D",
@@ -39,6 +41,13 @@ DEFAULTS: dict[str, Any] = {
 #: is smooth already, and smoothing the distance map or a larger h merged touching nuclei
 #: (3D AP@0.5 0.957 vs 0.938 at 1:1, 0.870 vs 0.824 at 1:4; bench_volume.py --sweep).
 H_3D, SMOOTHING_3D = 0.5, 0.0
+#: Where the object diameter d is known (``segment`` estimates it), the watershed's
+#: h and smoothing follow it: h = max(0.5, 0.05 d), smoothing = max(1.0, 0.06 d) px.
+#: A fixed h of 0.5 px cut large real nuclei at every dent of their outline (HeLa,
+#: ~27 px: 8-9 nuclei in two pieces per frame), while small touching synthetic
+#: nuclei need it that low; scaled, both hold (docs/benchmarks.md, issue 25).
+H_PER_DIAMETER, SMOOTHING_PER_DIAMETER = 0.05, 0.06
+_H_FLOOR, _SMOOTHING_FLOOR = 0.5, 1.0
 #: Options a model may recommend in ``metadata["postprocess"]``.
 RECOMMENDABLE = tuple(DEFAULTS)
 # a 2D rule's distances do not carry over to the 3D watershed of the views mode
@@ -73,6 +82,7 @@ def resolve_postprocess(
     *,
     stack: str = "planes",
     fallback: dict[str, Any] | None = None,
+    diameter: float | None = None,
 ) -> dict[str, Any]:
     """The instance options of one run.
 
@@ -90,6 +100,11 @@ def resolve_postprocess(
     fallback : dict or None
         Values used where neither the caller nor the model says (e.g. a
         training configuration's ``min_size``), before :data:`DEFAULTS`.
+    diameter : float or None
+        The objects' typical diameter in pixels of the probabilities, where
+        known. The watershed's default ``h`` and ``smoothing`` then scale with
+        it (:data:`H_PER_DIAMETER`, :data:`SMOOTHING_PER_DIAMETER`); values
+        from the caller, the model or ``fallback`` are kept as they are.
 
     Returns
     -------
@@ -104,6 +119,11 @@ def resolve_postprocess(
     if stack == "views":
         defaults.update(h=H_3D, smoothing=SMOOTHING_3D)
         recommended = {k: v for k, v in recommended.items() if k not in _NOT_IN_VIEWS}
+    if stack != "views" and _is_number(diameter) and diameter > 0:
+        defaults.update(
+            h=max(_H_FLOOR, H_PER_DIAMETER * diameter),
+            smoothing=max(_SMOOTHING_FLOOR, SMOOTHING_PER_DIAMETER * diameter),
+        )
     out = {**defaults, **(fallback or {}), **recommended, **given}
     seed = out["seed_threshold"]
     if "seed_threshold" not in given and _is_number(seed) and _is_number(out["threshold"]):
