@@ -159,7 +159,7 @@ def test_min_size_applies_to_whole_objects(mask_net, tmp_path):
 
 
 def test_display_levels(mask_net, cells_mask, tmp_path, monkeypatch):
-    monkeypatch.setattr(bigimage.output, "_PYRAMID_STOP", 64)
+    monkeypatch.setattr(bigimage.levels, "_PYRAMID_STOP", 64)
     r = predict_to_zarr(mask_net, cells_mask, tmp_path / "p.zarr", chunk=64, normalization=False)
     assert len(r.labels) == 2
     full = r.labels[0].compute()

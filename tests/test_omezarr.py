@@ -28,7 +28,7 @@ def model():
 @pytest.fixture
 def two_levels(monkeypatch):
     """Display levels from 64 pixels on, so that small images get a pyramid."""
-    monkeypatch.setattr(bigimage.output, "_PYRAMID_STOP", 64)
+    monkeypatch.setattr(bigimage.levels, "_PYRAMID_STOP", 64)
 
 
 def _nodes(path):

@@ -217,7 +217,7 @@ def test_cli_segments_a_zarr_stack_in_3d(tmp_path, thresh, capsys):
 def test_ome_zarr_stack_gives_voxel_size_and_display_levels(tmp_path, thresh, monkeypatch):
     from napari_unet import bigimage
 
-    monkeypatch.setattr(bigimage.output, "_PYRAMID_STOP", 32)  # small images get a pyramid
+    monkeypatch.setattr(bigimage.levels, "_PYRAMID_STOP", 32)  # small images get a pyramid
     image, _ = _balls((8, 64, 64), [(4, 32, 32)], 10.0)
     image = image[::2]  # Z step 2x the pixel size: the ball is squashed in the array
     g = zarr.open_group(str(tmp_path / "raw.zarr"), mode="w", zarr_format=3)

@@ -37,6 +37,7 @@ from .sizing import (
 )
 from .tiling import iter_predict_tiled
 from .tta import check_tta
+from .volume.axes import STACK_MODES  # defined once, where the modes are checked
 
 if TYPE_CHECKING:
     import torch
@@ -50,10 +51,6 @@ __all__ = [
     "check_diameter", "recommended_postprocess",
 ]  # fmt: skip
 
-#: How a stack is segmented: ``"planes"`` (each plane on its own, also for time-lapse),
-#: ``"linked"`` (plane objects joined across planes), ``"views"`` (XY, XZ and YZ planes
-#: predicted and averaged, then a 3D watershed). See :mod:`napari_unet.volume`.
-STACK_MODES = ("planes", "linked", "views")
 
 # Resizing below this factor would leave too little of an object to see.
 _MIN_RESCALE, _MAX_RESCALE = 1 / 16, 16.0

@@ -12,7 +12,7 @@ from napari_unet.bigimage import predict_to_zarr
 def test_napari_opens_the_ome_zarr_result_lazily_with_its_scale(
     make_napari_viewer, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(bigimage.output, "_PYRAMID_STOP", 64)
+    monkeypatch.setattr(bigimage.levels, "_PYRAMID_STOP", 64)
     net = UNet(base_channels=4, depth=3, dropout=0.0)
     image = np.random.default_rng(0).random((150, 130)).astype(np.float32)
     out = tmp_path / "cells.zarr"

@@ -24,13 +24,20 @@ with ``into_input`` a label image added to the input OME-Zarr image.
 
 The package, one idea per module:
 
-- :mod:`.api`: :func:`predict_to_zarr` and :func:`iter_predict_to_zarr`, the order of the phases;
+- :mod:`.api`: :func:`predict_to_zarr` and :func:`iter_predict_to_zarr`, which path runs;
+- :mod:`.checks`: the arguments checked before any work;
+- :mod:`.chunked`: the chunk-by-chunk path (2D, and stacks plane by plane), its phases;
 - :mod:`.inputs`: opening zarr, OME-Zarr and TIFF images lazily;
 - :mod:`.chunks`: chunk planning and the mirrored source window of each chunk;
 - :mod:`.tasks`: the work on one chunk (predict, label, relabel);
-- :mod:`.merge`: the id merge across chunk faces;
+- :mod:`.merge`: the id merge across chunk (and slab) faces;
 - :mod:`.stack3d`: Z-stacks as 3D objects, slab by slab in Z (``stack="linked"/"views"``);
-- :mod:`.output`: our zarr output, its display levels, and reading it back;
+- :mod:`.slabs`: the work on one slab, and the slabs' relabelling;
+- :mod:`.store`: the store helpers both paths use (input, run metadata, work arrays);
+- :mod:`.target`: where a run writes (our store, or the input image's labels);
+- :mod:`.output`: our zarr output, opened for writing and marked complete;
+- :mod:`.levels`: its display levels;
+- :mod:`.result`: a finished result, read back (napari's reader comes here);
 - :mod:`.ngff`: the OME-Zarr (NGFF) metadata read from inputs and written for results;
 - :mod:`.runners`: dask's threads or a dask.distributed cluster, with progress;
 - :mod:`.worker`: what each process keeps (the model, one inference thread).
@@ -41,7 +48,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_names
 
 # public name -> module, imported on first use: napari's reader opens results through
-# .output (zarr and dask only) without loading the prediction engine (torch)
+# .result (zarr and dask only) without loading the prediction engine (torch)
 _LAZY = {
     "DEFAULT_LABEL_MARGIN": "api",
     "ChunkProgress": "api",
@@ -49,9 +56,9 @@ _LAZY = {
     "predict_to_zarr": "api",
     "DEFAULT_CHUNK": "inputs",
     "open_image_lazily": "inputs",
-    "FORMAT_VERSION": "output",
-    "ZarrPrediction": "output",
-    "open_prediction": "output",
+    "FORMAT_VERSION": "result",
+    "ZarrPrediction": "result",
+    "open_prediction": "result",
 }
 
 __all__ = [
@@ -71,4 +78,4 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 if TYPE_CHECKING:
     from .api import DEFAULT_LABEL_MARGIN, ChunkProgress, iter_predict_to_zarr, predict_to_zarr
     from .inputs import DEFAULT_CHUNK, open_image_lazily
-    from .output import FORMAT_VERSION, ZarrPrediction, open_prediction
+    from .result import FORMAT_VERSION, ZarrPrediction, open_prediction

@@ -1,7 +1,8 @@
 """Where the chunk tasks run: dask's local threads, or a dask.distributed cluster.
 
 A runner shares the model with its workers, runs a list of tasks while yielding
-how many have finished, and stops the tasks under way when its generator is closed.
+how many have finished, and stops the tasks under way when its generator is closed;
+:func:`run_phase` turns that count into progress events.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import dask
 
 from ..errors import NapariUnetError
+from ..events import ChunkProgress
 
-__all__ = ["DistributedRunner", "RunCancelled", "ThreadRunner", "make_runner"]
+__all__ = ["DistributedRunner", "RunCancelled", "ThreadRunner", "make_runner", "run_phase"]
 
 
 class RunCancelled(Exception):
@@ -144,3 +146,25 @@ def make_runner(
         f"The scheduler must be None, 'threads', a dask.distributed Client or a scheduler "
         f"address; got {scheduler!r}."
     )
+
+
+def run_phase(
+    runner: ThreadRunner | DistributedRunner,
+    tasks: list,
+    name: str,
+    done: int,
+    total: int,
+    serial: bool = False,
+) -> Generator[ChunkProgress, None, list]:
+    """Run one pass: an event as it starts, then one per finished chunk; returns the results."""
+    yield ChunkProgress(name, done, total)
+    gen = runner.run(tasks, serial=serial)
+    try:
+        while True:
+            try:
+                step = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield ChunkProgress(name, done + step, total)
+    finally:
+        gen.close()  # a closed caller cancels the pass

@@ -21,35 +21,26 @@ import os
 from collections.abc import Generator, Sequence
 from typing import Any
 
+import dask.array as da
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import NapariUnetError
+from ..events import ChunkProgress
 from ..model import UNet
-from ..postprocess import METHODS, labels_from_probabilities, resolve_postprocess
-from ..postprocess.rules import keep_confident
-from ..tiling import iter_predict_tiled, resolve_normalization
+from ..normalization import Normalization
+from ..postprocess import resolve_postprocess
+from ..tiling import resolve_normalization
 from ..tta import check_tta
 from ..volume.axes import check_stack_mode, z_to_front
-from ..volume.instances import labels_3d
-from ..volume.linking import LINK_IOU, drop_small_3d, link_planes
-from ..volume.pipeline import default_min_volume
-from ..volume.views import iter_predict_views
+from ..volume.options import ViewsLabelling, take_3d_options
 from ..volume.voxels import check_voxel_size, isotropic_factors, scaled_shape
-from .api import (
-    ChunkProgress,
-    _check_counts,
-    _label_dtype,
-    _open_image,
-    _run_metadata,
-    _source_ref,
-    _write_metadata,
-)
-from .chunks import chunk_shape, image_axes
+from .checks import check_counts, check_destination, check_postprocess
+from .chunks import ImageAxes, chunk_shape, image_axes
 from .merge import merge_pairs
-from .ngff import Spatial
+from .ngff import SourceImage, Spatial
 from .output import (
     LABEL_NAME,
+    ZarrPrediction,
     create_label_levels,
     create_probability_levels,
     mark_complete,
@@ -57,7 +48,8 @@ from .output import (
     pyramid_levels,
     read_result,
 )
-from .tasks import core_ids
+from .slabs import STEPS_PER_SLAB, SlabRun, relabel_slabs, segment_slabs
+from .store import label_dtype, open_input, source_ref, start_metadata
 
 __all__ = ["iter_predict_stack_to_zarr", "plan_slabs", "DEFAULT_SLAB_BUDGET"]
 
@@ -66,8 +58,6 @@ DEFAULT_SLAB_BUDGET = 1 << 30
 #: Planes of probabilities around a "views" slab that its 3D watershed sees, in
 #: in-plane pixels (converted to planes by the voxel size); as 2D's label margin.
 VIEWS_LABEL_MARGIN = 32
-# progress steps per slab while it is predicted (a slab may take minutes)
-_SUB = 100
 # float32 arrays per voxel and class while a slab is in flight (three views, their
 # sum, the foreground, the watershed's distance map and labels), measured loosely.
 _BYTES_PER_VOXEL_CLASS = 20
@@ -95,10 +85,6 @@ def _halos(model: UNet, stack: str, factors: Sequence[float], label_margin: int 
     return margin, context
 
 
-def _zcut(a: np.ndarray, start: int, stop: int, has_channels: bool) -> np.ndarray:
-    return a[:, start:stop] if has_channels else a[start:stop]
-
-
 def iter_predict_stack_to_zarr(
     model: UNet,
     image: Any,
@@ -123,7 +109,7 @@ def iter_predict_stack_to_zarr(
     memory_budget: int | None = None,
     overwrite: bool = False,
     **postprocess: Any,
-) -> Generator[ChunkProgress, None, Any]:
+) -> Generator[ChunkProgress, None, ZarrPrediction]:
     """Segment a ``(Z, H, W)`` stack as 3D objects slab by slab into an OME-Zarr store.
 
     :func:`~napari_unet.bigimage.predict_to_zarr` with ``stack="linked"`` or
@@ -182,22 +168,107 @@ def iter_predict_stack_to_zarr(
     joined differently there, as with 2D chunks.
     """
     stack = check_stack_mode(stack)
+    given = dict(postprocess, threshold=threshold, min_size=min_size)
+    opts, tta = _check_arguments(model, stack, given, output, batch_size, tta, z_chunk)
+    threshold, min_size = opts.pop("threshold"), opts.pop("min_size")
+    image, source = open_input(model, image)
+    axes = _stack_axes(model, image, stack)
+    vs, spatial = _voxels(voxel_size, scale, source)
+    link_iou, min_volume = take_3d_options(opts, min_size, vs)
+    views = _views_labelling(model, stack, opts, threshold)
+    geometry = _plan(model, axes, stack, vs, label_margin, z_chunk, memory_budget)
+    chunk_px = chunk_shape(model, axes, chunk)
+    norm = resolve_normalization(model, normalization)
+    total = 1 + (STEPS_PER_SLAB + 1) * len(geometry["slabs"])
+
+    target = open_output(output, overwrite, axes=axes, spatial=spatial, source=source)
+    target.source_ref = source_ref(target, source, output)
+    stats = yield from _statistics(norm, image, axes.has_channels, total)
+    labelling = {
+        "stack": stack, "voxel_size": list(vs), "threshold": threshold, "min_size": min_size,
+        "min_volume": min_volume, "z_chunk": geometry["z_chunk"], "margin": geometry["margin"],
+        "z_context": geometry["context"], "postprocess": dict(postprocess),
+    }  # fmt: skip
+    meta = start_metadata(
+        target, (model, image, norm, stats), chunk_px, None, labelling,
+        tta=tta, precision=str(precision), source=source,
+    )  # fmt: skip
+    local = target.create_array(
+        target.label, "_work/local_labels", shape=axes.out_shape(), chunks=(1, *chunk_px),
+        dtype="int32",
+    )  # fmt: skip
+    n_levels = pyramid_levels(axes, chunk_px)
+    run = SlabRun(
+        model, image, axes, stack, (norm, stats), geometry, total,
+        forward=dict(
+            tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta,
+            precision=precision,
+        ),
+        planes=(threshold, min_size, opts, link_iou), views=views, voxel_size=vs,
+        prob_levels=(
+            create_probability_levels(target, axes, chunk_px, n_levels, model.n_classes)
+            if probabilities else []
+        ),
+    )  # fmt: skip
+    results, pairs = yield from segment_slabs(run, local)
+    luts, sizes = merge_pairs(results, *pairs, min_volume)
+    dtype = label_dtype(len(sizes))
+    levels = create_label_levels(target, axes, chunk_px, n_levels, dtype)
+    yield from relabel_slabs(run, local, levels, luts, dtype)
+    mark_complete(target, meta, axes, chunk_px, n_levels, sizes, dtype, probabilities)
+    yield ChunkProgress("done", total, total)
+    return read_result(target.root, str(output))
+
+
+def _check_arguments(
+    model: UNet, stack: str, given: dict, output: Any, batch_size: int, tta: Any, z_chunk: Any
+) -> tuple[dict, bool]:
+    """The post-processing options resolved for ``stack`` and ``tta``, checked before any work.
+
+    The model's recommendation under the caller's options: the in-memory 3D modes' policy.
+    """
     if stack == "planes":
         raise NapariUnetError("Slabs are for 3D objects; use stack='linked' or 'views'.")
-    # the model's recommendation under the caller's options: the in-memory 3D modes' policy
-    opts = resolve_postprocess(
-        model, dict(postprocess, threshold=threshold, min_size=min_size), stack=stack
-    )
-    threshold, min_size = opts.pop("threshold"), opts.pop("min_size")
-    _check_counts(batch_size=batch_size, min_size=min_size)
+    opts = resolve_postprocess(model, given, stack=stack)
+    threshold, min_size = opts["threshold"], opts["min_size"]
+    check_counts(batch_size=batch_size, min_size=min_size)
     tta = check_tta(tta)
-    if output is None:
-        raise NapariUnetError("Name the zarr store to write the result to.")
+    check_destination(output, False, False)
     if z_chunk is not None and (not isinstance(z_chunk, int | np.integer) or z_chunk < 1):
         raise NapariUnetError(f"z_chunk must be a number of planes, 1 or more; got {z_chunk}.")
     if not 0.0 < threshold < 1.0:
         raise NapariUnetError(f"The threshold must be between 0 and 1, got {threshold}.")
-    image, source = _open_image(model, image)
+    return opts, tta
+
+
+def _voxels(
+    voxel_size: Any, scale: Sequence[float] | None, source: SourceImage | None
+) -> tuple[tuple, Spatial]:
+    """The voxel size (checked) and the placement the result records.
+
+    The voxel size defaults to ``scale``, else the OME-Zarr image's pixel sizes;
+    the recorded scale to the voxel size.
+    """
+    if voxel_size is None:  # the pixel sizes the image comes with, if any
+        voxel_size = scale if scale is not None else source.spatial(3).scale if source else None
+    vs = check_voxel_size(voxel_size)
+    if scale is None and source is None:
+        scale = vs
+    return vs, Spatial.plain(3, scale) if scale is not None else source.spatial(3)
+
+
+def _views_labelling(
+    model: UNet, stack: str, opts: dict, threshold: float
+) -> ViewsLabelling | None:
+    """The views mode's labelling; for linked, the 2D options checked now, not after a slab."""
+    if stack == "views":
+        return ViewsLabelling.take(dict(opts, threshold=threshold))
+    check_postprocess(model.n_classes, threshold, opts)
+    return None
+
+
+def _stack_axes(model: UNet, image: da.Array, stack: str) -> ImageAxes:
+    """The axes of a ``(Z, H, W)`` stack (channels first for several); else one sentence."""
     has_channels = int(model.in_channels) > 1
     spatial_shape = tuple(int(s) for s in image.shape[1 if has_channels else 0 :])
     if len(spatial_shape) != 3:
@@ -206,258 +277,45 @@ def iter_predict_stack_to_zarr(
             f"3D objects on a zarr store need a stack (Z, H, W); got shape {tuple(image.shape)}."
         )
     z_to_front(spatial_shape, stack, None)
-    axes = image_axes(model, image)
-    if voxel_size is None:  # the pixel sizes the image comes with, if any
-        voxel_size = scale if scale is not None else source.spatial(3).scale if source else None
-    vs = check_voxel_size(voxel_size)
-    link_iou = float(opts.pop("link_iou", LINK_IOU))
-    min_volume = opts.pop("min_volume", None)
-    min_volume = default_min_volume(min_size, vs) if min_volume is None else int(min_volume)
-    if min_volume < 0:
-        raise NapariUnetError(f"min_volume must be 0 or more, got {min_volume}.")
-    if stack == "views":
-        method = opts.pop("method")
-        if method not in METHODS:
-            raise NapariUnetError(f"Unknown method {method!r}; use {' or '.join(METHODS)}.")
-        h3, smooth3 = float(opts.pop("h")), float(opts.pop("smoothing"))
-        seed_threshold = opts.pop("seed_threshold")
-        min_confidence = float(opts.pop("min_confidence"))
-        if opts:
-            raise NapariUnetError(f"Unknown option(s) for 3D objects: {', '.join(sorted(opts))}.")
-    else:
-        labels_from_probabilities(  # the 2D options, checked now rather than after a slab
-            np.full((model.n_classes, 1, 1), 1.0 / model.n_classes, np.float32),
-            threshold=threshold,
-            min_size=0,
-            **opts,
-        )
-    if scale is None and source is None:
-        scale = vs
-    spatial = Spatial.plain(3, scale) if scale is not None else source.spatial(3)
+    return image_axes(model, image)
+
+
+def _plan(
+    model: UNet,
+    axes: ImageAxes,
+    stack: str,
+    voxel_size: tuple,
+    label_margin: int | None,
+    z_chunk: int | None,
+    memory_budget: int | None,
+) -> dict:
+    """The resampling factors, the halos, the planes per slab and the slabs."""
     Z, (H, W) = axes.n_planes, axes.shape
-    factors = isotropic_factors(vs)
+    factors = isotropic_factors(voxel_size)
     # windows resample Z by the whole stack's effective factor (its planes are rounded)
     factors = (scaled_shape((Z,), factors[:1])[0] / Z, *factors[1:])
     margin, context = _halos(model, stack, factors, label_margin)
-    K = int(model.n_classes)
     if z_chunk is None:
-        per_plane = H * W * (_BYTES_PER_VOXEL_CLASS * K + 4 * axes.n_channels)
+        per_plane = H * W * (_BYTES_PER_VOXEL_CLASS * int(model.n_classes) + 4 * axes.n_channels)
         fits = (memory_budget or DEFAULT_SLAB_BUDGET) // max(per_plane, 1)
         # slabs thinner than their halo would predict the halo's side views many
         # times over: at most 3x the work, even if that takes more than the budget
         z_chunk = max(int(fits) - 2 * (margin + context), margin + context, 1)
     z_chunk = min(int(z_chunk), Z)
-    slabs = plan_slabs(Z, z_chunk)
-    n = len(slabs)
-    chunk_px = chunk_shape(model, axes, chunk)
-    norm = resolve_normalization(model, normalization)
-    total = 1 + _SUB * n + n
+    return {
+        "factors": factors,
+        "margin": margin,
+        "context": context,
+        "z_chunk": z_chunk,
+        "slabs": plan_slabs(Z, z_chunk),
+    }
 
-    target = open_output(output, overwrite, axes=axes, spatial=spatial, source=source)
-    target.source_ref = _source_ref(target, source, output)
+
+def _statistics(
+    norm: Normalization, image: da.Array, has_channels: bool, total: int
+) -> Generator[ChunkProgress, None, np.ndarray]:
+    """The normalisation's statistics of the whole stack, computed once."""
     yield ChunkProgress("statistics", 0, total)
     stats = norm.statistics(image, channel_axis=0 if has_channels else None)
     yield ChunkProgress("statistics", 1, total)
-    labelling = {
-        "stack": stack,
-        "voxel_size": list(vs),
-        "threshold": threshold,
-        "min_size": min_size,
-        "min_volume": min_volume,
-        "z_chunk": z_chunk,
-        "margin": margin,
-        "z_context": context,
-        "postprocess": dict(postprocess),
-    }
-    meta = _run_metadata(model, image, norm, stats, chunk_px, None, labelling, tta)
-    meta["precision"] = str(precision)
-    if source is not None:
-        meta["source_image"] = str(source.path)
-    _write_metadata(target, meta)
-    local = target.create_array(
-        target.label,
-        "_work/local_labels",
-        shape=(Z, H, W),
-        chunks=(1, *chunk_px),
-        dtype="int32",
-    )
-    n_levels = pyramid_levels(axes, chunk_px)
-    prob_levels = []
-    if probabilities:
-        prob_levels = create_probability_levels(target, axes, chunk_px, n_levels, K)
-    forward = dict(
-        tile_shape=tile_shape, batch_size=batch_size, device=device, tta=tta, precision=precision
-    )
-
-    yield ChunkProgress("predict", 1, total)
-    results, src, dst = [], [], []
-    above, above_n, offset = None, 0, 0
-    for k, (z0, z1) in enumerate(slabs):
-        ls, le = max(0, z0 - margin), min(Z, z1 + margin)
-        ps, pe = ls, le
-        if stack == "views":
-            ps, pe = _side_window(ls, le, Z, context, factors[0], model.pooling_factor)
-        window = np.asarray(_zcut(image, ps, pe, has_channels))
-        window = norm.apply(window, stats, channel_axis=0 if has_channels else None)
-        step = (1 + _SUB * k, total)  # where this slab's steps start, of how many
-        if stack == "linked":
-            prob = yield from _forward(
-                iter_predict_tiled(
-                    model, _zcut(window, ls - ps, le - ps, has_channels), normalization=False,
-                    **forward,
-                ),
-                step, (0.0, 1.0),
-            )  # fmt: skip
-            planes = labels_from_probabilities(prob, threshold=threshold, min_size=min_size, **opts)
-            ext = link_planes(planes, iou=link_iou, min_volume=0)
-        else:
-            prob = None
-            for i, view in enumerate(("XY", "XZ", "YZ")):
-                part = window if view != "XY" else _zcut(window, ls - ps, le - ps, has_channels)
-                p = yield from _forward(
-                    iter_predict_views(
-                        model, part, has_channels=has_channels, factors=factors,
-                        views=(view,), normalization=False, **forward,
-                    ),
-                    step, (i / 3, (i + 1) / 3),
-                )  # fmt: skip
-                if view != "XY":
-                    p = p[:, ls - ps : le - ps]
-                # the in-memory order of operations: xy, += xz, += yz, /= 3
-                prob = p if prob is None else np.add(prob, p, out=prob)
-                del p
-            prob /= np.float32(3)
-            fg = np.subtract(np.float32(1.0), prob[0])
-            if method == "components":
-                ext = drop_small_3d(ndi.label(fg > threshold)[0], 0)
-            else:
-                s = min(vs[1], vs[2])
-                ext = labels_3d(
-                    fg,
-                    threshold=threshold,
-                    sampling=[v / s for v in vs],
-                    min_volume=0,
-                    h=h3,
-                    smoothing=smooth3,
-                    seed_threshold=seed_threshold,
-                )
-            ext = keep_confident(ext, fg, min_confidence)
-            del fg
-        part = _crop_slab(ext, local, z0 - ls, z0, z1, H * W)
-        # only the faces between this slab and the last are kept, never all of them
-        if above is not None:
-            a, b = _touching(above, part["faces"]["top"])
-            src.append(offset - above_n + a - 1)
-            dst.append(offset + b - 1)
-        above, above_n = part.pop("faces")["bottom"], part["n"]
-        offset += part["n"]
-        results.append(part)
-        if prob_levels:
-            prob_levels[0][:, z0:z1] = prob[:, z0 - ls : z1 - ls]
-        del prob, ext, window
-        yield ChunkProgress("predict", 1 + _SUB * (k + 1), total)
-
-    empty = np.zeros(0, np.int64)
-    pairs = [np.concatenate(src) if src else empty, np.concatenate(dst) if dst else empty]
-    luts, sizes = merge_pairs(results, *pairs, min_volume)
-    dtype = _label_dtype(len(sizes))
-    levels = create_label_levels(target, axes, chunk_px, n_levels, dtype)
-    yield ChunkProgress("relabel", 1 + _SUB * n, total)
-    for k, (z0, z1) in enumerate(slabs):
-        final = luts[k].astype(dtype)[np.asarray(local[z0:z1])]
-        for lv, arr in enumerate(levels):
-            s = 2**lv
-            arr[z0:z1] = final[:, ::s, ::s]
-            if lv and prob_levels:
-                prob_levels[lv][:, z0:z1] = np.asarray(prob_levels[0][:, z0:z1])[..., ::s, ::s]
-        yield ChunkProgress("relabel", 2 + _SUB * n + k, total)
-    mark_complete(target, meta, axes, chunk_px, n_levels, sizes, dtype, probabilities)
-    yield ChunkProgress("done", total, total)
-    return read_result(target.root, str(output))
-
-
-def _side_window(
-    start: int, stop: int, n_planes: int, context: int, fz: float, pooling: int
-) -> tuple[int, int]:
-    """Planes the side views of a slab read: ``start:stop`` plus ``context`` each side.
-
-    Moved outwards, when a few planes allow it, so that the window starts on the
-    network's pooling grid of the whole resampled stack and resamples to a whole
-    number of planes: its side-view tiles then compute what the whole stack's do.
-    """
-    lo, hi = max(0, start - context), min(n_planes, stop + context)
-
-    def whole(x: float) -> bool:
-        return abs(x - round(x)) < 1e-6
-
-    span = max(8 * pooling, 2 * context)
-    for ps in range(lo, max(-1, lo - span), -1):
-        if whole(ps * fz) and round(ps * fz) % pooling == 0:
-            lo = ps
-            break
-    for pe in range(hi, min(n_planes, hi + span) + 1):
-        if pe == n_planes or whole((pe - lo) * fz):
-            return lo, pe
-    return lo, hi
-
-
-def _forward(
-    gen: Generator, step: tuple[int, int], span: tuple[float, float]
-) -> Generator[ChunkProgress, None, Any]:
-    """Run a tile generator, yielding progress after each batch (cancel points); its result.
-
-    ``step`` is the slab's first step and the run's total; the tiles fill the
-    fraction ``span`` of the slab's :data:`_SUB` steps.
-    """
-    first, total = step
-    lo, hi = span
-    try:
-        while True:
-            try:
-                tiles = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            frac = lo + (hi - lo) * min(1.0, tiles.done / max(tiles.total, 1))
-            yield ChunkProgress("predict", first + min(_SUB - 1, int(_SUB * frac)), total)
-    finally:
-        gen.close()
-
-
-def _touching(above: tuple, below: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Id pairs (slab above, slab below) that are one object across their face.
-
-    As for 2D chunks: the ids meet across the face, and either slab, seeing the
-    other side in its margin, labelled them as one object.
-    """
-    p, ring_a = above
-    q, ring_b = below
-    touch = (p > 0) & (q > 0) & ((ring_a == p) | (ring_b == q))
-    return p[touch].astype(np.int64), q[touch].astype(np.int64)
-
-
-def _crop_slab(ext: np.ndarray, local: Any, top: int, z0: int, z1: int, plane: int) -> dict:
-    """Crop a slab's labels to its core, write its compact ids, return what the merge needs.
-
-    ``ext`` covers the slab and its margin, the core starting at plane ``top``;
-    as :func:`~napari_unet.bigimage.tasks.label_chunk` does for a 2D chunk, along Z.
-    """
-    core = ext[top : top + (z1 - z0)]
-    ids_core, lut, first, n = core_ids(ext, core)
-    local[z0:z1] = ids_core
-    sizes = np.bincount(ids_core.ravel(), minlength=n + 1)[1:].astype(np.int64)
-
-    def ring(z: int) -> np.ndarray | None:
-        """The margin's ids in the plane just outside the core, in the core's id space."""
-        if 0 <= z < ext.shape[0]:
-            return lut[ext[z]].astype(np.int32)
-        return None
-
-    return {
-        "n": n,
-        "sizes": sizes,
-        "keys": (z0 * plane + first).astype(np.int64),
-        "faces": {
-            "top": (ids_core[0].copy(), ring(top - 1)),
-            "bottom": (ids_core[-1].copy(), ring(top + z1 - z0)),
-        },
-    }
+    return stats

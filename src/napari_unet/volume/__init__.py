@@ -15,6 +15,7 @@ The package, one idea per module:
 - :mod:`.views`: prediction of the three views into one probability volume;
 - :mod:`.linking`: joining plane labels into 3D objects;
 - :mod:`.instances`: the 3D watershed;
+- :mod:`.options`: the 3D options and the views' labelling (also used by zarr slabs);
 - :mod:`.pipeline`: one 3D volume from image to labels in either 3D mode.
 """
 

@@ -8,7 +8,9 @@ from ..errors import NapariUnetError
 
 __all__ = ["STACK_MODES", "check_stack_mode", "spatial_ndim", "z_to_front"]
 
-#: How a stack is segmented: each plane on its own, planes linked, or three views.
+#: How a stack is segmented: ``"planes"`` (each plane on its own, also for time-lapse),
+#: ``"linked"`` (plane objects joined across planes), ``"views"`` (XY, XZ and YZ planes
+#: predicted and averaged, then a 3D watershed). See :mod:`napari_unet.volume`.
 STACK_MODES = ("planes", "linked", "views")
 
 

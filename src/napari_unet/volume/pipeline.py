@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from ..errors import NapariUnetError
-from ..postprocess import METHODS, resolve_postprocess
+from ..postprocess import resolve_postprocess
 from ..postprocess.resolver import H_3D, SMOOTHING_3D
-from ..postprocess.rules import keep_confident
-from .instances import labels_3d
-from .linking import LINK_IOU, drop_small_3d, link_planes
+from .linking import link_planes
+from .options import OPTIONS_3D, ViewsLabelling, default_min_volume, take_3d_options
 from .views import iter_predict_views
 from .voxels import isotropic_factors
 
@@ -22,25 +18,6 @@ if TYPE_CHECKING:
     from ..tiling import TileProgress
 
 __all__ = ["iter_segment_volume", "default_min_volume", "OPTIONS_3D", "H_3D", "SMOOTHING_3D"]
-
-#: Keywords only the 3D modes take (besides the 2D post-processing ones).
-OPTIONS_3D = ("link_iou", "min_volume")
-
-
-def default_min_volume(min_size: int, voxel_size: Sequence[float]) -> int:
-    """Voxels of a ball whose cross-section is ``min_size`` pixels, in the stack's voxels.
-
-    ``min_size`` says how small an object may look in a plane; the ball with that
-    cross-section is the smallest 3D object kept, so a speck in one plane goes
-    while a small nucleus spanning a few planes stays.
-    """
-    if min_size <= 0:
-        return 0
-    d = 2.0 * math.sqrt(min_size / math.pi)
-    ball = math.pi / 6.0 * d**3
-    s = min(voxel_size[1], voxel_size[2])
-    voxel = voxel_size[0] * voxel_size[1] * voxel_size[2] / s**3
-    return max(1, round(ball / voxel))
 
 
 def iter_segment_volume(
@@ -71,12 +48,7 @@ def iter_segment_volume(
     """
     given = dict(postprocess, threshold=threshold, min_size=min_size)
     postprocess = resolve_postprocess(model, given, stack=stack)
-    link_iou = float(postprocess.pop("link_iou", LINK_IOU))
-    min_volume = postprocess.pop("min_volume", None)
-    if min_volume is None:
-        min_volume = default_min_volume(postprocess["min_size"], voxel_size)
-    if int(min_volume) < 0:
-        raise NapariUnetError(f"min_volume must be 0 or more, got {min_volume}.")
+    link_iou, min_volume = take_3d_options(postprocess, postprocess["min_size"], voxel_size)
     if stack == "linked":
         from ..segment import iter_segment  # the planes path, rescale included
 
@@ -94,23 +66,9 @@ def iter_segment_volume(
             precision=precision,
             **{k: v for k, v in given.items() if k not in OPTIONS_3D},
         )
-        labels = link_planes(planes.labels, iou=link_iou, min_volume=int(min_volume))
+        labels = link_planes(planes.labels, iou=link_iou, min_volume=min_volume)
         return labels, planes.probabilities
-    seed_threshold = postprocess.pop("seed_threshold")
-    threshold = postprocess.pop("threshold")
-    min_confidence = float(postprocess.pop("min_confidence"))
-    postprocess.pop("min_size")
-    method = postprocess.pop("method")
-    h = float(postprocess.pop("h"))
-    smoothing = float(postprocess.pop("smoothing"))
-    if postprocess:
-        raise NapariUnetError(
-            f"Unknown option(s) for 3D objects: {', '.join(sorted(postprocess))}."
-        )
-    if method not in METHODS:
-        raise NapariUnetError(f"Unknown method {method!r}; use {' or '.join(METHODS)}.")
-    if not 0.0 < threshold < 1.0:
-        raise NapariUnetError(f"The threshold must be between 0 and 1, got {threshold}.")
+    labelling = ViewsLabelling.take(postprocess)
     factors = isotropic_factors(voxel_size, rescale)
     prob = yield from iter_predict_views(
         model,
@@ -123,20 +81,5 @@ def iter_segment_volume(
         tta=tta,
         precision=precision,
     )
-    fg = np.subtract(np.float32(1.0), prob[0])
-    if method == "components":
-        labels = drop_small_3d(ndi.label(fg > threshold)[0], int(min_volume))
-    else:
-        s = min(voxel_size[1], voxel_size[2])
-        labels = labels_3d(
-            fg,
-            threshold=threshold,
-            sampling=[v / s for v in voxel_size],
-            min_volume=int(min_volume),
-            h=h / rescale,  # given at the network's scale, like the 2D options
-            smoothing=smoothing / rescale,
-            seed_threshold=seed_threshold,
-        )
-    # as in 2D: objects the network is unsure of go (ids stay consecutive)
-    labels = keep_confident(labels, fg, min_confidence)
+    labels = labelling.label(prob, voxel_size, min_volume, rescale)
     return labels, prob
