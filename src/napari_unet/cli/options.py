@@ -8,7 +8,13 @@ from pathlib import Path
 
 from ..modelfile import load_model
 
-__all__ = ["check_precision_option", "model_from_arg", "resolved_precision", "say_precision"]
+__all__ = [
+    "check_precision_option",
+    "model_from_arg",
+    "prediction_options",
+    "resolved_precision",
+    "say_precision",
+]
 
 
 def model_from_arg(spec: str | None):
@@ -44,3 +50,19 @@ def resolved_precision(args: argparse.Namespace):
 def say_precision(args: argparse.Namespace) -> None:
     """Print which precision runs and why."""
     print(resolved_precision(args).describe(), file=sys.stderr)
+
+
+def prediction_options(args: argparse.Namespace) -> dict:
+    """How every ``predict`` path runs the network and makes labels, from its options.
+
+    Resolves ``--precision`` (see :func:`resolved_precision`).
+    """
+    return dict(
+        tile_shape=args.tile,
+        batch_size=args.batch_size,
+        device=args.device,
+        tta=args.tta,
+        precision=resolved_precision(args),
+        threshold=args.threshold,
+        min_size=args.min_size,
+    )

@@ -12,7 +12,7 @@ from ..layout import to_model_layout
 from ..postprocess import foreground_probability
 from ..segment import check_diameter, describe_stack_mode, iter_segment
 from ..volume.voxels import check_voxel_size
-from .options import check_precision_option, model_from_arg, resolved_precision
+from .options import check_precision_option, model_from_arg, prediction_options
 from .predict_batch import is_batch, run_batch
 from .predict_zarr import run_into_input, run_zarr, wants_zarr
 from .progress import PhaseBars, first_event
@@ -108,13 +108,7 @@ def _segment(args: argparse.Namespace, model, image, options: dict):
                 image,
                 diameter=args.diameter,
                 rescale=args.rescale,
-                tile_shape=args.tile,
-                batch_size=args.batch_size,
-                device=args.device,
-                tta=args.tta,
-                precision=resolved_precision(args),
-                threshold=args.threshold,
-                min_size=args.min_size,
+                **prediction_options(args),
                 **options,
             ),
             first_event(bars, args),

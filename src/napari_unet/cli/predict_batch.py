@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ..batch import BatchState, display_name, image_files, segment_files
 from ..errors import NapariUnetError
 from ..fileio import is_zarr_input, is_zarr_store
-from .options import model_from_arg, resolved_precision, say_precision
+from .options import model_from_arg, prediction_options, say_precision
 
 __all__ = ["is_batch", "run_batch"]
 
@@ -76,13 +76,7 @@ def run_batch(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         rescale=args.rescale,
         diameter=args.diameter,
-        tile_shape=args.tile,
-        batch_size=args.batch_size,
-        device=args.device,
-        tta=args.tta,
-        precision=resolved_precision(args),
-        threshold=args.threshold,
-        min_size=args.min_size,
+        **prediction_options(args),
         chunk=args.chunk,
         scheduler=args.scheduler,
     )

@@ -10,7 +10,7 @@ from .._generators import run_to_end
 from ..bigimage import iter_predict_to_zarr
 from ..errors import NapariUnetError
 from ..fileio import is_zarr_input
-from .options import model_from_arg, resolved_precision
+from .options import model_from_arg, prediction_options
 from .progress import ProgressBar, run_with_bar
 
 __all__ = ["run_into_input", "run_zarr", "wants_zarr"]
@@ -40,11 +40,7 @@ def run_zarr(args: argparse.Namespace) -> int:
             "With a zarr output the probabilities go into the same store; "
             "pass --probabilities OUT.zarr."
         )
-    if args.diameter is not None or args.rescale is not None:
-        raise NapariUnetError(
-            "--diameter and --rescale work on images that fit in memory, not on zarr output; "
-            "resize the image first."
-        )
+    _refuse_resizing(args)
     model = model_from_arg(args.model)
     options = {}
     if args.stack != "planes":  # 3D objects, slab by slab in Z
@@ -60,14 +56,8 @@ def run_zarr(args: argparse.Namespace) -> int:
         **options,
         label_name=args.label_name,
         chunk=args.chunk,
-        tile_shape=args.tile,
-        batch_size=args.batch_size,
-        device=args.device,
-        tta=args.tta,
-        precision=resolved_precision(args),
+        **prediction_options(args),
         probabilities=args.probabilities is not None,
-        threshold=args.threshold,
-        min_size=args.min_size,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
     )
@@ -90,11 +80,7 @@ def run_into_input(args: argparse.Namespace) -> int:
             "--into-input writes only labels into the image; for probabilities write a "
             "separate output with -o OUT.zarr."
         )
-    if args.diameter is not None or args.rescale is not None:
-        raise NapariUnetError(
-            "--diameter and --rescale work on images that fit in memory, not on zarr output; "
-            "resize the image first."
-        )
+    _refuse_resizing(args)
     if not image.exists():
         raise NapariUnetError(f"The image {image} does not exist.")
     if read_source_image(image) is None:
@@ -109,19 +95,22 @@ def run_into_input(args: argparse.Namespace) -> int:
         into_input=True,
         label_name=args.label_name,
         chunk=args.chunk,
-        tile_shape=args.tile,
-        batch_size=args.batch_size,
-        device=args.device,
-        tta=args.tta,
-        precision=resolved_precision(args),
-        threshold=args.threshold,
-        min_size=args.min_size,
+        **prediction_options(args),
         scheduler=args.scheduler,
         overwrite=args.overwrite,
     )
     result = run_with_bar(gen, before=lambda: _say_size(model, image, args), args=args)
     print(f"{result.n_objects} objects written to {image}/{result.label_path}", file=sys.stderr)
     return 0
+
+
+def _refuse_resizing(args: argparse.Namespace) -> None:
+    """A zarr output is predicted at the image's own scale."""
+    if args.diameter is not None or args.rescale is not None:
+        raise NapariUnetError(
+            "--diameter and --rescale work on images that fit in memory, not on zarr output; "
+            "resize the image first."
+        )
 
 
 def _say_size(model, path: Path, args: argparse.Namespace) -> None:

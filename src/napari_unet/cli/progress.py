@@ -29,7 +29,7 @@ class ProgressBar:
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        """Close the bar(s) shown."""
+        """Close the bar, if it was shown."""
         if self.bar is not None:
             self.bar.close()
 
@@ -62,7 +62,7 @@ class PhaseBars:
         self.bars["predict"](event.done, event.total)
 
     def close(self) -> None:
-        """Close the bar(s) shown."""
+        """Close the bars shown."""
         for bar in self.bars.values():
             if bar is not None:
                 bar.close()
