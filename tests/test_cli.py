@@ -301,3 +301,22 @@ def test_width_cannot_change_a_resumed_run(tmp_path, capsys):
     rc = main([*args, "--resume", str(model), "--width", "8"])
     err = capsys.readouterr().err
     assert rc == 1 and "resumed run" in err and "--from scratch" not in err
+
+
+def test_help_loads_no_engine():
+    """The parser is light: each subcommand's module (and torch) comes when it runs."""
+    code = (
+        "import sys\n"
+        "from napari_unet.cli import main\n"
+        "for command in ('predict', 'train', 'weightmap', 'export'):\n"
+        "    try:\n"
+        "        main([command, '--help'])\n"
+        "    except SystemExit as stop:\n"
+        "        assert stop.code == 0\n"
+        "print(' '.join(sys.modules), file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    mods = set(r.stderr.split())
+    assert "napari_unet.cli.parser" in mods
+    assert not {"torch", "napari_unet.tiling", "napari_unet.cli.predict"} & mods

@@ -136,3 +136,42 @@ def test_batch_bad_input_gives_one_line_and_writes_nothing(batch, tmp_path, caps
     else:
         assert not out.exists()
     assert not (tmp_path / "labels.tif").exists()
+
+
+# -- one rule for "is this input a zarr store" (the CLI and the batch used to differ)
+
+
+def test_zarr_input_is_a_folder_named_zarr_or_holding_zarr_metadata(tmp_path):
+    from napari_unet.fileio import is_zarr_input
+
+    for name, marker in (
+        ("a.zarr", None),
+        ("B.ZARR", None),
+        ("c.ome.zarr", None),
+        ("v3", "zarr.json"),
+        ("v2group", ".zgroup"),
+        ("v2array", ".zarray"),
+    ):
+        (tmp_path / name).mkdir()
+        if marker:
+            (tmp_path / name / marker).write_text("{}")
+        assert is_zarr_input(tmp_path / name), name
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "file.zarr").write_text("not a store")
+    for name in ("plain", "file.zarr", "missing.zarr"):
+        assert not is_zarr_input(tmp_path / name), name
+
+
+@pytest.mark.parametrize("case", ["missing", "file"])
+def test_a_zarr_name_that_is_no_folder_is_read_as_a_file(batch, tmp_path, capsys, case):
+    """The one image's own problem is named (it used to ask for an OUT.zarr output)."""
+    _, model = batch
+    image = tmp_path / "in.zarr"
+    if case == "file":
+        image.write_text("not a store")
+    out = tmp_path / "out.tif"
+    rc = main(["predict", str(image), "-o", str(out), "--model", str(model)])
+    err = capsys.readouterr().err
+    expect = "does not exist" if case == "missing" else "could not be read as an image"
+    assert rc == 1 and expect in err and "OUT.zarr" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

@@ -21,9 +21,45 @@ import tifffile
 
 from .errors import NapariUnetError
 
-__all__ = ["atomic_write", "read_image", "read_voxel_size", "write_tiff", "check_output_path"]
+__all__ = [
+    "atomic_write",
+    "check_output_path",
+    "is_zarr_input",
+    "is_zarr_store",
+    "read_image",
+    "read_voxel_size",
+    "write_tiff",
+]
 
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8", ".ome.tif"}
+# The metadata files at a zarr store's root: v3 (zarr.json), v2 array and v2 group.
+_ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
+
+
+def is_zarr_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zarr store (a folder with zarr metadata)."""
+    p = Path(path)
+    return p.is_dir() and any((p / marker).exists() for marker in _ZARR_MARKERS)
+
+
+def is_zarr_input(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an image to open as zarr rather than read as a file.
+
+    A folder named ``*.zarr`` (any case, ``.ome.zarr`` included) or holding zarr
+    v2/v3 metadata. A file or a missing path is never one, whatever its name: it
+    is read (and refused) as a file, so the user hears that it does not exist
+    or is not an image.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    bool
+    """
+    p = Path(path)
+    return p.is_dir() and (p.name.lower().endswith(".zarr") or is_zarr_store(p))
 
 
 def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
