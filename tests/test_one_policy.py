@@ -184,3 +184,17 @@ def test_a_known_diameter_scales_the_default_watershed():
     assert views == resolve_postprocess(None, stack="views")
     for bad in (0.0, -3.0, float("nan"), "25"):
         assert resolve_postprocess(None, diameter=bad) == DEFAULTS
+
+
+def test_zarr_labels_follow_a_given_diameter(model, tmp_path):
+    from napari_unet import predict_to_zarr
+
+    image = _scene()
+    prob = predict_tiled(model, image)
+    model.metadata.pop("postprocess", None)  # the defaults' rule, which the size scales
+    found = {}
+    for d in (None, 60.0):
+        wanted = found[d] = labels_from_probabilities(prob, model=model, diameter=d)
+        z = predict_to_zarr(model, image, tmp_path / f"o{d}.zarr", chunk=48, diameter=d)
+        np.testing.assert_array_equal(np.asarray(z.labels[0]), wanted)
+    assert found[60.0].max() < found[None].max()  # the dumbbell stays whole

@@ -163,7 +163,9 @@ def predict_to_zarr(
         3D modes: planes per slab (default: as many as ``memory_budget`` allows).
     **postprocess
         As for :func:`napari_unet.labels_from_probabilities` (``method``, ``h``,
-        ``smoothing``...).
+        ``smoothing``..., and ``diameter``: the objects' size in pixels, which
+        scales the default watershed as ``segment``'s estimate does; the image
+        is not resized, and the 3D modes do not use it, as in memory).
 
     Returns
     -------
@@ -278,6 +280,7 @@ def _iter_stack_3d(
 ) -> Generator[ChunkProgress, None, ZarrPrediction]:
     """3D objects slab by slab (:mod:`.stack3d`), for what that path supports."""
     mode = check_stack_mode(options["stack"])
+    options.pop("diameter", None)  # the 3D rules keep their own scale, as in memory
     if into_input:
         raise NapariUnetError(
             f"3D objects ({mode}) are written to a separate zarr store, not into the input "

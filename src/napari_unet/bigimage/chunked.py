@@ -161,8 +161,10 @@ def _labelling(
 
     One policy: the model's recommendation under the caller's options, as in segment.
     """
+    postprocess = dict(postprocess)
+    diameter = postprocess.pop("diameter", None)  # scales the rule, as in segment
     postprocess = resolve_postprocess(
-        model, dict(postprocess, threshold=threshold, min_size=min_size)
+        model, dict(postprocess, threshold=threshold, min_size=min_size), diameter=diameter
     )
     threshold, min_size = postprocess.pop("threshold"), postprocess.pop("min_size")
     return {
