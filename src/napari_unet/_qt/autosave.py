@@ -27,7 +27,7 @@ from qtpy.QtCore import QTimer
 
 from ..errors import NapariUnetError
 from ..training.provenance import COPIED_KEY
-from .layers import layer_data
+from .layers import history_lengths, layer_data
 from .project_io import ImageInfo, Refused, image_info, region_of, store_images, write_entry
 from .training_scope import COMPLETE_KEY
 from .workers import UserProblem
@@ -38,7 +38,6 @@ __all__ = [
     "MAX_WAIT_S",
     "Autosave",
     "AutosaveEntry",
-    "history_lengths",
 ]
 
 # Autosave waits this long after the last change...
@@ -301,11 +300,3 @@ class Autosave:
         )
         self.stored.emit(message)
         self._say(message)
-
-
-def history_lengths(layer: Any) -> tuple[int, int] | None:
-    """The lengths of napari's undo and redo queues of ``layer`` (None if it has none)."""
-    try:
-        return len(layer._undo_history), len(layer._redo_history)
-    except (AttributeError, TypeError):
-        return None

@@ -33,8 +33,8 @@ from .autosave import (
     MAX_WAIT_S,
     Autosave,
     AutosaveEntry,
-    history_lengths,
 )
+from .layers import history_lengths
 from .project_io import image_info
 from .project_restore import ProjectRestore, RestoredEntry
 from .session import state_for
