@@ -6,15 +6,10 @@ napari does at start-up to read the plugin manifest) loads neither torch nor Qt.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_names
-
-try:
-    __version__ = version("napari-unet")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from ._version import __version__ as __version__  # the package's own attribute
 
 # public name -> module that defines it
 _LAZY = {

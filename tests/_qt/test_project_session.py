@@ -302,7 +302,7 @@ def test_layers_handed_over_by_proxy_are_followed(make_napari_viewer, qtbot, on_
 def test_an_image_not_from_a_file_is_named_when_it_cannot_come_back(
     make_napari_viewer, qtbot, monkeypatch
 ):
-    monkeypatch.setattr(ps_module, "AUTO_KEEP_BYTES", 1000)  # this image is "large"
+    monkeypatch.setattr("napari_unet._qt.autosave.AUTO_KEEP_BYTES", 1000)  # this image is "large"
     told = []
     monkeypatch.setattr(ps_module, "show_warning", told.append)
     viewer = make_napari_viewer()

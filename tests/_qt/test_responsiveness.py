@@ -249,7 +249,7 @@ def test_autosave_of_a_big_annotation_leaves_the_gui_free(
 
     import tifffile
 
-    import napari_unet._qt.project_session as project_session
+    import napari_unet._qt.autosave as autosave
     from napari_unet._qt.project_session import project_for
     from napari_unet.project import load_annotation
 
@@ -259,8 +259,8 @@ def test_autosave_of_a_big_annotation_leaves_the_gui_free(
         writes.append((threading.current_thread() is threading.main_thread(), labels_ref))
         return write_entry(project, lock, name, info, labels_ref, *rest)
 
-    write_entry = project_session.write_entry
-    monkeypatch.setattr(project_session, "write_entry", spy)
+    write_entry = autosave.write_entry
+    monkeypatch.setattr(autosave, "write_entry", spy)
 
     path = tmp_path / "big.tif"
     tifffile.imwrite(path, np.zeros((4096, 4096), np.uint8))

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from napari_unet._qt import train_widget, training_set_panel
+from napari_unet._qt import train_rounds, train_widget, training_set_panel
 from napari_unet._qt.session import session_for
 from napari_unet.synthetic import make_cells
 
@@ -184,7 +184,7 @@ def test_a_damaged_history_is_one_sentence(make_napari_viewer, tmp_path, monkeyp
     from napari_unet._qt.project_session import project_for
 
     errors = []
-    monkeypatch.setattr(train_widget, "show_error", errors.append)
+    monkeypatch.setattr(train_rounds, "show_error", errors.append)
     viewer = make_napari_viewer()
     train = _train_dock(viewer)
     (tmp_path / "proj").mkdir()

@@ -43,6 +43,24 @@ class AnnotateWidget(ScrollingDock):
         self._retired: list[WeightMapOverlay] = []  # switched off, maybe still computing
         self._counter: CellCounter | None = None
         self._first_count = False
+        self.form.extend([*self._annotation_fields(viewer), *self._weight_fields()])
+        self._new.changed.connect(self.new_annotation)
+        self._new_region.changed.connect(self.new_region)
+        self._annotation.changed.connect(self._on_annotation_choice)
+        self._image.changed.connect(lambda _: self._annotation.reset_choices())
+        self._region.changed.connect(lambda layer: self._state.annotation.set(region=layer))
+        self._show_weights.changed.connect(self._toggle_weights)
+        self._w0.changed.connect(self._params)
+        self._sigma.changed.connect(self._params)
+        self._carve.changed.connect(self.carve_gaps)
+        self._state.annotation.changed.connect(self._follow)
+        self.finish(self._state)
+        self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
+        self._follow(self._state.annotation)
+        self._watch(self._annotation.value)
+
+    def _annotation_fields(self, viewer: napari.viewer.Viewer) -> list:
+        """Which image and annotation, the cell count, the annotated region."""
         self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
         self._new = PushButton(text="New annotation")
         self._annotation = ComboBox(
@@ -66,6 +84,19 @@ class AnnotateWidget(ScrollingDock):
         self._region_help = Label(
             value="Without a region only your cells and the background around them count.", label=""
         )
+        return [
+            self._image,
+            self._new,
+            self._annotation,
+            self._auto_id,
+            self._count,
+            self._new_region,
+            self._region,
+            self._region_help,
+        ]
+
+    def _weight_fields(self) -> list:
+        """The weight map (w0, sigma) and the gaps between touching cells."""
         self._show_weights = CheckBox(
             text="Show weight map",
             value=False,
@@ -91,37 +122,7 @@ class AnnotateWidget(ScrollingDock):
         )
         self._touching = StatusLine(2, label="", value="")
         self._carve = PushButton(text="Carve 1-pixel gaps between touching cells", visible=False)
-        self.form.extend(
-            [
-                self._image,
-                self._new,
-                self._annotation,
-                self._auto_id,
-                self._count,
-                self._new_region,
-                self._region,
-                self._region_help,
-                self._show_weights,
-                self._w0,
-                self._sigma,
-                self._touching,
-                self._carve,
-            ]
-        )
-        self._new.changed.connect(self.new_annotation)
-        self._new_region.changed.connect(self.new_region)
-        self._annotation.changed.connect(self._on_annotation_choice)
-        self._image.changed.connect(lambda _: self._annotation.reset_choices())
-        self._region.changed.connect(lambda layer: self._state.annotation.set(region=layer))
-        self._show_weights.changed.connect(self._toggle_weights)
-        self._w0.changed.connect(self._params)
-        self._sigma.changed.connect(self._params)
-        self._carve.changed.connect(self.carve_gaps)
-        self._state.annotation.changed.connect(self._follow)
-        self.finish(self._state)
-        self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
-        self._follow(self._state.annotation)
-        self._watch(self._annotation.value)
+        return [self._show_weights, self._w0, self._sigma, self._touching, self._carve]
 
     # -- the shared current annotation
     def _follow(self, choice: Any) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 from psygnal import Signal
 from qtpy.QtCore import QTimer
 
+from .layers import history_lengths
 from .workers import WorkerGroup
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class CellCounter:
         self._counts: dict[int, int] = {}
         self._workers = WorkerGroup()
         self._since_snapshot: list[Any] | None = None  # strokes during a recount
-        self._history = self._history_lengths()
+        self._history = history_lengths(self.layer)
         self._again = False
         self._deferred = False
         layer.events.paint.connect(self._on_paint)
@@ -91,13 +92,6 @@ class CellCounter:
                     for i, k in zip(ids.tolist(), n.tolist()):
                         self._counts[i] = self._counts.get(i, 0) + k
 
-    def _history_lengths(self) -> tuple[int, int] | None:
-        """Lengths of napari's undo and redo queues: they change on undo and redo."""
-        try:
-            return len(self.layer._undo_history), len(self.layer._redo_history)
-        except (AttributeError, TypeError):  # another napari: recount on every refresh
-            return None
-
     def _missed_history(self, now: tuple[int, int] | None) -> bool:
         """Whether an undo or redo happened unseen since the last stroke.
 
@@ -113,7 +107,7 @@ class CellCounter:
 
     def _on_paint(self, event: Any) -> None:
         atoms = list(event.value)
-        now = self._history_lengths()
+        now = history_lengths(self.layer)
         missed = self._missed_history(now)
         self._history = now
         if self._since_snapshot is not None:
@@ -125,14 +119,14 @@ class CellCounter:
             QTimer.singleShot(0, self.recount)
 
     def _on_set_data(self, event: Any = None) -> None:
-        history = self._history_lengths()
+        history = history_lengths(self.layer)
         if history is not None and history == self._history:  # a refresh: nothing new
             return
         self._history = history
         self.recount()  # undo or redo (they write pixels without a paint event)
 
     def _on_new_data(self, event: Any = None) -> None:
-        self._history = self._history_lengths()
+        self._history = history_lengths(self.layer)
         self.recount()
 
     def _mid_stroke(self) -> bool:

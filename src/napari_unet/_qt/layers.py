@@ -92,6 +92,18 @@ def layer_data(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+def history_lengths(layer: Any) -> tuple[int, int] | None:
+    """Lengths of napari's undo and redo queues of ``layer``: they change on undo and redo.
+
+    None where napari keeps no such queues (another version): callers then treat
+    every refresh as a change.
+    """
+    try:
+        return len(layer._undo_history), len(layer._redo_history)
+    except (AttributeError, TypeError):
+        return None
+
+
 def layer_image(layer: Any) -> np.ndarray:
     """The pixels of an image layer (the full-resolution level of a multiscale one)."""
     return np.asarray(layer_data(layer))

@@ -1,4 +1,9 @@
-"""The Train dock: fine-tune the U-Net on the annotation with one click."""
+"""The Train dock: fine-tune the U-Net on the annotation with one click.
+
+The dock is assembled from its jobs: the form and its settings
+(:mod:`.train_form`), a run and its progress (here), the project's rounds
+(:mod:`.train_rounds`) and the augmentation preview (:mod:`.augmentation_preview`).
+"""
 
 from __future__ import annotations
 
@@ -7,64 +12,37 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    FileEdit,
-    FloatSpinBox,
-    ProgressBar,
-    PushButton,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
-from ..postprocess.describe import describe_model_rule
-from .annotate_widget import REGION_TIP
+from .augmentation_preview import PREVIEW_SAMPLES, AugmentationPreview
 from .correction_panel import CorrectionPanel
 from .dock import ScrollingDock, StatusLine
-from .layers import (
-    image_of,
-    is_derived,
-    layer_choices,
-    layer_image,
-    region_mask,
-    spatial_shape,
-    upsert_layer,
-)
+from .layers import layer_image, region_mask, spatial_shape
 from .loss_plot import LossPlot
-from .model_choice import (
-    CURRENT,
-    FILE,
-    SCRATCH,
-    bundled_available,
-    model_choices,
-    model_loader,
-)
-from .precision_choice import precision_choice
+from .model_choice import CURRENT, SCRATCH, model_loader
 from .prediction import PredictionRunner
 from .project_panel import ProjectPanel
 from .project_session import project_for
 from .round_guard import RoundGuardNote
 from .round_history_panel import RoundHistoryPanel
 from .session import state_for
+from .train_form import TrainForm
+from .train_rounds import TrainRounds
 from .training_runner import TrainingRunner
 from .training_scope import TrainingScope, is_complete
 from .training_set_panel import TrainingSetPanel
-from .workers import UserProblem, WorkerGroup
+from .workers import WorkerGroup
 
 if TYPE_CHECKING:
     import napari
 
-    from ..augment import AugmentConfig
-    from ..training import TrainConfig
-
-# Augmented samples the preview shows.
-PREVIEW_SAMPLES = 8
+__all__ = ["PREVIEW_SAMPLES", "TrainWidget", "TrainingSnapshot"]
 
 
-class TrainWidget(ScrollingDock):
+class TrainWidget(TrainForm, TrainRounds, AugmentationPreview, ScrollingDock):
     """Fine-tune on the annotation; live loss plot, Stop keeps the model trained so far.
 
     The annotation is the viewer's current one (made or chosen in the Annotate
@@ -144,126 +122,6 @@ class TrainWidget(ScrollingDock):
         self._on_project()
         self._retarget()
 
-    def _data_fields(self, viewer: napari.viewer.Viewer) -> list:
-        """What to train on: image, annotation, region."""
-        self._offer_derived = CheckBox(
-            text="Offer the plugin's results as training data",
-            value=False,
-            tooltip="Also list probability, segmentation and weight-map layers below.",
-        )
-        derived = lambda: self._offer_derived.value  # noqa: E731
-        self._image = ComboBox(
-            label="Image", choices=layer_choices(viewer, "Image", derived=derived)
-        )
-        self._annotation = ComboBox(
-            label="Annotation",
-            choices=layer_choices(
-                viewer, "Labels", derived=derived, fits=lambda: self._image.value
-            ),
-            nullable=True,
-        )
-        self._region = ComboBox(
-            label="Annotated region",
-            choices=layer_choices(viewer, "Shapes"),
-            nullable=True,
-            tooltip=REGION_TIP,
-        )
-        return [self._image, self._annotation, self._region]
-
-    def _budget_fields(self) -> list:
-        """Where to start from, how long, how fast."""
-        defaults = self._defaults
-        self._start = ComboBox(
-            label="Start from",
-            choices=model_choices(scratch=True),
-            value="bundled" if bundled_available() else SCRATCH,
-            tooltip="current: the model in use; bundled: the shipped nuclei model; "
-            "scratch: random weights (paper initialisation).",
-        )
-        self._start_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
-        self._start_path.visible = False
-        self._steps = SpinBox(
-            label="Max steps (0: no limit)", value=defaults.steps or 0, min=0, max=1_000_000
-        )
-        self._time = FloatSpinBox(
-            label="Time budget (s)",
-            value=defaults.time_limit or 0.0,
-            min=0.0,
-            max=86400.0,
-            step=10.0,
-            tooltip="Training stops at whichever budget runs out first; 0 = none.",
-        )
-        self._time.native.setSpecialValueText("no limit")  # shown for 0
-        self._auto_lr = self._default_lr(self._start.value)
-        self._lr = FloatSpinBox(
-            label="Learning rate",
-            value=self._auto_lr,
-            min=1e-6,
-            max=1.0,
-            step=1e-4,
-            tooltip="How big a step the model takes after each batch: larger learns faster but "
-            "can undo what the model knew. It follows 'Start from' (lower to fine-tune a "
-            "trained model) until you change it; touch it only when the loss jumps about "
-            "(lower it) or hardly falls after a few hundred steps (raise it).",
-        )
-        self._lr.native.setDecimals(6)
-        self._precision = precision_choice(
-            "Fast: bfloat16 training steps (float32 weights and loss) where a one-time check "
-            "found them at least 1.3x faster on this computer, else float32. Exact: float32 "
-            "always. The status says which ran."
-        )
-        return [self._start, self._start_path, self._steps, self._time, self._lr, self._precision]
-
-    def _augment_fields(self) -> list:
-        """The paper's augmentation, with its defaults."""
-        aug = self._defaults.augment
-        self._elastic = FloatSpinBox(
-            label="Elastic sigma (px)",
-            value=aug.sigma,
-            min=0.0,
-            max=50.0,
-            tooltip="How strongly images are bent, in pixels (the paper uses 10): training "
-            "sees each cell in many plausible shapes. 0 switches the bending off.",
-        )
-        self._grid = SpinBox(label="Elastic grid", value=aug.grid_points, min=2, max=10)
-        self._rotation = FloatSpinBox(label="Rotation (deg)", value=aug.rotation, min=0, max=180)
-        self._intensity = FloatSpinBox(
-            label="Intensity changes",
-            value=1.0,
-            min=0.0,
-            max=3.0,
-            step=0.25,
-            tooltip="Scales contrast, brightness, gamma and noise changes (1 = default).",
-        )
-        return [self._elastic, self._grid, self._rotation, self._intensity]
-
-    # -- which annotation
-    def _follow(self, choice: Any, parts: frozenset | None = None) -> None:
-        """Train on the viewer's current annotation (else the selected Labels layer).
-
-        Only the parts that changed (``parts``; all when the dock opens) are taken
-        over, so a change of region leaves an annotation chosen here alone.
-        """
-        from napari.layers import Labels
-
-        layers = self._viewer.layers
-        self.reset_choices()
-        if parts is None or "labels" in parts:
-            labels = choice.labels if choice.labels in layers else None
-            active = layers.selection.active
-            if labels is None and isinstance(active, Labels) and not is_derived(active):
-                labels = active
-            image = image_of(self._viewer, labels) if labels is not None else None
-            if image is None and choice.image in layers:
-                image = choice.image
-            if image is not None:
-                self._image.value = image
-            self._annotation.reset_choices()  # the annotations that fit this image
-            if labels is None or labels in self._annotation.choices:
-                self._annotation.value = labels
-        if parts is None or "region" in parts:
-            self._region.value = choice.region if choice.region in layers else None
-
     def _ask_to_stop(self) -> None:
         self._runner.ask_to_stop()
         self._predictor.cancel()
@@ -290,53 +148,6 @@ class TrainWidget(ScrollingDock):
     def predictor(self) -> PredictionRunner:
         """The runner that refreshes the segmentation after training."""
         return self._predictor
-
-    # -- settings
-    @staticmethod
-    def _default_lr(choice: str) -> float:
-        from ..training import TrainConfig
-
-        return TrainConfig.interactive(fine_tune=choice != SCRATCH).learning_rate
-
-    def _on_model(self, session: Any) -> None:
-        """One model in use per viewer: the next round starts from it, wherever it was chosen."""
-        if session.model is not None:
-            self._start.value = CURRENT
-
-    def _on_start(self, choice: str) -> None:
-        self._start_path.visible = choice == FILE
-        new = self._default_lr(choice)
-        if abs(self._lr.value - self._auto_lr) < 1e-9:  # the user has not set their own
-            self._lr.value = new
-        self._auto_lr = new
-
-    def augment_config(self) -> AugmentConfig:
-        """The augmentation settings shown in the dock."""
-        a = self._defaults.augment
-        k = self._intensity.value
-        return a.__class__.from_dict(
-            {
-                **a.to_dict(),
-                "sigma": self._elastic.value,
-                "elastic": self._elastic.value > 0,
-                "grid_points": self._grid.value,
-                "rotation": self._rotation.value,
-                "contrast": a.contrast * k,
-                "brightness": a.brightness * k,
-                "gamma": a.gamma * k,
-                "noise": a.noise * k,
-            }
-        )
-
-    def config(self) -> TrainConfig:
-        """The training settings shown in the dock."""
-        return self._defaults.replace(
-            steps=self._steps.value or None,
-            time_limit=self._time.value or None,
-            learning_rate=self._lr.value,
-            augment=self.augment_config(),
-            precision=self._precision.value,
-        )
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
         """Copies of the chosen image, annotation and region taken now."""
@@ -512,140 +323,6 @@ class TrainWidget(ScrollingDock):
         self._status.value = message
         show_error(message)
 
-    # -- rounds
-    def _on_project(self, *_: Any) -> None:
-        project = self._project.project
-        try:
-            self.history.show_history(project.history if project is not None else None)
-        except ValueError as exc:  # a damaged history.json: say so, show no rounds
-            show_error(str(exc))
-            self.history.show_history(None)
-
-    def _record_round(self, model: Any, last: Any, verdict: Any) -> None:
-        """Keep this Fine-tune as the project's next round (model, scores), off the GUI thread.
-
-        A round the guard found worse (``verdict.worse``) is kept but not put in use.
-        """
-        target = getattr(self, "_target", None)
-        trainer = self._runner.trainer
-        if target is None or trainer is None:
-            return
-        try:
-            project = self._project.ensure(target)
-        except ValueError as exc:
-            show_error(f"The round could not be kept in a project: {exc}")
-            return
-        v = last.validation
-        info = dict(
-            start_model=getattr(self, "_start_label", "scratch"),
-            cells=sum(s["cells"] for s in trainer.data.summary),
-            steps=last.step,
-            seconds=round(float(last.elapsed), 1),
-            ap50=None if v is None else round(v.ap50, 4),
-            mean_iou=None if v is None else round(v.mean_iou, 4),
-            val_cells=0 if v is None else int(v.n_true),
-            entries=list(self._trained_names),
-            start_ap50=None if verdict.start is None else round(verdict.start.ap50, 4),
-            start_mean_iou=None if verdict.start is None else round(verdict.start.mean_iou, 4),
-            objects=describe_model_rule(model),
-        )
-        history = project.history
-        self._workers.start_function(
-            partial(history.add_round, model, make_current=not verdict.worse, **info),
-            returned=lambda record: self._on_round(history, model, record, verdict),
-            errored=lambda exc: show_error(f"The round could not be saved: {exc}"),
-        )
-
-    def _on_round(self, history: Any, model: Any, record: Any, verdict: Any) -> None:
-        if isinstance(record, UserProblem):
-            show_error(f"The round could not be saved: {record.message}")
-            return
-        self.history.show_history(history)
-        if verdict.worse:
-            sentence = verdict.sentence(f"Round {record.round}")
-            self._status.value = sentence
-            self.guard.offer(record.round, sentence)
-            show_info(f"{sentence} Use round {record.round} anyway?")
-            return
-        self._model_round = (model, record.round)
-
-    def use_round(self, k: int) -> None:
-        """Make round ``k``'s model the one in use again (read in a worker)."""
-        project = self._project.project
-        if project is None:
-            return
-        history = project.history
-
-        def load() -> Any:
-            model = history.load_model(k)
-            history.set_current(k)
-            return model
-
-        def done(model: Any) -> None:
-            if isinstance(model, UserProblem):
-                show_error(model.message)
-                return
-            self._session.set_model(model, f"round {k} of the project")
-            self._model_round = (model, k)
-            self._start.value = CURRENT
-            self.history.show_history(history)
-            show_info(f"Round {k}'s model is in use again.")
-
-        self._workers.start_function(load, returned=done, errored=lambda e: show_error(str(e)))
-
-    # -- augmentation preview
-    def preview_augmentation(self) -> None:
-        """Add (or replace) stacks of augmented samples with their labels and weight map."""
-        if self._preview_worker is not None:
-            return
-        try:
-            image, labels, region, image_layer = self._snapshot()
-            config = self.config()
-        except ValueError as exc:
-            show_error(str(exc))
-            return
-        self._preview_worker = self._workers.start_generator(
-            _preview_samples(image, labels, region, config),
-            returned=lambda result: self._show_preview(image_layer.name, result),
-            errored=lambda exc: show_error(f"Preview failed: {exc}"),
-            finished=lambda: setattr(self, "_preview_worker", None),
-        )
-
-    def _show_preview(self, source: str, result: Any) -> None:
-        if isinstance(result, UserProblem):
-            show_error(result.message)
-            return
-        images, labels, weights = result
-        upsert_layer(
-            self._viewer,
-            images,
-            kind="image",
-            role="preview image",
-            source=source,
-            name=f"{source} augmentation preview",
-        )
-        upsert_layer(
-            self._viewer,
-            weights,
-            kind="image",
-            role="preview weights",
-            source=source,
-            name=f"{source} augmented weight map",
-            colormap="inferno",
-            blending="additive",
-            opacity=0.5,
-        )
-        upsert_layer(
-            self._viewer,
-            labels,
-            kind="labels",
-            role="preview labels",
-            source=source,
-            name=f"{source} augmented labels",
-            opacity=0.4,
-        )
-        self._viewer.dims.set_current_step(0, 0)
-
 
 @dataclass
 class TrainingSnapshot:
@@ -680,15 +357,3 @@ def _copied(labels_layer: Any) -> Any:
 
     record = labels_layer.metadata.get(COPIED_KEY) if labels_layer is not None else None
     return dict(record) if record else None
-
-
-def _preview_samples(image, labels, region, config: TrainConfig, n: int = PREVIEW_SAMPLES):
-    """Generator (for a worker): the first ``n`` tiles the trainer would train on, augmented.
-
-    The core's :func:`~napari_unet.training.preview_samples` cuts them with the
-    trainer's own sampler, so the preview shows exactly what training sees.
-    """
-    from ..training import preview_samples
-
-    yield  # lets the worker start before the work
-    return preview_samples(image, labels, region, config, n=n)

@@ -114,32 +114,21 @@ def iter_export_bioimageio(
     """
     total = len(_STEPS)
     yield ExportProgress(0, total, _STEPS[0])
-    _check_model(model)
-    _require_extra()
-    target = check_output_path(path, overwrite=overwrite)
-    if target.suffix.lower() != ".zip":
-        raise NapariUnetError(f"A bioimage.io package is a .zip file; {target.name} is not.")
-    if cover is not None and not Path(cover).is_file():
-        raise NapariUnetError(f"The cover image {cover} does not exist.")
-    meta = dict(model.metadata or {})
-    name = valid_model_name(name or str(meta.get("name") or "napari-unet U-Net"))
-    authors = [a.strip() for a in (authors or meta.get("authors") or []) if str(a).strip()]
-    if not authors:
-        authors = ["napari-unet user"]
-    if any("/" in a for a in authors):
-        raise NapariUnetError("Author names may not contain '/'.")
+    target, name, authors, meta = _checked_arguments(model, path, name, authors, cover, overwrite)
 
     import torch
 
-    from ..modelfile import _jsonable, save_model
+    from ..modelfile import save_model
 
     # a CPU copy in eval mode: the caller's model keeps its device and mode, and may go on
     # training or predicting while the export runs
     model = copy.deepcopy(model).to("cpu").eval()
     depth = model.depth
-    context = halo(depth)
-    step = model.pooling_factor
-    min_size = input_size_for_output(1, depth)
+    shape = {
+        "context": halo(depth),
+        "min_size": input_size_for_output(1, depth),
+        "step": model.pooling_factor,
+    }
 
     with tempfile.TemporaryDirectory(prefix=".napari-unet-export-") as tmp:
         work = Path(tmp)
@@ -162,41 +151,71 @@ def iter_export_bioimageio(
         write_onnx(arch, raw, work / "weights.onnx")
 
         yield ExportProgress(5, total, _STEPS[5])
-        if cover is None:
-            draw_cover(raw, prob, work / "cover.png")
-            cover_path = work / "cover.png"
-        else:
-            cover_path = work / f"cover{Path(cover).suffix.lower()}"
-            shutil.copyfile(cover, cover_path)
-        (work / "README.md").write_text(
-            model_card(model, name, context, min_size, step), encoding="utf-8"
-        )
-        provenance = {
-            "config": model.config,
-            "metadata": meta,
-            "context": context,
-            "min_size": min_size,
-            "step": step,
-        }
-        (work / "napari_unet_provenance.json").write_text(
-            json.dumps(_jsonable(provenance), indent=2), encoding="utf-8"
-        )
+        cover_path = _write_cover(work, raw, prob, cover)
+        _write_documents(work, model, name, meta, shape)
 
         yield ExportProgress(6, total, _STEPS[6])
         descr = describe(
-            model,
-            work,
-            name=name,
-            authors=authors,
-            cover=cover_path,
-            meta=meta,
-            context=context,
-            min_size=min_size,
-            step=step,
+            model, work, name=name, authors=authors, cover=cover_path, meta=meta, **shape
         )
         _write_package(descr, target, overwrite=overwrite)
     yield ExportProgress(total, total, "done")
     return target
+
+
+def _checked_arguments(
+    model: Any,
+    path: str | os.PathLike,
+    name: str | None,
+    authors: Sequence[str] | None,
+    cover: str | os.PathLike | None,
+    overwrite: bool,
+) -> tuple[Path, str, list[str], dict]:
+    """The target, name, authors and metadata of an export, or one plain error."""
+    _check_model(model)
+    _require_extra()
+    target = check_output_path(path, overwrite=overwrite)
+    if target.suffix.lower() != ".zip":
+        raise NapariUnetError(f"A bioimage.io package is a .zip file; {target.name} is not.")
+    if cover is not None and not Path(cover).is_file():
+        raise NapariUnetError(f"The cover image {cover} does not exist.")
+    meta = dict(model.metadata or {})
+    name = valid_model_name(name or str(meta.get("name") or "napari-unet U-Net"))
+    authors = [a.strip() for a in (authors or meta.get("authors") or []) if str(a).strip()]
+    if not authors:
+        authors = ["napari-unet user"]
+    if any("/" in a for a in authors):
+        raise NapariUnetError("Author names may not contain '/'.")
+    return target, name, authors, meta
+
+
+def _write_cover(
+    work: Path, raw: np.ndarray, prob: np.ndarray, cover: str | os.PathLike | None
+) -> Path:
+    """The cover in ``work``: the user's image, or the test image beside its prediction."""
+    if cover is None:
+        draw_cover(raw, prob, work / "cover.png")
+        return work / "cover.png"
+    cover_path = work / f"cover{Path(cover).suffix.lower()}"
+    shutil.copyfile(cover, cover_path)
+    return cover_path
+
+
+def _write_documents(work: Path, model: UNet, name: str, meta: dict, shape: dict) -> None:
+    """The model card (README.md) and the provenance napari-unet reads back on import.
+
+    ``shape`` holds the network's ``context``, ``min_size`` and ``step``.
+    """
+    from ..modelfile import _jsonable
+
+    (work / "README.md").write_text(
+        model_card(model, name, shape["context"], shape["min_size"], shape["step"]),
+        encoding="utf-8",
+    )
+    provenance = {"config": model.config, "metadata": meta, **shape}
+    (work / "napari_unet_provenance.json").write_text(
+        json.dumps(_jsonable(provenance), indent=2), encoding="utf-8"
+    )
 
 
 def _write_package(descr: Any, target: Path, *, overwrite: bool) -> None:

@@ -14,23 +14,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .description import INPUT_ID, OUTPUT_ID
+from .identifiers import INPUT_ID, ONNX_OPSET, OUTPUT_ID
 
 if TYPE_CHECKING:
     from ..model import UNet
 
 __all__ = ["ONNX_OPSET", "shipped_architecture", "write_onnx", "write_torchscript"]
 
-ONNX_OPSET = 17
-
 
 def shipped_architecture(model: UNet, state: dict, folder: Path) -> Any:
     """Copy the architecture source into ``folder``; its network with ``state``, in eval mode."""
-    from . import unet_architecture
+    from .unet_architecture import UNet as ShippedUNet  # imports torch
 
-    source = files(unet_architecture.__package__).joinpath("unet_architecture.py")
+    # the architecture's source lies beside this module
+    source = files(__package__).joinpath("unet_architecture.py")
     (folder / "unet_architecture.py").write_text(source.read_text(encoding="utf-8"))
-    arch = unet_architecture.UNet(**model.config)
+    arch = ShippedUNet(**model.config)
     arch.load_state_dict(state)
     return arch.eval()
 

@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NapariUnetError
+from .identifiers import (
+    INPUT_ID,
+    ONNX_OPSET,
+    OUTPUT_ID,
+    PACKAGE_CONFIG_KEY,
+    UNET_DOI,
+    WEIGHTS_ATTACHMENT,
+)
 
 if TYPE_CHECKING:
     from ..model import UNet
@@ -34,13 +42,7 @@ __all__ = [
     "first_error",
 ]
 
-#: Key under ``config`` in ``rdf.yaml`` that marks a package napari-unet exported.
-PACKAGE_CONFIG_KEY = "napari_unet"
-#: The attachment napari-unet imports a package from (never the pickle state dict).
-WEIGHTS_ATTACHMENT = "napari_unet_model.safetensors"
-INPUT_ID = "raw"
-OUTPUT_ID = "probabilities"
-UNET_DOI = "10.1007/978-3-319-24574-4_28"
+_DEFAULT_NORMALIZATION = {"method": "percentile", "low": 1.0, "high": 99.8}
 
 
 def describe(
@@ -65,15 +67,45 @@ def describe(
     NapariUnetError
         With the first problem bioimageio.spec finds, in one line.
     """
-    import torch
     from bioimageio.spec import ValidationContext
     from bioimageio.spec.model import v0_5 as v
 
-    from .. import __version__
-    from ..modelfile import _jsonable
-    from .conversions import ONNX_OPSET
+    norm = meta.get("normalization") or _DEFAULT_NORMALIZATION
+    shape = {"context": context, "min_size": min_size, "step": step}
+    inputs = _inputs(v, model, work, norm, min_size=min_size, step=step)
+    outputs = _outputs(v, model, work, context)
+    weights = _weights(v, model, work)
+    config = _config(model, meta, norm, shape)
+    with ValidationContext(root=work, perform_io_checks=True):
+        try:
+            return v.ModelDescr(
+                name=name,
+                description=str(meta.get("description") or "A U-Net trained with napari-unet.")[
+                    :1024
+                ],
+                authors=[v.Author(name=a) for a in authors],
+                cite=_cite(v),
+                license=v.LicenseId(str(meta.get("licence") or meta.get("license") or "MIT")),
+                covers=[v.FileDescr(source=cover)],
+                documentation=v.FileDescr(source=work / "README.md"),
+                attachments=[
+                    v.FileDescr(source=work / WEIGHTS_ATTACHMENT),
+                    v.FileDescr(source=work / "napari_unet_provenance.json"),
+                ],
+                tags=["unet", "segmentation", "napari-unet", "2d", "pytorch"],
+                inputs=inputs,
+                outputs=outputs,
+                weights=weights,
+                config=config,
+            )
+        except Exception as exc:  # pydantic's ValidationError lists every field
+            raise NapariUnetError(
+                f"The bioimage.io description could not be built: {first_error(exc)}"
+            ) from None
 
-    norm = meta.get("normalization") or {"method": "percentile", "low": 1.0, "high": 99.8}
+
+def _inputs(v: Any, model: UNet, work: Path, norm: dict, *, min_size: int, step: int) -> list:
+    """The input tensor: any valid size, scaled by the model's percentiles."""
     preprocessing = []
     if norm.get("method", "percentile") == "percentile":
         preprocessing.append(
@@ -88,25 +120,12 @@ def describe(
                 )
             )
         )
-    if model.n_classes == 2:
-        classes = ["background", "foreground"]
-    else:
-        classes = [f"class{k}" for k in range(model.n_classes)]
     in_channels = [f"channel{c}" for c in range(model.in_channels)]
     spatial_in = [
         v.SpaceInputAxis(id=v.AxisId(a), size=v.ParameterizedSize(min=min_size, step=step))
         for a in ("y", "x")
     ]
-    spatial_out = [
-        v.SpaceOutputAxis(
-            id=v.AxisId(a),
-            size=v.SizeReference(
-                tensor_id=v.TensorId(INPUT_ID), axis_id=v.AxisId(a), offset=-2 * context
-            ),
-        )
-        for a in ("y", "x")
-    ]
-    inputs = [
+    return [
         v.InputTensorDescr(
             id=v.TensorId(INPUT_ID),
             description="image, raw intensities (scaled by the pre-processing)",
@@ -120,7 +139,24 @@ def describe(
             preprocessing=preprocessing,
         )
     ]
-    outputs = [
+
+
+def _outputs(v: Any, model: UNet, work: Path, context: int) -> list:
+    """The output tensor: class probabilities, smaller than the input by the context."""
+    if model.n_classes == 2:
+        classes = ["background", "foreground"]
+    else:
+        classes = [f"class{k}" for k in range(model.n_classes)]
+    spatial_out = [
+        v.SpaceOutputAxis(
+            id=v.AxisId(a),
+            size=v.SizeReference(
+                tensor_id=v.TensorId(INPUT_ID), axis_id=v.AxisId(a), offset=-2 * context
+            ),
+        )
+        for a in ("y", "x")
+    ]
+    return [
         v.OutputTensorDescr(
             id=v.TensorId(OUTPUT_ID),
             description=(
@@ -137,8 +173,16 @@ def describe(
             postprocessing=[v.SoftmaxDescr(kwargs=v.SoftmaxKwargs(axis=v.AxisId("channel")))],
         )
     ]
+
+
+def _weights(v: Any, model: UNet, work: Path) -> Any:
+    """The three weight formats: the state dict with its architecture, TorchScript, ONNX."""
+    import torch
+
+    from ..modelfile import _jsonable
+
     torch_version = v.Version(torch.__version__.split("+")[0])
-    weights = v.WeightsDescr(
+    return v.WeightsDescr(
         pytorch_state_dict=v.PytorchStateDictWeightsDescr(
             source=work / "weights.pt",
             architecture=v.ArchitectureFromFileDescr(
@@ -159,9 +203,30 @@ def describe(
             parent="pytorch_state_dict",
         ),
     )
+
+
+def _config(model: UNet, meta: dict, norm: dict, shape: dict) -> dict:
+    """``config``: bioimage.io's summary of the network and its training, and napari-unet's own.
+
+    ``shape`` holds the network's ``context``, ``min_size`` and ``step``.
+    """
+    from .._version import __version__
+    from ..modelfile import _jsonable
+
     training = meta.get("training") or {}
     tconf = training.get("config") or {}
-    config = {
+    summary = {
+        "training_preprocessing": (
+            f"percentile normalisation ({norm.get('low')}, {norm.get('high')}) "
+            "per image; elastic deformation and intensity augmentation"
+        ),
+        "optimizer": tconf.get("optimizer"),
+        "initial_learning_rate": tconf.get("learning_rate"),
+        "learning_rate_schedule": tconf.get("schedule"),
+        "training_batch_size": tconf.get("batch_size"),
+        "loss_function": "pixel-weighted cross-entropy (Ronneberger et al. 2015)",
+    }
+    return {
         "bioimageio": {
             "architecture_type": "U-Net (valid convolutions)",
             "architecture_description": (
@@ -177,21 +242,7 @@ def describe(
                     "mismatched_elements_per_million": 0,
                 }
             ],
-            "training": {
-                k: val
-                for k, val in {
-                    "training_preprocessing": (
-                        f"percentile normalisation ({norm.get('low')}, {norm.get('high')}) "
-                        "per image; elastic deformation and intensity augmentation"
-                    ),
-                    "optimizer": tconf.get("optimizer"),
-                    "initial_learning_rate": tconf.get("learning_rate"),
-                    "learning_rate_schedule": tconf.get("schedule"),
-                    "training_batch_size": tconf.get("batch_size"),
-                    "loss_function": "pixel-weighted cross-entropy (Ronneberger et al. 2015)",
-                }.items()
-                if val is not None
-            },
+            "training": {k: val for k, val in summary.items() if val is not None},
         },
         PACKAGE_CONFIG_KEY: _jsonable(
             {
@@ -199,13 +250,15 @@ def describe(
                 "weights": WEIGHTS_ATTACHMENT,
                 "config": model.config,
                 "metadata": meta,
-                "context": context,
-                "min_size": min_size,
-                "step": step,
+                **shape,
             }
         ),
     }
-    cite = [
+
+
+def _cite(v: Any) -> list:
+    """The U-Net paper and napari-unet."""
+    return [
         v.CiteEntry(
             text="Ronneberger O., Fischer P., Brox T. (2015) U-Net: Convolutional Networks "
             "for Biomedical Image Segmentation. MICCAI 2015.",
@@ -216,32 +269,6 @@ def describe(
             url="https://napari-hub.org/plugins/napari-unet",
         ),
     ]
-    with ValidationContext(root=work, perform_io_checks=True):
-        try:
-            return v.ModelDescr(
-                name=name,
-                description=str(meta.get("description") or "A U-Net trained with napari-unet.")[
-                    :1024
-                ],
-                authors=[v.Author(name=a) for a in authors],
-                cite=cite,
-                license=v.LicenseId(str(meta.get("licence") or meta.get("license") or "MIT")),
-                covers=[v.FileDescr(source=cover)],
-                documentation=v.FileDescr(source=work / "README.md"),
-                attachments=[
-                    v.FileDescr(source=work / WEIGHTS_ATTACHMENT),
-                    v.FileDescr(source=work / "napari_unet_provenance.json"),
-                ],
-                tags=["unet", "segmentation", "napari-unet", "2d", "pytorch"],
-                inputs=inputs,
-                outputs=outputs,
-                weights=weights,
-                config=config,
-            )
-        except Exception as exc:  # pydantic's ValidationError lists every field
-            raise NapariUnetError(
-                f"The bioimage.io description could not be built: {first_error(exc)}"
-            ) from None
 
 
 def first_error(exc: Exception) -> str:

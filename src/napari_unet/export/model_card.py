@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from .description import UNET_DOI
+from .identifiers import UNET_DOI
 
 if TYPE_CHECKING:
     from ..model import UNet

@@ -25,6 +25,8 @@ the arrays a given configuration and seed produce.
 The package, one idea per module:
 
 - :mod:`.settings`: :class:`SyntheticConfig` and :func:`make_cells`;
+- :mod:`.scene_settings`: the settings' fields, checks and JSON form, which the
+  drawing modules read;
 - :mod:`.scenes`: one image, from placing the cells to the camera;
 - :mod:`.shapes`: cell outlines, placement and exact labels;
 - :mod:`.optics`: texture, blur, halos and illumination of each style;

@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 from .shapes import Cell
 
 if TYPE_CHECKING:
-    from .settings import SyntheticConfig
+    from .scene_settings import SceneSettings
 
 __all__ = ["render_brightfield", "render_fluorescence"]
 
@@ -153,7 +153,7 @@ def _debris(
 
 
 def render_fluorescence(
-    rng: np.random.Generator, config: SyntheticConfig, labels: np.ndarray, cells: list[Cell]
+    rng: np.random.Generator, config: SceneSettings, labels: np.ndarray, cells: list[Cell]
 ) -> np.ndarray:
     """Expected intensity, in units where a typical nucleus is about 1.
 
@@ -226,7 +226,7 @@ def render_fluorescence(
 
 
 def render_brightfield(
-    rng: np.random.Generator, config: SyntheticConfig, labels: np.ndarray, cells: list[Cell]
+    rng: np.random.Generator, config: SceneSettings, labels: np.ndarray, cells: list[Cell]
 ) -> np.ndarray:
     """Expected intensity, in units where the background is about 1."""
     shape = labels.shape

@@ -12,12 +12,12 @@ from .optics import render_brightfield, render_fluorescence
 from .shapes import finish_labels, place_cells
 
 if TYPE_CHECKING:
-    from .settings import SyntheticConfig
+    from .scene_settings import SceneSettings
 
 __all__ = ["draw_scene"]
 
 
-def draw_scene(config: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def draw_scene(config: SceneSettings, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """An image and its labels for ``config``, every random number from ``rng``."""
     labels, cells = place_cells(config, rng)
     labels, cells = finish_labels(labels, cells)

@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 from scipy import special
 
 if TYPE_CHECKING:
-    from .settings import SyntheticConfig
+    from .scene_settings import SceneSettings
 
 __all__ = ["Cell", "finish_labels", "place_cells"]
 
@@ -139,7 +139,7 @@ def _draw_diameters(rng: np.random.Generator, lo: float, hi: float, n: int) -> n
     return np.clip(np.exp(typical + spread * z), lo, hi)
 
 
-def place_cells(config: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[Cell]]:
+def place_cells(config: SceneSettings, rng: np.random.Generator) -> tuple[np.ndarray, list[Cell]]:
     """Place cells one by one, touching or apart, and paint their labels."""
     h, w = config.shape
     lo, hi = config.diameter

@@ -15,6 +15,7 @@ by a fixed rule that stays put as annotations grow, are held out for validation
 The package, one idea per module:
 
 - :mod:`.config`: :class:`TrainConfig`, and the events a run reports;
+- :mod:`.annotated`: the inputs checked, and which of their planes are annotated;
 - :mod:`.data`: :func:`prepare_training_data`, annotated planes ready for sampling;
 - :mod:`.split`: which annotated cells are held out for validation;
 - :mod:`.pairs`: image/labels/region files of a training set found in a folder;
@@ -42,7 +43,7 @@ _LAZY = {
     "TrainState": "config",
     "Validation": "config",
     "TrainingData": "data",
-    "annotated_plane_count": "data",
+    "annotated_plane_count": "annotated",
     "split_cells": "split",
     "find_pairs": "pairs",
     "prepare_training_data": "data",
@@ -83,6 +84,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 if TYPE_CHECKING:
+    from .annotated import annotated_plane_count
     from .config import (
         FINE_TUNE_LEARNING_RATE,
         INTERACTIVE_SECONDS,
@@ -91,7 +93,7 @@ if TYPE_CHECKING:
         TrainState,
         Validation,
     )
-    from .data import TrainingData, annotated_plane_count, prepare_training_data
+    from .data import TrainingData, prepare_training_data
     from .known import known_area
     from .loss import weighted_cross_entropy
     from .pairs import find_pairs

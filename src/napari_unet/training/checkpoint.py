@@ -1,86 +1,50 @@
-"""Checkpoints and provenance: saving a run, resuming it exactly, and recording where it began.
+"""Checkpoints and provenance: the optimizer's state as tensors, and where a run began.
 
 A checkpoint is a model file (:func:`~napari_unet.modelfile.save_checkpoint`) whose
-metadata holds the run's record (:func:`training_record`) and whose extra tensors
-hold the optimizer's state and torch's random state, so that a resumed run
-continues as if it had never stopped.
+metadata holds the run's record and whose extra tensors hold the optimizer's state
+and torch's random state, so that a resumed run continues as if it had never
+stopped. :meth:`Trainer.save <napari_unet.training.Trainer.save>` and
+:meth:`Trainer.resume <napari_unet.training.Trainer.resume>` write and read them;
+this module holds the parts that know nothing of the Trainer.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from .. import __version__
-from ..modelfile import save_checkpoint
-from .config import Validation
+__all__ = ["FINE_TUNED_SUFFIXES", "optimizer_tensors", "origin_of", "restore_optimizer"]
 
 # what a fine-tuned model's name ends with (the comma form is that of older files)
 FINE_TUNED_SUFFIXES = (" (fine-tuned)", ", fine-tuned")
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
-__all__ = ["origin_of", "restore_training_state", "save_trainer", "training_record"]
-
-
-def training_record(trainer: Trainer, seconds: float, validation: Validation | None) -> dict:
-    """The run's provenance: version, steps, time, settings, data, origin, scores, random state."""
-    return {
-        "napari_unet_version": __version__,
-        "steps": trainer.step,
-        "seconds": round(trainer.seconds_before + seconds, 3),
-        "config": trainer.config.to_dict(),
-        "data": trainer.data.summary,
-        "started_from": trainer.started_from,
-        "validation": asdict(validation) if validation else None,
-        "start_validation": asdict(trainer.baseline) if trainer.baseline else None,
-        "rng": trainer.rng.bit_generator.state,
-    }
-
-
-def save_trainer(
-    trainer: Trainer, path: str | Path, seconds: float, validation: Validation | None
-) -> Path:
-    """Save a checkpoint (model, optimizer and random state) atomically."""
-    state: dict[str, torch.Tensor] = {"torch_rng": trainer.torch_generator.get_state()}
-    opt = trainer.optimizer.state_dict()
-    for idx, pstate in opt["state"].items():
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as named tensors (``optim.<index>.<key>``)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, pstate in optimizer.state_dict()["state"].items():
         for key, value in pstate.items():
-            tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            state[f"optim.{idx}.{key}"] = tensor
-    return save_checkpoint(
-        trainer.model, path, state, training=training_record(trainer, seconds, validation)
-    )
+            tensors[f"optim.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors
 
 
-def restore_training_state(trainer: Trainer, info: dict[str, Any], state: dict) -> None:
-    """Put a checkpoint's record (``info``) and tensors (``state``) back into ``trainer``."""
-    # the run's own origin; a checkpoint from before origins were recorded has none
-    trainer.started_from = info.get("started_from") or {
-        "model": "unknown (the checkpoint predates provenance records)"
-    }
-    trainer.step = int(info.get("steps", 0))
-    trainer.seconds_before = float(info.get("seconds", 0.0))
-    if "rng" in info:
-        trainer.rng.bit_generator.state = info["rng"]
-    if "torch_rng" in state:
-        trainer.torch_generator.set_state(state["torch_rng"])
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, state: dict[str, torch.Tensor], device: torch.device
+) -> None:
+    """Load the ``optim.*`` tensors of a checkpoint's ``state`` back into ``optimizer``."""
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in state.items():
         if key.startswith("optim."):
             _, idx, name = key.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = value.to(trainer.device)
+            opt_state.setdefault(int(idx), {})[name] = value.to(device)
     if opt_state:
-        sd = trainer.optimizer.state_dict()
+        sd = optimizer.state_dict()
         for pstate in opt_state.values():
             if "step" in pstate:
                 pstate["step"] = pstate["step"].to("cpu")
         sd["state"] = opt_state
-        trainer.optimizer.load_state_dict(sd)
+        optimizer.load_state_dict(sd)
 
 
 def origin_of(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,8 @@
 or a napari thread worker can follow it, and :meth:`Trainer.stop` ends it between
 two steps with a consistent model. Tiles come from
 :class:`~napari_unet.training.sampler.TileSampler`, scores from
-:func:`~napari_unet.training.validation.validate`, checkpoints and provenance
-from :mod:`napari_unet.training.checkpoint`.
+:func:`~napari_unet.training.validation.validate`, the optimizer's state and a
+run's origin from :mod:`napari_unet.training.checkpoint`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ import numpy as np
 import torch
 
 from .._generators import run_to_end
+from .._version import __version__
 from ..device import select_device
 from ..errors import NapariUnetError
 from ..model import UNet
-from ..modelfile import load_model, load_training_state
+from ..modelfile import load_model, load_training_state, save_checkpoint
 from ..postprocess.describe import describe_model_rule
 from ..precision import autocast, resolve_precision
 from .calibrate import (
@@ -34,7 +36,7 @@ from .calibrate import (
     calibration_budget,
     validation_probabilities,
 )
-from .checkpoint import origin_of, restore_training_state, save_trainer, training_record
+from .checkpoint import optimizer_tensors, origin_of, restore_optimizer
 from .config import TrainConfig, TrainEvent, TrainState, Validation
 from .data import TrainingData, model_normalization, prepare_training_data, tile_sizes
 from .loss import weighted_cross_entropy
@@ -201,9 +203,42 @@ class Trainer:
         return validate(self.model, self.data, self.config.min_size, self.device, cached=cached)
 
     # -- checkpoints
+    def training_record(self, seconds: float, validation: Validation | None) -> dict:
+        """The run's provenance: version, steps, time, settings, data, origin, scores, random state.
+
+        ``seconds``: this run's training time (earlier, resumed runs' time is added).
+        """
+        return {
+            "napari_unet_version": __version__,
+            "steps": self.step,
+            "seconds": round(self.seconds_before + seconds, 3),
+            "config": self.config.to_dict(),
+            "data": self.data.summary,
+            "started_from": self.started_from,
+            "validation": asdict(validation) if validation else None,
+            "start_validation": asdict(self.baseline) if self.baseline else None,
+            "rng": self.rng.bit_generator.state,
+        }
+
     def save(self, path: str | Path, seconds: float = 0.0, validation=None) -> Path:
         """Save a checkpoint (model, optimizer and random state) atomically."""
-        return save_trainer(self, path, seconds, validation)
+        state = {"torch_rng": self.torch_generator.get_state(), **optimizer_tensors(self.optimizer)}
+        record = self.training_record(seconds, validation)
+        return save_checkpoint(self.model, path, state, training=record)
+
+    def _restore(self, info: dict[str, Any], state: dict) -> None:
+        """Put a checkpoint's record (``info``) and tensors (``state``) back into this run."""
+        # the run's own origin; a checkpoint from before origins were recorded has none
+        self.started_from = info.get("started_from") or {
+            "model": "unknown (the checkpoint predates provenance records)"
+        }
+        self.step = int(info.get("steps", 0))
+        self.seconds_before = float(info.get("seconds", 0.0))
+        if "rng" in info:
+            self.rng.bit_generator.state = info["rng"]
+        if "torch_rng" in state:
+            self.torch_generator.set_state(state["torch_rng"])
+        restore_optimizer(self.optimizer, state, self.device)
 
     @classmethod
     def resume(
@@ -225,7 +260,7 @@ class Trainer:
         if config is None:
             config = TrainConfig.from_dict(info.get("config"))
         trainer = cls(model, data, config, checkpoint=checkpoint or path, device=device)
-        restore_training_state(trainer, info, load_training_state(path))
+        trainer._restore(info, load_training_state(path))
         return trainer
 
     # -- the loop
@@ -368,7 +403,7 @@ class Trainer:
         return ended - began <= VALIDATION_SHARE * (time.perf_counter() - ended)
 
     def _finish(self, seconds: float, validation: Validation | None) -> None:
-        self.model.metadata["training"] = training_record(self, seconds, validation)
+        self.model.metadata["training"] = self.training_record(seconds, validation)
         self.model.metadata["training"].pop("rng")
         if self.checkpoint:
             self.save(self.checkpoint, seconds, validation)
