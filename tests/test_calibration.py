@@ -166,3 +166,58 @@ def test_training_on_one_cell_keeps_the_rule_and_says_so():
     assert events[-1].message.endswith(
         "Only one annotated cell to calibrate the object rule on; the previous rule is kept."
     )
+
+
+def test_the_guard_compares_a_calibrated_end_with_a_calibrated_start(monkeypatch):
+    """The end's rule is fitted to the held-out cells; the start's is fitted to them too."""
+    import copy
+
+    from napari_unet import TrainConfig, UNet
+    from napari_unet.synthetic import make_cells
+    from napari_unet.training import Trainer, prepare_training_data
+    from napari_unet.training import trainer as trainer_module
+    from napari_unet.training.calibrate import MIN_HELD_OUT, validation_probabilities
+    from napari_unet.training.validation import start_score_calibrated, validate
+
+    img, lab = make_cells((256, 256), seed=3, diameter=(14, 22))
+    model = UNet(base_channels=4, depth=2, dropout=0.0)
+    cfg = TrainConfig(steps=3, tile_size=60, validation_fraction=0.3, time_limit=None)
+    data = prepare_training_data(img, lab, model=model, config=cfg)
+    assert data.validation_cells >= MIN_HELD_OUT
+    start = copy.deepcopy(model)
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return start_score_calibrated(*args[:-1], None)  # the whole search: no timing
+
+    monkeypatch.setattr(trainer_module, "start_score_calibrated", spy)
+    trainer = Trainer(model, data, cfg, device="cpu")
+    for _ in trainer.run():
+        pass
+    assert len(calls) == 1
+    _, probs, min_size, previous, budget = calls[0]
+    # the start model's own predictions of the held-out cells, from before the first step
+    reference = validation_probabilities(start, data, "cpu")
+    assert all(np.allclose(p, r, atol=1e-5) for p, r in zip(probs, reference))
+    assert budget > 0 and min_size == cfg.min_size
+    # the baseline is the start model scored with the rule calibrated on those cells
+    best = start_score_calibrated(data, reference, min_size, previous, None)
+    plain = validate(start, data, cfg.min_size, "cpu")
+    assert trainer.baseline == best != plain and best.n_true == plain.n_true
+
+
+def test_the_start_keeps_its_plain_score_without_calibration():
+    from napari_unet import TrainConfig, UNet
+    from napari_unet.synthetic import make_cells
+    from napari_unet.training import Trainer, prepare_training_data
+
+    img, lab = make_cells((256, 256), seed=3, diameter=(14, 22))
+    model = UNet(base_channels=4, depth=2, dropout=0.0)
+    cfg = TrainConfig(steps=2, tile_size=60, validation_fraction=0.3, calibrate=False)
+    data = prepare_training_data(img, lab, model=model, config=cfg)
+    trainer = Trainer(model, data, cfg, device="cpu")
+    expected = trainer.validate()
+    for _ in trainer.run():
+        pass
+    assert trainer.baseline == expected

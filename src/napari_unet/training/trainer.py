@@ -27,6 +27,7 @@ from ..device import select_device
 from ..errors import NapariUnetError
 from ..model import UNet
 from ..modelfile import load_model, load_training_state, save_checkpoint
+from ..postprocess import resolve_postprocess
 from ..postprocess.describe import describe_model_rule
 from ..precision import autocast, resolve_precision
 from .calibrate import (
@@ -41,7 +42,7 @@ from .config import TrainConfig, TrainEvent, TrainState, Validation
 from .data import TrainingData, model_normalization, prepare_training_data, tile_sizes
 from .loss import weighted_cross_entropy
 from .sampler import TileSampler
-from .validation import validate
+from .validation import start_score_calibrated, validate
 
 __all__ = ["VALIDATION_SHARE", "Trainer", "new_model", "train_model"]
 
@@ -99,6 +100,8 @@ class Trainer:
         self._val_cost: tuple[float, float] | None = None  # when the last validation ran
         # the start model's score on the same held-out cells (the guard between rounds)
         self.baseline: Validation | None = None
+        # the start model's held-out predictions and rule, for a like-with-like guard
+        self._start: tuple[list[np.ndarray], dict] | None = None
         self.input_size, self.output_size = tile_sizes(self.config.tile_size, model.depth)
         self.sampler = TileSampler(
             data,
@@ -315,7 +318,7 @@ class Trainer:
         yield self._event(TrainState.STARTED, None, lr, start, None, None, started)
         try:
             if self.data.has_validation and self.step == 0 and self.baseline is None:
-                self.baseline = self.validate()  # before any step: the start model's score
+                self._score_start()  # before any step: the start model's score
             while not self._stop_requested and self._fraction(time.perf_counter() - start) < 1.0:
                 lr = self.learning_rate_at(self._fraction(time.perf_counter() - start))
                 t0 = time.perf_counter()
@@ -382,11 +385,40 @@ class Trainer:
         cached = None
         if cells >= MIN_HELD_OUT:
             cached = validation_probabilities(self.model, self.data, self.device)
+            budget = self._rescore_start(budget)
         found = calibrate_model(self.model, self.data, self.device, budget, cached)
         if found.rule is None:
             return cached, f" {found.message}"
         rule = describe_model_rule(self.model)
         return cached, f" {rule[0].upper()}{rule[1:]}."
+
+    def _score_start(self) -> None:
+        """The start model's score; its predictions are kept when the end calibrates."""
+        if self.config.calibrate and self.data.validation_cells >= MIN_HELD_OUT:
+            self._start = (
+                validation_probabilities(self.model, self.data, self.device),
+                resolve_postprocess(self.model, fallback={"min_size": self.config.min_size}),
+            )
+            self.baseline = self.validate(self._start[0])
+        else:
+            self.baseline = self.validate()
+
+    def _rescore_start(self, budget: float) -> float:
+        """Half the calibration budget calibrates the start model's rule on the same cells.
+
+        The end is scored with a rule fitted to the held-out cells, so the start is
+        too (:func:`~napari_unet.training.validation.start_score_calibrated`): the
+        guard compares like with like. Returns the budget left.
+        """
+        if self._start is None:  # resumed, or no start predictions kept
+            return budget
+        began = time.perf_counter()
+        probs, rule = self._start
+        fair = start_score_calibrated(self.data, probs, self.config.min_size, rule, budget / 2)
+        if fair is not None:
+            self.baseline = fair
+        self._start = None
+        return max(0.0, budget - (time.perf_counter() - began))
 
     def _validation_due(self, c: TrainConfig) -> bool:
         """Whether to validate now.

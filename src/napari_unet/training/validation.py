@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from ..metrics import instance_scores
 from ..model import UNet
 from ..postprocess import label_instances, resolve_postprocess
+from ..postprocess.calibration import CalibrationSample, calibrate
 from .calibrate import validation_probabilities
 from .config import Validation
 from .data import TrainingData
 
-__all__ = ["IOU_TOLERANCE", "Comparison", "compare_to_start", "validate"]
+__all__ = ["IOU_TOLERANCE", "Comparison", "compare_to_start", "start_score_calibrated", "validate"]
 
 # At equal AP@0.5, a mean IoU lower by more than this makes the new model worse.
 IOU_TOLERANCE = 0.02
@@ -32,6 +33,7 @@ def validate(
     min_size: int,
     device: torch.device,
     cached: list[np.ndarray] | None = None,
+    rule: dict | None = None,
 ) -> Validation | None:
     """Loss, mean IoU and AP@0.5 on the held-out cells; None without validation data.
 
@@ -40,11 +42,15 @@ def validate(
     what Predict then shows; ``min_size`` applies when the model recommends
     none. Predicted objects mostly outside the annotated region are not scored.
     ``cached``: the crops' probabilities, when already predicted (in the order of
-    :func:`napari_unet.training.calibrate.validation_probabilities`).
+    :func:`napari_unet.training.calibrate.validation_probabilities`). ``rule``: score
+    with these instance options instead of the model's (unset ones: the defaults).
     """
     if not data.has_validation:
         return None
-    options = resolve_postprocess(model, fallback={"min_size": min_size})
+    if rule is None:
+        options = resolve_postprocess(model, fallback={"min_size": min_size})
+    else:
+        options = resolve_postprocess(None, rule, fallback={"min_size": min_size})
     total_loss, counted = 0.0, 0
     tp = n_true = n_pred = 0
     iou_sum = 0.0
@@ -70,6 +76,29 @@ def validate(
         n_true=n_true,
         n_pred=n_pred,
     )
+
+
+def start_score_calibrated(
+    data: TrainingData,
+    probabilities: list[np.ndarray],
+    min_size: int,
+    previous: dict,
+    budget: float | None,
+) -> Validation | None:
+    """The start model's score with a rule calibrated on the same held-out cells.
+
+    After training, the new model is scored with a rule calibrated on the held-out
+    cells; scored on the cells it was fitted to, that rule has an edge the start
+    model's plain rule lacks. Calibrating the start model's rule on the same cells
+    (``probabilities``: its predictions of them, from before the first step) puts
+    both on one footing for :func:`compare_to_start`. None with too few cells.
+    """
+    crops = [crop for plane in data.planes for crop in plane.validation]
+    samples = [CalibrationSample(p, c.labels, c.mask) for p, c in zip(probabilities, crops)]
+    found = calibrate(samples, held_out=True, time_limit=budget, previous=previous)
+    if found.rule is None:
+        return None
+    return validate(None, data, min_size, None, cached=probabilities, rule=found.rule)
 
 
 def _drop_outside(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
