@@ -221,3 +221,38 @@ def test_the_start_keeps_its_plain_score_without_calibration():
     for _ in trainer.run():
         pass
     assert trainer.baseline == expected
+
+
+def test_few_cells_calibrate_on_windows_around_them_not_the_whole_image(monkeypatch):
+    """Under ten held-out cells, every painted cell calibrates: only around them is predicted."""
+    from napari_unet import TrainConfig, UNet
+    from napari_unet.synthetic import make_cells
+    from napari_unet.training import calibrate as cal
+    from napari_unet.training import prepare_training_data
+
+    img, lab = make_cells((384, 384), seed=5, diameter=(14, 22))
+    few = np.isin(lab, [i for i in np.unique(lab)[1:] if (lab == i).any()][:4])
+    painted = np.where(few, lab, 0)  # four cells, nothing else: a sparse annotation
+    model = UNet(base_channels=4, depth=2, dropout=0.0)
+    data = prepare_training_data(img, painted, model=model, config=TrainConfig(tile_size=60))
+    assert data.validation_cells < cal.MIN_HELD_OUT
+    boxes = []
+    real = cal._predict_window
+    monkeypatch.setattr(
+        cal, "_predict_window", lambda m, p, box, d: boxes.append(box) or real(m, p, box, d)
+    )
+    samples, held_out = cal.calibration_samples(model, data, "cpu")
+    assert not held_out and boxes
+    area = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in boxes)
+    assert area < 0.5 * 384 * 384, boxes
+    # the reference: the whole plane predicted, as before; the same rule comes out
+    plane = data.planes[0]
+    whole = [
+        CalibrationSample(
+            real(model, plane, (0, 384, 0, 384), "cpu"), plane.annotation, plane.region
+        )
+    ]
+    assert sum(int((s.labels > 0).any()) for s in samples) >= 1
+    found, reference = calibrate(samples, time_limit=None), calibrate(whole, time_limit=None)
+    assert found.rule == reference.rule and found.cells == reference.cells == 4
+    assert found.score == pytest.approx(reference.score, abs=1e-6)

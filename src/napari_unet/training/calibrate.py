@@ -17,7 +17,7 @@ from ..model import UNet
 from ..postprocess import resolve_postprocess
 from ..postprocess.calibration import Calibration, CalibrationSample, calibrate
 from ..tiling import predict_tiled
-from .data import TrainingData
+from .data import TrainingData, validation_windows
 
 __all__ = [
     "CALIBRATION_SHARE",
@@ -32,6 +32,8 @@ __all__ = [
 CALIBRATION_SHARE = 0.1
 #: With fewer held-out cells than this, all annotated cells calibrate the rule.
 MIN_HELD_OUT = 10
+#: Pixels around the scored region that its calibration windows include.
+WINDOW_MARGIN = 32
 
 
 def _predict_window(model, plane, box, device) -> np.ndarray:
@@ -68,12 +70,28 @@ def calibration_samples(
         return [CalibrationSample(p, c.labels, c.mask) for p, c in zip(probs, crops)], True
     samples = []
     for plane in data.planes:
-        if plane.annotation is None:
+        if plane.annotation is None or not plane.region.any():
             continue
-        H, W = plane.shape
-        prob = _predict_window(model, plane, (0, H, 0, W), device)
-        samples.append(CalibrationSample(prob, plane.annotation, plane.region))
+        # only around what is scored: a few painted cells of a large image are a few windows
+        for y0, y1, x0, x1 in _around(plane.region, model.halo):
+            prob = _predict_window(model, plane, (y0, y1, x0, x1), device)
+            cells, region = plane.annotation[y0:y1, x0:x1], plane.region[y0:y1, x0:x1]
+            samples.append(CalibrationSample(prob, cells, region))
     return samples, False
+
+
+def _around(region: np.ndarray, context: int) -> list[tuple[int, int, int, int]]:
+    """Windows covering ``region``, each grown by :data:`WINDOW_MARGIN` px within the plane.
+
+    The margin keeps whole the predicted objects that reach a little past the
+    scored region, as they are on the whole plane.
+    """
+    H, W = region.shape
+    m = WINDOW_MARGIN
+    return [
+        (max(0, y0 - m), min(H, y1 + m), max(0, x0 - m), min(W, x1 + m))
+        for y0, y1, x0, x1 in validation_windows(region, context)
+    ]
 
 
 def calibration_budget(time_limit: float | None, elapsed: float) -> float:
