@@ -19,12 +19,12 @@ from .augment import AugmentConfig
 from .batch import BatchState, display_name, image_files, is_zarr_store, segment_files
 from .bigimage import iter_predict_to_zarr
 from .errors import NapariUnetError
+from .events import Announcement, SizeChoice, SizeProgress
 from .fileio import check_output_path, read_image, read_voxel_size, write_tiff
 from .layout import channel_count, check_same_channels, to_model_layout
 from .modelfile import load_model
 from .postprocess import foreground_probability
 from .segment import check_diameter, describe_stack_mode, iter_segment
-from .sizing import SizeChoice, SizeProgress
 from .training import (
     TrainConfig,
     Trainer,
@@ -355,10 +355,11 @@ class _PhaseBars:
         self.said = None
 
     def __call__(self, event) -> None:
-        if isinstance(event, SizeChoice):
+        if isinstance(event, Announcement):  # the size chosen, a resize's cost
             self.bars["size"].close()
-            self.said = event.message
-            print(event.message, file=sys.stderr)
+            if isinstance(event, SizeChoice):  # also among the notes: said once
+                self.said = event.message
+            print(event.text, file=sys.stderr)
             return
         if isinstance(event, SizeProgress):
             self.bars["size"](event.done, event.total)

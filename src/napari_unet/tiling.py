@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 from ._generators import progress_callback, run_to_end
 from .device import select_device
 from .errors import NapariUnetError
+from .events import TileProgress
 from .model import input_size_for_output
 from .normalization import Normalization
 from .padding import mirror_pad
@@ -113,20 +114,6 @@ class TileGrid:
         for i in range(self.counts[0]):
             for j in range(self.counts[1]):
                 yield i * self.step[0], j * self.step[1]
-
-
-@dataclass(frozen=True)
-class TileProgress:
-    """Progress of a prediction: ``done`` of ``total`` tile passes (over all planes).
-
-    A tile takes one forward pass, or 8 with test-time augmentation (``tta``),
-    so the count is the work done and the work left, either way. ``precision``:
-    the precision the passes run in, and why (None where not known).
-    """
-
-    done: int
-    total: int
-    precision: Precision | None = field(default=None, compare=False)  # says, not counts
 
 
 def _auto_step(size: int, max_step: int, factor: int) -> int:

@@ -25,6 +25,7 @@ import zarr
 from .._generators import progress_callback, run_to_end
 from ..device import select_device
 from ..errors import NapariUnetError
+from ..events import CountedProgress
 from ..model import UNet
 from ..normalization import Normalization
 from ..postprocess import labels_from_probabilities, resolve_postprocess
@@ -67,7 +68,7 @@ _DEFAULT_TASK_BUDGET = 512 << 20
 
 
 @dataclass(frozen=True)
-class ChunkProgress:
+class ChunkProgress(CountedProgress):
     """Progress of :func:`iter_predict_to_zarr`.
 
     Attributes

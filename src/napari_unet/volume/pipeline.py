@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import NapariUnetError
+from ..planes import iter_segment_planes
 from ..postprocess import METHODS, resolve_postprocess
 from ..postprocess.resolver import H_3D, SMOOTHING_3D
 from ..postprocess.rules import keep_confident
@@ -19,7 +20,7 @@ from .views import iter_predict_views
 from .voxels import isotropic_factors
 
 if TYPE_CHECKING:
-    from ..tiling import TileProgress
+    from ..events import TileProgress
 
 __all__ = ["iter_segment_volume", "default_min_volume", "OPTIONS_3D", "H_3D", "SMOOTHING_3D"]
 
@@ -78,24 +79,14 @@ def iter_segment_volume(
     if int(min_volume) < 0:
         raise NapariUnetError(f"min_volume must be 0 or more, got {min_volume}.")
     if stack == "linked":
-        from ..segment import iter_segment  # the planes path, rescale included
-
         # the caller's options, not the resolved ones: the planes path resolves them
         # itself, with min_size at the right scale
-        planes = yield from iter_segment(
-            model,
-            volume,
-            stack="planes",
-            rescale=rescale,
-            tile_shape=tile_shape,
-            batch_size=batch_size,
-            device=device,
-            tta=tta,
-            precision=precision,
+        labels, prob = yield from iter_segment_planes(
+            model, volume, rescale=rescale, tile_shape=tile_shape, batch_size=batch_size,
+            device=device, tta=tta, precision=precision,
             **{k: v for k, v in given.items() if k not in OPTIONS_3D},
-        )
-        labels = link_planes(planes.labels, iou=link_iou, min_volume=int(min_volume))
-        return labels, planes.probabilities
+        )  # fmt: skip
+        return link_planes(labels, iou=link_iou, min_volume=int(min_volume)), prob
     seed_threshold = postprocess.pop("seed_threshold")
     threshold = postprocess.pop("threshold")
     min_confidence = float(postprocess.pop("min_confidence"))
