@@ -45,7 +45,7 @@ def test_segment_rescales_and_returns_the_image_shape(monkeypatch):
         yield
         return p
 
-    monkeypatch.setattr("napari_unet.segment.iter_predict_tiled", fake_predict)
+    monkeypatch.setattr("napari_unet.planes.iter_predict_tiled", fake_predict)
     out = seg.segment(_Blobs(), image, rescale=0.5, min_size=16)
     assert shapes == [(25, 35)]
     assert out.labels.shape == image.shape and out.probabilities.shape == (2, 50, 70)

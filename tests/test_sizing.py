@@ -13,9 +13,9 @@ from napari_unet.sizing import (
     DiameterEstimate,
     SizeChoice,
     SizeProgress,
-    _sample_planes,
     choose_rescale,
 )
+from napari_unet.sizing.from_image import sample_planes as _sample_planes
 from napari_unet.synthetic import make_cells
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
+from .events import CountedProgress
+
 R = TypeVar("R")
 
 
@@ -24,15 +26,16 @@ def run_to_end(gen: Generator[Any, Any, R], on_event: Callable[[Any], Any] | Non
 
 
 def progress_callback(progress: Callable[[int, int], Any] | None) -> Callable[[Any], Any] | None:
-    """``progress(done, total)`` as an ``on_event`` for events with ``done`` and ``total``.
+    """``progress(done, total)`` as an ``on_event`` for counted progress events.
 
-    Other events (such as :class:`napari_unet.sizing.SizeChoice`) are skipped.
+    Those are :class:`~napari_unet.events.CountedProgress`; other events (sentences
+    such as :class:`napari_unet.events.SizeChoice`) are skipped.
     """
     if progress is None:
         return None
 
     def on_event(event: Any) -> None:
-        if hasattr(event, "done") and hasattr(event, "total"):
+        if isinstance(event, CountedProgress):
             progress(event.done, event.total)
 
     return on_event

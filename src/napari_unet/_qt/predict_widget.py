@@ -39,10 +39,46 @@ class PredictWidget(ScrollingDock):
         self._session = self._state.model
         self._runner = PredictionRunner(viewer)
         self._read: list = []  # the model a run read from its file or the bundle
-        self._image = ComboBox(label="Image", choices=layer_choices(viewer, "Image"))
+        self._build_model_fields()
+        self._build_options()
+        self._build_run_fields()
+        self._batch = BatchPanel(viewer, self._settings, lambda: self._runner.running)
+        self.form.extend(
+            [
+                self._image,
+                self._model_choice,
+                self._model_path,
+                self._model_info,
+                self._tile,
+                self._diameter,
+                self._tta,
+                *self._stack.widgets,
+                self._device,
+                self._precision,
+                self._zarr_out,
+                self._segment,
+                self._cancel,
+                self._progress,
+                self._copy,
+                self._status,
+                *self._batch.widgets,
+            ]
+        )
+        self._model_path.visible = False
+        self._zarr_out.visible = False
+        self._connect()
+        self.finish(self._state)
+        self._state.warm_up()
+
+    def _build_model_fields(self) -> None:
+        """The image, the model (in use, bundled or a file) and what the one in use is."""
+        self._image = ComboBox(label="Image", choices=layer_choices(self._viewer, "Image"))
         self._model_choice = ComboBox(label="Model", choices=model_choices(), value=CURRENT)
         self._model_path = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self._model_info = StatusLine(2, label="In use", value=self._session.describe())
+
+    def _build_options(self) -> None:
+        """How to predict: tile size, object diameter, TTA, stack mode, device, precision."""
         self._tile = SpinBox(
             label="Tile size (0: auto)",
             value=0,
@@ -81,6 +117,9 @@ class PredictWidget(ScrollingDock):
             "The status says which ran."
         )
         self._stack = StackOptions(lambda: self._state.is_warm)  # shows for Z-stacks only
+
+    def _build_run_fields(self) -> None:
+        """Segment and Cancel, the progress, the zarr output, the copy button, the status."""
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
@@ -96,30 +135,9 @@ class PredictWidget(ScrollingDock):
             tooltip="Start an annotation from the prediction, to correct instead of painting.",
         )
         self._status = StatusLine(4, label="", value="")
-        self._batch = BatchPanel(viewer, self._settings, lambda: self._runner.running)
-        self.form.extend(
-            [
-                self._image,
-                self._model_choice,
-                self._model_path,
-                self._model_info,
-                self._tile,
-                self._diameter,
-                self._tta,
-                *self._stack.widgets,
-                self._device,
-                self._precision,
-                self._zarr_out,
-                self._segment,
-                self._cancel,
-                self._progress,
-                self._copy,
-                self._status,
-                *self._batch.widgets,
-            ]
-        )
-        self._model_path.visible = False
-        self._zarr_out.visible = False
+
+    def _connect(self) -> None:
+        """The fields, the runner and the viewer's shared state, wired to this dock."""
         self._image.changed.connect(self._on_image)
         self._on_image(self._image.value)
         self._model_choice.changed.connect(self._on_choice)
@@ -133,8 +151,6 @@ class PredictWidget(ScrollingDock):
         self._session.changed.connect(self._on_session)
         self._state.warmed.connect(self._device.reset_choices)
         self._state.warmed.connect(self._stack.refresh)
-        self.finish(self._state)
-        self._state.warm_up()
 
     def _devices(self, _widget: object = None) -> list[str]:
         if not self._state.is_warm:  # torch is still loading in the worker

@@ -12,6 +12,7 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
+from ..events import Announcement, CountedProgress
 from .layers import OWNER_KEY, find_own_layer, layer_data, layer_image, upsert_layer
 from .session import state_for
 from .workers import Cancelled, UserProblem, WorkerGroup, until_cancelled
@@ -36,15 +37,16 @@ def _segment_job(
     holds the 3D keywords of ``iter_segment`` (``stack``, ``voxel_size``,
     ``z_axis``); None or empty segments plane by plane. ``tta``: test-time
     augmentation. ``precision``: as for ``iter_segment`` ("auto" measures once, here
-    in the worker). Yields progress events and sentences (what the run will do,
-    before it does it). Returns (foreground probability, labels, the model, the
-    notes, the last saying which precision ran and why).
+    in the worker). Yields the core's events (:mod:`napari_unet.events`): progress,
+    and sentences on what the run will do before it does it. Returns (foreground
+    probability, labels, the model, the notes, the last saying which precision ran
+    and why).
     """
     from .. import segment as seg
+    from ..events import Note
     from ..layout import to_model_layout
     from ..modelfile import resolve_model_arg
     from ..postprocess import foreground_probability
-    from ..sizing import SizeChoice
 
     stack = stack or {}
     model = resolve_model_arg(model)
@@ -52,15 +54,12 @@ def _segment_job(
         image = data  # 4D+ (e.g. TZYX): iter_segment finds Z and runs each volume
     else:
         image = to_model_layout(data, model.in_channels, rgb=rgb)
-    if diameter is not None:  # refused in one sentence before anything runs
-        factor = seg.rescale_for_diameter(model, diameter)
-        seg.check_diameter(diameter, tuple(image.shape))
     if stack:  # say what the mode costs before the run
         zhw = _zhw(data.shape, rgb, stack)
-        yield seg.describe_stack_mode(zhw, stack["stack"], stack["voxel_size"])
-    if diameter is not None and factor != 1.0:
-        yield seg.describe_resize(image.shape, factor)
-    gen = seg.iter_segment(
+        yield Note(seg.describe_stack_mode(zhw, stack["stack"], stack["voxel_size"]))
+    # the diameter is checked, and a resize said with its cost, before anything runs;
+    # closing this generator (a cancel) closes iter_segment at once
+    result = yield from seg.iter_segment(
         model,
         image,
         diameter=diameter,
@@ -71,22 +70,6 @@ def _segment_job(
         precision=precision,
         **stack,
     )
-    try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if isinstance(event, SizeChoice):  # the estimate, before the prediction
-                message = event.message
-                if event.rescale != 1.0:
-                    message += " " + seg.describe_resize(image.shape, event.rescale)
-                yield message
-            else:
-                yield event
-    finally:
-        gen.close()  # a cancel stops the estimate or the prediction at once
     labels = result.labels
     notes = (*result.notes, f"{result.precision.describe()}.")
     return foreground_probability(result.probabilities), labels, model, notes
@@ -149,6 +132,7 @@ def _size_of_lazy(model, image, tile, device):
     the prediction says why in its own words).
     """
     from ..errors import NapariUnetError
+    from ..events import Note
     from ..sizing import choose_rescale, iter_estimate_diameter
 
     try:
@@ -156,7 +140,7 @@ def _size_of_lazy(model, image, tile, device):
         estimate = yield from gen  # closing this generator closes the estimate
     except NapariUnetError:
         return
-    yield choose_rescale(model, estimate, can_resize=False)[1]
+    yield Note(choose_rescale(model, estimate, can_resize=False)[1])
 
 
 def show_segmentation(
@@ -353,10 +337,10 @@ class PredictionRunner:
         self._workers.stop_all(timeout)
         self._on_finished()  # its signals are no longer delivered
 
-    def _on_progress(self, event) -> None:
-        if isinstance(event, str):
-            show_info(event)
-            self.planned.emit(event)
+    def _on_progress(self, event: CountedProgress | Announcement) -> None:
+        if isinstance(event, Announcement):  # what the run will do, before it does it
+            show_info(event.text)
+            self.planned.emit(event.text)
             return
         if self._bar is not None:
             self._bar.total = event.total

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NapariUnetError
+from ..events import CountedProgress
 from .events import BatchEvent, BatchItem, BatchResult, BatchState, Outcome, display_name
 
 __all__ = ["iter_batch", "problem_sentence"]
@@ -85,9 +86,8 @@ def _progress_of(gen: Generator, source: Path | str, i: int, n: int) -> Generato
                 event = next(gen)
             except StopIteration as stop:
                 return stop.value
-            total = getattr(event, "total", None)
-            if total:
-                fraction = min(1.0, getattr(event, "done", 0) / total)
+            if isinstance(event, CountedProgress) and event.total:
+                fraction = min(1.0, event.done / event.total)
                 yield BatchEvent(BatchState.PROGRESS, source, i, n, fraction=fraction)
     finally:
         gen.close()  # a cancel (GeneratorExit here) stops the image's work at once

@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from .._generators import run_to_end
-from ..sizing import SizeChoice, SizeProgress
+from ..events import Announcement, SizeChoice, SizeProgress
 from .options import say_precision
 
 __all__ = ["PhaseBars", "ProgressBar", "first_event", "run_with_bar"]
@@ -48,10 +48,11 @@ class PhaseBars:
 
     def __call__(self, event) -> None:
         """Show one event of the segmentation."""
-        if isinstance(event, SizeChoice):
+        if isinstance(event, Announcement):  # the size chosen, a resize's cost
             self.bars["size"].close()
-            self.said = event.message
-            print(event.message, file=sys.stderr)
+            if isinstance(event, SizeChoice):  # also among the notes: said once
+                self.said = event.message
+            print(event.text, file=sys.stderr)
             return
         if isinstance(event, SizeProgress):
             self.bars["size"](event.done, event.total)

@@ -5,18 +5,20 @@ A 2D U-Net sees planes. For a stack ``(Z, H, W)`` napari-unet offers three modes
 ``"linked"`` labels each plane, then joins objects of neighbouring planes by
 overlap; ``"views"`` predicts every XY, XZ and YZ plane (resampled to square
 pixels), averages the three probability volumes, and cuts 3D objects with a 3D
-distance-transform watershed. :func:`napari_unet.segment.segment` dispatches.
+distance-transform watershed. :func:`napari_unet.segment.segment` dispatches
+(:mod:`.stacks`); the linked mode labels planes by :mod:`napari_unet.planes`.
 
 The package, one idea per module:
 
 - :mod:`.axes`: the modes, which axis is Z, the checks;
 - :mod:`.voxels`: voxel sizes and resampling to square pixels;
-- :mod:`.plan`: the views, their planes, and what they cost;
+- :mod:`.plan`: the views, their planes, and what each mode costs;
 - :mod:`.views`: prediction of the three views into one probability volume;
 - :mod:`.linking`: joining plane labels into 3D objects;
 - :mod:`.instances`: the 3D watershed;
 - :mod:`.options`: the 3D options and the views' labelling (also used by zarr slabs);
-- :mod:`.pipeline`: one 3D volume from image to labels in either 3D mode.
+- :mod:`.pipeline`: one 3D volume from image to labels in either 3D mode;
+- :mod:`.stacks`: Z found in a stack, each volume of a 4D+ array on its own.
 """
 
 from __future__ import annotations

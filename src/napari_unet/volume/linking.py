@@ -10,7 +10,6 @@ minimum size (the unmatched caps and specks of single planes) are dropped.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import NapariUnetError
 
@@ -74,6 +73,9 @@ def _matches(
     rb, cols = np.unique(ib, return_inverse=True)
     matrix = np.zeros((len(ra), len(rb)))
     matrix[rows, cols] = score
+    # imported here: scipy.optimize would weigh on every 2D segmentation's first import
+    from scipy.optimize import linear_sum_assignment
+
     r, c = linear_sum_assignment(-matrix)
     ok = matrix[r, c] > iou
     return list(zip(ra[r[ok]].tolist(), rb[c[ok]].tolist()))

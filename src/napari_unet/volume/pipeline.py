@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..planes import iter_segment_planes
 from ..postprocess import resolve_postprocess
 from ..postprocess.resolver import H_3D, SMOOTHING_3D
 from .linking import link_planes
@@ -15,7 +16,7 @@ from .views import iter_predict_views
 from .voxels import isotropic_factors
 
 if TYPE_CHECKING:
-    from ..tiling import TileProgress
+    from ..events import TileProgress
 
 __all__ = ["iter_segment_volume", "default_min_volume", "OPTIONS_3D", "H_3D", "SMOOTHING_3D"]
 
@@ -50,24 +51,14 @@ def iter_segment_volume(
     postprocess = resolve_postprocess(model, given, stack=stack)
     link_iou, min_volume = take_3d_options(postprocess, postprocess["min_size"], voxel_size)
     if stack == "linked":
-        from ..segment import iter_segment  # the planes path, rescale included
-
         # the caller's options, not the resolved ones: the planes path resolves them
         # itself, with min_size at the right scale
-        planes = yield from iter_segment(
-            model,
-            volume,
-            stack="planes",
-            rescale=rescale,
-            tile_shape=tile_shape,
-            batch_size=batch_size,
-            device=device,
-            tta=tta,
-            precision=precision,
+        labels, prob = yield from iter_segment_planes(
+            model, volume, rescale=rescale, tile_shape=tile_shape, batch_size=batch_size,
+            device=device, tta=tta, precision=precision,
             **{k: v for k, v in given.items() if k not in OPTIONS_3D},
-        )
-        labels = link_planes(planes.labels, iou=link_iou, min_volume=min_volume)
-        return labels, planes.probabilities
+        )  # fmt: skip
+        return link_planes(labels, iou=link_iou, min_volume=min_volume), prob
     labelling = ViewsLabelling.take(postprocess)
     factors = isotropic_factors(voxel_size, rescale)
     prob = yield from iter_predict_views(

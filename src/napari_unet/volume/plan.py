@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .voxels import scaled_shape
+from .axes import check_stack_mode, z_to_front
+from .voxels import check_voxel_size, isotropic_factors, scaled_shape
 
-__all__ = ["View", "plan_views", "describe_views"]
+__all__ = ["View", "plan_views", "describe_views", "describe_stack_mode"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,30 @@ def describe_views(shape: Sequence[int], factors: Sequence[float]) -> str:
         f"Three views: {counts} and {views[2].n_planes} {views[2].name} planes{resized}, "
         f"about {work:.2g}x the work of planes."
     )
+
+
+def describe_stack_mode(
+    shape: tuple[int, ...], stack: str, voxel_size: tuple[float, float, float] | None = None
+) -> str:
+    """What a stack mode will do and cost, in one sentence (for before a long run).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The stack's spatial shape ``(Z, H, W)``.
+    stack : {"planes", "linked", "views"}
+    voxel_size : tuple of float or None
+        ``(z, y, x)``; ``None`` means ``(1, 1, 1)``.
+    """
+    stack = check_stack_mode(stack)
+    vs = check_voxel_size(voxel_size)
+    z = int(shape[-3]) if len(shape) >= 3 else 1
+    if stack == "planes":
+        return f"Planes: {z} plane{'s' if z != 1 else ''}, each labelled on its own."
+    z_to_front(tuple(shape[-3:]), stack, None)  # a 2D shape or a single plane: one sentence
+    if stack == "linked":
+        return (
+            f"Linked planes: {z} planes labelled, then objects joined across planes; "
+            "about the work of planes."
+        )
+    return describe_views(tuple(shape[-3:]), isotropic_factors(vs))
