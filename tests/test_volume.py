@@ -109,7 +109,9 @@ def test_anisotropic_voxels_are_honoured(bundled):
 def test_planes_mode_stays_per_plane_and_time_lapse_with_t_axis(tiny_model, rng):
     image = (ndi.gaussian_filter(rng.random((3, 24, 24)), 1.5) * 1000).astype(np.float32)
     result = segment(tiny_model, image, stack="planes", threshold=0.5, min_size=0)
-    expected = labels_from_probabilities(result.probabilities, threshold=0.5, min_size=0)
+    expected = labels_from_probabilities(
+        result.probabilities, threshold=0.5, min_size=0, diameter=result.diameter
+    )  # the rule at the estimated object size, plane by plane
     np.testing.assert_array_equal(result.labels, expected)
     # a (T, Z, H, W) array: each time point is its own volume, ids never shared
     tz = (ndi.gaussian_filter(rng.random((2, 3, 24, 24)), 1.5) * 1000).astype(np.float32)
