@@ -43,9 +43,11 @@ def test_twenty_start_stop_cycles(make_napari_viewer, qtbot, cells, fast_config)
     before = _digest(ann)
     pool = QThreadPool.globalInstance()
 
-    def cycle():
+    def cycle(steps=0):
         train.fine_tune()
         qtbot.waitUntil(lambda: train.runner.trainer is not None, timeout=30000)
+        # a stop before the first step leaves the model in use as it was
+        qtbot.waitUntil(lambda: train.runner.trainer.step >= steps, timeout=30000)
         train.stop()
         qtbot.waitUntil(lambda: not train.runner.running, timeout=30000)
         predict.segment()
@@ -53,7 +55,7 @@ def test_twenty_start_stop_cycles(make_napari_viewer, qtbot, cells, fast_config)
         qtbot.waitUntil(lambda: predict.worker is None, timeout=30000)
 
     for _ in range(3):  # warm-up: first-time allocations and imports
-        cycle()
+        cycle(steps=1)  # at least one step: a model in use, which no cycle may lose
     qtbot.waitUntil(lambda: pool.activeThreadCount() == 0, timeout=30000)
     threads, rss = threading.active_count(), _rss_mb()
     for _ in range(20):
