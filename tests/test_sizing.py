@@ -7,7 +7,13 @@ import pytest
 import torch
 from skimage.transform import rescale as sk_rescale
 
-from napari_unet import NapariUnetError, estimate_diameter, instance_scores
+from napari_unet import (
+    NapariUnetError,
+    estimate_diameter,
+    instance_scores,
+    labels_from_probabilities,
+)
+from napari_unet.postprocess import resolve_postprocess
 from napari_unet.segment import iter_segment, rescale_for_diameter, segment
 from napari_unet.sizing import (
     DiameterEstimate,
@@ -104,8 +110,10 @@ def test_at_the_trained_size_nothing_is_resized_and_nothing_predicted_twice(bund
     assert "within the model's 8-40 px, no resizing" in auto.note
     # a small image in range: the estimate's own whole-image pass is the prediction
     assert n_auto == len(calls) - n_auto
-    np.testing.assert_array_equal(auto.labels, plain.labels)
     np.testing.assert_array_equal(auto.probabilities, plain.probabilities)
+    # the same rule, at the object size the estimate found (a factor alone says no size)
+    sized = labels_from_probabilities(plain.probabilities, model=bundled, diameter=auto.diameter)
+    np.testing.assert_array_equal(auto.labels, sized)
     assert instance_scores(labels, auto.labels).ap50 > 0.9
 
 
@@ -135,7 +143,10 @@ def test_a_small_image_out_of_range_is_predicted_once(bundled):
     try:
         auto = segment(bundled, image, device="cpu")
         n_auto = len(calls)
-        again = segment(bundled, image, rescale=auto.rescale, device="cpu")
+        # a factor alone says no object size: the rule at the estimated one, given
+        sized = resolve_postprocess(bundled, diameter=auto.diameter * auto.rescale)
+        rule = {k: sized[k] for k in ("h", "smoothing")}
+        again = segment(bundled, image, rescale=auto.rescale, device="cpu", **rule)
     finally:
         hook.remove()
     assert auto.resized and n_auto == len(calls) - n_auto
