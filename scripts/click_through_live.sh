@@ -7,20 +7,8 @@
 #   scripts/click_through_live.sh [DISPLAY_NUMBER]
 set -euo pipefail
 N=${1:-66}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PY=${PYTHON:-python}
-W=$(mktemp -d)
-export DISPLAY=:$N NAPARI_UNET_DATA_DIR=$W/data PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-P=$W/pos.json
-Xvfb :$N -screen 0 1366x768x24 >/dev/null 2>&1 &
-XVFB=$!
-trap 'kill $XVFB' EXIT
-sleep 2
-pos() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d[sys.argv[1]]['c'])" "$1"; }
-fact() { python3 -c "import json,sys;d=json.load(open('$P'));print(d['facts'][sys.argv[1]])" "$1"; }
+source "$(dirname "$0")/click_through_lib.sh"
 cell() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d['facts']['cells'][int(sys.argv[1])])" "$1"; }
-click() { sleep 0.7; xdotool mousemove $(pos "$1") click 1; sleep 0.7; }
-shot() { import -window root -display :$N "$ROOT/docs/images/$1.png"; }
 # one stroke that fills a cell: passes across it 3 px apart, the button held down
 scribble() { local x=$1 y=$2 d=$(( $3 * 2 / 3 ))
   xdotool mousemove $((x - d)) $((y - d)) mousedown 1

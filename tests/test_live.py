@@ -63,12 +63,17 @@ def _box_of(mask):
     return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
 
 
-def test_incremental_update_equals_full_preparation(scene):
+def _start(scene, n):
+    """LiveData on the first ``n`` true cells painted; the image, truth, ids and labels."""
     image, truth = scene
     ids = [i for i in np.unique(truth) if i]
     labels = np.zeros_like(truth)
-    _paint(labels, truth, ids[:4])
-    live = LiveData(image, labels, model=_model(), config=CFG)
+    _paint(labels, truth, ids[:n])
+    return LiveData(image, labels, model=_model(), config=CFG), image, truth, ids, labels
+
+
+def test_incremental_update_equals_full_preparation(scene):
+    live, image, truth, ids, labels = _start(scene, 4)
     _assert_same(live, image, labels)
     partial = 0
     h, w = truth.shape
@@ -125,11 +130,7 @@ def test_influence_covers_the_weight_maps_reach():
 
 
 def test_validation_split_unchanged_by_new_cells_elsewhere(scene):
-    image, truth = scene
-    ids = [i for i in np.unique(truth) if i]
-    labels = np.zeros_like(truth)
-    _paint(labels, truth, ids[:12])
-    live = LiveData(image, labels, model=_model(), config=CFG)
+    live, image, truth, ids, labels = _start(scene, 12)
     held = set(live._planes[0].held_out.tolist())
     trained = set(ids[:12]) - held
     assert held and trained
