@@ -9,15 +9,16 @@ labels, starting from the bundled model:
 - **live**: :class:`napari_unet.training.live.LiveTrainer` trains all along; the
   user looks at the live preview of the field in view (the whole training image)
   and paints the cell the preview gets most wrong (the unpainted true cell of
-  lowest IoU with its best preview object). Real wall-clock: painting and
-  training overlap.
+  lowest IoU with its best preview object). Painting and training overlap.
 - **rounds**: the user paints ``--per-round`` random cells (their painting time is
   counted, the CPU idles meanwhile), then presses Fine-tune for ``--fine-tune``
   seconds (the Train dock's settings, only the time budget shorter), and so on.
 
 Both are scored after every few painted cells on a held-out image of the same
 domain (AP@0.5 of the whole image with the model's rule); the scoring time is
-not counted. Two domains: brightfield-like synthetic cells (which the bundled
+not counted. The clock is simulated (:data:`STEP_SECONDS` a step), so that the
+machine's load decides how long the script runs, not what it measures. Two
+domains: brightfield-like synthetic cells (which the bundled
 model, trained on fluorescence, never saw; ``bench_rounds.py``'s shifted
 domain), and real HeLa nuclei (t0 painted from its labels, scored on t19, from
 ``../shared/data/real`` or ``tests/data/real``). Nothing is asserted.
@@ -56,7 +57,7 @@ STEP_SECONDS = 0.25
 
 @dataclass
 class Point:
-    """One score of a run: after ``cells`` painted cells, ``seconds`` of wall-clock."""
+    """One score of a run: after ``cells`` painted cells and ``seconds`` of simulated time."""
 
     arm: str
     cells: int

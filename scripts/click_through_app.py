@@ -29,8 +29,11 @@ def _centre(widget) -> dict:
 
 
 def _live_facts(viewer, train) -> dict:
-    """Live mode: steps, the segmentation's largest id (every preview raises it), rounds,
-    and the screen centres of the sample's six largest true cells (where to paint)."""
+    """What live mode shows, and where to paint.
+
+    Its steps and cells, the segmentation's largest id (every preview raises it) and
+    foreground, the rounds, and the screen centres of six large, bright true cells.
+    """
     import numpy as np
 
     seg = next((x for x in viewer.layers if x.name.endswith(" segmentation")), None)
