@@ -5,20 +5,7 @@
 #   scripts/click_through.sh [DISPLAY_NUMBER]
 set -euo pipefail
 N=${1:-30}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PY=${PYTHON:-python}
-W=$(mktemp -d)
-export DISPLAY=:$N NAPARI_UNET_DATA_DIR=$W/data PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-P=$W/pos.json
-Xvfb :$N -screen 0 1366x768x24 >/dev/null 2>&1 &
-XVFB=$!
-trap 'kill $XVFB' EXIT
-sleep 2
-pos() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d[sys.argv[1]]['c'])" "$1"; }
-text() { python3 -c "import json,sys;d=json.load(open('$P'));print(d[sys.argv[1]]['text'])" "$1"; }
-fact() { python3 -c "import json,sys;d=json.load(open('$P'));print(d['facts'][sys.argv[1]])" "$1"; }
-click() { sleep 0.7; xdotool mousemove $(pos "$1") click 1; sleep 0.7; }
-shot() { import -window root -display :$N "$ROOT/docs/images/$1.png"; }
+source "$(dirname "$0")/click_through_lib.sh"
 stroke() { xdotool mousemove "$1" "$2" mousedown 1
   for _ in 1 2 3 4 5 6 7 8; do xdotool mousemove_relative -- 5 0; sleep 0.05; done
   xdotool mouseup 1; sleep 0.5; }

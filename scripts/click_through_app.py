@@ -28,6 +28,51 @@ def _centre(widget) -> dict:
     return {"c": [g.x(), g.y()], "visible": widget.isVisible(), "h": widget.height()}
 
 
+def _live_facts(viewer, train) -> dict:
+    """What live mode shows, and where to paint.
+
+    Its steps and cells, the segmentation's largest id (every preview raises it) and
+    foreground, the rounds, and the screen centres of six large, bright true cells.
+    """
+    import numpy as np
+
+    seg = next((x for x in viewer.layers if x.name.endswith(" segmentation")), None)
+    project = train._project.project
+    live = train.live.live
+    facts = {
+        "live_running": train.live.running,
+        "live_steps": live.trainer.step if live is not None else 0,
+        "live_cells": live.live.cells if live is not None else 0,
+        "seg_max": int(seg.data.max()) if seg is not None else 0,
+        "seg_fg": int((seg.data > 0).sum()) if seg is not None else 0,
+        "rounds": len(project.history.rounds) if project is not None else 0,
+        "status": str(train._status.value),
+    }
+    truth = next((x for x in viewer.layers if x.name.endswith("labels")), None)
+    if truth is not None and truth.ndim == 2:
+        from scipy import ndimage as ndi
+
+        ids, counts = np.unique(truth.data[truth.data > 0], return_counts=True)
+        bright = np.asarray(ndi.mean(viewer.layers[0].data, truth.data, ids))
+        counts = np.where(bright >= np.percentile(bright, 75), counts, 0)  # cells one sees
+        from qtpy.QtCore import QPoint
+
+        canvas = viewer.window._qt_viewer.canvas.native
+        origin = canvas.mapToGlobal(QPoint(0, 0))
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        h, w = viewer.canvas.size
+        cy, cx = camera.center[-2:]
+        cells = []
+        for i in ids[np.argsort(-counts)][:6]:
+            ys, xs = np.nonzero(truth.data == i)
+            wy, wx = truth.data_to_world((ys.mean(), xs.mean()))
+            sx = origin.x() + (wx - cx) * camera.zoom + w / 2
+            sy = origin.y() + (wy - cy) * camera.zoom + h / 2
+            cells.append([int(sx), int(sy), max(2, int(np.sqrt(len(ys) / np.pi) * camera.zoom))])
+        facts["cells"] = cells
+    return facts
+
+
 def main() -> None:
     """Open napari with the four docks and keep writing where things are."""
     import napari
@@ -58,7 +103,14 @@ def main() -> None:
                 edit = w.findChild(QLineEdit)
                 where[f"{name}.{attr}"] = _centre(edit if edit is not None else w)
                 where[f"{name}.{attr}"]["text"] = str(getattr(getattr(widget, attr), "value", ""))
-        panel = docks["Train"][1].project_panel
+        train = docks["Train"][1]
+        from qtpy.QtCore import QPoint
+
+        box = train.live.toggle.native  # its indicator: the row's centre is past the text
+        g = box.mapToGlobal(QPoint(10, box.height() // 2))
+        where["Train.live"] = {"c": [g.x(), g.y()], "visible": box.isVisible()}
+        where["Train.live"]["text"] = str(train.live.toggle.value)
+        panel = train.project_panel
         where["Train.recent"] = _centre(panel._recent.native)
         where["Train.recent"]["choices"] = [str(c) for c in panel._recent.choices]
         for bar in window.findChildren(QTabBar):
@@ -79,6 +131,7 @@ def main() -> None:
             "max_id": int(labels.data.max()) if labels is not None else None,
             "in_use": state.model.source,
             "window": [window.width(), window.height()],
+            **_live_facts(viewer, train),
         }
         tmp = out.with_suffix(".part")
         tmp.write_text(json.dumps(where, indent=1))

@@ -234,7 +234,7 @@ def touching_pairs(labels: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(pairs), axis=0)
 
 
-def carve_gaps(labels: np.ndarray) -> np.ndarray:
+def carve_gaps(labels: np.ndarray, areas: np.ndarray | None = None) -> np.ndarray:
     """Copy of ``labels`` with a 1-pixel background gap wherever two cells touch.
 
     At each contact (see :func:`touching_cells`) the larger cell gives up its contact
@@ -247,6 +247,10 @@ def carve_gaps(labels: np.ndarray) -> np.ndarray:
     ----------
     labels : numpy.ndarray
         Instance labels as for :func:`unet_weight_map`.
+    areas : numpy.ndarray or None
+        2D only: each id's area (``areas[id]``), when ``labels`` is a window of a
+        larger plane whose cells it cuts; the ranks are then the whole cells'
+        (live training re-prepares a window this way). None: counted in ``labels``.
 
     Returns
     -------
@@ -260,6 +264,8 @@ def carve_gaps(labels: np.ndarray) -> np.ndarray:
         ids, inverse, counts = np.unique(plane, return_inverse=True, return_counts=True)
         if original.dtype == np.uint64:
             ids = ids.view(np.uint64)  # undo the int64 view, so ties go to the higher id
+        if areas is not None:
+            counts = np.asarray(areas)[ids]
         # Rank of each cell by (area, id); a pixel yields to a lower-ranked neighbour.
         rank_of_id = np.empty(len(ids), dtype=np.int64)
         rank_of_id[np.lexsort((ids, counts))] = np.arange(len(ids))

@@ -28,13 +28,17 @@ class TrainRounds:
             show_error(str(exc))
             self.history.show_history(None)
 
+    def _round_trainer(self) -> Any:
+        """The trainer of the round that just ended: live training's, else Fine-tune's."""
+        return getattr(self, "_live_trainer", None) or self._runner.trainer
+
     def _record_round(self, model: Any, last: Any, verdict: Any) -> None:
         """Keep this Fine-tune as the project's next round (model, scores), off the GUI thread.
 
         A round the guard found worse (``verdict.worse``) is kept but not put in use.
         """
         target = getattr(self, "_target", None)
-        trainer = self._runner.trainer
+        trainer = self._round_trainer()
         if target is None or trainer is None:
             return
         try:

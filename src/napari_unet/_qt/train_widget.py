@@ -21,6 +21,7 @@ from .augmentation_preview import PREVIEW_SAMPLES, AugmentationPreview
 from .correction_panel import CorrectionPanel
 from .dock import ScrollingDock, StatusLine
 from .layers import layer_image, region_mask, spatial_shape
+from .live_panel import LivePanel
 from .loss_plot import LossPlot
 from .model_choice import CURRENT, SCRATCH, model_loader
 from .prediction import PredictionRunner
@@ -30,6 +31,7 @@ from .round_guard import RoundGuardNote
 from .round_history_panel import RoundHistoryPanel
 from .session import state_for
 from .train_form import TrainForm
+from .train_live import TrainLive
 from .train_rounds import TrainRounds
 from .training_runner import TrainingRunner
 from .training_scope import TrainingScope, is_complete
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["PREVIEW_SAMPLES", "TrainWidget", "TrainingSnapshot"]
 
 
-class TrainWidget(TrainForm, TrainRounds, AugmentationPreview, ScrollingDock):
+class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, ScrollingDock):
     """Fine-tune on the annotation; live loss plot, Stop keeps the model trained so far.
 
     The annotation is the viewer's current one (made or chosen in the Annotate
@@ -77,7 +79,9 @@ class TrainWidget(TrainForm, TrainRounds, AugmentationPreview, ScrollingDock):
         self._refresh = CheckBox(text="Segment the image when training ends", value=True)
         # Fine-tune shows without scrolling at 1366x768: what to train on, how long, the
         # button and its status; the training set and the augmentation come below
-        controls = [self._train, self._stop, self._progress, self._left, self._status]
+        self.live = LivePanel(self)
+        controls = [self._train, self.live.toggle, self._stop, self._progress, self._left]
+        controls.append(self._status)
         self.form.extend([*self._budget_fields(), *controls, self._refresh])
         self.form.native.layout().addWidget(self.training_set)
         self.form.extend([*self._augment_fields(), self._preview, self._offer_derived])
@@ -135,6 +139,7 @@ class TrainWidget(TrainForm, TrainRounds, AugmentationPreview, ScrollingDock):
         self.training_set.close_counters()
         self.scope.close_scope()
         self.correction.shutdown()
+        self.live.shutdown()
         self._runner.shutdown()
         self._predictor.shutdown()
         self._workers.stop_all()
@@ -214,6 +219,9 @@ class TrainWidget(TrainForm, TrainRounds, AugmentationPreview, ScrollingDock):
     # -- actions
     def fine_tune(self) -> None:
         """Start training in a worker on snapshots of the current layers."""
+        if self.live.running:
+            show_error("Live training is on; switch it off to record its round first.")
+            return
         if self._runner.running:
             return
         try:
@@ -292,11 +300,11 @@ class TrainWidget(TrainForm, TrainRounds, AugmentationPreview, ScrollingDock):
 
         v = last.validation
         score = f"; validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f}" if v else ""
-        ran = getattr(self._runner.trainer, "precision", None)
+        trainer = self._round_trainer()
+        ran = getattr(trainer, "precision", None)
         said = f" {ran.describe()}." if ran is not None else ""
         self._status.value = f"{last.message.rstrip('.')}{score}.{said}"
         self._left.value = ""
-        trainer = self._runner.trainer
         verdict = compare_to_start(v, trainer.baseline if trainer is not None else None)
         origin = getattr(self, "_start_source", "scratch")
         if origin == "scratch":  # random weights were never a model in use: nothing to keep

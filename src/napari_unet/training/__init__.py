@@ -57,6 +57,9 @@ _LAZY = {
     "Trainer": "trainer",
     "new_model": "trainer",
     "train_model": "trainer",
+    "LiveEvent": "live",
+    "LiveState": "live",
+    "LiveTrainer": "live",
 }
 __all__ = [
     "FINE_TUNE_LEARNING_RATE",
@@ -64,6 +67,9 @@ __all__ = [
     "compare_to_start",
     "known_area",
     "unedited_copies",
+    "LiveEvent",
+    "LiveState",
+    "LiveTrainer",
     "INTERACTIVE_SECONDS",
     "TileSampler",
     "TrainConfig",
@@ -95,6 +101,7 @@ if TYPE_CHECKING:
     )
     from .data import TrainingData, prepare_training_data
     from .known import known_area
+    from .live import LiveEvent, LiveState, LiveTrainer
     from .loss import weighted_cross_entropy
     from .pairs import find_pairs
     from .provenance import unedited_copies

@@ -65,7 +65,9 @@ def ring_width(labels: np.ndarray, sigma: float) -> int:
     return max(1, min(by_sigma, int(round(RING_SHARE * diameter))))
 
 
-def known_area(labels: np.ndarray, sigma: float, region: np.ndarray | None = None) -> np.ndarray:
+def known_area(
+    labels: np.ndarray, sigma: float, region: np.ndarray | None = None, ring: int | None = None
+) -> np.ndarray:
     """The pixels a sparse annotation says something about (a boolean mask).
 
     Parameters
@@ -76,6 +78,9 @@ def known_area(labels: np.ndarray, sigma: float, region: np.ndarray | None = Non
         The weight map's border width (decides the ring and the gaps).
     region : numpy.ndarray or None
         Where the user said the annotation is complete; added as it is.
+    ring : int or None
+        The ring's width; None: :func:`ring_width` of ``labels`` (give the whole
+        plane's when ``labels`` is a window of it).
 
     Returns
     -------
@@ -87,8 +92,8 @@ def known_area(labels: np.ndarray, sigma: float, region: np.ndarray | None = Non
     known = cells.copy() if region is None else cells | region.astype(bool)
     if not cells.any():
         return known
-    ring = ndi.distance_transform_edt(~cells) <= ring_width(labels, sigma)
-    known |= ring
+    width = ring_width(labels, sigma) if ring is None else ring
+    known |= ndi.distance_transform_edt(~cells) <= width
     # the border term with w0 = 1 and no class weights: exp(-(d1 + d2)^2 / (2 sigma^2))
     border = unet_weight_map(labels, w0=1.0, sigma=sigma, class_weights=(0.0, 0.0))
     known |= border >= np.exp(-(GAP_REACH**2) / 2.0)

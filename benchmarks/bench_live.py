@@ -1,0 +1,258 @@
+"""Live training vs paint-then-Fine-tune: a simulated user, scored on held-out cells.
+
+Run:  .venv/bin/python benchmarks/bench_live.py [--seed 0] [--pace 4] [--quick]
+      .venv/bin/python benchmarks/bench_live.py --plot docs/images/bench_live.png
+
+A scripted user paints one cell every ``--pace`` seconds, copied from the true
+labels, starting from the bundled model:
+
+- **live**: :class:`napari_unet.training.live.LiveTrainer` trains all along; the
+  user looks at the live preview of the field in view (the whole training image)
+  and paints the cell the preview gets most wrong (the unpainted true cell of
+  lowest IoU with its best preview object). Painting and training overlap.
+- **rounds**: the user paints ``--per-round`` random cells (their painting time is
+  counted, the CPU idles meanwhile), then presses Fine-tune for ``--fine-tune``
+  seconds (the Train dock's settings, only the time budget shorter), and so on.
+
+Both are scored after every few painted cells on a held-out image of the same
+domain (AP@0.5 of the whole image with the model's rule); the scoring time is
+not counted. The clock is simulated (:data:`STEP_SECONDS` a step), so that the
+machine's load decides how long the script runs, not what it measures. Two
+domains: brightfield-like synthetic cells (which the bundled
+model, trained on fluorescence, never saw; ``bench_rounds.py``'s shifted
+domain), and real HeLa nuclei (t0 painted from its labels, scored on t19, from
+``../shared/data/real`` or ``tests/data/real``). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from napari_unet import instance_scores, labels_from_probabilities, predict_tiled
+from napari_unet.bundled import load_bundled_model
+from napari_unet.metrics import iou_matrix
+from napari_unet.training import TrainConfig, train_model
+from napari_unet.training.live import LiveState, LiveTrainer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_rounds import make_world  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = [ROOT.parent / "shared" / "data" / "real", ROOT / "tests" / "data" / "real"]
+# The simulated clock: one training step of the bundled model on a quiet dev-2c (about 5
+# steps/s at 380-pixel tiles, docs/benchmarks.md "Rounds"; the 220-pixel tiles used here
+# are faster still, so this is generous to neither arm). A loaded machine then changes
+# how long the script runs, not what it measures.
+STEP_SECONDS = 0.25
+
+
+@dataclass
+class Point:
+    """One score of a run: after ``cells`` painted cells and ``seconds`` of simulated time."""
+
+    arm: str
+    cells: int
+    seconds: float
+    steps: int
+    ap50: float
+
+
+def score(model, image: np.ndarray, truth: np.ndarray) -> float:
+    """AP@0.5 of the whole held-out image with the model's rule."""
+    pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"), model=model)
+    return instance_scores(truth, pred).ap50
+
+
+def worst_cell(truth: np.ndarray, pred: np.ndarray, painted: set[int]) -> int:
+    """The unpainted true cell the prediction gets most wrong (lowest best IoU)."""
+    ids = np.unique(truth)
+    ids = ids[ids > 0]
+    best = iou_matrix(truth, pred).max(axis=1, initial=0.0)  # rows follow sorted ids
+    order = [int(i) for i in ids[np.argsort(best, kind="stable")]]
+    return next(i for i in order if i not in painted)
+
+
+def cell_update(truth: np.ndarray, cell: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The box of one cell and the annotation's new values there (that cell painted)."""
+    ys, xs = np.nonzero(truth == cell)
+    box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+    return box, (truth[box[0] : box[1], box[2] : box[3]] == cell)
+
+
+def run_live(task, args) -> list[Point]:
+    """The live arm: the worst cell in view every ``pace`` simulated seconds, while training.
+
+    The clock is simulated (see :data:`STEP_SECONDS`): each step advances it by one
+    quiet-machine step, and each preview by its cost in steps (its measured time over
+    the measured step time, both on this machine now), so previews still cost training.
+    """
+    image, truth, test_image, test_truth = task
+    model = load_bundled_model()
+    start_pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"), model=model)
+    first = worst_cell(truth, start_pred, set())
+    labels = np.where(truth == first, first, 0).astype(np.int32)
+    points = [Point("live", 0, 0.0, 0, score(model, test_image, test_truth))]
+    torch.manual_seed(args.seed)
+    config = TrainConfig.fine_tune(seed=args.seed, tile_size=args.tile)
+    live = LiveTrainer(model, image, labels, config=config, device="cpu",
+                       preview_every=args.preview_every)  # fmt: skip
+    live.request_preview(0, (0, image.shape[0], 0, image.shape[1]))
+    painted, pred = {first}, start_pred
+    preview_steps, step_time, last = 0.0, None, time.perf_counter()
+    next_paint = args.pace
+    for event in live.run():
+        now = time.perf_counter()
+        if event.state is LiveState.STEP:
+            dt = now - last
+            step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
+        elif event.state is LiveState.PREVIEW:
+            pred = event.preview.labels
+            preview_steps += event.preview.seconds / (step_time or event.preview.seconds)
+        clock = STEP_SECONDS * (event.step + preview_steps)
+        if event.state is not LiveState.STOPPED and clock >= next_paint:
+            if len(painted) % args.every == 0 or len(painted) == args.cells:
+                ap = score(model, test_image, test_truth)
+                points.append(Point("live", len(painted), clock, event.step, ap))
+            if len(painted) == args.cells:
+                live.stop()
+            else:
+                cell = worst_cell(truth, pred, painted)
+                box, mask = cell_update(truth, cell)
+                labels[box[0] : box[1], box[2] : box[3]][mask] = cell
+                live.update(0, box, labels[box[0] : box[1], box[2] : box[3]].copy())
+                painted.add(cell)
+                next_paint += args.pace
+        last = time.perf_counter()  # scoring is not the user's time
+    return points
+
+
+def run_rounds(task, args) -> list[Point]:
+    """The round arm: ``per_round`` random cells painted, then Fine-tune, again and again."""
+    image, truth, test_image, test_truth = task
+    model = load_bundled_model()
+    ids = np.unique(truth)
+    ids = ids[ids > 0]
+    order = np.random.default_rng(args.seed).permutation(ids)
+    points = [Point("rounds", 0, 0.0, 0, score(model, test_image, test_truth))]
+    clock, steps, n = 0.0, 0, 0
+    budget = max(1, round(args.fine_tune / STEP_SECONDS))
+    while n < args.cells:
+        n = min(args.cells, n + args.per_round)
+        clock += args.per_round * args.pace  # painting: the CPU waits for the user
+        labels = np.where(np.isin(truth, order[:n]), truth, 0).astype(np.int32)
+        config = TrainConfig.interactive().replace(
+            steps=budget, time_limit=None, seed=args.seed, tile_size=args.tile
+        )
+        model = train_model(image, labels, model=model, config=config, device="cpu")
+        clock += budget * STEP_SECONDS
+        steps += budget
+        points.append(Point("rounds", n, clock, steps, score(model, test_image, test_truth)))
+    return points
+
+
+def synthetic_task(seed: int, side: int):
+    world = make_world(seed, (side, side))
+    return world.train_image, world.train_labels, world.test_image, world.test_labels
+
+
+def hela_task():
+    """HeLa t0 (painted) and t19 (scored), with their labels; None when absent."""
+    folder = next((f for f in REAL if (f / "hela_t0.tif").exists()), None)
+    if folder is None:
+        return None
+    names = ("hela_t0.tif", "hela_t0_labels.tif", "hela_t19.tif", "hela_t19_labels.tif")
+    arrays = [tifffile.imread(folder / name) for name in names]
+    return arrays[0], arrays[1].astype(np.int32), arrays[2], arrays[3].astype(np.int32)
+
+
+def first_reaching(points: list[Point], level: float) -> str:
+    hit = next((p for p in points if p.ap50 >= level), None)
+    return f"{hit.cells} cells, {hit.seconds:.0f} s" if hit else "not reached"
+
+
+def table(name: str, points: list[Point]) -> None:
+    print(f"\n{name}: arm | painted cells | simulated s | steps | AP@0.5 (held out)")
+    for p in points:
+        print(f"  {p.arm:6s} | {p.cells:3d} | {p.seconds:6.1f} | {p.steps:5d} | {p.ap50:.3f}")
+    for arm in ("live", "rounds"):
+        mine = [p for p in points if p.arm == arm]
+        print(f"  {arm}: AP@0.5 >= 0.8 first at {first_reaching(mine, 0.8)}; best "
+              f"{max(p.ap50 for p in mine):.3f}")  # fmt: skip
+
+
+def plot(path: Path, runs: dict[str, list[Point]]) -> None:
+    """A small PNG: AP@0.5 against painted cells, one panel per domain (drawn with PIL)."""
+    from PIL import Image, ImageDraw
+
+    w, h, m = 360, 240, 36
+    img = Image.new("RGB", (w * len(runs), h), "white")
+    draw = ImageDraw.Draw(img)
+    colours = {"live": (200, 40, 40), "rounds": (40, 80, 200)}
+    for k, (name, points) in enumerate(runs.items()):
+        ox = k * w
+        top = max(p.cells for p in points) or 1
+        draw.rectangle([ox + m, 10, ox + w - 10, h - m], outline="black")
+        draw.text((ox + m + 4, 12), f"{name}: AP@0.5 vs painted cells", fill="black")
+        for level in (0.5, 0.8):
+            y = h - m - level * (h - m - 10)
+            draw.line([ox + m, y, ox + w - 10, y], fill=(200, 200, 200))
+            draw.text((ox + 4, y - 6), f"{level:.1f}", fill="black")
+        draw.text((ox + w - 40, h - m + 4), f"{top}", fill="black")
+        draw.text((ox + m, h - m + 4), "0", fill="black")
+        for i, arm in enumerate(("live", "rounds")):
+            xy = [
+                (ox + m + p.cells / top * (w - m - 10), h - m - p.ap50 * (h - m - 10))
+                for p in points
+                if p.arm == arm
+            ]
+            draw.line(xy, fill=colours[arm], width=2)
+            draw.text((ox + m + 8, h - m - 30 - 12 * i), arm, fill=colours[arm])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pace", type=float, default=4.0, help="seconds per painted cell")
+    parser.add_argument("--cells", type=int, default=20)
+    parser.add_argument("--every", type=int, default=5, help="score after every N cells")
+    parser.add_argument("--per-round", type=int, default=5)
+    parser.add_argument("--fine-tune", type=float, default=20.0, help="seconds per round")
+    parser.add_argument("--preview-every", type=float, default=10.0)
+    parser.add_argument("--tile", type=int, default=220, help="training tile side")
+    parser.add_argument("--side", type=int, default=256, help="synthetic image side")
+    parser.add_argument("--hela-cells", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="a smoke run (a few cells)")
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.cells, args.hela_cells, args.per_round, args.every = 4, 0, 2, 2
+        args.fine_tune, args.pace, args.side = 2.0, 1.0, 128
+    print(f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
+    t0 = time.perf_counter()
+    runs = {"synthetic": run_live(synthetic_task(args.seed, args.side), args)}
+    runs["synthetic"] += run_rounds(synthetic_task(args.seed, args.side), args)
+    table("synthetic brightfield (the bundled model's unseen domain)", runs["synthetic"])
+    hela = hela_task() if args.hela_cells else None
+    if hela is not None:
+        args.cells = args.hela_cells
+        runs["HeLa t0 -> t19"] = run_live(hela, args) + run_rounds(hela, args)
+        table("HeLa: t0 painted, scored on t19", runs["HeLa t0 -> t19"])
+    print(f"ran {time.perf_counter() - t0:.0f} s")
+    if args.plot:
+        plot(args.plot, runs)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
