@@ -23,6 +23,8 @@ GENERATOR_VERSION = 2
 #: Imaging styles the generator knows.
 STYLES = ("fluorescence", "brightfield")
 _MAX_COVERAGE = 0.7
+#: Options added after generator version 2 (issue 25): absent from a record means off.
+_OFF_BY_DEFAULT = ("mitotic", "specks", "high_offset")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,17 @@ class SyntheticConfig:
         Expected number of unlabelled objects that are not nuclei (small bright
         specks and thin fibres of lint, fluorescence) per 100 x 100 pixels,
         from 0 to 10.
+    mitotic : float
+        Fraction of nuclei (0 to 1) redrawn as condensed mitotic/apoptotic nuclei:
+        2.5 to 6 times brighter (often saturated), grainy with dark gaps, labelled
+        as one object (fluorescence; see :mod:`.realism`). Off by default.
+    specks : float
+        Expected number of small, dim, out-of-focus unlabelled blobs beside nuclei
+        per 100 x 100 pixels, from 0 to 10 (fluorescence). Off by default.
+    high_offset : float
+        Fraction of 16-bit images (0 to 1) recorded with a large camera offset (30%
+        to 60% of 65,535, nuclei a few hundred counts above it) or as 12-bit, often
+        saturating just above the brightest nuclei. Off by default.
     """
 
     shape: tuple[int, int] = (512, 512)
@@ -95,6 +108,9 @@ class SyntheticConfig:
     lobed: float = 0.1
     overlap: float = 0.15
     debris: float = 0.3
+    mitotic: float = 0.0
+    specks: float = 0.0
+    high_offset: float = 0.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise types once, here
@@ -130,7 +146,8 @@ class SyntheticConfig:
             )
         for name, top in (
             ("touching", 1.0), ("dividing", 1.0), ("out_of_focus", 1.0), ("dim", 1.0),
-            ("lobed", 1.0), ("overlap", 0.5), ("debris", 10.0),
+            ("lobed", 1.0), ("overlap", 0.5), ("debris", 10.0), ("mitotic", 1.0),
+            ("specks", 10.0), ("high_offset", 1.0),
         ):  # fmt: skip
             value = getattr(self, name)
             if (
@@ -156,6 +173,9 @@ class SyntheticConfig:
         data["shape"] = list(self.shape)
         for key in ("diameter", "photons", "blur"):
             data[key] = list(data[key])
+        for key in _OFF_BY_DEFAULT:  # left out when off: earlier records stay the same
+            if data[key] == 0.0:
+                del data[key]
         data["generator_version"] = GENERATOR_VERSION
         return data
 
@@ -269,7 +289,7 @@ def make_cells(
     **options
         Further :class:`SyntheticConfig` settings: ``dividing``,
         ``out_of_focus``, ``photons``, ``blur``, ``dim``, ``lobed``,
-        ``overlap``, ``debris``.
+        ``overlap``, ``debris``, ``mitotic``, ``specks``, ``high_offset``.
 
     Returns
     -------
