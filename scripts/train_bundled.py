@@ -27,6 +27,7 @@ go into ``metadata["training"]["second_stage"]``. About 10 minutes on a shared 2
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import platform
@@ -260,7 +261,10 @@ def _git_commit_of(path: Path) -> str | None:
 def second_stage(start: Path, seed: int, output: Path) -> None:
     """Stage 2: the stage-1 weights in ``start`` fine-tuned with :data:`STAGE2_MODES`."""
     model = load_model(start)
-    first = model.metadata["training"]
+    # the Trainer reads the metadata as a fine-tune's origin and takes some of it out
+    # (name, description, training data): the record of stage 1 is kept aside here
+    first_meta = copy.deepcopy(model.metadata)
+    first = first_meta["training"]
     if first.get("recipe") != "scripts/train_bundled.py" or "second_stage" in first:
         raise SystemExit(f"{start} is not a first-stage model of this recipe.")
     record = {
@@ -291,14 +295,21 @@ def second_stage(start: Path, seed: int, output: Path) -> None:
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         }
     )
-    model.metadata["training"] = {**first, "second_stage": record}
-    model.metadata["evaluation"] = scores
-    model.metadata["description"] = (
-        "U-Net for fluorescent nuclei (DAPI/Hoechst-like), trained only on napari-unet's "
-        "synthetic images (second stage: with the failure modes of real nuclei)."
-    )
+    model.metadata = stage2_metadata(first_meta, record, scores, model.metadata["normalization"])
     path = save_model(model, output)
     print(f"stage 2: {config.steps} steps in {seconds:.0f} s; wrote {path}")
+
+
+def stage2_metadata(first_meta: dict, record: dict, scores: dict, normalization: dict) -> dict:
+    """Stage 1's metadata with the second stage's record, scores and description."""
+    return {
+        **first_meta,
+        "description": "U-Net for fluorescent nuclei (DAPI/Hoechst-like), trained only on "
+        "napari-unet's synthetic images (second stage: with the failure modes of real nuclei).",
+        "normalization": normalization,
+        "training": {**first_meta["training"], "second_stage": record},
+        "evaluation": scores,
+    }
 
 
 def _print_scores(scores: dict) -> None:
