@@ -9,8 +9,11 @@ measure only: never trained on) and on the recipe's held-out synthetic images
 
     python benchmarks/steer_synthetic.py VARIANT [--steps 400] [--lr 1e-4] -o OUT.safetensors
 
-Variants: ``control`` (the recipe's settings unchanged), ``modes`` (the recipe's settings
-with the real-image modes of :mod:`napari_unet.synthetic.realism` switched on).
+Variants (:data:`VARIANTS`): ``control`` (the recipe's settings unchanged), ``modes`` (the
+recipe's settings with the real-image modes of :mod:`napari_unet.synthetic.realism` switched
+on, as the recipe's second stage), or one mode alone. ``--score-only`` scores ``--start``
+(or the bundled model) as it is. Results and the choice: docs/benchmarks.md, "Real-image
+failure modes in the generator".
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import tifffile
 from napari_unet import load_bundled_model, load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent.parent / "shared" / "data" / "real"
+# the HeLa frames copied into the repository (the same files as ../shared/data/real's)
+REAL = ROOT / "tests" / "data" / "real"
 
 
 def _recipe():
