@@ -247,15 +247,27 @@ def _summary(found) -> dict:
 
 
 def _git_commit_of(path: Path) -> str | None:
-    """The last commit that wrote ``path`` (None outside a git checkout)."""
+    """The commit of this repository that shipped ``path``'s exact bytes as the bundled model.
+
+    ``path`` may lie anywhere (``git show COMMIT:src/.../nuclei.safetensors > stage1``):
+    its blob hash is looked up in the history of the bundled file. None if not found.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    shipped = DEFAULT_OUTPUT.resolve().relative_to(repo).as_posix()
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "log", "-1", "--format=%H", "--", str(path)],
-            cwd=path.parent, capture_output=True, text=True, check=True,
-        )  # fmt: skip
+        blob = git("hash-object", str(path.resolve()))
+        for commit in git("log", "--format=%H", "--", shipped).split():
+            if git("rev-parse", f"{commit}:{shipped}") == blob:
+                return commit
     except (OSError, subprocess.CalledProcessError):
         return None
-    return out.stdout.strip() or None
+    return None
 
 
 def second_stage(start: Path, seed: int, output: Path) -> None:
