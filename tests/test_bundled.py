@@ -164,6 +164,15 @@ def test_recipe_still_gives_the_shipped_settings(model):
     assert set(pinned) - set(stored["config"]) == later
     assert {k: v for k, v in pinned.items() if k not in later} == stored["config"]
     assert [c.to_dict() for c in recipe.SYNTHETIC] == model.metadata["training_data"]["settings"]
+    # the second stage (issue 25), where the shipped weights went through it: its settings
+    # and modes are pinned the same way, and its start file is named by sha256 and commit
+    second = stored.get("second_stage")
+    if second is not None:
+        assert recipe.stage2_config(second["seed"], second["steps"]).to_dict() == second["config"]
+        assert second["modes"] == recipe.STAGE2_MODES
+        stage2 = recipe.with_modes(recipe.SYNTHETIC, recipe.STAGE2_MODES)
+        assert [c.to_dict() for c in stage2] == second["settings"]
+        assert len(second["start_file"]["sha256"]) == 64 and second["start_file"]["git_commit"]
 
 
 # ------------------------------------------------------------------ realism (issue 16)

@@ -13,6 +13,7 @@ from napari_unet import (
     instance_scores,
     labels_from_probabilities,
 )
+from napari_unet.metrics import match_instances, pooled_ap
 from napari_unet.postprocess import resolve_postprocess
 from napari_unet.segment import iter_segment, rescale_for_diameter, segment
 from napari_unet.sizing import (
@@ -77,23 +78,30 @@ def test_estimate_is_within_the_promised_tenth_of_the_truth(bundled, case):
 
 @pytest.mark.parametrize("case", ["0.3x", "3x"])
 def test_segment_without_a_diameter_resizes_far_from_the_model_range(bundled, case):
+    """Pooled over three images: one image of about 20 nuclei swings AP@0.5 by 0.15."""
     shape, factor = CASES[case]
-    image, labels = _resized(shape, factor, seed=22)
-    auto = segment(bundled, image, device="cpu")
-    as_is = segment(bundled, image, rescale=1.0, device="cpu")
-    given = segment(bundled, image, diameter=_median_diameter(labels), device="cpu")
-    ap_auto, ap_as_is, ap_given = (
-        instance_scores(labels, r.labels).ap50 for r in (auto, as_is, given)
-    )
-    assert auto.resized and auto.estimate is not None and auto.diameter == auto.estimate.diameter
-    assert (auto.rescale > 1) == (factor < 1)
-    # the retrained model (generator 2) copes better past its range: on this image (nuclei
-    # 47 px) as is 0.81, resized 0.95; on seeds 23/24 (55 px) as is 0.54/0.12
+    found = {"auto": [], "as_is": [], "given": []}
+    for seed in (22, 23, 24):
+        image, labels = _resized(shape, factor, seed=seed)
+        auto = segment(bundled, image, device="cpu")
+        as_is = segment(bundled, image, rescale=1.0, device="cpu")
+        given = segment(bundled, image, diameter=_median_diameter(labels), device="cpu")
+        for name, r in (("auto", auto), ("as_is", as_is), ("given", given)):
+            found[name].append(match_instances(labels, r.labels))
+        assert auto.resized and auto.estimate is not None
+        assert auto.diameter == auto.estimate.diameter
+        assert (auto.rescale > 1) == (factor < 1)
+        assert "Estimated object diameter" in auto.note and "resized x" in auto.note
+        # an explicit factor or diameter skips the estimate
+        assert as_is.estimate is None and given.estimate is None and not as_is.resized
+    ap_auto, ap_as_is, ap_given = (pooled_ap(found[k], 0.5) for k in ("auto", "as_is", "given"))
+    # past its range (3x: nuclei 47-55 px) the model cuts or merges nuclei as is; resized
+    # by the estimate it does about as well as with the true diameter given. Pooled, 3x:
+    # first-stage model auto 0.86, as is 0.31, given 0.91; with the second stage (issue
+    # 25) 0.88, 0.47, 0.88 (seed 22 alone: as is 0.81 -> 0.95, auto 0.95 -> 0.81). 0.3x:
+    # both 0.89, 0.19, 0.87
     assert ap_auto >= ap_as_is + 0.1, (ap_auto, ap_as_is)
     assert ap_auto >= ap_given - 0.1, (ap_auto, ap_given)
-    assert "Estimated object diameter" in auto.note and "resized x" in auto.note
-    # an explicit factor or diameter skips the estimate
-    assert as_is.estimate is None and given.estimate is None and not as_is.resized
 
 
 def test_at_the_trained_size_nothing_is_resized_and_nothing_predicted_twice(bundled):

@@ -31,6 +31,8 @@ The package, one idea per module:
 - :mod:`.shapes`: cell outlines, placement and exact labels;
 - :mod:`.optics`: texture, blur, halos and illumination of each style;
 - :mod:`.camera`: noise, gain, offset, integer output and saturation;
+- :mod:`.realism`: failure modes seen on real nuclei (condensed mitotic nuclei, specks,
+  large camera offsets), each an option that is off by default;
 - :mod:`.volumes`: 3D stacks of nuclei (:func:`make_nuclei_3d`), anisotropic PSF and Z step.
 """
 

@@ -25,6 +25,8 @@ GENERATOR_VERSION = 2
 #: Imaging styles the generator knows.
 STYLES = ("fluorescence", "brightfield")
 _MAX_COVERAGE = 0.7
+#: Options added after generator version 2 (issue 25): absent from a record means off.
+_OFF_BY_DEFAULT = ("mitotic", "specks", "high_offset")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class SceneSettings:
     lobed: float = 0.1
     overlap: float = 0.15
     debris: float = 0.3
+    mitotic: float = 0.0
+    specks: float = 0.0
+    high_offset: float = 0.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise types once, here
@@ -86,7 +91,8 @@ class SceneSettings:
             )
         for name, top in (
             ("touching", 1.0), ("dividing", 1.0), ("out_of_focus", 1.0), ("dim", 1.0),
-            ("lobed", 1.0), ("overlap", 0.5), ("debris", 10.0),
+            ("lobed", 1.0), ("overlap", 0.5), ("debris", 10.0), ("mitotic", 1.0),
+            ("specks", 10.0), ("high_offset", 1.0),
         ):  # fmt: skip
             value = getattr(self, name)
             if (
@@ -112,6 +118,9 @@ class SceneSettings:
         data["shape"] = list(self.shape)
         for key in ("diameter", "photons", "blur"):
             data[key] = list(data[key])
+        for key in _OFF_BY_DEFAULT:  # left out when off: earlier records stay the same
+            if data[key] == 0.0:
+                del data[key]
         data["generator_version"] = GENERATOR_VERSION
         return data
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .camera import photograph
 from .optics import render_brightfield, render_fluorescence
+from .realism import add_real_modes, restage_camera
 from .shapes import finish_labels, place_cells
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ def draw_scene(config: SceneSettings, rng: np.random.Generator) -> tuple[np.ndar
     lo, hi = config.photons
     if config.style == "fluorescence":
         expected = render_fluorescence(rng, config, labels, cells)
+        expected = add_real_modes(rng, config, labels, cells, expected)  # off: no draw
         photons = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         level8 = (60.0, 170.0)  # 8-bit exports: nuclei mid-range, the brightest saturate
     else:
@@ -32,4 +34,5 @@ def draw_scene(config: SceneSettings, rng: np.random.Generator) -> tuple[np.ndar
         photons = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         photons = min(max(100.0 * photons, 2000.0), 20000.0)
         level8 = (90.0, 150.0)  # grey background, room for the bright halos
-    return photograph(rng, expected, photons, config.dtype, level8), labels
+    image = photograph(rng, expected, photons, config.dtype, level8)
+    return restage_camera(rng, config, image, labels), labels  # off: no draw

@@ -70,6 +70,17 @@ class SyntheticConfig(SceneSettings):
         Expected number of unlabelled objects that are not nuclei (small bright
         specks and thin fibres of lint, fluorescence) per 100 x 100 pixels,
         from 0 to 10.
+    mitotic : float
+        Fraction of nuclei (0 to 1) redrawn as condensed mitotic/apoptotic nuclei:
+        2.5 to 6 times brighter (often saturated), grainy with dark gaps, labelled
+        as one object (fluorescence; see :mod:`.realism`). Off by default.
+    specks : float
+        Expected number of small, dim, out-of-focus unlabelled blobs beside nuclei
+        per 100 x 100 pixels, from 0 to 10 (fluorescence). Off by default.
+    high_offset : float
+        Fraction of 16-bit images (0 to 1) recorded with a large camera offset (30%
+        to 60% of 65,535, nuclei a few hundred counts above it) or as 12-bit, often
+        saturating just above the brightest nuclei. Off by default.
     """
 
     def generate(self, seed: int | Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +164,7 @@ def make_cells(
     **options
         Further :class:`SyntheticConfig` settings: ``dividing``,
         ``out_of_focus``, ``photons``, ``blur``, ``dim``, ``lobed``,
-        ``overlap``, ``debris``.
+        ``overlap``, ``debris``, ``mitotic``, ``specks``, ``high_offset``.
 
     Returns
     -------
