@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 if TYPE_CHECKING:
-    from .settings import SyntheticConfig
+    from .scene_settings import SceneSettings as SyntheticConfig
     from .shapes import Cell
 
 __all__ = ["add_real_modes", "restage_camera"]
