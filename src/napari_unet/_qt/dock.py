@@ -26,20 +26,30 @@ if TYPE_CHECKING:
     from .session import ViewerState
 
 
+# The slots connected by when_destroyed, until they have run: held here, not only by
+# the widget, so the garbage collector never clears one that Qt is about to call
+_waiting: set[Callable[..., None]] = set()
+
+
 def when_destroyed(native: QObject, method: Callable[[], Any]) -> None:
     """Call the bound ``method`` when Qt destroys ``native``, if its owner still lives.
 
     Held weakly: when the garbage collector frees the owner and its widget together,
     the owner is half torn down by the time ``destroyed`` comes, and calling into it
     then can crash the interpreter; the collector has cleared the weak reference first.
+    The slot itself is held by a module-level set until it runs: held only by the
+    widget's connection, the collector cleared it with the widget, and Qt then called
+    the cleared function as it destroyed the widget (a segfault in a test teardown).
     """
     ref = weakref.WeakMethod(method)
 
     def call(*_: Any) -> None:
+        _waiting.discard(call)
         bound = ref()
         if bound is not None:
             bound()
 
+    _waiting.add(call)
     native.destroyed.connect(call)
 
 
