@@ -224,25 +224,36 @@ def warm_up_steps() -> Generator[None, None, None]:
     """The one-time loading (numba kernels, torch, its optimizer imports), in steps.
 
     Each ``yield`` is a point where closing napari stops it, so a quick close waits
-    for one step, not all of them.
+    for one step, not all of them. The imports cannot be split into steps, so they
+    run in a thread of their own that a close does not wait for (see
+    :func:`_in_own_thread`).
     """
     from ..weightmap import warm_up
 
     yield
     warm_up()
     yield
-    import torch
+    from .. import loading
 
-    yield
-    from ..model import UNet
-
-    # torch imports its compiler stack on an optimizer's first step (about 2 s of imports)
-    tiny = UNet(base_channels=1, depth=1)
-    opt = torch.optim.Adam(tiny.parameters())
-    tiny(torch.zeros(1, 1, 5, 5)).sum().backward()
-    opt.step()
-    yield
+    yield from _in_own_thread(loading.load_torch)
     from ..device import select_device
     from ..precision import start_probe
 
     start_probe(select_device())  # "Fast" knows its answer by the first Segment (own thread)
+
+
+def _in_own_thread(func: Callable[[], object], poll_s: float = 0.05) -> Generator[None, None, None]:
+    """Run ``func`` in a thread of its own, yielding every ``poll_s`` until it ends.
+
+    For work with no point to stop at (a module import takes seconds and cannot
+    be interrupted): the worker running this generator stops at its next yield,
+    so napari's window closes without waiting for the import; the interpreter's
+    exit still waits for it (see :mod:`napari_unet.loading`). Its exception is
+    raised here.
+    """
+    from ..loading import BackgroundTask
+
+    task = BackgroundTask(func)
+    while not task.wait(poll_s):
+        yield
+    task.raise_error()
