@@ -141,3 +141,17 @@ def test_every_way_an_annotation_becomes_current_paints_a_new_cell(
     other.mode = "paint"
     other.paint((3, 3), other.selected_label)
     assert other.selected_label == 2 * top + 2
+
+
+def test_region_hint_is_shown_whole_at_a_laptop_size(make_napari_viewer, qtbot):
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-unet", "Annotate")
+    QApplication.processEvents()
+    qtbot.wait(50)
+    hint = dock._region_help.native
+    assert hint.isVisible() and hint.width() > 0
+    # the wrapped text needs no more height than the row gives it (it was cut top and bottom)
+    assert hint.heightForWidth(hint.width()) <= hint.height()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from ..paper import SIGMA, W0
@@ -81,8 +81,11 @@ class AnnotateWidget(ScrollingDock):
             nullable=True,
             tooltip=REGION_TIP,
         )
-        self._region_help = Label(
-            value="Without a region only your cells and the background around them count.", label=""
+        # Three lines fit it beside the field at the dock's width; the row keeps that height.
+        self._region_help = StatusLine(
+            3,
+            value="Without a region only your cells and the background around them count.",
+            label="",
         )
         return [
             self._image,
