@@ -153,14 +153,19 @@ def test_atom_boxes_and_visible_box(make_napari_viewer, cells):
 
 
 def test_region_drawn_during_live_joins_and_copies_stay_out_of_validation(
-    make_napari_viewer, qtbot, cells, paint, fast_config
+    make_napari_viewer, qtbot, cells, paint, fast_config, monkeypatch
 ):
+    import napari_unet._qt.train_live as train_live
     from napari_unet._qt.layers import region_mask
     from napari_unet.training.provenance import COPIED_KEY, cell_signatures
 
     viewer, ann, train = _setup(make_napari_viewer, cells, paint, fast_config)
     ann.metadata[COPIED_KEY] = cell_signatures(ann.data, [1, 2])  # copied from a prediction
+    said = []
+    monkeypatch.setattr(train_live, "show_info", said.append)
+    train.add_to_set()  # a training set: live says it trains on this image only
     train.live.toggle.value = True
+    assert said == ["Live trains on 'nuclei' only, not on the training set (its image)."]
     qtbot.waitUntil(lambda: _steps(train) >= 1, timeout=60000)
     data = train.live.live.live
     np.testing.assert_array_equal(data._machine, [1, 2])  # trained on, never held out

@@ -91,7 +91,8 @@ class LivePanel:
         self.toggle.tooltip = (
             "Train all the time from the model in use; every stroke joins the training "
             "within seconds and the field in view is predicted about every 10 s. "
-            "Switching it off keeps the model as a round."
+            "Switching it off keeps the model as a round. Live trains on the image and "
+            "annotation chosen above only, not on the training set."
         )
         self.toggle.changed.connect(self._on_toggle)
         self._workers = WorkerGroup()
