@@ -71,6 +71,10 @@ class Point:
     steps: int
     ap50: float
 
+    def __post_init__(self) -> None:
+        print(f"POINT {self.arm} {self.cells} {self.seconds:.1f} {self.steps} {self.ap50:.4f}",
+              flush=True)  # fmt: skip  # progress of a long run
+
 
 def score(model, image: np.ndarray, truth: np.ndarray) -> float:
     """AP@0.5 of the whole held-out image with the model's rule."""
@@ -282,8 +286,6 @@ def main() -> None:
         runs["HeLa t0 -> t19"] = [p for run in chosen for p in run(hela, args)]
         table("HeLa: t0 painted, scored on t19", runs["HeLa t0 -> t19"], args.target)
     print(f"ran {time.perf_counter() - t0:.0f} s")
-    for p in (p for points in runs.values() for p in points):
-        print(f"POINT {p.arm} {p.cells} {p.seconds:.1f} {p.steps} {p.ap50:.4f}")
     if args.plot:
         plot(args.plot, runs, args.target)
         print(f"plot: {args.plot}")
