@@ -108,7 +108,13 @@ def run_live(task, args) -> list[Point]:
     image, truth, test_image, test_truth = task
     model = load_bundled_model()
     start_pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"), model=model)
-    first = worst_cell(truth, start_pred, set())
+    ids = np.unique(truth)
+    order = iter(np.random.default_rng(args.seed).permutation(ids[ids > 0]))  # rounds' order
+    if args.live_choice == "random":  # the ablation: live training, the rounds' cells
+        worst = lambda *_: int(next(order))  # noqa: E731
+    else:
+        worst = worst_cell
+    first = worst(truth, start_pred, set())
     labels = np.where(truth == first, first, 0).astype(np.int32)
     points = [Point("live", 0, 0.0, 0, score(model, test_image, test_truth))]
     torch.manual_seed(args.seed)
@@ -137,7 +143,7 @@ def run_live(task, args) -> list[Point]:
             if len(painted) == args.cells or reached:
                 live.stop()
             else:
-                cell = worst_cell(truth, pred, painted)
+                cell = worst(truth, pred, painted)
                 box, mask = cell_update(truth, cell)
                 labels[box[0] : box[1], box[2] : box[3]][mask] = cell
                 live.update(0, box, labels[box[0] : box[1], box[2] : box[3]].copy())
@@ -257,6 +263,10 @@ def main() -> None:
     parser.add_argument("--domain", choices=("rods", "brightfield"), default="rods")
     parser.add_argument("--target", type=float, default=0.8, help="AP@0.5 that ends an arm")
     parser.add_argument("--arms", default="live,rounds", help="which arms to run")
+    parser.add_argument(
+        "--live-choice", choices=("worst", "random"), default="worst",
+        help="the live user's next cell: the worst in the preview, or the rounds' random order",
+    )  # fmt: skip
     parser.add_argument("--pace", type=float, default=4.0, help="seconds per painted cell")
     parser.add_argument("--cells", type=int, default=40)
     parser.add_argument("--every", type=int, default=5, help="score after every N cells")
