@@ -12,6 +12,7 @@ from napari_unet.synthetic import make_cells
 from napari_unet.training import TrainConfig, prepare_training_data
 from napari_unet.training.live import LiveState, LiveTrainer
 from napari_unet.training.live_data import LiveData, influence
+from napari_unet.training.provenance import cell_signatures, unedited_copies
 
 CFG = TrainConfig(
     base_channels=4, depth=3, tile_size=92, validation_fraction=0.3, learning_rate=1e-3
@@ -36,9 +37,14 @@ def _paint(labels, truth, ids):
         labels[truth == i] = i
 
 
-def _assert_same(live: LiveData, image, labels, name="image 1", model=None):
+def _assert_same(
+    live: LiveData, image, labels, name="image 1", model=None, region=None, machine=None
+):
     """The live data equal a full preparation of the current labels (the reference)."""
-    ref = prepare_training_data(image, labels, model=model or _model(), config=CFG, names=[name])
+    ref = prepare_training_data(
+        image, labels, [region], model=model or _model(), config=CFG, names=[name],
+        machine_cells=None if machine is None else [machine],
+    )  # fmt: skip
     got = live.data
     assert len(got.planes) == len(ref.planes)
     for a, b in zip(got.planes, ref.planes):
@@ -243,5 +249,62 @@ def test_previews_are_due_every_n_seconds_and_adapt_to_their_cost(scene):
     assert all(next(gen).state is LiveState.STEP for _ in range(3))
     live._last_preview = (time.perf_counter() - 201.0, 100.0, step - 1, asked)
     assert next(gen).state is LiveState.PREVIEW
+    live.stop()
+    list(gen)
+
+
+def test_copied_cells_are_never_held_out_until_edited(scene):
+    """As Fine-tune: cells copied from a prediction train but never validate, until edited."""
+    image, truth = scene
+    ids = [int(i) for i in np.unique(truth) if i]
+    labels = truth.copy()
+    record = cell_signatures(labels, ids[:16])  # 16 cells copied, the rest painted
+    plain = LiveData(image, labels, model=_model(), config=CFG)
+    live = LiveData(image, labels, model=_model(), config=CFG, copied=record)
+    machine = unedited_copies(labels, record)
+    _assert_same(live, image, labels, machine=machine)
+    held = live.data.summary[0]["validation_cells"]
+    assert held < plain.data.summary[0]["validation_cells"]  # copies were among the held out
+    # the user touches up every copy: each becomes a human cell and may be held out again
+    for i in ids[:16]:
+        box = _box_of(labels == i)
+        cell = np.nonzero(labels == i)
+        labels[cell[0][0], cell[1][0]] = 0
+        live.update(0, box, labels[box[0] : box[1], box[2] : box[3]])
+    assert len(unedited_copies(labels, record)) == 0
+    _assert_same(live, image, labels, machine=unedited_copies(labels, record))
+    assert live.data.summary[0]["validation_cells"] > held
+
+
+def test_region_drawn_during_the_run_joins_the_training_data(scene):
+    live, image, truth, ids, labels = _start(scene, 4)
+    region = np.zeros(truth.shape, bool)
+    region[10:70, 20:110] = True
+    known_before = int(live.data.summary[0]["region_pixels"])
+    assert live.set_region(region) == (0, *truth.shape[:1], 0, truth.shape[1])
+    _assert_same(live, image, labels, region=region)
+    assert live.data.summary[0]["region_pixels"] > known_before
+    for i in ids[4:8]:  # strokes after the region was drawn
+        before = labels.copy()
+        _paint(labels, truth, [i])
+        box = _box_of(labels != before)
+        live.update(0, box, labels[box[0] : box[1], box[2] : box[3]])
+        _assert_same(live, image, labels, region=region)
+    assert live.set_region(region) is None  # the same region: nothing to do
+    live.set_region(None)
+    _assert_same(live, image, labels)
+
+
+def test_region_update_joins_between_two_steps(scene):
+    live, labels, ids = _trainer(scene)
+    gen = live.run()
+    events = [next(gen)]
+    while events[-1].step < 2:
+        events.append(next(gen))
+    pixels = len(live.live.data.planes[0].train_pixels)
+    live.update_region(np.ones(labels.shape, bool))  # "completely annotated"
+    updated = next(gen)
+    assert updated.state is LiveState.UPDATED and updated.step == 2
+    assert len(live.live.data.planes[0].train_pixels) > pixels
     live.stop()
     list(gen)

@@ -331,3 +331,60 @@ def test_training_set_entries_of_4096_images_never_stall(make_napari_viewer, qtb
     # the cell count reads the annotation in a worker (CellCounter); Add once copied it on
     # the GUI thread (tens of ms, hundreds when the pages were first touched)
     assert add_ms < ADD_ENTRY_FREEZE_MS and max(strokes) < 50
+
+
+def test_painting_stays_fluent_while_live(
+    make_napari_viewer, qtbot, cells, paint, fast_config, capsys
+):
+    """Live mode (issue 28): stroke latency and the event loop's longest gap.
+
+    References in the same test: the same strokes with live mode off, and the longest
+    gap beside a plain thread of small torch steps. Live training runs on all cores
+    but one (the GUI's), so a stroke stays a box sent, never a copy or a wait.
+    """
+    image, truth = cells
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    ann = viewer.add_labels(np.zeros_like(truth), name="mine")
+    paint(ann, truth, [1, 2, 3, 4])
+    train = viewer.window.add_plugin_dock_widget("napari-unet", "Train")[1]
+    train._defaults = fast_config
+    train._start.value = "scratch"
+    train._refresh.value = False
+    train.live.preview_every = 0.5  # previews (prediction + labels) inside the window too
+    train._annotation.value = ann
+
+    def steps():
+        live = train.live.live
+        return 0 if live is None else live.trainer.step
+
+    def strokes(ids):
+        times = []
+        for i in ids:
+            coords = np.argwhere(truth == i)
+            t = time.perf_counter()
+            ann.data_setitem(tuple(coords.T), int(i))
+            times.append(time.perf_counter() - t)
+            qtbot.wait(50)
+        return 1000 * float(np.median(times))
+
+    off_ms = strokes([5, 6, 7])
+    reference = worker_gap_ms(qtbot)
+    train.live.toggle.value = True
+    qtbot.waitUntil(lambda: steps() >= 2, timeout=60000)
+    before = steps()
+    with TickRecorder() as ticks:
+        on_ms = strokes([8, 9, 10, 11, 12, 13])
+        qtbot.wait(1500)
+    trained = steps() - before
+    gap = ticks.longest_gap_ms()
+    train.live.toggle.value = False
+    qtbot.waitUntil(lambda: not train.live.running, timeout=60000)
+    with capsys.disabled():
+        print(
+            f"\nlive: stroke {on_ms:.1f} ms (off {off_ms:.1f}); longest GUI gap {gap:.0f} ms "
+            f"(a plain torch thread: {reference:.0f} ms); {trained} steps meanwhile"
+        )
+    assert trained > 0  # live training ran while the strokes were timed
+    assert gap <= compute_bound_ms(reference)
+    assert on_ms <= off_ms + GOAL_MS  # a stroke sends a box, never a copy of the layer

@@ -3,8 +3,11 @@
 A thread worker runs :class:`~napari_unet.training.live.LiveTrainer` from the
 model in use. Every stroke (napari's paint event), undo and redo of the
 annotation sends only its bounding box: the trainer reads those pixels of the
-layer itself, between two steps, so the GUI thread never copies the layer. The
-field in view (the canvas's extent at the current plane) is the preview box; its
+layer itself, between two steps, so the GUI thread never copies the layer. A
+region drawn, moved or deleted in the dock's region layer (or "This image is
+completely annotated" ticked) joins the same way. Cells copied from a prediction
+are never held out for validation while unedited, as in Fine-tune. The field
+in view (the canvas's extent at the current plane) is the preview box; its
 previews are written into the "<image> probability" and "<image> segmentation"
 layers in place. Switching Live off records one round as Fine-tune does; closing
 napari meanwhile stops after the current step and keeps the model trained so far
@@ -22,7 +25,8 @@ from magicgui.widgets import CheckBox
 from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
-from .layers import find_own_layer, history_lengths, upsert_layer
+from ..training.provenance import COPIED_KEY
+from .layers import find_own_layer, history_lengths, region_mask, upsert_layer
 from .training_runner import recovery_folder
 from .workers import UserProblem, WorkerGroup
 
@@ -87,7 +91,8 @@ class LivePanel:
         self.toggle.tooltip = (
             "Train all the time from the model in use; every stroke joins the training "
             "within seconds and the field in view is predicted about every 10 s. "
-            "Switching it off keeps the model as a round."
+            "Switching it off keeps the model as a round. Live trains on the image and "
+            "annotation chosen above only, not on the training set."
         )
         self.toggle.changed.connect(self._on_toggle)
         self._workers = WorkerGroup()
@@ -95,7 +100,7 @@ class LivePanel:
         self.live: LiveTrainer | None = None
         self.last: LiveEvent | None = None
         self.saved_on_close = None
-        self._layer = self._image = None
+        self._layer = self._image = self._region = None
         self._shape: tuple[int, ...] = ()
         self._pending: list[tuple[int, Box]] = []
         self._history = None
@@ -131,7 +136,7 @@ class LivePanel:
         try:
             if dock.runner.running:
                 raise NapariUnetError("Fine-tune is running; stop it before going live.")
-            image, labels, _, image_layer = dock._snapshot()
+            image, labels, region, image_layer = dock._snapshot()
             if not labels.any():
                 raise NapariUnetError("Paint at least one cell before switching live training on.")
             loader, source = dock._live_model()
@@ -141,6 +146,8 @@ class LivePanel:
             self._set(False)
             return
         self._layer, self._image = dock._annotation.value, image_layer
+        self._region = dock._region.value
+        copied = dict(self._layer.metadata.get(COPIED_KEY) or {})
         self._shape = tuple(labels.shape)
         self._history = history_lengths(self._layer)
         self._pending = []
@@ -151,15 +158,18 @@ class LivePanel:
         self._connect(True)
         dock._live_started(image_layer, source)
         self.worker = self._workers.start_generator(
-            self._job(image, labels, loader, config, image_layer.name),
+            self._job(image, labels, loader, config, image_layer.name, (region, copied)),
             yielded=self._on_event,
             returned=self._on_returned,
             errored=lambda exc: self._failed(f"Live training failed: {exc}"),
             finished=self._on_finished,
         )
 
-    def _job(self, image, labels, loader, config, name):
-        """The worker: read or copy the model, then train until stopped."""
+    def _job(self, image, labels, loader, config, name, extra=(None, None)):
+        """The worker: read or copy the model, then train until stopped.
+
+        ``extra``: the annotated region (or None) and the record of copied cells.
+        """
         import torch
 
         from ..modelfile import resolve_model_arg
@@ -170,13 +180,17 @@ class LivePanel:
         torch.set_num_threads(max(1, threads - 1))  # one core stays the GUI's
         try:
             live = LiveTrainer(
-                model, image, labels, config=config, name=name, preview_every=self.preview_every
-            )
+                model, image, labels, config=config, name=name, preview_every=self.preview_every,
+                region=extra[0], copied=extra[1],
+            )  # fmt: skip
             if self._stopping:  # switched off (or napari closed) while the model loaded
                 live.stop()
             self.live = live  # from now on the GUI hands strokes to it directly
             for z, box in self._pending:
-                live.update(z, box, self._pixels(z, box))
+                if z is None:
+                    live.update_region(box)
+                else:
+                    live.update(z, box, self._pixels(z, box))
             model = yield from live.run()
         finally:
             torch.set_num_threads(threads)
@@ -194,6 +208,10 @@ class LivePanel:
             (camera_of(viewer).events.zoom, self._request_view),
             (viewer.dims.events.current_step, self._request_view),
         ]
+        if self._region is not None:
+            pairs.append((self._region.events.data, self._on_region))
+        pairs.append((self._dock._region.changed, self._on_region_layer))
+        pairs.append((self._dock.scope.complete.toggled, self._on_region))
         for signal, slot in pairs:
             if on:
                 signal.connect(slot)
@@ -202,6 +220,34 @@ class LivePanel:
                     signal.disconnect(slot)
                 except (TypeError, ValueError, RuntimeError):
                     pass
+
+    def _on_region_layer(self, layer: Any = None) -> None:
+        """Another region layer was chosen in the dock: follow it."""
+        if self._region is not None:
+            self._region.events.data.disconnect(self._on_region)
+        self._region = layer
+        if layer is not None:
+            layer.events.data.connect(self._on_region)
+        self._on_region()
+
+    def _on_region(self, event: Any = None) -> None:
+        """The annotated region changed: its mask joins the training data."""
+        if str(getattr(event, "action", "")) in ("adding", "removing", "changing"):
+            return  # napari says it again when done
+        from .training_scope import is_complete
+
+        shapes = self._region
+        if is_complete(self._layer):
+            region = np.ones(self._shape, bool)
+        elif shapes is None or not len(shapes.data) or shapes not in self._viewer.layers:
+            region = None
+        else:
+            region = region_mask(shapes, self._shape)
+        live = self.live
+        if live is None:
+            self._pending.append((None, region))
+        else:
+            live.update_region(region)
 
     def _pixels(self, z: int, box: Box) -> np.ndarray:
         """A view of the annotation's pixels in ``box`` (read by the trainer, later)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 
 from .model_choice import CURRENT, SCRATCH, model_loader
 
@@ -38,6 +38,12 @@ class TrainLive:
         self.plot.clear()
         self._train.enabled = False
         self._status.value = f"Live training: preparing (starting from {source})..."
+        n = len(self.training_set.entries)
+        if n:  # Fine-tune would take them all: say what live takes
+            images = "its image" if n == 1 else f"its {n} images"
+            show_info(
+                f"Live trains on '{image_layer.name}' only, not on the training set ({images})."
+            )
         self.guard.clear()
 
     def _live_event(self, event: Any) -> None:

@@ -111,6 +111,10 @@ class LiveTrainer:
         Seconds between previews at least.
     preview_share : float
         The largest share of the time previews may take.
+    region : array or None
+        Where the annotation is complete (later changes through :meth:`update_region`).
+    copied : mapping or None
+        The record of cells copied from a prediction: never held out while unedited.
 
     Raises
     ------
@@ -129,9 +133,14 @@ class LiveTrainer:
         device: str | None = None,
         preview_every: float = 10.0,
         preview_share: float = 1.0 / 3.0,
+        region: Any = None,
+        copied: Any = None,
     ) -> None:
         cfg = (config or TrainConfig.fine_tune()).replace(schedule="constant", calibrate=False)
-        self.live = LiveData(image, np.array(labels, copy=True), model=model, config=cfg, name=name)
+        self.live = LiveData(
+            image, np.array(labels, copy=True), model=model, config=cfg, name=name,
+            region=region, copied=copied,
+        )  # fmt: skip
         if not self.live.cells:
             raise NapariUnetError("Paint at least one cell before starting live training.")
         self.trainer = Trainer(model, self.live.data, cfg, device=device)
@@ -153,6 +162,11 @@ class LiveTrainer:
         ``labels`` must not change afterwards (give a copy of the box).
         """
         self._updates.put((int(z), tuple(int(v) for v in box), labels))
+        self._wake.set()
+
+    def update_region(self, region: Any) -> None:
+        """Hand over a new annotated region (a mask of the labels' shape, or None; thread-safe)."""
+        self._updates.put((None, None, None if region is None else np.array(region, bool)))
         self._wake.set()
 
     def request_preview(self, z: int, box: Box) -> None:
@@ -235,7 +249,10 @@ class LiveTrainer:
                 z, box, labels = self._updates.get_nowait()
             except queue.Empty:
                 return tuple(areas)
-            area = self.live.update(z, box, labels)
+            if z is None:  # a new region
+                area = self.live.set_region(labels)
+            else:
+                area = self.live.update(z, box, labels)
             if area is not None:
                 areas.append(area)
 

@@ -15,7 +15,10 @@ old cell between training and validation.
 
 Where a value depends on the whole plane (a complete annotation's class
 balance, the ring width when the median cell size moves it, the split's "hold
-none out" case) the plane is prepared whole, which gives the same result.
+none out" case, an annotated region, whose validation pixels follow the nearest
+cell however far it is) the plane is prepared whole, which gives the same result.
+Cells copied from a prediction and not edited since are trained on but never
+held out, as in :func:`~napari_unet.training.prepare_training_data`.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from .data import (
     TrainingData,
     TrainingPlane,
     ValidationCrop,
+    _calibration_cells,
     model_normalization,
     tile_sizes,
     validation_windows,
 )
 from .known import known_area, ring_width
+from .provenance import unedited_copies
 from .split import _unit_hash, validation_area
 
 __all__ = ["LiveData", "influence"]
@@ -95,6 +100,13 @@ class LiveData:
     config : TrainConfig
     name : str
         The image's name in the validation split's rule.
+    region : array or None
+        Where the annotation is complete (a boolean mask of the labels' shape):
+        its unpainted pixels are background. Change it with :meth:`set_region`.
+    copied : mapping or None
+        The record of cells copied from a prediction
+        (:func:`~napari_unet.training.provenance.cell_signatures`): those still
+        unedited are never held out for validation.
 
     Notes
     -----
@@ -104,7 +116,15 @@ class LiveData:
     """
 
     def __init__(
-        self, image: Any, labels: Any, *, model: UNet, config: TrainConfig, name: str = "image 1"
+        self,
+        image: Any,
+        labels: Any,
+        *,
+        model: UNet,
+        config: TrainConfig,
+        name: str = "image 1",
+        region: Any = None,
+        copied: Any = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -126,11 +146,52 @@ class LiveData:
         self._planes: dict[int, _Plane] = {}
         self.data = TrainingData(planes=[], in_channels=model.in_channels, summary=[{}])
         self._no_validation = False
+        self._copied = {str(k): v for k, v in (copied or {}).items()}
+        self._machine = unedited_copies(lab, self._copied)
+        self._regions = self._region_planes(region)
         planes = [lab] if lab.ndim == 2 else list(lab)
         for z, plane in enumerate(planes):
-            if plane.any():
+            if plane.any() or z in self._regions:
                 self._planes[z] = self._new_plane(z, plane)
         self._resplit()
+
+    def _region_planes(self, region: Any) -> dict[int, np.ndarray]:
+        """The region's planes that hold a pixel, by plane index."""
+        if region is None:
+            return {}
+        r = np.asarray(region).astype(bool)
+        if r.shape != tuple(self.shape):
+            raise NapariUnetError(
+                f"The annotated region has shape {r.shape} but the image has shape {self.shape}."
+            )
+        planes = [r] if r.ndim == 2 else list(r)
+        return {z: m.copy() for z, m in enumerate(planes) if m.any()}
+
+    def set_region(self, region: Any) -> Box | None:
+        """Take a new annotated region (a mask of the labels' shape, or None for none).
+
+        Returns
+        -------
+        (y0, y1, x0, x1) or None
+            The whole plane when a plane's region changed, else None.
+        """
+        new = self._region_planes(region)
+        h, w = self.shape[-2:]
+        moved = [z for z in set(new) | set(self._regions)
+                 if z not in new or z not in self._regions
+                 or not np.array_equal(new[z], self._regions[z])]  # fmt: skip
+        if not moved:
+            return None
+        self._regions = new
+        for z in moved:
+            p = self._planes.get(z)
+            if p is None:
+                p = self._planes[z] = self._new_plane(z, np.zeros((h, w), np.int32))
+            self._prepare(p, (0, h, 0, w))
+            if not p.labels.any() and z not in self._regions:
+                del self._planes[z]
+        self._refresh()
+        return (0, h, 0, w)
 
     # -- what the trainer sees
     @property
@@ -175,7 +236,7 @@ class LiveData:
                 h = self._hashes[(p.z, int(i))] = _unit_hash(f"{key}|{int(i)}")
             vals.append(h)
         held = ids[np.asarray(vals) < self.config.validation_fraction] if len(ids) else ids
-        return held.astype(np.int32)
+        return held[~np.isin(held, self._machine)].astype(np.int32)
 
     def _resplit(self) -> set[int]:
         """Every plane's held-out ids by the fixed rule, and every plane prepared whole."""
@@ -214,14 +275,16 @@ class LiveData:
     def _prepare(self, p: _Plane, area: Box) -> None:
         """Recompute ``area`` of plane ``p`` from a window one margin wider, then its views."""
         h, w = p.labels.shape
-        if self.config.complete:  # the class balance counts the whole plane
+        region = self._regions.get(p.z)
+        if self.config.complete or region is not None:  # plane-wide class balance or region
             area, win = (0, h, 0, w), (0, h, 0, w)
         else:
             win = _grow(area, self.reach, (h, w))
         y0, y1, x0, x1 = win
         lab = p.labels[y0:y1, x0:x1]
         cfg = self.config
-        region = np.ones(lab.shape, bool) if cfg.complete else None
+        if cfg.complete:
+            region = np.ones(lab.shape, bool)
         known = known_area(lab, cfg.sigma, region, ring=p.ring)
         val = validation_area(lab, known, p.held_out)
         target = carve_gaps(lab, p.areas) if cfg.separate_touching else lab
@@ -262,7 +325,8 @@ class LiveData:
             ys, xs = np.divmod(t.train_pixels, w)
             t.train_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
         t.validation = self._crops(p)
-        t.annotation, t.region = p.labels, p.known
+        calibration = _calibration_cells(p.labels, p.known, self._machine)  # copies left out
+        t.annotation, t.region = calibration["annotation"], calibration["region"]
 
     def _crops(self, p: _Plane) -> list[ValidationCrop]:
         if not p.val_area.any():
@@ -336,14 +400,33 @@ class LiveData:
             area = _union(area, _bbox(cells, (0, 0)))  # their ranks moved: whole cells
         ring = ring_width(p.labels, self.config.sigma) if len(touched) else p.ring
         moved, p.ring = ring != p.ring, ring
-        if z in self._resplit_after(p):
+        if self._copies_edited(touched) or z in self._resplit_after(p):
             return (0, h, 0, w)
         area = (0, h, 0, w) if moved else _grow(area, self.reach, (h, w))
         self._prepare(p, area)
-        if not p.labels.any():
+        if not p.labels.any() and z not in self._regions:
             del self._planes[z]
         self._refresh()
         return area
+
+    def _copies_edited(self, touched: np.ndarray) -> bool:
+        """Whether touching ``touched`` moved a copied cell in or out of the unedited ones.
+
+        Then every plane is split and prepared again (rare: the first edit of a copy).
+        """
+        asked = {k: v for k, v in self._copied.items() if int(k) in set(touched.tolist())}
+        if not asked:
+            return False
+        now = self.labels(0) if len(self._images) == 1 else np.stack(
+            [self.labels(z) for z in range(len(self._images))]
+        )  # fmt: skip
+        still = unedited_copies(now, asked)
+        machine = np.union1d(np.setdiff1d(self._machine, list(map(int, asked))), still)
+        if np.array_equal(machine, self._machine):
+            return False
+        self._machine = machine
+        self._resplit()
+        return True
 
     def _resplit_after(self, p: _Plane) -> set[int]:
         """Held-out ids after plane ``p`` changed; the planes this made whole."""
