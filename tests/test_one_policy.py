@@ -179,9 +179,10 @@ def test_a_known_diameter_scales_the_default_watershed():
     assert resolve_postprocess(None, {"h": 0.7}, diameter=40.0)["h"] == 0.7
     assert resolve_postprocess(Recommends(), diameter=40.0)["h"] == 2.0
     assert resolve_postprocess(Recommends(), diameter=40.0)["smoothing"] == pytest.approx(2.4)
-    # the 3D watershed of the views mode keeps its own
+    # the 3D watershed of the views mode scales its h alike but stays unsmoothed
     views = resolve_postprocess(None, diameter=40.0, stack="views")
-    assert views == resolve_postprocess(None, stack="views")
+    assert views == dict(resolve_postprocess(None, stack="views"), h=big["h"])
+    assert resolve_postprocess(None, diameter=6.0, stack="views")["h"] == 0.5
     for bad in (0.0, -3.0, float("nan"), "25"):
         assert resolve_postprocess(None, diameter=bad) == DEFAULTS
 
@@ -275,3 +276,27 @@ def test_a_factor_alone_implies_the_size_the_model_knows(plain_model):
     # the fixed rule, which a factor used to get, cuts the dumbbells otherwise
     fixed = segment(plain_model, image, rescale=f, precision="fp32", h=0.5, smoothing=1.5)
     assert not np.array_equal(fixed.labels, by_factor.labels)
+
+
+@pytest.mark.parametrize("mode", ["linked", "views"])
+def test_3d_modes_scale_the_rule_alike_in_memory_and_in_zarr(plain_model, tmp_path, mode):
+    """A stack's 3D objects follow its estimated size in memory and through the CLI's zarr path."""
+    import zarr
+
+    from napari_unet import open_prediction, segment
+
+    stack = np.stack([_dumbbells()] * 4)
+    seg = segment(plain_model, stack, stack=mode, precision="fp32")
+    assert seg.diameter is not None
+    fixed = {"h": 0.5, "smoothing": 1.5 if mode == "linked" else 0.0}
+    unscaled = segment(plain_model, stack, stack=mode, rescale=1.0, precision="fp32", **fixed)
+    assert unscaled.labels.max() > seg.labels.max()  # the size matters here
+    mfile = tmp_path / "m.safetensors"
+    save_model(plain_model, mfile)
+    src = zarr.open_array(tmp_path / "in.zarr", mode="w", shape=stack.shape,
+                          chunks=(1, 288, 288), dtype=stack.dtype)  # fmt: skip
+    src[:] = stack
+    args = ["predict", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "o.zarr"), "--stack", mode]
+    assert main([*args, "--model", str(mfile), "--precision", "fp32"]) == 0
+    zarr_labels = np.asarray(open_prediction(tmp_path / "o.zarr").labels[0])
+    np.testing.assert_array_equal(raster_order(zarr_labels), raster_order(seg.labels))

@@ -172,7 +172,13 @@ def iter_segment(
         )
     else:
         labels, prob = yield from iter_segment_stack(
-            model, image, stack=stack, voxel_size=voxel_size, z_axis=z_axis, **options
+            model,
+            image,
+            stack=stack,
+            voxel_size=voxel_size,
+            z_axis=z_axis,
+            diameter=sized,
+            **options,
         )
     if not labels.any():
         notes.append("No objects found.")
