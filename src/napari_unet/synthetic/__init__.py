@@ -38,11 +38,11 @@ The package, one idea per module:
 - :mod:`.volumes`: 3D stacks of nuclei (:func:`make_nuclei_3d`), anisotropic PSF and Z step.
 """
 
-from .cases import REALISM_CASES, RealismCase
+from .cases import DEFOCUS_3D, REALISM_CASES, RealismCase
 from .settings import GENERATOR_VERSION, STYLES, SyntheticConfig, make_cells
 from .volumes import make_nuclei_3d
 
 __all__ = [
     "GENERATOR_VERSION", "STYLES", "SyntheticConfig", "make_cells", "make_nuclei_3d",
-    "REALISM_CASES", "RealismCase",
+    "REALISM_CASES", "RealismCase", "DEFOCUS_3D",
 ]  # fmt: skip

@@ -1,8 +1,9 @@
 """Named synthetic cases where a model is checked against a known failure, with their seeds.
 
-One table for the tests of the bundled model (``tests/test_bundled.py``, each with its
-own threshold) and the benchmarks that score the same cases
-(``benchmarks/bench_rule_scale.py``), so both always measure the same images.
+One table for the tests of the bundled model (``tests/test_bundled.py``,
+``tests/test_volume.py``, each with its own threshold) and the benchmarks that score
+the same cases (``benchmarks/bench_rule_scale.py``, ``benchmarks/bench_defocus3d.py``),
+so both always measure the same images.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from .settings import SyntheticConfig
 
-__all__ = ["REALISM_CASES", "RealismCase"]
+__all__ = ["DEFOCUS_3D", "REALISM_CASES", "RealismCase"]
 
 # The realism cases' seeds are [REALISM_STREAM, case number, image index].
 REALISM_STREAM = 16
@@ -63,3 +64,12 @@ REALISM_CASES: dict[str, RealismCase] = {
         SyntheticConfig(shape=(256, 256), diameter=(15, 30), touching=0.3, debris=6.0), 4, 6
     ),
 }
+
+#: 3D nuclei of about 11 px under strong widefield out-of-focus light (issue 25): isotropic
+#: PSF, 60-120 photons, 85% of each nucleus's light spread into the other planes, so the
+#: light of the nuclei above and below shows in every plane. Keywords of
+#: :func:`napari_unet.synthetic.make_nuclei_3d`; seeds ``[25, 3, k]``.
+DEFOCUS_3D: dict = dict(
+    diameter=(9.0, 13.0), blur=(1.0, 1.4), axial_blur=1.0, touching=0.4,
+    photons=(60.0, 120.0), defocus=0.85,
+)  # fmt: skip
