@@ -13,7 +13,7 @@ on the same stacks in the same run:
 - the real CHO stack of ``../shared/data/real`` (voxel ``(5, 1, 1)``, as
   ``bench_real.py``); measured, never trained on.
 
-    python benchmarks/bench_defocus3d.py [--stacks N] [--no-cho]
+    python benchmarks/bench_defocus3d.py [--stacks N] [--no-cho] [--data DIR]
 
 Prints markdown: pooled 3D AP@0.5 and objects per mode and rule. The synthetic
 stacks get the diameter 11 px (their size estimate on such noise is off: 6-7 px,
@@ -35,7 +35,7 @@ from napari_unet.segment import segment
 from napari_unet.synthetic import DEFOCUS_3D, make_nuclei_3d
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "real"
+DATA = ROOT.parent / "shared" / "data" / "real"  # as bench_real.py: beside the clone
 CHO_VOXEL = (5.0, 1.0, 1.0)
 FIXED = {"views": {"h": 0.5, "smoothing": 0.0}}
 MODES = ("views", "linked", "planes")
@@ -69,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stacks", type=int, default=2, help="synthetic stacks (seeds)")
     parser.add_argument("--no-cho", action="store_true")
+    parser.add_argument("--data", type=Path, default=DATA, help="the real set's folder")
     args = parser.parse_args()
     model = load_bundled_model()
     print(f"machine: {platform.processor() or platform.machine()}")
@@ -79,11 +80,13 @@ def main() -> None:
     if pairs:
         print(f"\nsynthetic defocus, {args.stacks} stacks 32x96x96\n\n{head}")
         print(run(model, pairs, diameter=11.0), flush=True)
-    if args.no_cho or not DATA.is_dir():
+    if args.no_cho:
         return
+    if not args.data.is_dir():
+        raise SystemExit(f"The real set is not at {args.data}: give --data DIR.")
     cho = (
-        tifffile.imread(DATA / "cho_t0_zyx.tif"),
-        tifffile.imread(DATA / "cho_t0_zyx_labels.tif"),
+        tifffile.imread(args.data / "cho_t0_zyx.tif"),
+        tifffile.imread(args.data / "cho_t0_zyx_labels.tif"),
     )
     print(f"\nCHO (real), voxel {CHO_VOXEL}\n\n{head}")
     print(run(model, [cho], voxel_size=CHO_VOXEL))
