@@ -8,7 +8,8 @@ the same images in the same run:
 
 - the real HeLa frames (``tests/data/real``; measured, never trained on);
 - the recipe's held-out synthetic images (``scripts/train_bundled.py``'s ``evaluate`` seeds);
-- the realism cases of ``tests/test_bundled.py`` (edges, dim, lobed, debris), same seeds.
+- the realism cases (edges, dim, lobed, debris: ``napari_unet.synthetic.REALISM_CASES``,
+  the images of ``tests/test_bundled.py``).
 
     python benchmarks/bench_rule_scale.py
 
@@ -27,7 +28,7 @@ import tifffile
 from napari_unet import load_bundled_model
 from napari_unet.metrics import error_breakdown, match_instances, pooled_ap
 from napari_unet.segment import segment
-from napari_unet.synthetic import SyntheticConfig
+from napari_unet.synthetic import REALISM_CASES
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "data" / "real"
@@ -55,17 +56,8 @@ def image_sets() -> dict[str, list]:
             for j in range(recipe.EVAL_IMAGES_PER_SETTING)
         ],
     }
-    base = dict(shape=(256, 256), diameter=(15, 30), debris=0.0, dividing=0.0)
-    cases = {
-        "edges": (dict(base, touching=0.0, out_of_focus=0.0, dim=0.0), 1, 6),
-        "dim": (dict(base, touching=0.8, dim=0.5, out_of_focus=0.0, dtype="uint8",
-                     photons=(50, 200)), 2, 8),
-        "lobed": (dict(base, diameter=(18, 32), touching=0.2, lobed=1.0), 3, 6),
-        "debris": (dict(shape=(256, 256), diameter=(15, 30), touching=0.3, debris=6.0), 4, 6),
-    }  # fmt: skip
-    for name, (kw, case, n) in cases.items():
-        config = SyntheticConfig(**kw)
-        sets[name] = [config.generate(seed=[16, case, s]) for s in range(n)]
+    for name, case in REALISM_CASES.items():
+        sets[name] = list(case.images())
     return sets
 
 

@@ -16,7 +16,7 @@ from napari_unet import (
 from napari_unet.bundled import bundled_model_path, load_bundled_model
 from napari_unet.metrics import iou_matrix, pooled_ap
 from napari_unet.segment import recommended_postprocess, rescale_for_diameter, segment
-from napari_unet.synthetic import SyntheticConfig, make_cells
+from napari_unet.synthetic import REALISM_CASES, SyntheticConfig, make_cells
 from napari_unet.training import TrainConfig
 
 
@@ -179,23 +179,25 @@ def test_recipe_still_gives_the_shipped_settings(model):
 # Cases where the generator-1 model fell short. Each threshold names the regression it
 # catches and is a share of the objects pooled over several images (one image of 20-50
 # nuclei swings a score by a few objects), set by what a user would call that regression,
-# not between two models' scores: a retrained model is judged, not fitted. Measured with
-# seeds 0-7 (docs/model-card.md), as errors / nuclei: the current model, the generator-1 one.
+# not between two models' scores: a retrained model is judged, not fitted. The images
+# (settings and seeds) are napari_unet.synthetic.REALISM_CASES, which the benchmarks
+# share. Measured with seeds 0-7 (docs/model-card.md), as errors / nuclei: the current
+# model, the generator-1 one.
 
-EDGE_SEEDS, EDGE_MAX_RATIO = range(6), 1.05  # median area ratio 1.005; 1.07
+EDGE_MAX_RATIO = 1.05  # median area ratio 1.005; 1.07
 # Isolated nuclei with a clear edge are the easy case: more than 1 in 25 missed, extra or
 # outlined worse than IoU 0.75 is a regression of the outlines (3/190; 12/190).
 EDGE_OFF75 = 0.04
 # Dim nuclei next to bright ones: losing more than 1 in 10 of them is the regression the
 # case was added for (8 images: 1/36; 6/36, pooled as few are dim per image).
-DIM_SEEDS, DIM_MISSED = range(8), 0.10
+DIM_MISSED = 0.10
 # Lobed nuclei cut at a lobe show as extra objects: more than 3 in 20 is cutting (17/179;
 # 39/179); losing 1 in 20 of them whole is a regression too (5/179; 10/179).
-LOBED_SEEDS, LOBED_EXTRA, LOBED_MISSED = range(6), 0.15, 0.05
+LOBED_EXTRA, LOBED_MISSED = 0.15, 0.05
 # Debris (specks, fibres: about 40 per image) taken for nuclei: more than one false object
 # per 4 nuclei is the regression (38/232; 129/232); and nuclei are not to be lost among the
 # debris to achieve it (0/232; 5/232).
-DEBRIS_SEEDS, DEBRIS_FALSE, DEBRIS_MISSED = range(6), 0.25, 0.03
+DEBRIS_FALSE, DEBRIS_MISSED = 0.25, 0.03
 
 
 def _labels(model, image):
@@ -204,11 +206,9 @@ def _labels(model, image):
     return labels_from_probabilities(prob, **recommended_postprocess(model))
 
 
-def _matched(model, config, case, seeds):
-    return [
-        match_instances(t, _labels(model, i))
-        for i, t in (config.generate(seed=[16, case, s]) for s in seeds)
-    ]
+def _matched(model, name):
+    """The realism case's images (napari_unet.synthetic.REALISM_CASES) matched to the labels."""
+    return [match_instances(t, _labels(model, i)) for i, t in REALISM_CASES[name].images()]
 
 
 def _counts(found, threshold=0.5):
@@ -220,11 +220,7 @@ def _counts(found, threshold=0.5):
 
 def test_edges_where_a_biologist_draws_them(model):
     """Isolated nuclei with realistic edges: no systematic size bias (was 1.074)."""
-    config = SyntheticConfig(
-        shape=(256, 256), diameter=(15, 30), touching=0.0, out_of_focus=0.0,
-        dividing=0.0, debris=0.0, dim=0.0,
-    )  # fmt: skip
-    found = _matched(model, config, 1, EDGE_SEEDS)
+    found = _matched(model, "edges")
     ratio = np.median(np.concatenate([m.area_ratio for m in found]))
     # a 5% area bias is 2.5% of the diameter: half a pixel on a 20-px nucleus
     assert 1 / EDGE_MAX_RATIO <= ratio <= EDGE_MAX_RATIO, ratio
@@ -234,13 +230,8 @@ def test_edges_where_a_biologist_draws_them(model):
 
 def test_dim_nuclei_next_to_bright_ones_are_found(model):
     """8-bit, half the nuclei 2.5-7x dimmer, most touching others (was 0.765 of them)."""
-    config = SyntheticConfig(
-        shape=(256, 256), diameter=(15, 30), touching=0.8, dim=0.5, debris=0.0,
-        dividing=0.0, out_of_focus=0.0, dtype="uint8", photons=(50, 200),
-    )  # fmt: skip
     found = []
-    for s in DIM_SEEDS:
-        image, truth = config.generate(seed=[16, 2, s])
+    for image, truth in REALISM_CASES["dim"].images():
         ids = np.arange(1, truth.max() + 1)
         signal = np.asarray(ndi.mean(image.astype(float), truth, ids)) - np.median(
             image[truth == 0]
@@ -254,17 +245,13 @@ def test_dim_nuclei_next_to_bright_ones_are_found(model):
 
 def test_lobed_nuclei_stay_whole(model):
     """Every nucleus lobed (bean, peanut, trilobed): not cut at the lobes (AP@0.5 was 0.748)."""
-    config = SyntheticConfig(
-        shape=(256, 256), diameter=(18, 32), touching=0.2, lobed=1.0, debris=0.0, dividing=0.0
-    )
-    n, missed, extra = _counts(_matched(model, config, 3, LOBED_SEEDS))
+    n, missed, extra = _counts(_matched(model, "lobed"))
     assert extra <= LOBED_EXTRA * n, (extra, n)
     assert missed <= LOBED_MISSED * n, (missed, n)
 
 
 def test_debris_is_not_taken_for_nuclei(model):
     """Specks and fibres (6 per 100 x 100 px): few false objects, no nucleus lost."""
-    config = SyntheticConfig(shape=(256, 256), diameter=(15, 30), touching=0.3, debris=6.0)
-    n, missed, extra = _counts(_matched(model, config, 4, DEBRIS_SEEDS))
+    n, missed, extra = _counts(_matched(model, "debris"))
     assert extra <= DEBRIS_FALSE * n, (extra, n)
     assert missed <= DEBRIS_MISSED * n, (missed, n)

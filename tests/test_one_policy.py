@@ -179,9 +179,10 @@ def test_a_known_diameter_scales_the_default_watershed():
     assert resolve_postprocess(None, {"h": 0.7}, diameter=40.0)["h"] == 0.7
     assert resolve_postprocess(Recommends(), diameter=40.0)["h"] == 2.0
     assert resolve_postprocess(Recommends(), diameter=40.0)["smoothing"] == pytest.approx(2.4)
-    # the 3D watershed of the views mode keeps its own
+    # the 3D watershed of the views mode scales its h alike but stays unsmoothed
     views = resolve_postprocess(None, diameter=40.0, stack="views")
-    assert views == resolve_postprocess(None, stack="views")
+    assert views == dict(resolve_postprocess(None, stack="views"), h=big["h"])
+    assert resolve_postprocess(None, diameter=6.0, stack="views")["h"] == 0.5
     for bad in (0.0, -3.0, float("nan"), "25"):
         assert resolve_postprocess(None, diameter=bad) == DEFAULTS
 
@@ -198,3 +199,104 @@ def test_zarr_labels_follow_a_given_diameter(model, tmp_path):
         z = predict_to_zarr(model, image, tmp_path / f"o{d}.zarr", chunk=48, diameter=d)
         np.testing.assert_array_equal(np.asarray(z.labels[0]), wanted)
     assert found[60.0].max() < found[None].max()  # the dumbbell stays whole
+
+
+def _dumbbells() -> np.ndarray:
+    """Nine pairs of discs (12 and 10 px radius) ever further apart: necks from wide to none.
+
+    About 30 px objects, one in the middle of each 96 px chunk: the fixed
+    watershed (h 0.5 px) cuts more of them than the rule scaled to their size.
+    """
+    yy, xx = np.mgrid[:288, :288]
+    img = np.zeros((288, 288), np.float32)
+    for k, (cy, cx) in enumerate((y, x) for y in (48, 144, 240) for x in (48, 144, 240)):
+        # unequal discs: no ties in the watershed, which a chunk could break otherwise
+        for dx, r2 in ((-(4 + k), 144), (4 + k, 100)):
+            img[(yy - cy) ** 2 + (xx - cx - dx) ** 2 <= r2] = 1.0
+    return ndi.gaussian_filter(img, 1.0)
+
+
+@pytest.fixture
+def plain_model():
+    """No recommendation and no size range: the default watershed, scaled by the estimate."""
+    m = threshold_unet(gain=10.0, level=0.5)
+    m.metadata["normalization"] = {"method": "none"}
+    return m
+
+
+def test_the_cli_zarr_path_scales_the_rule_as_segment_does(plain_model, tmp_path, capsys):
+    import zarr
+
+    from napari_unet import open_prediction, segment
+
+    image = _dumbbells()
+    seg = segment(plain_model, image, precision="fp32")
+    assert seg.diameter is not None and 25 < seg.diameter < 35
+    prob = predict_tiled(plain_model, image)
+    np.testing.assert_array_equal(
+        seg.labels, labels_from_probabilities(prob, diameter=seg.diameter)
+    )
+    assert labels_from_probabilities(prob).max() > seg.labels.max()  # the size matters here
+    mfile = tmp_path / "m.safetensors"
+    save_model(plain_model, mfile)
+    src = zarr.open_array(tmp_path / "in.zarr", mode="w", shape=image.shape, chunks=(96, 96),
+                          dtype=image.dtype)  # fmt: skip
+    src[:] = image
+    args = ["predict", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "o.zarr")]
+    assert main([*args, "--model", str(mfile), "--chunk", "96", "--precision", "fp32"]) == 0
+    assert f"Estimated object diameter {seg.diameter:.0f} px" in capsys.readouterr().err
+    zarr_labels = np.asarray(open_prediction(tmp_path / "o.zarr").labels[0])
+    np.testing.assert_array_equal(raster_order(zarr_labels), raster_order(seg.labels))
+
+
+def raster_order(labels: np.ndarray) -> np.ndarray:
+    """The same objects with ids in raster order of their first pixel (as zarr outputs number)."""
+    flat = labels.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    order = ids[np.argsort(first)]
+    order = order[order > 0]
+    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    lut[order] = np.arange(1, len(order) + 1)
+    return lut[labels]
+
+
+def test_a_factor_alone_implies_the_size_the_model_knows(plain_model):
+    from napari_unet import segment
+    from napari_unet.rescaling import implied_diameter, rescale_for_diameter
+
+    assert implied_diameter(plain_model, 0.5) is None  # no range: no size, the fixed rule
+    plain_model.metadata["object_diameter"] = {"min": 20.0, "max": 28.8}
+    assert implied_diameter(plain_model, 0.5) == pytest.approx(48.0)  # sqrt(20 * 28.8) / 0.5
+    image = _dumbbells()
+    f = rescale_for_diameter(plain_model, 30.0)
+    by_diameter = segment(plain_model, image, diameter=30.0, precision="fp32")
+    by_factor = segment(plain_model, image, rescale=f, precision="fp32")
+    assert by_diameter.rescale == by_factor.rescale == f
+    np.testing.assert_array_equal(by_factor.labels, by_diameter.labels)
+    # the fixed rule, which a factor used to get, cuts the dumbbells otherwise
+    fixed = segment(plain_model, image, rescale=f, precision="fp32", h=0.5, smoothing=1.5)
+    assert not np.array_equal(fixed.labels, by_factor.labels)
+
+
+@pytest.mark.parametrize("mode", ["linked", "views"])
+def test_3d_modes_scale_the_rule_alike_in_memory_and_in_zarr(plain_model, tmp_path, mode):
+    """A stack's 3D objects follow its estimated size in memory and through the CLI's zarr path."""
+    import zarr
+
+    from napari_unet import open_prediction, segment
+
+    stack = np.stack([_dumbbells()] * 4)
+    seg = segment(plain_model, stack, stack=mode, precision="fp32")
+    assert seg.diameter is not None
+    fixed = {"h": 0.5, "smoothing": 1.5 if mode == "linked" else 0.0}
+    unscaled = segment(plain_model, stack, stack=mode, rescale=1.0, precision="fp32", **fixed)
+    assert unscaled.labels.max() > seg.labels.max()  # the size matters here
+    mfile = tmp_path / "m.safetensors"
+    save_model(plain_model, mfile)
+    src = zarr.open_array(tmp_path / "in.zarr", mode="w", shape=stack.shape,
+                          chunks=(1, 288, 288), dtype=stack.dtype)  # fmt: skip
+    src[:] = stack
+    args = ["predict", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "o.zarr"), "--stack", mode]
+    assert main([*args, "--model", str(mfile), "--precision", "fp32"]) == 0
+    zarr_labels = np.asarray(open_prediction(tmp_path / "o.zarr").labels[0])
+    np.testing.assert_array_equal(raster_order(zarr_labels), raster_order(seg.labels))

@@ -52,11 +52,16 @@ def test_nucleus_spanning_several_slabs_gets_one_id(tmp_path, thresh, stack):
     image, truth = _balls((24, 40, 40), [(12, 20, 20)], 8.0)
     spanned = {z // 4 for z in np.flatnonzero(truth.any(axis=(1, 2)))}
     assert len(spanned) >= 4  # the nucleus crosses at least three slab faces
-    out = to_zarr(thresh, image, tmp_path / "o.zarr", stack=stack, z_chunk=4, label_margin=2)
+    # the size segment() estimates, given: both follow it (the API does not estimate)
+    ref = segment(thresh, image, stack=stack)
+    out = to_zarr(
+        thresh, image, tmp_path / "o.zarr", stack=stack, z_chunk=4, label_margin=2,
+        diameter=ref.diameter,
+    )  # fmt: skip
     labels = np.asarray(out.labels[0])
     assert out.n_objects == 1 and set(np.unique(labels)) == {0, 1}
     assert labels.any(axis=(1, 2)).sum() >= 15
-    _same_partition(labels, segment(thresh, image, stack=stack).labels)
+    _same_partition(labels, ref.labels)
 
 
 @pytest.mark.parametrize("stack", ["linked", "views"])
@@ -77,7 +82,7 @@ def test_linked_equals_in_memory_on_a_random_stack(tmp_path, thresh, rng):
     assert ref.labels.max() > 20  # many objects, many cut by slab faces
     out = to_zarr(
         thresh, image, tmp_path / "o.zarr", stack="linked", z_chunk=3,
-        min_size=4, min_volume=6, probabilities=True,
+        min_size=4, min_volume=6, probabilities=True, diameter=ref.diameter,
     )  # fmt: skip
     np.testing.assert_array_equal(np.asarray(out.probabilities), ref.probabilities)
     _same_partition(out.labels[0], ref.labels)
@@ -90,7 +95,7 @@ def test_views_probabilities_equal_in_memory_with_tiny_slabs(tmp_path, small_mod
     ref = segment(small_model, image, stack="views", voxel_size=voxel, min_size=0)
     out = to_zarr(
         small_model, image, tmp_path / "o.zarr", stack="views", voxel_size=voxel,
-        z_chunk=3, label_margin=2, probabilities=True, min_size=0,
+        z_chunk=3, label_margin=2, probabilities=True, min_size=0, diameter=ref.diameter,
     )  # fmt: skip
     # the windows are partial (a slab of 3, 2 planes of margin and the context each
     # side), cut off the pooling grid unless moved onto it, and resampled on their own
@@ -103,7 +108,10 @@ def test_views_labels_equal_in_memory_on_nuclei(tmp_path, thresh):
     centres = [(6, 10, 10), (12, 28, 26), (17, 12, 30), (9, 30, 9)]
     image, _ = _balls((24, 40, 40), centres, 5.0)
     ref = segment(thresh, image, stack="views")
-    out = to_zarr(thresh, image, tmp_path / "o.zarr", stack="views", z_chunk=4, label_margin=6)
+    out = to_zarr(
+        thresh, image, tmp_path / "o.zarr", stack="views", z_chunk=4, label_margin=6,
+        diameter=ref.diameter,
+    )  # fmt: skip
     assert out.n_objects == 4
     _same_partition(out.labels[0], ref.labels)
 
@@ -226,11 +234,14 @@ def test_ome_zarr_stack_gives_voxel_size_and_display_levels(tmp_path, thresh, mo
     t = [{"type": "scale", "scale": [1.0, 0.5, 0.5]}]
     ds = [{"path": "0", "coordinateTransformations": t}]
     g.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": ds}]}
-    out = to_zarr(thresh, tmp_path / "raw.zarr", tmp_path / "o.zarr", stack="views", z_chunk=2)
+    ref = segment(thresh, image, stack="views", voxel_size=(1.0, 0.5, 0.5))
+    out = to_zarr(
+        thresh, tmp_path / "raw.zarr", tmp_path / "o.zarr", stack="views", z_chunk=2,
+        diameter=ref.diameter,
+    )  # fmt: skip
     assert out.metadata["labels"]["voxel_size"] == [1.0, 0.5, 0.5]
     assert out.scale == (1.0, 0.5, 0.5) and out.n_objects == 1
     full = np.asarray(out.labels[0])
     assert len(out.labels) >= 2
     np.testing.assert_array_equal(np.asarray(out.labels[1]), full[:, ::2, ::2])
-    ref = segment(thresh, image, stack="views", voxel_size=(1.0, 0.5, 0.5))
     _same_partition(full, ref.labels)

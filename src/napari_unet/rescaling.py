@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_OBJECT_DIAMETER", "MAX_ENLARGEMENT", "ENLARGE_MARGIN", "check_rescale",
     "resize_spatial", "rescale_for_diameter", "check_diameter", "describe_resize",
-    "model_diameter_range", "renumber",
+    "model_diameter_range", "renumber", "implied_diameter",
 ]  # fmt: skip
 
 # Resizing below this factor would leave too little of an object to see.
@@ -225,6 +225,24 @@ def model_diameter_range(model: Any) -> tuple[float, float] | None:
     if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
         return None
     return lo, hi
+
+
+def implied_diameter(model: Any, rescale: float) -> float | None:
+    """The object diameter in the image that a rescale factor given alone implies, if any.
+
+    A factor says the objects, resized by it, are of a size the model knows: the
+    middle of its range, ``sqrt(min * max)``, where
+    :func:`rescale_for_diameter` brings large objects. So
+    ``segment(rescale=rescale_for_diameter(model, d))`` scales the instance rule
+    as ``segment(diameter=d)`` does for every ``d`` above the range (below it the
+    two differ by the enlargement margin), and ``rescale=1`` says the objects are
+    in the range as they are. None for a model that records no range: a factor
+    then says nothing about the size, and the fixed rule applies.
+    """
+    known = model_diameter_range(model)
+    if known is None:
+        return None
+    return math.sqrt(known[0] * known[1]) / float(rescale)
 
 
 def renumber(labels: np.ndarray) -> np.ndarray:

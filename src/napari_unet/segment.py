@@ -39,6 +39,7 @@ from .rescaling import (
     check_diameter,
     check_rescale,
     describe_resize,
+    implied_diameter,
     rescale_for_diameter,
     resize_spatial,
 )
@@ -162,13 +163,22 @@ def iter_segment(
         rescale=f, tile_shape=tile_shape, batch_size=batch_size, device=device,
         threshold=threshold, min_size=min_size, tta=tta, precision=precision, **postprocess,
     )  # fmt: skip
+    # the size the instance rule scales with: the one given or estimated, else the one
+    # a factor given alone implies (the model's typical size, once resized)
+    sized = implied_diameter(model, f) if rescale is not None else chosen
     if stack == "planes":
         labels, prob = yield from iter_segment_planes(
-            model, image, reuse=reuse, diameter=chosen, **options
+            model, image, reuse=reuse, diameter=sized, **options
         )
     else:
         labels, prob = yield from iter_segment_stack(
-            model, image, stack=stack, voxel_size=voxel_size, z_axis=z_axis, **options
+            model,
+            image,
+            stack=stack,
+            voxel_size=voxel_size,
+            z_axis=z_axis,
+            diameter=sized,
+            **options,
         )
     if not labels.any():
         notes.append("No objects found.")
@@ -309,7 +319,9 @@ def segment(
         Factor the image is resized by before prediction: below 1 for objects
         larger than the model knows, above 1 for smaller ones. 1 resizes nothing
         and skips the estimate. Labels and probabilities come back at the
-        image's own size.
+        image's own size. A factor says the resized objects are of the size the
+        model knows best (the middle of its range): the instance rule scales
+        with that size (:func:`napari_unet.rescaling.implied_diameter`).
 
         With neither ``diameter`` nor ``rescale`` (the default), the object
         size is estimated (:func:`napari_unet.estimate_diameter`, on at most

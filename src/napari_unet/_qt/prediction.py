@@ -96,14 +96,18 @@ def _zarr_job(
     import dask.array as da
 
     from ..bigimage import iter_predict_to_zarr
+    from ..device import select_device
     from ..layout import to_model_layout
     from ..modelfile import resolve_model_arg
+    from ..precision import resolve_precision
 
     model = resolve_model_arg(model)
     if not isinstance(data, da.Array):
         data = da.from_zarr(data) if hasattr(data, "chunks") else da.asarray(data)
     image = to_model_layout(data, model.in_channels, rgb=rgb)
-    yield from _size_of_lazy(model, image, tile, device)
+    # resolved once: the estimate's passes run as the prediction's (one answer)
+    precision = resolve_precision(precision, select_device(device))
+    diameter = yield from _size_of_lazy(model, image, tile, device, precision)
     n_spatial = 3 if image.ndim - (model.in_channels > 1) == 3 else 2
     scale = tuple(scale[-n_spatial:]) if scale is not None else None
     # replaces only an earlier napari-unet result, never another store
@@ -118,29 +122,34 @@ def _zarr_job(
             precision=precision,
             overwrite=True,
             scale=scale,
+            diameter=diameter,
             **{k: v for k, v in (stack or {}).items() if k in ("stack", "voxel_size")},
         )  # fmt: skip
     )
 
 
-def _size_of_lazy(model, image, tile, device):
-    """An image not in memory keeps its scale: the sentence on its estimated object size.
+def _size_of_lazy(model, image, tile, device, precision):
+    """An image not in memory keeps its scale: its estimated object size, said and returned.
 
     Reads a crop of at most 1024x1024 px of three planes and segments a window
     of at most 256x256 px, whatever the image's size. Yields the estimate's
     progress, then the sentence (nothing when the image cannot be measured:
-    the prediction says why in its own words).
+    the prediction says why in its own words). Returns the diameter (or None),
+    which scales the instance rule as ``segment``'s estimate does.
     """
     from ..errors import NapariUnetError
     from ..events import Note
-    from ..sizing import choose_rescale, iter_estimate_diameter
+    from ..sizing import iter_size_at_own_scale
 
     try:
-        gen = iter_estimate_diameter(image, model, tile_shape=tile, device=device)
-        estimate = yield from gen  # closing this generator closes the estimate
+        gen = iter_size_at_own_scale(
+            model, image, tile_shape=tile, device=device, precision=precision
+        )
+        diameter, message = yield from gen  # closing this generator closes the estimate
     except NapariUnetError:
-        return
-    yield Note(choose_rescale(model, estimate, can_resize=False)[1])
+        return None
+    yield Note(message)
+    return diameter
 
 
 def show_segmentation(

@@ -164,8 +164,8 @@ def predict_to_zarr(
     **postprocess
         As for :func:`napari_unet.labels_from_probabilities` (``method``, ``h``,
         ``smoothing``..., and ``diameter``: the objects' size in pixels, which
-        scales the default watershed as ``segment``'s estimate does; the image
-        is not resized, and the 3D modes do not use it, as in memory).
+        scales the default watershed as ``segment``'s estimate does, in the 3D
+        modes too; the image is not resized).
 
     Returns
     -------
@@ -280,7 +280,6 @@ def _iter_stack_3d(
 ) -> Generator[ChunkProgress, None, ZarrPrediction]:
     """3D objects slab by slab (:mod:`.stack3d`), for what that path supports."""
     mode = check_stack_mode(options["stack"])
-    options.pop("diameter", None)  # the 3D rules keep their own scale, as in memory
     if into_input:
         raise NapariUnetError(
             f"3D objects ({mode}) are written to a separate zarr store, not into the input "

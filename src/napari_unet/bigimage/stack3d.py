@@ -168,8 +168,9 @@ def iter_predict_stack_to_zarr(
     joined differently there, as with 2D chunks.
     """
     stack = check_stack_mode(stack)
+    diameter = postprocess.pop("diameter", None)  # scales the default rule, as in memory
     given = dict(postprocess, threshold=threshold, min_size=min_size)
-    opts, tta = _check_arguments(model, stack, given, output, batch_size, tta, z_chunk)
+    opts, tta = _check_arguments(model, stack, given, output, batch_size, tta, z_chunk, diameter)
     threshold, min_size = opts.pop("threshold"), opts.pop("min_size")
     image, source = open_input(model, image)
     axes = _stack_axes(model, image, stack)
@@ -221,7 +222,14 @@ def iter_predict_stack_to_zarr(
 
 
 def _check_arguments(
-    model: UNet, stack: str, given: dict, output: Any, batch_size: int, tta: Any, z_chunk: Any
+    model: UNet,
+    stack: str,
+    given: dict,
+    output: Any,
+    batch_size: int,
+    tta: Any,
+    z_chunk: Any,
+    diameter: float | None = None,
 ) -> tuple[dict, bool]:
     """The post-processing options resolved for ``stack`` and ``tta``, checked before any work.
 
@@ -229,7 +237,7 @@ def _check_arguments(
     """
     if stack == "planes":
         raise NapariUnetError("Slabs are for 3D objects; use stack='linked' or 'views'.")
-    opts = resolve_postprocess(model, given, stack=stack)
+    opts = resolve_postprocess(model, given, stack=stack, diameter=diameter)
     threshold, min_size = opts["threshold"], opts["min_size"]
     check_counts(batch_size=batch_size, min_size=min_size)
     tta = check_tta(tta)

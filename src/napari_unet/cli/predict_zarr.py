@@ -49,6 +49,8 @@ def run_zarr(args: argparse.Namespace) -> int:
             raise NapariUnetError(
                 "A zarr stack for 3D objects must be (Z, Y, X) with Z first; --z-axis is for TIFF."
             )
+    run = prediction_options(args)
+    diameter, said = _size(model, args.image, args, run["precision"])
     gen = iter_predict_to_zarr(
         model,
         args.image,  # opened lazily; an OME-Zarr image's pixel size carries over
@@ -56,12 +58,13 @@ def run_zarr(args: argparse.Namespace) -> int:
         **options,
         label_name=args.label_name,
         chunk=args.chunk,
-        **prediction_options(args),
+        **run,
         probabilities=args.probabilities is not None,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
+        diameter=diameter,
     )
-    result = run_with_bar(gen, before=lambda: _say_size(model, args.image, args), args=args)
+    result = run_with_bar(gen, before=said, args=args)
     print(f"{result.n_objects} objects written to {args.output}", file=sys.stderr)
     return 0
 
@@ -89,17 +92,20 @@ def run_into_input(args: argparse.Namespace) -> int:
             f"{image} is not one."
         )
     model = model_from_arg(args.model)
+    run = prediction_options(args)
+    diameter, said = _size(model, image, args, run["precision"])
     gen = iter_predict_to_zarr(
         model,
         image,
         into_input=True,
         label_name=args.label_name,
         chunk=args.chunk,
-        **prediction_options(args),
+        **run,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
+        diameter=diameter,
     )
-    result = run_with_bar(gen, before=lambda: _say_size(model, image, args), args=args)
+    result = run_with_bar(gen, before=said, args=args)
     print(f"{result.n_objects} objects written to {image}/{result.label_path}", file=sys.stderr)
     return 0
 
@@ -113,25 +119,30 @@ def _refuse_resizing(args: argparse.Namespace) -> None:
         )
 
 
-def _say_size(model, path: Path, args: argparse.Namespace) -> None:
-    """Zarr inputs keep their scale: print the estimated object size and whether it suits.
+def _size(model, path: Path, args: argparse.Namespace, precision) -> tuple:
+    """The estimated object size of an image kept at its scale, and a callable that prints it.
 
-    The estimate reads a crop of at most 1024x1024 px of three planes and
-    segments a window of 256x256 px at most, whatever the image's size.
+    The diameter scales the instance rule as ``segment``'s estimate does, so a
+    zarr output holds the labels a TIFF output would (None: not estimated). The
+    estimate reads a crop of at most 1024x1024 px of three planes and segments a
+    window of 256x256 px at most, whatever the image's size; its sentence is
+    printed with the prediction's first event (after the precision's line).
     """
     from ..bigimage import open_image_lazily
     from ..layout import to_model_layout
-    from ..sizing import choose_rescale, iter_estimate_diameter
+    from ..sizing import iter_size_at_own_scale
 
     bar = ProgressBar("object size", "tile")
     try:
         lazy = to_model_layout(open_image_lazily(path), model.in_channels)
-        gen = iter_estimate_diameter(
-            lazy, model, tile_shape=args.tile, batch_size=args.batch_size, device=args.device
-        )
-        estimate = run_to_end(gen, lambda event: bar(event.done, event.total))
+        gen = iter_size_at_own_scale(
+            model, lazy, tile_shape=args.tile, batch_size=args.batch_size,
+            device=args.device, precision=precision,
+        )  # fmt: skip
+        diameter, message = run_to_end(gen, lambda event: bar(event.done, event.total))
     except NapariUnetError:
-        return  # the prediction says what is wrong with the image, in its own words
+        # the prediction says what is wrong with the image, in its own words
+        return None, lambda: None
     finally:
         bar.close()
-    print(choose_rescale(model, estimate, can_resize=False)[1], file=sys.stderr)
+    return diameter, lambda: print(message, file=sys.stderr)

@@ -45,7 +45,8 @@ H_3D, SMOOTHING_3D = 0.5, 0.0
 #: h and smoothing follow it: h = max(0.5, 0.05 d), smoothing = max(1.0, 0.06 d) px.
 #: A fixed h of 0.5 px cut large real nuclei at every dent of their outline (HeLa,
 #: ~27 px: 8-9 nuclei in two pieces per frame), while small touching synthetic
-#: nuclei need it that low; scaled, both hold (docs/benchmarks.md, issue 25).
+#: nuclei need it that low; scaled, both hold (docs/benchmarks.md, issue 25). The 3D
+#: watershed of "views" scales its h alike (its smoothing stays 0).
 H_PER_DIAMETER, SMOOTHING_PER_DIAMETER = 0.05, 0.06
 _H_FLOOR, _SMOOTHING_FLOOR = 0.5, 1.0
 #: Options a model may recommend in ``metadata["postprocess"]``.
@@ -96,7 +97,8 @@ def resolve_postprocess(
         :data:`DEFAULTS` (``link_iou``, ``min_volume``) pass through unchanged.
     stack : {"planes", "linked", "views"}
         ``"views"`` keeps the 3D watershed's own ``h`` and ``smoothing``
-        (:data:`H_3D`, :data:`SMOOTHING_3D`) and its own ``min_volume``.
+        (:data:`H_3D`, :data:`SMOOTHING_3D`; with a ``diameter`` its ``h`` scales
+        as in 2D, its smoothing stays 0) and its own ``min_volume``.
     fallback : dict or None
         Values used where neither the caller nor the model says (e.g. a
         training configuration's ``min_size``), before :data:`DEFAULTS`.
@@ -119,11 +121,12 @@ def resolve_postprocess(
     if stack == "views":
         defaults.update(h=H_3D, smoothing=SMOOTHING_3D)
         recommended = {k: v for k, v in recommended.items() if k not in _NOT_IN_VIEWS}
-    if stack != "views" and _is_number(diameter) and diameter > 0:
-        defaults.update(
-            h=max(_H_FLOOR, H_PER_DIAMETER * diameter),
-            smoothing=max(_SMOOTHING_FLOOR, SMOOTHING_PER_DIAMETER * diameter),
-        )
+    if _is_number(diameter) and diameter > 0:
+        h = max(_H_FLOOR, H_PER_DIAMETER * diameter)
+        if stack == "views":  # the 3D watershed keeps its unsmoothed distances
+            defaults.update(h=max(H_3D, h))
+        else:
+            defaults.update(h=h, smoothing=max(_SMOOTHING_FLOOR, SMOOTHING_PER_DIAMETER * diameter))
     out = {**defaults, **(fallback or {}), **recommended, **given}
     seed = out["seed_threshold"]
     if "seed_threshold" not in given and _is_number(seed) and _is_number(out["threshold"]):

@@ -65,11 +65,12 @@ from .estimate import (
     choose_rescale,
     estimate_diameter,
     iter_estimate_diameter,
+    iter_size_at_own_scale,
     iter_size_estimate,
 )
 
 __all__ = [
     "DiameterEstimate", "SizeChoice", "SizeProgress", "estimate_diameter",
-    "iter_estimate_diameter", "iter_size_estimate", "choose_rescale", "model_diameter_range",
-    "MIN_OBJECTS",
+    "iter_estimate_diameter", "iter_size_estimate", "iter_size_at_own_scale", "choose_rescale",
+    "model_diameter_range", "MIN_OBJECTS",
 ]  # fmt: skip

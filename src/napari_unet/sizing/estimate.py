@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_OBJECTS", "choose_rescale", "estimate_diameter", "iter_estimate_diameter",
-    "iter_size_estimate",
+    "iter_size_estimate", "iter_size_at_own_scale",
 ]  # fmt: skip
 
 #: Fewest objects a size estimate rests on.
@@ -235,6 +235,38 @@ def iter_size_estimate(
             break  # the objects were in the middle of its range: a scale it is sure of
         factor = measuring_factor(result.diameter, known)
     return result, kept
+
+
+def iter_size_at_own_scale(
+    model: UNet,
+    image: Any,
+    *,
+    tile_shape: Any = None,
+    batch_size: int = 1,
+    device: Any = None,
+    precision: Any = "fp32",
+) -> Generator[SizeProgress, None, tuple[float | None, str]]:
+    """The object size of an image segmented at its own scale (chunk by chunk), and a sentence.
+
+    The zarr paths of the CLI and the Predict dock ask this before they predict:
+    the diameter (None when it could not be estimated) scales the instance rule
+    as :func:`napari_unet.segment.segment`'s estimate does, and the sentence says
+    whether resizing would have suited the model (such an image is not resized).
+    The estimate runs as ``segment``'s does (same planes, same ``precision``), so
+    an image small enough to go both ways gets one diameter. A dask or zarr image
+    is read only in a crop of at most 1024x1024 px of three planes.
+
+    Raises
+    ------
+    NapariUnetError
+        When the image cannot be measured (its prediction says why, too).
+    """
+    has_channels = int(model.in_channels) > 1
+    estimate, _ = yield from iter_size_estimate(
+        image, model, has_channels=has_channels, tile_shape=tile_shape,
+        batch_size=batch_size, device=device, check_empty=False, precision=precision,
+    )  # fmt: skip
+    return estimate.diameter, choose_rescale(model, estimate, can_resize=False)[1]
 
 
 def _summary(sizes: np.ndarray, source: str, min_objects: int) -> DiameterEstimate:

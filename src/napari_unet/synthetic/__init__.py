@@ -33,10 +33,16 @@ The package, one idea per module:
 - :mod:`.camera`: noise, gain, offset, integer output and saturation;
 - :mod:`.realism`: failure modes seen on real nuclei (condensed mitotic nuclei, specks,
   large camera offsets), each an option that is off by default;
+- :mod:`.cases`: the named cases a model is checked on (:data:`REALISM_CASES`), shared
+  by the tests and the benchmarks;
 - :mod:`.volumes`: 3D stacks of nuclei (:func:`make_nuclei_3d`), anisotropic PSF and Z step.
 """
 
+from .cases import DEFOCUS_3D, REALISM_CASES, RealismCase
 from .settings import GENERATOR_VERSION, STYLES, SyntheticConfig, make_cells
 from .volumes import make_nuclei_3d
 
-__all__ = ["GENERATOR_VERSION", "STYLES", "SyntheticConfig", "make_cells", "make_nuclei_3d"]
+__all__ = [
+    "GENERATOR_VERSION", "STYLES", "SyntheticConfig", "make_cells", "make_nuclei_3d",
+    "REALISM_CASES", "RealismCase", "DEFOCUS_3D",
+]  # fmt: skip

@@ -39,6 +39,7 @@ def make_nuclei_3d(
     axial_blur: float = 2.5,
     photons: tuple[float, float] = (150.0, 1500.0),
     dtype: Any = np.uint16,
+    defocus: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic fluorescent 3D nuclei stack and its exact 3D labels.
 
@@ -67,6 +68,12 @@ def make_nuclei_3d(
         Range of the mean photon count of a typical nucleus voxel.
     dtype : numpy.uint16 or numpy.uint8
         The camera's integer type.
+    defocus : float
+        Share of each nucleus's light that reaches the other planes out of focus,
+        as a widefield microscope's PSF spreads it (0: none, the default). A
+        plane at a distance ``dz`` from the light gets the same total flux, spread
+        over a disc growing with ``dz`` (the cone of the objective's aperture), so
+        every plane holds the blurred light of the nuclei above and below it.
 
     Returns
     -------
@@ -97,7 +104,9 @@ def make_nuclei_3d(
     extent = (zf * fine_dz, zyx[1] * scale[1], zyx[2] * scale[2])
     labels = np.zeros((zf, zyx[1], zyx[2]), np.int32)
     nuclei = _place(rng, labels, scale, extent, n_nuclei, diameter, flatten, touching)
-    expected = _render(rng, labels, nuclei, scale, blur, axial_blur)
+    if not 0.0 <= float(defocus) < 1.0:
+        raise NapariUnetError(f"defocus must be from 0 to below 1, got {defocus!r}.")
+    expected = _render(rng, labels, nuclei, scale, blur, axial_blur, float(defocus))
     pick = slice(k // 2, None, k)  # a stack plane samples the blurred specimen at its centre
     expected = np.ascontiguousarray(expected[pick])
     labels = _consecutive(np.ascontiguousarray(labels[pick]))
@@ -168,7 +177,7 @@ def _paint(rng, labels, ident, centre, radii, scale) -> bool:
     return True
 
 
-def _render(rng, labels, nuclei, scale, blur, axial_blur) -> np.ndarray:
+def _render(rng, labels, nuclei, scale, blur, axial_blur, defocus=0.0) -> np.ndarray:
     """Expected intensity (a typical nucleus about 1) of the fine grid, blurred."""
     bright = np.zeros(len(nuclei) + 1, np.float32)
     for ident, b in nuclei:
@@ -180,11 +189,41 @@ def _render(rng, labels, nuclei, scale, blur, axial_blur) -> np.ndarray:
     sigma = float(rng.uniform(*blur))
     psf = [axial_blur * sigma / scale[0], sigma / scale[1], sigma / scale[2]]
     out = ndi.gaussian_filter(signal, psf)
+    if defocus > 0:  # no random draw: the arrays without defocus stay as they were
+        out = (1.0 - defocus) * out + defocus * _widefield_defocus(signal, scale, sigma)
     haze = ndi.gaussian_filter(signal, [4 * p for p in psf], mode="constant")
     depth = np.linspace(1.0, rng.uniform(0.6, 1.0), labels.shape[0], dtype=np.float32)
     out += 0.15 * haze + np.float32(rng.uniform(0.03, 0.1))
     out *= depth[:, None, None]
     return out
+
+
+# The defocus cone's radius per unit of defocus (about the objective's NA 0.5-0.7 in
+# water: a disc of radius ~0.6 dz), and how far from a plane its light is followed.
+_CONE_SLOPE, _CONE_REACH = 0.6, 40.0
+
+
+def _widefield_defocus(signal: np.ndarray, scale, sigma: float) -> np.ndarray:
+    """Every fine plane's light in every other plane: same flux, a wider disc further away.
+
+    The out-of-focus part of a widefield PSF: at a defocus ``dz`` the light of a
+    point spreads over a disc of radius ``_CONE_SLOPE * dz`` (a Gaussian of that
+    width here) carrying the same total flux, so a plane sees the sum of the
+    blurred light of all planes, weighted equally, out to ``_CONE_REACH`` px.
+    """
+    n = signal.shape[0]
+    reach = min(n - 1, int(_CONE_REACH / scale[0]))
+    out = np.zeros_like(signal)
+    weights = 0.0
+    for shift in range(-reach, reach + 1):
+        dz = abs(shift) * scale[0]
+        width = math.hypot(sigma, _CONE_SLOPE * dz)
+        src = np.roll(signal, shift, axis=0)
+        lo, hi = max(0, shift), min(n, n + shift)  # planes a shift beyond the stack get none
+        blurred = ndi.gaussian_filter(src[lo:hi], [0, width / scale[1], width / scale[2]])
+        out[lo:hi] += blurred
+        weights += 1.0
+    return out / np.float32(weights)
 
 
 def _consecutive(labels: np.ndarray) -> np.ndarray:

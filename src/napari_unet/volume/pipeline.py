@@ -36,6 +36,7 @@ def iter_segment_volume(
     min_size: int | None = None,
     tta: bool = False,
     precision: Any = "fp32",
+    diameter: float | None = None,
     **postprocess: Any,
 ) -> Generator[TileProgress, None, tuple[np.ndarray, np.ndarray]]:
     """Labels ``(Z, H, W)`` and probabilities ``(K, Z, H, W)`` of one volume.
@@ -45,17 +46,21 @@ def iter_segment_volume(
     (linked), ``seed_threshold`` (views) and ``min_volume`` (both; default
     :func:`default_min_volume`); ``tta`` augments every plane's tiles; ``precision``
     as for :func:`napari_unet.predict_tiled`. Options left out come from the
-    model's recommendation (one resolver for every mode).
+    model's recommendation (one resolver for every mode). ``diameter``: the objects'
+    size in the stack's pixels, where known; the default watershed follows it in
+    both modes, as in 2D.
     """
     given = dict(postprocess, threshold=threshold, min_size=min_size)
-    postprocess = resolve_postprocess(model, given, stack=stack)
+    # the options act at the network's scale, where objects are diameter * rescale px
+    known = None if diameter is None else diameter * rescale
+    postprocess = resolve_postprocess(model, given, stack=stack, diameter=known)
     link_iou, min_volume = take_3d_options(postprocess, postprocess["min_size"], voxel_size)
     if stack == "linked":
         # the caller's options, not the resolved ones: the planes path resolves them
         # itself, with min_size at the right scale
         labels, prob = yield from iter_segment_planes(
             model, volume, rescale=rescale, tile_shape=tile_shape, batch_size=batch_size,
-            device=device, tta=tta, precision=precision,
+            device=device, tta=tta, precision=precision, diameter=diameter,
             **{k: v for k, v in given.items() if k not in OPTIONS_3D},
         )  # fmt: skip
         return link_planes(labels, iou=link_iou, min_volume=min_volume), prob
