@@ -1,7 +1,7 @@
 """Blends of the bundled model's two stages: real frames, few-cell fine-tunes and the guard.
 
 Run:  .venv/bin/python benchmarks/bench_blend.py --stage1 A.safetensors --stage2 B.safetensors
-          [--shares 0 0.5 1] [--seeds 0 1 2 3] [--parts real sparse guard] [--data DIR]
+          [--shares 0 0.5 1] [--seeds 0 1 2 3] [--parts real sparse cli guard] [--data DIR]
 
 Each share ``t`` is the model ``(1 - t) * stage1 + t * stage2`` (the recipe's
 ``blend_weights``, scripts/train_bundled.py). For each one, in the same process:
@@ -13,6 +13,8 @@ Each share ``t`` is the model ``(1 - t) * stage1 + t * stage2`` (the recipe's
   steps on 220-pixel tiles at the fine-tune learning rate, AP@0.5 on all the sample's cells
   (default post-processing) minus the start model's; one run per training seed (seed 0 is
   the tests' run);
+- cli: the same 7 cells through ``napari-unet train --from FILE --steps 6 --tile 220
+  --seed S`` as tests/test_sparse.py's CLI test runs it (it holds one cell out to validate);
 - guard: the setup of tests/_qt/test_responsiveness.py's first test: 4 steps on the
   96x128 cells image (validation every 2 steps, fine-tune learning rate), scored by
   ``compare_to_start`` on the held-out cells; how many seeds the guard calls worse.
@@ -23,16 +25,26 @@ Fixed step counts and seeds; prints markdown. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import platform
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
 
-from napari_unet import instance_scores, labels_from_probabilities, load_model, predict_tiled
+from napari_unet import (
+    instance_scores,
+    labels_from_probabilities,
+    load_model,
+    predict_tiled,
+    save_model,
+)
+from napari_unet.cli import main as cli_main
 from napari_unet.segment import segment
 from napari_unet.synthetic import make_cells
 from napari_unet.training import (
@@ -79,8 +91,8 @@ def real_scores(model, data: Path) -> list[dict]:
     return out
 
 
-def sparse_deltas(stage1: Path, stage2: Path, share: float, seeds) -> tuple[float, list[float]]:
-    """The sparse tests' fine-tune, one per seed: (start AP@0.5, change of AP@0.5 per seed)."""
+def _painted_sample():
+    """The sample, its labels, the 7 painted cells, and AP@0.5 of a model on all its cells."""
     image, labels = make_cells((512, 512), style="fluorescence", seed=2015)
     ids = np.unique(labels)[1:]
     pick = np.random.default_rng(0).choice(ids, PAINTED, replace=False)
@@ -90,12 +102,44 @@ def sparse_deltas(stage1: Path, stage2: Path, share: float, seeds) -> tuple[floa
         prob = predict_tiled(model, image)
         return instance_scores(labels, labels_from_probabilities(prob)).ap50
 
+    return image, sparse, ap
+
+
+def sparse_deltas(stage1: Path, stage2: Path, share: float, seeds) -> tuple[float, list[float]]:
+    """The sparse tests' fine-tune, one per seed: (start AP@0.5, change of AP@0.5 per seed)."""
+    image, sparse, ap = _painted_sample()
     start = ap(blended(stage1, stage2, share))
     deltas = []
     for seed in seeds:
         cfg = TrainConfig.fine_tune(steps=6, tile_size=220, validation_fraction=0.0, seed=seed)
         model = blended(stage1, stage2, share)
         deltas.append(ap(train_model(image, sparse, model=model, config=cfg, device="cpu")) - start)
+    return start, deltas
+
+
+def cli_deltas(stage1: Path, stage2: Path, share: float, seeds) -> tuple[float, list[float]]:
+    """The CLI sparse test's run, one per seed: (start AP@0.5, change of AP@0.5 per seed)."""
+    image, sparse, ap = _painted_sample()
+    model = blended(stage1, stage2, share)
+    start = ap(model)
+    deltas = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tifffile.imwrite(folder / "x.tif", image)
+        tifffile.imwrite(folder / "sparse_labels.tif", sparse)
+        start_file = save_model(model, folder / "start.safetensors")
+        for seed in seeds:
+            args = ["train", "--image", str(folder / "x.tif"), "--labels"]
+            args += [str(folder / "sparse_labels.tif"), "-o", str(folder / "m.safetensors")]
+            args += ["--from", str(start_file), "--steps", "6", "--tile", "220"]
+            args += ["--device", "cpu", "--seed", str(seed), "--overwrite"]
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                if cli_main(args) != 0:
+                    raise RuntimeError(f"napari-unet {' '.join(args)} failed")
+            deltas.append(ap(load_model(folder / "m.safetensors")) - start)
     return start, deltas
 
 
@@ -128,7 +172,7 @@ def main() -> None:
     parser.add_argument("--stage2", type=Path, required=True)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    parser.add_argument("--parts", nargs="+", default=["real", "sparse", "guard"])
+    parser.add_argument("--parts", nargs="+", default=["real", "sparse", "cli", "guard"])
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "real")
     args = parser.parse_args()
     print(
@@ -137,9 +181,9 @@ def main() -> None:
     print(f"seeds {args.seeds}; stage 1 {args.stage1}, stage 2 {args.stage2}\n")
     print(
         "| share of stage 2 | t0 AP@0.5 / 0.75 / fragm. | t19 AP@0.5 / 0.75 / fragm. "
-        "| sparse: start AP@0.5 | sparse: change per seed | guard: worse |"
+        "| sparse: start AP@0.5 | sparse: change per seed | CLI: change per seed | guard: worse |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for share in args.shares:
         cells = [f"{share:g}"]
         if "real" in args.parts:
@@ -152,6 +196,11 @@ def main() -> None:
             cells += [f"{start:.4f}", " ".join(f"{d:+.4f}" for d in deltas)]
         else:
             cells += ["", ""]
+        if "cli" in args.parts:
+            start, deltas = cli_deltas(args.stage1, args.stage2, share, args.seeds)
+            cells.append(f"(start {start:.4f}) " + " ".join(f"{d:+.4f}" for d in deltas))
+        else:
+            cells.append("")
         if "guard" in args.parts:
             worse = guard_verdicts(args.stage1, args.stage2, share, args.seeds)
             cells.append(
