@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import platform
 import sys
@@ -59,17 +58,9 @@ from napari_unet.training import (
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_real import FRAMES, score  # noqa: E402
+from steer_synthetic import _recipe  # noqa: E402  (scripts/train_bundled.py as a module)
 
 PAINTED = 7
-
-
-def _recipe():
-    spec = importlib.util.spec_from_file_location(
-        "train_bundled", ROOT / "scripts/train_bundled.py"
-    )
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe
 
 
 def blended(stage1: Path, stage2: Path, share: float):
