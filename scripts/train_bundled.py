@@ -134,8 +134,8 @@ STAGE2_STREAM = 50_000
 #: interpolated with the stage-1 weights they started from, ``(1 - t) * stage1 + t * stage2``
 #: per tensor (weight-space ensembling of a fine-tune with its start, as in WiSE-FT).
 #: 1.0 is stage 2 as trained. 0.75 is the best trade measured with benchmarks/bench_blend.py
-#: (docs/benchmarks.md, "Second stage, blended with its start"); not shipped: a 7-cell CLI fine-tune of it
-#: loses one cell of the nuclei sample that the stage-1 weights keep.
+#: (docs/benchmarks.md, "Second stage, blended with its start"); not shipped: a 7-cell
+#: CLI fine-tune of it loses one cell of the nuclei sample that the stage-1 weights keep.
 STAGE2_BLEND = 0.75
 
 
