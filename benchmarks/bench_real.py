@@ -17,7 +17,7 @@ size estimate), and scored against its labels:
 The CHO stack is segmented in the three stack modes with its voxel size read as (Z 1:
 about 5x the pixel; the README says only "much coarser") and scored in 3D.
 
-    python benchmarks/bench_real.py [--model FILE.safetensors] [--data DIR] [--no-3d]
+    python benchmarks/bench_real.py [--model FILE.safetensors ...] [--data DIR] [--no-3d]
 
 Prints markdown. About a minute on dev-2c.
 """
@@ -64,31 +64,43 @@ def _row(name: str, s: dict, seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a model file (default: the bundled model)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="a model file (default: the bundled model); repeat it to compare models in one run",
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="the real set's folder")
     parser.add_argument("--no-3d", action="store_true", help="skip the CHO stack")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"The real set is not at {args.data}: give --data DIR.")
-    model = load_model(args.model) if args.model else load_bundled_model()
     machine = platform.processor() or platform.machine()
-    print(f"model: {args.model or 'bundled'}; machine: {machine}")
-    print()
+    print(f"machine: {machine}")
+    for path in args.model or [None]:
+        model = load_model(path) if path else load_bundled_model()
+        print()
+        print(f"model: {path or 'bundled'}")
+        print()
+        _report(model, args.data, args.no_3d)
+
+
+def _report(model, data: Path, no_3d: bool) -> None:
+    """One model's table: the HeLa frames, then (unless ``no_3d``) the CHO stack's modes."""
     print(
         "| image | AP@0.5 | AP@0.75 | AP@0.9 | mean AP | objects/labelled | false: pieces "
         "| false: nothing | fragmented nuclei | area ratio | s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in FRAMES:
-        image = tifffile.imread(args.data / f"{name}.tif")
-        true = tifffile.imread(args.data / f"{name}_labels.tif")
+        image = tifffile.imread(data / f"{name}.tif")
+        true = tifffile.imread(data / f"{name}_labels.tif")
         t0 = time.perf_counter()
         labels = segment(model, image).labels
         print(_row(name, score(true, labels), time.perf_counter() - t0))
-    if args.no_3d:
+    if no_3d:
         return
-    stack = tifffile.imread(args.data / "cho_t0_zyx.tif")
-    true3 = tifffile.imread(args.data / "cho_t0_zyx_labels.tif")
+    stack = tifffile.imread(data / "cho_t0_zyx.tif")
+    true3 = tifffile.imread(data / "cho_t0_zyx_labels.tif")
     for mode in ("planes", "linked", "views"):
         t0 = time.perf_counter()
         labels = segment(model, stack, stack=mode, voxel_size=CHO_VOXEL).labels

@@ -20,8 +20,9 @@ machine and thread count: same weights (float rounding may differ elsewhere).
 
 Second stage (issue 25):  ``train_bundled.py --from STAGE1.safetensors -o OUT`` fine-tunes
 first-stage weights for ``STAGE2_STEPS`` steps on the same settings with the failure modes
-of real nuclei switched on (:data:`STAGE2_MODES`); the start file's sha256 and git commit
-go into ``metadata["training"]["second_stage"]``. About 10 minutes on a shared 2-core CPU.
+of real nuclei switched on (:data:`STAGE2_MODES`), then blends the result with the start
+weights (:data:`STAGE2_BLEND`, ``--blend``); the start file's sha256 and git commit go into
+``metadata["training"]["second_stage"]``. About 10 minutes on a shared 2-core CPU.
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ STAGE2_LEARNING_RATE = 1e-4
 STAGE2_IMAGES = 24
 #: Seed stream of the second stage's images (first stage: round numbers from 0).
 STAGE2_STREAM = 50_000
+#: Share of the second stage's weights in the shipped ones: the stage-2 weights are
+#: interpolated with the stage-1 weights they started from, ``(1 - t) * stage1 + t * stage2``
+#: per tensor (weight-space ensembling of a fine-tune with its start, as in WiSE-FT).
+#: 1.0 is stage 2 as trained. 0.75 is the best trade measured with benchmarks/bench_blend.py
+#: (docs/benchmarks.md, "Second stage, blended with its start"); not shipped: a 7-cell
+#: CLI fine-tune of it loses one cell of the nuclei sample that the stage-1 weights keep.
+STAGE2_BLEND = 0.75
 
 
 def with_modes(settings, modes: dict) -> list:
@@ -138,6 +146,13 @@ def with_modes(settings, modes: dict) -> list:
         own = {k: v for k, v in modes.items() if k != "high_offset" or cfg.dtype == "uint16"}
         out.append(dataclasses.replace(cfg, **own))
     return out
+
+
+def blend_weights(start: dict, tuned: dict, t: float) -> dict:
+    """``(1 - t) * start + t * tuned``, tensor by tensor (float32, the same on every run)."""
+    if set(start) != set(tuned):
+        raise ValueError("the two state dicts hold different tensors")
+    return {k: torch.lerp(start[k], tuned[k], t) for k in start}
 
 
 def stage2_config(seed: int, steps: int = STAGE2_STEPS) -> TrainConfig:
@@ -270,8 +285,43 @@ def _git_commit_of(path: Path) -> str | None:
     return None
 
 
-def second_stage(start: Path, seed: int, output: Path) -> None:
-    """Stage 2: the stage-1 weights in ``start`` fine-tuned with :data:`STAGE2_MODES`."""
+def _file_record(path: Path) -> dict:
+    """A weight file named by its path (in the repository where it lies there), sha256, commit."""
+    repo = Path(__file__).resolve().parents[1]
+    inside = path.resolve().is_relative_to(repo)
+    return {
+        "path": str(path.resolve().relative_to(repo)) if inside else path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "git_commit": _git_commit_of(path.resolve()),
+    }
+
+
+def _trained_stage2(model, trained: Path, start_sha: str, config: TrainConfig) -> dict:
+    """Load stage-2 weights trained before (``--stage2``) into ``model``; their record.
+
+    They must be this recipe's second stage of the same start file with the same settings.
+    """
+    tuned = load_model(trained)
+    done = tuned.metadata.get("training", {}).get("second_stage") or {}
+    if (
+        done.get("start_file", {}).get("sha256") != start_sha
+        or done.get("modes") != STAGE2_MODES
+        or done.get("config") != config.to_dict()
+        or done.get("blend", 1.0) != 1.0
+    ):
+        raise SystemExit(f"{trained} is not this recipe's unblended stage 2 of the start file.")
+    model.load_state_dict(tuned.state_dict())
+    return done
+
+
+def second_stage(
+    start: Path, seed: int, output: Path, blend: float = STAGE2_BLEND, trained: Path | None = None
+) -> None:
+    """Stage 2: the stage-1 weights in ``start`` fine-tuned with :data:`STAGE2_MODES`.
+
+    The result is blended with ``start`` (:func:`blend_weights`, share ``blend`` of stage 2).
+    ``trained``: stage-2 weights this recipe made before from ``start`` (not trained again).
+    """
     model = load_model(start)
     # the Trainer reads the metadata as a fine-tune's origin and takes some of it out
     # (name, description, training data): the record of stage 1 is kept aside here
@@ -280,18 +330,21 @@ def second_stage(start: Path, seed: int, output: Path) -> None:
     if first.get("recipe") != "scripts/train_bundled.py" or "second_stage" in first:
         raise SystemExit(f"{start} is not a first-stage model of this recipe.")
     record = {
-        "start_file": {
-            "path": str(start.resolve().relative_to(Path(__file__).resolve().parents[1]))
-            if start.resolve().is_relative_to(Path(__file__).resolve().parents[1])
-            else start.name,
-            "sha256": hashlib.sha256(start.read_bytes()).hexdigest(),
-            "git_commit": _git_commit_of(start.resolve()),
-        },
+        "start_file": _file_record(start),
         "first_stage_evaluation": model.metadata.get("evaluation"),
     }
     config = stage2_config(seed)
     settings = with_modes(SYNTHETIC, STAGE2_MODES)
-    seconds = fine_tune_stage(model, settings, config, STAGE2_IMAGES)
+    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads"
+    if trained is None:
+        seconds = fine_tune_stage(model, settings, config, STAGE2_IMAGES)
+    else:
+        done = _trained_stage2(model, trained, record["start_file"]["sha256"], config)
+        seconds, machine = float(done["seconds"]), done["machine"]
+        record["stage2_file"] = _file_record(trained)
+    if blend != 1.0:
+        model.load_state_dict(blend_weights(start_state, model.state_dict(), blend))
     scores = evaluate(model, seed)
     _print_scores(scores)
     record.update(
@@ -301,10 +354,11 @@ def second_stage(start: Path, seed: int, output: Path) -> None:
             "seconds": round(seconds, 1),
             "config": config.to_dict(),
             "modes": dict(STAGE2_MODES),
+            "blend": blend,
             "settings": [cfg.to_dict() for cfg in settings],
             "seeds": f"image i: settings[i % {len(settings)}].generate(seed=[{seed}, "
             f"{STAGE2_STREAM}, i]) for i < {STAGE2_IMAGES}",
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+            "machine": machine,
         }
     )
     model.metadata = stage2_metadata(first_meta, record, scores, model.metadata["normalization"])
@@ -342,6 +396,18 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24, help="images per data round")
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
+        "--blend",
+        type=float,
+        default=STAGE2_BLEND,
+        help="share of the second stage in the shipped weights (1: stage 2 as trained)",
+    )
+    parser.add_argument(
+        "--stage2",
+        type=Path,
+        help="with --from: blend these stage-2 weights (made before by --blend 1) "
+        "instead of training them again",
+    )
+    parser.add_argument(
         "--from",
         dest="start",
         type=Path,
@@ -349,7 +415,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.start is not None:
-        second_stage(args.start, args.seed, args.output)
+        if not 0.0 <= args.blend <= 1.0:
+            raise SystemExit("--blend is a share: give a number from 0 to 1.")
+        second_stage(args.start, args.seed, args.output, args.blend, args.stage2)
         return
 
     torch.manual_seed(args.seed)

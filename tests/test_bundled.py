@@ -146,8 +146,8 @@ def test_cli_train_starts_from_the_bundled_model(tmp_path, capsys):
     assert "evaluation" not in tuned.metadata  # the bundled scores are not this model's
 
 
-def test_recipe_still_gives_the_shipped_settings(model):
-    """Changing a library default must not silently change the recipe (it pins them all)."""
+def _recipe():
+    """scripts/train_bundled.py as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -155,6 +155,12 @@ def test_recipe_still_gives_the_shipped_settings(model):
     spec = importlib.util.spec_from_file_location("train_bundled", path)
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
+    return recipe
+
+
+def test_recipe_still_gives_the_shipped_settings(model):
+    """Changing a library default must not silently change the recipe (it pins them all)."""
+    recipe = _recipe()
     stored = model.metadata["training"]
     # a record from before issues 24, 26 and 29 has no "calibrate", "precision" or
     # "complete": it reads as what that run did (no calibration, float32, dense rule)
@@ -173,6 +179,22 @@ def test_recipe_still_gives_the_shipped_settings(model):
         stage2 = recipe.with_modes(recipe.SYNTHETIC, recipe.STAGE2_MODES)
         assert [c.to_dict() for c in stage2] == second["settings"]
         assert len(second["start_file"]["sha256"]) == 64 and second["start_file"]["git_commit"]
+        # the shipped weights are stage 2 blended with stage 1 at the recipe's share
+        assert second.get("blend", 1.0) == recipe.STAGE2_BLEND
+
+
+def test_recipe_blend_is_exact_at_its_ends_and_linear_between():
+    recipe = _recipe()
+    gen = torch.Generator().manual_seed(0)
+    a = {"w": torch.randn(3, 4, generator=gen), "b": torch.randn(4, generator=gen)}
+    b = {k: v + torch.randn(v.shape, generator=gen) for k, v in a.items()}
+    for k in a:
+        assert torch.equal(recipe.blend_weights(a, b, 0.0)[k], a[k])
+        assert torch.equal(recipe.blend_weights(a, b, 1.0)[k], b[k])
+        mid = recipe.blend_weights(a, b, 0.25)[k]
+        torch.testing.assert_close(mid, 0.75 * a[k] + 0.25 * b[k], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="different tensors"):
+        recipe.blend_weights(a, {"w": b["w"]}, 0.5)
 
 
 # ------------------------------------------------------------------ realism (issue 16)
