@@ -275,6 +275,8 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
             self._left.value = f"{event.remaining:.0f} s"
         if event.state is TrainState.STARTED:  # it says which precision runs, and why
             self._status.value = event.message
+            trainer = self._runner.trainer
+            self.scope.set_partial(trainer.data.partial_note if trainer is not None else "")
         elif event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"

@@ -93,11 +93,16 @@ class TrainingScope(QWidget):
         self.show_area.setChecked(True)
         self.line = QLabel("")
         self.line.setWordWrap(True)
+        # which cells look partly painted (the last Fine-tune's or live mode's finding)
+        self.partial = QLabel("")
+        self.partial.setWordWrap(True)
+        self.partial.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.complete)
         layout.addWidget(self.show_area)
         layout.addWidget(self.line)
+        layout.addWidget(self.partial)
         self._workers = WorkerGroup()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -141,6 +146,12 @@ class TrainingScope(QWidget):
         if self._labels is not None:
             self._labels.metadata[COMPLETE_KEY] = bool(checked)  # metadata only, not the data
         self.refresh()
+
+    def set_partial(self, sentence: str) -> None:
+        """Show the sentence about partly painted cells ("" hides it)."""
+        if sentence != self.partial.text():
+            self.partial.setText(sentence)
+        self.partial.setVisible(bool(sentence))
 
     @property
     def cells(self) -> int:

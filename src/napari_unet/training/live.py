@@ -35,6 +35,7 @@ from ..postprocess import labels_from_probabilities
 from .config import TrainConfig, Validation
 from .live_data import LiveData
 from .live_preview import box_probabilities
+from .partial import PartialRule
 from .trainer import Trainer
 from .validation import validate
 
@@ -72,7 +73,8 @@ class LiveEvent:
 
     ``areas``: for UPDATED, the boxes re-prepared; ``preview`` for PREVIEW;
     ``validation`` (and ``start_validation``, the start model on the same
-    cells) for STOPPED.
+    cells) for STOPPED; ``partial``: the cells that look partly painted now
+    (:mod:`napari_unet.training.partial`).
     """
 
     state: LiveState
@@ -85,6 +87,7 @@ class LiveEvent:
     preview: LivePreview | None = None
     validation: Validation | None = None
     start_validation: Validation | None = None
+    partial: tuple[int, ...] = ()  # ids of the cells that look partly painted
 
 
 class LiveTrainer:
@@ -131,7 +134,10 @@ class LiveTrainer:
         preview_share: float = 1.0 / 3.0,
     ) -> None:
         cfg = (config or TrainConfig.fine_tune()).replace(schedule="constant", calibrate=False)
-        self.live = LiveData(image, np.array(labels, copy=True), model=model, config=cfg, name=name)
+        rule = None if cfg.complete else PartialRule(model)
+        self.live = LiveData(
+            image, np.array(labels, copy=True), model=model, config=cfg, name=name, partial=rule
+        )
         if not self.live.cells:
             raise NapariUnetError("Paint at least one cell before starting live training.")
         self.trainer = Trainer(model, self.live.data, cfg, device=device)
@@ -174,7 +180,10 @@ class LiveTrainer:
     # -- the loop
     def _event(self, state: LiveState, loss: float | None, start: float, **kw: Any) -> LiveEvent:
         elapsed = time.perf_counter() - start
-        return LiveEvent(state, self.trainer.step, loss, elapsed, self.live.cells, **kw)
+        partial = tuple(self.live.partial_cells)
+        return LiveEvent(
+            state, self.trainer.step, loss, elapsed, self.live.cells, partial=partial, **kw
+        )
 
     def run(self) -> Generator[LiveEvent, None, UNet]:
         """Train until :meth:`stop`, taking changes and answering previews between steps.
@@ -194,8 +203,10 @@ class LiveTrainer:
         start = time.perf_counter()
         trainer, lr = self.trainer, self.trainer.config.learning_rate
         loss = None
-        said = f"Live training started. {trainer.precision.describe()}."
-        yield self._event(LiveState.STARTED, None, start, message=said)
+        said = (
+            f"Live training started. {trainer.precision.describe()}. {self.live.data.partial_note}"
+        )
+        yield self._event(LiveState.STARTED, None, start, message=said.strip())
         try:
             while not self._stop:
                 areas = self._take_updates()

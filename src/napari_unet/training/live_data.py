@@ -21,7 +21,7 @@ none out" case) the plane is prepared whole, which gives the same result.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,7 @@ class _Plane:
     held_out: np.ndarray  # the ids held out now
     rule_held: np.ndarray  # the ids the rule holds out (none are when it would be all)
     plane: TrainingPlane
+    partial: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
 
 class LiveData:
@@ -95,6 +96,9 @@ class LiveData:
     config : TrainConfig
     name : str
         The image's name in the validation split's rule.
+    partial : PartialRule or None
+        Which painted cells look partly painted (their surroundings stay unknown;
+        :mod:`napari_unet.training.partial`); None: every cell counts as whole.
 
     Notes
     -----
@@ -104,9 +108,17 @@ class LiveData:
     """
 
     def __init__(
-        self, image: Any, labels: Any, *, model: UNet, config: TrainConfig, name: str = "image 1"
+        self,
+        image: Any,
+        labels: Any,
+        *,
+        model: UNet,
+        config: TrainConfig,
+        name: str = "image 1",
+        partial: Any = None,
     ) -> None:
         self.config = config
+        self._rule = partial
         self.name = name
         self.reach = influence(config)
         self._depth = model.depth
@@ -138,6 +150,17 @@ class LiveData:
         """Painted cells (over all planes)."""
         return sum(int((p.areas[1:] > 0).sum()) for p in self._planes.values())
 
+    @property
+    def partial_cells(self) -> list[int]:
+        """Ids of the cells that look partly painted (over all planes)."""
+        return sorted({int(i) for p in self._planes.values() for i in p.partial})
+
+    def _flag(self, p: _Plane) -> np.ndarray:
+        """The partly painted ids of plane ``p`` now."""
+        if self._rule is None or self.config.complete or not p.labels.any():
+            return np.zeros(0, np.int32)
+        return self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
+
     def labels(self, z: int = 0) -> np.ndarray:
         """The current annotation of plane ``z`` (a view: do not modify)."""
         p = self._planes.get(z)
@@ -161,6 +184,7 @@ class LiveData:
                 "validation_cells": n_val,
                 "region_pixels": int(sum(p.known.sum() for p in self._planes.values())),
                 "complete": bool(self.config.complete),
+                "partial": self.partial_cells,
             }
         ]
 
@@ -205,11 +229,13 @@ class LiveData:
             shape=(h, w),
         )
         lab = labels.astype(np.int32)
-        return _Plane(
+        made = _Plane(
             z, lab, np.bincount(lab.ravel()), np.zeros((h, w), bool), np.zeros((h, w), bool),
             np.zeros_like(lab), zero_f, zero_f.copy(), ring_width(lab, self.config.sigma),
             np.zeros(0, np.int32), np.zeros(0, np.int32), plane,
         )  # fmt: skip
+        made.partial = self._flag(made)
+        return made
 
     def _prepare(self, p: _Plane, area: Box) -> None:
         """Recompute ``area`` of plane ``p`` from a window one margin wider, then its views."""
@@ -222,7 +248,7 @@ class LiveData:
         lab = p.labels[y0:y1, x0:x1]
         cfg = self.config
         region = np.ones(lab.shape, bool) if cfg.complete else None
-        known = known_area(lab, cfg.sigma, region, ring=p.ring)
+        known = known_area(lab, cfg.sigma, region, ring=p.ring, partial=p.partial)
         val = validation_area(lab, known, p.held_out)
         target = carve_gaps(lab, p.areas) if cfg.separate_touching else lab
         balance = None if cfg.complete else (1.0, 1.0)
@@ -336,6 +362,9 @@ class LiveData:
             area = _union(area, _bbox(cells, (0, 0)))  # their ranks moved: whole cells
         ring = ring_width(p.labels, self.config.sigma) if len(touched) else p.ring
         moved, p.ring = ring != p.ring, ring
+        flags = self._flag(p)
+        moved |= not set(np.setxor1d(flags, p.partial)) <= set(touched)  # a neighbour's flag
+        p.partial = flags
         if z in self._resplit_after(p):
             return (0, h, 0, w)
         area = (0, h, 0, w) if moved else _grow(area, self.reach, (h, w))
