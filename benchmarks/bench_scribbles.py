@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
+from itertools import product
 
 import numpy as np
 import torch
@@ -27,9 +29,24 @@ from napari_unet.bundled import load_bundled_model
 from napari_unet.synthetic import make_cells
 from napari_unet.synthetic.scribbles import scribble_cells
 from napari_unet.training import TrainConfig, train_model
+from napari_unet.training import partial as partial_module
 from napari_unet.training.live import LiveState, LiveTrainer
 
 TILE = 220
+
+
+@contextmanager
+def rule_used(rule: str):
+    """``"ring"``: no cell is ever partly painted (the sparse rule before issue 28's fix)."""
+    if rule == "partial":
+        yield
+        return
+    kept = partial_module.partly_painted
+    partial_module.partly_painted = lambda *args: np.zeros(0, np.int32)
+    try:
+        yield
+    finally:
+        partial_module.partly_painted = kept
 
 
 def score(model, image: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -79,6 +96,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=["all", "synthetic", "real"], default="all")
     ap.add_argument("--modes", nargs="+", default=["live", "fine-tune"])
+    ap.add_argument("--paints", nargs="+", default=["whole", "scribbles"])
+    ap.add_argument(
+        "--rules", nargs="+", choices=["partial", "ring"], default=["partial"],
+        help="partial: the partly painted rule (the default); ring: every cell whole (before it)",
+    )  # fmt: skip
     args = ap.parse_args()
     rows = []
     for name, (img, lab, test_img, test_lab) in datasets(args.only).items():
@@ -89,24 +111,22 @@ def main() -> None:
             "whole": np.where(np.isin(lab, ids), lab, 0),
             "scribbles": scribble_cells(lab, ids, args.seed),
         }
-        for mode in args.modes:
-            for paint, labels in paints.items():
-                t0 = time.perf_counter()
+        for mode, paint, rule in product(args.modes, args.paints, args.rules):
+            t0 = time.perf_counter()
+            with rule_used(rule):
                 if mode == "live":
-                    model, live = live_steps(img, labels, args.steps, args.seed)
-                    partial = (
-                        live.live.partial_cells if hasattr(live.live, "partial_cells") else "-"
-                    )
+                    model, live = live_steps(img, paints[paint], args.steps, args.seed)
+                    partial = live.live.partial_cells
                 else:
-                    model = fine_tune(img, labels, args.steps, args.seed)
+                    model = fine_tune(img, paints[paint], args.steps, args.seed)
                     partial = model.metadata["training"]["data"][0].get("partial", "-")
-                got = score(model, test_img, test_lab)
-                rows.append((name, mode, paint, start, got))
-                print(
-                    f"  {name} {mode} {paint}: AP@0.5 {got[0]:.3f}, foreground {got[1]:.2f} "
-                    f"(partial: {partial}; {time.perf_counter() - t0:.0f} s)",
-                    flush=True,
-                )
+            got = score(model, test_img, test_lab)
+            rows.append((name, mode, f"{paint} ({rule} rule)", start, got))
+            print(
+                f"  {name} {mode} {paint} {rule}: AP@0.5 {got[0]:.3f}, foreground {got[1]:.2f} "
+                f"(partly painted: {partial}; {time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
     print(f"\n| data | mode | painted | bundled AP / fg | after {args.steps} steps AP / fg |")
     print("|---|---|---|---:|---:|")
     for name, mode, paint, s, g in rows:
