@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from napari_unet._qt.layers import find_own_layer
+from napari_unet._qt.training_scope import training_area
 from napari_unet.synthetic import make_cells
 from napari_unet.synthetic.scribbles import scribble_cells
 from napari_unet.training.partial import partial_sentence
@@ -72,4 +74,10 @@ def test_fine_tune_says_it_too_and_whole_cells_say_nothing(
     qtbot.waitUntil(lambda: not train._workers.pending, timeout=30000)
     assert train.runner.trainer.data.summary[0]["partial"] == [int(ids[2])]
     assert train.scope.partial.text() == partial_sentence([ids[2]])
+    # the overlay of the area trained on leaves that cell's surroundings out
+    overlay = find_own_layer(train._viewer, "training area", "nuclei")
+    sigma = train._defaults.sigma
+    expected = training_area(np.asarray(ann.data), None, sigma, [ids[2]])
+    assert not np.array_equal(expected, training_area(np.asarray(ann.data), None, sigma))
+    qtbot.waitUntil(lambda: np.array_equal(overlay.data, expected), timeout=30000)
     np.testing.assert_array_equal(ann.data, before)

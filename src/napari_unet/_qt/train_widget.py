@@ -276,7 +276,10 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         if event.state is TrainState.STARTED:  # it says which precision runs, and why
             self._status.value = event.message
             trainer = self._runner.trainer
-            self.scope.set_partial(trainer.data.partial_note if trainer is not None else "")
+            data = trainer.data if trainer is not None else None
+            if data is not None:  # one image's ids (several images: the sentence only)
+                ids = data.summary[0].get("partial", ()) if len(data.summary) == 1 else ()
+                self.scope.set_partial(data.partial_note, ids)
         elif event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"

@@ -73,7 +73,8 @@ def annotated_planes(
     plane for a complete annotation without one) or, for a sparse annotation,
     :func:`~napari_unet.training.known.known_area`, less the surroundings of the
     cells that ``partial`` (a :class:`~napari_unet.training.partial.PartialRule`)
-    finds partly painted; their ids are the summary's ``"partial"``.
+    finds partly painted (the start model's sure background near them counts
+    instead); their ids are the summary's ``"partial"``.
     """
     img = np.asarray(img)
     stats = norm.statistics(img, channel_axis=0 if in_channels > 1 else None)  # refuses NaN/Inf
@@ -93,11 +94,13 @@ def annotated_planes(
             lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
         else:  # painted cells count wherever they are; unpainted only where known
             lab32 = _compact_ids(lp)
-            ids = None
+            ids = sure = None
             if partial is not None and lab32.any():
                 x = norm.apply(ip, stats, channel_axis=0).astype(np.float32)
-                ids = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
+                ids, sure = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
                 flagged += [int(i) for i in ids]
+                if sure is not None:  # taught as background, as a region is
+                    rp = sure if rp is None else (rp.astype(bool) | sure)
             rp = known_area(lab32, cfg.sigma, rp, partial=ids)
         if not rp.any():
             continue

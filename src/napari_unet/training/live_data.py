@@ -79,6 +79,7 @@ class _Plane:
     rule_held: np.ndarray  # the ids the rule holds out (none are when it would be all)
     plane: TrainingPlane
     partial: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    sure_bg: np.ndarray | None = None  # background taught near partly painted cells
 
 
 class LiveData:
@@ -156,10 +157,12 @@ class LiveData:
         return sorted({int(i) for p in self._planes.values() for i in p.partial})
 
     def _flag(self, p: _Plane) -> np.ndarray:
-        """The partly painted ids of plane ``p`` now."""
+        """The partly painted ids of plane ``p`` now (and its sure background, kept)."""
+        p.sure_bg = None
         if self._rule is None or self.config.complete or not p.labels.any():
             return np.zeros(0, np.int32)
-        return self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
+        ids, p.sure_bg = self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
+        return ids
 
     def labels(self, z: int = 0) -> np.ndarray:
         """The current annotation of plane ``z`` (a view: do not modify)."""
@@ -248,6 +251,8 @@ class LiveData:
         lab = p.labels[y0:y1, x0:x1]
         cfg = self.config
         region = np.ones(lab.shape, bool) if cfg.complete else None
+        if region is None and p.sure_bg is not None:
+            region = p.sure_bg[y0:y1, x0:x1]
         known = known_area(lab, cfg.sigma, region, ring=p.ring, partial=p.partial)
         val = validation_area(lab, known, p.held_out)
         target = carve_gaps(lab, p.areas) if cfg.separate_touching else lab
@@ -363,7 +368,8 @@ class LiveData:
         ring = ring_width(p.labels, self.config.sigma) if len(touched) else p.ring
         moved, p.ring = ring != p.ring, ring
         flags = self._flag(p)
-        moved |= not set(np.setxor1d(flags, p.partial)) <= set(touched)  # a neighbour's flag
+        # a neighbour's flag, or sure background that moved: the whole plane
+        moved |= not set(np.setxor1d(flags, p.partial)) <= set(touched) or len(flags) > 0
         p.partial = flags
         if z in self._resplit_after(p):
             return (0, h, 0, w)
