@@ -47,6 +47,7 @@ def _live_facts(viewer, train) -> dict:
         "seg_fg": int((seg.data > 0).sum()) if seg is not None else 0,
         "rounds": len(project.history.rounds) if project is not None else 0,
         "status": str(train._status.value),
+        "partial": train.scope.partial.text(),
     }
     truth = next((x for x in viewer.layers if x.name.endswith("labels")), None)
     if truth is not None and truth.ndim == 2:

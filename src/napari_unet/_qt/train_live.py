@@ -48,7 +48,9 @@ class TrainLive:
 
     def _live_event(self, event: Any) -> None:
         from ..training.live import LiveState
+        from ..training.partial import partial_sentence
 
+        self.scope.set_partial(partial_sentence(event.partial), event.partial)
         if event.state is LiveState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = (

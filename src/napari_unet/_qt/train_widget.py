@@ -275,6 +275,11 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
             self._left.value = f"{event.remaining:.0f} s"
         if event.state is TrainState.STARTED:  # it says which precision runs, and why
             self._status.value = event.message
+            trainer = self._runner.trainer
+            data = trainer.data if trainer is not None else None
+            if data is not None:  # one image's ids (several images: the sentence only)
+                ids = data.summary[0].get("partial", ()) if len(data.summary) == 1 else ()
+                self.scope.set_partial(data.partial_note, ids)
         elif event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"

@@ -56,15 +56,21 @@ def scope_sentence(cells: int, complete: bool, region: bool, images: int = 1) ->
     )
 
 
-def training_area(labels: np.ndarray, region: np.ndarray | None, sigma: float) -> np.ndarray:
-    """The pixels the loss will look at, plane by plane (uint8, 1 where trained on)."""
+def training_area(
+    labels: np.ndarray, region: np.ndarray | None, sigma: float, partial: Any = None
+) -> np.ndarray:
+    """The pixels the loss will look at, plane by plane (uint8, 1 where trained on).
+
+    ``partial``: ids of the cells found partly painted (their surroundings are not).
+    """
     from ..training.known import known_area  # numba's weight map: loaded in the worker
 
     labels = np.asarray(labels)
     if labels.ndim == 2:
-        return known_area(labels, sigma, region).astype(np.uint8)
+        return known_area(labels, sigma, region, partial=partial).astype(np.uint8)
     planes = [
-        known_area(p, sigma, None if region is None else region[z]) for z, p in enumerate(labels)
+        known_area(p, sigma, None if region is None else region[z], partial=partial)
+        for z, p in enumerate(labels)
     ]
     return np.stack(planes).astype(np.uint8)
 
@@ -84,6 +90,7 @@ class TrainingScope(QWidget):
         self._counter: CellCounter | None = None
         self._set_cells: int | None = None  # cells of a non-empty training set
         self._set_images = 0
+        self._partial_ids: tuple[int, ...] = ()  # the last run's finding
         self.complete = QCheckBox("This image is completely annotated")
         self.complete.setToolTip(
             "Every cell of the image is painted: unpainted pixels are background "
@@ -93,11 +100,16 @@ class TrainingScope(QWidget):
         self.show_area.setChecked(True)
         self.line = QLabel("")
         self.line.setWordWrap(True)
+        # which cells look partly painted (the last Fine-tune's or live mode's finding)
+        self.partial = QLabel("")
+        self.partial.setWordWrap(True)
+        self.partial.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.complete)
         layout.addWidget(self.show_area)
         layout.addWidget(self.line)
+        layout.addWidget(self.partial)
         self._workers = WorkerGroup()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -141,6 +153,16 @@ class TrainingScope(QWidget):
         if self._labels is not None:
             self._labels.metadata[COMPLETE_KEY] = bool(checked)  # metadata only, not the data
         self.refresh()
+
+    def set_partial(self, sentence: str, ids: Any = ()) -> None:
+        """Show the sentence about partly painted cells ("" hides it); the overlay follows."""
+        ids = tuple(int(i) for i in ids)
+        if ids != self._partial_ids:
+            self._partial_ids = ids
+            self._schedule()
+        if sentence != self.partial.text():
+            self.partial.setText(sentence)
+        self.partial.setVisible(bool(sentence))
 
     @property
     def cells(self) -> int:
@@ -188,6 +210,7 @@ class TrainingScope(QWidget):
             data,
             region,
             self._sigma,
+            np.asarray(self._partial_ids, np.int64),
             returned=lambda area: self._show(image, labels, area),
             finished=self._on_finished,
         )

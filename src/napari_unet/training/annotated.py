@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import NapariUnetError
 from ..normalization import Normalization
 from .config import TrainConfig
-from .known import known_area
+from .known import known_area, ring_width
 
 __all__ = [
     "AnnotatedPlane",
@@ -65,12 +65,16 @@ def annotated_planes(
     in_channels: int,
     norm: Normalization,
     cfg: TrainConfig,
+    partial: Any = None,
 ) -> tuple[list[AnnotatedPlane], dict[str, Any]]:
     """The annotated planes of one image (or stack), and a summary of its annotation.
 
     A plane's ``region`` is where the loss looks: the annotated region (the whole
     plane for a complete annotation without one) or, for a sparse annotation,
-    :func:`~napari_unet.training.known.known_area`.
+    :func:`~napari_unet.training.known.known_area`, less the surroundings of the
+    cells that ``partial`` (a :class:`~napari_unet.training.partial.PartialRule`)
+    finds partly painted (the start model's sure background near them counts
+    instead); their ids are the summary's ``"partial"``.
     """
     img = np.asarray(img)
     stats = norm.statistics(img, channel_axis=0 if in_channels > 1 else None)  # refuses NaN/Inf
@@ -83,14 +87,21 @@ def annotated_planes(
         reg_planes = [None] * len(lab_planes)
     else:
         reg_planes = _region_planes(reg, lab_planes, stack_shape, spatial, which)
-    found = []
+    found, flagged = [], []
     n_cells = n_region = 0
     for z, (ip, lp, rp) in enumerate(zip(img_planes, lab_planes, reg_planes)):
         if cfg.complete:
             lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
         else:  # painted cells count wherever they are; unpainted only where known
             lab32 = _compact_ids(lp)
-            rp = known_area(lab32, cfg.sigma, rp)
+            ids = sure = None
+            if partial is not None and lab32.any():
+                x = norm.apply(ip, stats, channel_axis=0).astype(np.float32)
+                ids, sure = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
+                flagged += [int(i) for i in ids]
+                if sure is not None:  # taught as background, as a region is
+                    rp = sure if rp is None else (rp.astype(bool) | sure)
+            rp = known_area(lab32, cfg.sigma, rp, partial=ids)
         if not rp.any():
             continue
         n_region += int(rp.sum())
@@ -104,6 +115,7 @@ def annotated_planes(
         "validation_cells": 0,
         "region_pixels": n_region,
         "complete": bool(cfg.complete),
+        "partial": sorted(set(flagged)),
     }
     return found, summary
 

@@ -22,6 +22,7 @@ from ..padding import mirror_pad
 from ..weightmap import carve_gaps, unet_weight_map
 from .annotated import annotated_plane_count, annotated_planes, image_names, input_triples
 from .config import TrainConfig
+from .partial import PartialRule, partial_sentence
 from .split import split_cells, validation_area
 
 __all__ = [
@@ -76,7 +77,8 @@ class TrainingData:
     """Annotated planes prepared for training (see :func:`prepare_training_data`).
 
     ``summary`` has one dict per image: its shape, planes, annotated planes,
-    annotated cells, held-out cells and region pixels.
+    annotated cells, held-out cells, region pixels and the ids of the cells
+    that look partly painted (``"partial"``).
     """
 
     planes: list[TrainingPlane]
@@ -92,6 +94,11 @@ class TrainingData:
     def validation_cells(self) -> int:
         """How many annotated cells are held out for validation."""
         return sum(s["validation_cells"] for s in self.summary)
+
+    @property
+    def partial_note(self) -> str:
+        """The sentence about partly painted cells ("" when every cell looks whole)."""
+        return partial_sentence(sorted({i for s in self.summary for i in s.get("partial", ())}))
 
 
 def prepare_training_data(
@@ -154,6 +161,7 @@ def prepare_training_data(
         config=cfg,
         names=names,
         machine_cells=machine_cells,
+        partial=None if cfg.complete else PartialRule(model),
     )
 
 
@@ -168,8 +176,13 @@ def prepare_planes(
     config: TrainConfig,
     names: Sequence[str] | None = None,
     machine_cells: Sequence[Any] | None = None,
+    partial: Any = None,
 ) -> TrainingData:
-    """:func:`prepare_training_data` for a network described by its channels and depth."""
+    """:func:`prepare_training_data` for a network described by its channels and depth.
+
+    ``partial``: a :class:`~napari_unet.training.partial.PartialRule` (None: every
+    painted cell counts as whole).
+    """
     triples = input_triples(images, labels, regions)
     names = image_names(names, len(triples))
     machine = list(machine_cells) if machine_cells is not None else [None] * len(triples)
@@ -181,7 +194,7 @@ def prepare_planes(
     for i, (img, lab, reg) in enumerate(triples):
         which = f"image {i + 1}" if len(triples) > 1 else "the image"
         found, image_summary = annotated_planes(
-            img, lab, reg, which, in_channels, normalization, config
+            img, lab, reg, which, in_channels, normalization, config, partial
         )
         annotated.append(found)
         summary.append(image_summary)

@@ -66,7 +66,11 @@ def ring_width(labels: np.ndarray, sigma: float) -> int:
 
 
 def known_area(
-    labels: np.ndarray, sigma: float, region: np.ndarray | None = None, ring: int | None = None
+    labels: np.ndarray,
+    sigma: float,
+    region: np.ndarray | None = None,
+    ring: int | None = None,
+    partial: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pixels a sparse annotation says something about (a boolean mask).
 
@@ -81,6 +85,9 @@ def known_area(
     ring : int or None
         The ring's width; None: :func:`ring_width` of ``labels`` (give the whole
         plane's when ``labels`` is a window of it).
+    partial : array of int or None
+        Ids of partly painted cells (:mod:`napari_unet.training.partial`): their
+        pixels count, their ring and their gaps do not (they lie inside the cell).
 
     Returns
     -------
@@ -93,6 +100,11 @@ def known_area(
     if not cells.any():
         return known
     width = ring_width(labels, sigma) if ring is None else ring
+    if partial is not None and len(partial):
+        labels = np.where(np.isin(labels, partial), 0, labels)
+        cells = labels > 0
+        if not cells.any():
+            return known
     known |= ndi.distance_transform_edt(~cells) <= width
     # the border term with w0 = 1 and no class weights: exp(-(d1 + d2)^2 / (2 sigma^2))
     border = unet_weight_map(labels, w0=1.0, sigma=sigma, class_weights=(0.0, 0.0))

@@ -35,6 +35,7 @@ from ..postprocess import labels_from_probabilities
 from .config import TrainConfig, Validation
 from .live_data import LiveData
 from .live_preview import box_probabilities
+from .partial import PartialRule
 from .trainer import Trainer
 from .validation import validate
 
@@ -72,7 +73,8 @@ class LiveEvent:
 
     ``areas``: for UPDATED, the boxes re-prepared; ``preview`` for PREVIEW;
     ``validation`` (and ``start_validation``, the start model on the same
-    cells) for STOPPED.
+    cells) for STOPPED; ``partial``: the cells that look partly painted now
+    (:mod:`napari_unet.training.partial`).
     """
 
     state: LiveState
@@ -85,6 +87,7 @@ class LiveEvent:
     preview: LivePreview | None = None
     validation: Validation | None = None
     start_validation: Validation | None = None
+    partial: tuple[int, ...] = ()  # ids of the cells that look partly painted
 
 
 class LiveTrainer:
@@ -137,9 +140,10 @@ class LiveTrainer:
         copied: Any = None,
     ) -> None:
         cfg = (config or TrainConfig.fine_tune()).replace(schedule="constant", calibrate=False)
+        rule = None if cfg.complete else PartialRule(model)
         self.live = LiveData(
             image, np.array(labels, copy=True), model=model, config=cfg, name=name,
-            region=region, copied=copied,
+            region=region, copied=copied, partial=rule,
         )  # fmt: skip
         if not self.live.cells:
             raise NapariUnetError("Paint at least one cell before starting live training.")
@@ -188,7 +192,10 @@ class LiveTrainer:
     # -- the loop
     def _event(self, state: LiveState, loss: float | None, start: float, **kw: Any) -> LiveEvent:
         elapsed = time.perf_counter() - start
-        return LiveEvent(state, self.trainer.step, loss, elapsed, self.live.cells, **kw)
+        partial = tuple(self.live.partial_cells)
+        return LiveEvent(
+            state, self.trainer.step, loss, elapsed, self.live.cells, partial=partial, **kw
+        )
 
     def run(self) -> Generator[LiveEvent, None, UNet]:
         """Train until :meth:`stop`, taking changes and answering previews between steps.
@@ -208,8 +215,10 @@ class LiveTrainer:
         start = time.perf_counter()
         trainer, lr = self.trainer, self.trainer.config.learning_rate
         loss = None
-        said = f"Live training started. {trainer.precision.describe()}."
-        yield self._event(LiveState.STARTED, None, start, message=said)
+        said = (
+            f"Live training started. {trainer.precision.describe()}. {self.live.data.partial_note}"
+        )
+        yield self._event(LiveState.STARTED, None, start, message=said.strip())
         try:
             while not self._stop:
                 areas = self._take_updates()

@@ -24,7 +24,7 @@ held out, as in :func:`~napari_unet.training.prepare_training_data`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,8 @@ class _Plane:
     held_out: np.ndarray  # the ids held out now
     rule_held: np.ndarray  # the ids the rule holds out (none are when it would be all)
     plane: TrainingPlane
+    partial: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    sure_bg: np.ndarray | None = None  # background taught near partly painted cells
 
 
 class LiveData:
@@ -107,6 +109,9 @@ class LiveData:
         The record of cells copied from a prediction
         (:func:`~napari_unet.training.provenance.cell_signatures`): those still
         unedited are never held out for validation.
+    partial : PartialRule or None
+        Which painted cells look partly painted (their surroundings stay unknown;
+        :mod:`napari_unet.training.partial`); None: every cell counts as whole.
 
     Notes
     -----
@@ -125,8 +130,10 @@ class LiveData:
         name: str = "image 1",
         region: Any = None,
         copied: Any = None,
+        partial: Any = None,
     ) -> None:
         self.config = config
+        self._rule = partial
         self.name = name
         self.reach = influence(config)
         self._depth = model.depth
@@ -199,6 +206,19 @@ class LiveData:
         """Painted cells (over all planes)."""
         return sum(int((p.areas[1:] > 0).sum()) for p in self._planes.values())
 
+    @property
+    def partial_cells(self) -> list[int]:
+        """Ids of the cells that look partly painted (over all planes)."""
+        return sorted({int(i) for p in self._planes.values() for i in p.partial})
+
+    def _flag(self, p: _Plane) -> np.ndarray:
+        """The partly painted ids of plane ``p`` now (and its sure background, kept)."""
+        p.sure_bg = None
+        if self._rule is None or self.config.complete or not p.labels.any():
+            return np.zeros(0, np.int32)
+        ids, p.sure_bg = self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
+        return ids
+
     def labels(self, z: int = 0) -> np.ndarray:
         """The current annotation of plane ``z`` (a view: do not modify)."""
         p = self._planes.get(z)
@@ -222,6 +242,7 @@ class LiveData:
                 "validation_cells": n_val,
                 "region_pixels": int(sum(p.known.sum() for p in self._planes.values())),
                 "complete": bool(self.config.complete),
+                "partial": self.partial_cells,
             }
         ]
 
@@ -266,11 +287,13 @@ class LiveData:
             shape=(h, w),
         )
         lab = labels.astype(np.int32)
-        return _Plane(
+        made = _Plane(
             z, lab, np.bincount(lab.ravel()), np.zeros((h, w), bool), np.zeros((h, w), bool),
             np.zeros_like(lab), zero_f, zero_f.copy(), ring_width(lab, self.config.sigma),
             np.zeros(0, np.int32), np.zeros(0, np.int32), plane,
         )  # fmt: skip
+        made.partial = self._flag(made)
+        return made
 
     def _prepare(self, p: _Plane, area: Box) -> None:
         """Recompute ``area`` of plane ``p`` from a window one margin wider, then its views."""
@@ -285,7 +308,10 @@ class LiveData:
         cfg = self.config
         if cfg.complete:
             region = np.ones(lab.shape, bool)
-        known = known_area(lab, cfg.sigma, region, ring=p.ring)
+        elif p.sure_bg is not None:  # near partly painted cells, as a region is (Fine-tune too)
+            sure = p.sure_bg[y0:y1, x0:x1]
+            region = sure if region is None else (region.astype(bool) | sure)
+        known = known_area(lab, cfg.sigma, region, ring=p.ring, partial=p.partial)
         val = validation_area(lab, known, p.held_out)
         target = carve_gaps(lab, p.areas) if cfg.separate_touching else lab
         balance = None if cfg.complete else (1.0, 1.0)
@@ -400,6 +426,10 @@ class LiveData:
             area = _union(area, _bbox(cells, (0, 0)))  # their ranks moved: whole cells
         ring = ring_width(p.labels, self.config.sigma) if len(touched) else p.ring
         moved, p.ring = ring != p.ring, ring
+        flags = self._flag(p)
+        # a neighbour's flag, or sure background that moved: the whole plane
+        moved |= not set(np.setxor1d(flags, p.partial)) <= set(touched) or len(flags) > 0
+        p.partial = flags
         if self._copies_edited(touched) or z in self._resplit_after(p):
             return (0, h, 0, w)
         area = (0, h, 0, w) if moved else _grow(area, self.reach, (h, w))

@@ -314,7 +314,7 @@ class Trainer:
         validation = None
         step_time = None
         lr = self.learning_rate_at(self._fraction(0.0))
-        started = f"Training started. {self.precision.describe()}."
+        started = f"Training started. {self.precision.describe()}. {self.data.partial_note}".strip()
         yield self._event(TrainState.STARTED, None, lr, start, None, None, started)
         try:
             if self.data.has_validation and self.step == 0 and self.baseline is None:

@@ -1,0 +1,144 @@
+"""Partly painted cells (issue 28): a scribble's surroundings are not taught as background."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_unet import predict_tiled
+from napari_unet.bundled import load_bundled_model
+from napari_unet.synthetic import make_cells
+from napari_unet.synthetic.scribbles import scribble_cells
+from napari_unet.training import TrainConfig, known_area, prepare_training_data, train_model
+from napari_unet.training.live_data import LiveData
+from napari_unet.training.partial import (
+    BAND,
+    CONFIDENT,
+    PartialRule,
+    partial_sentence,
+    partly_painted,
+)
+
+CFG = TrainConfig.fine_tune(tile_size=220, validation_fraction=0.0, seed=0)
+
+
+def _scribble_and_nucleus():
+    lab = np.zeros((60, 80), np.int32)
+    lab[20:30, 10:20] = 1  # a scribble in the middle of a nucleus at [15:35, 5:25]
+    lab[20:40, 45:65] = 2  # a whole cell
+    fg = np.zeros(lab.shape, np.float32)
+    fg[15:35, 5:25] = 0.95
+    fg[20:40, 45:65] = 0.99
+    return lab, fg
+
+
+def test_a_cell_is_partly_painted_when_the_model_is_sure_its_ring_is_foreground():
+    lab, fg = _scribble_and_nucleus()
+    assert partly_painted(lab, fg, 3).tolist() == [1]
+    assert partly_painted(lab, None, 3).tolist() == []
+    unsure = np.where(fg > 0, CONFIDENT - 0.01, 0).astype(np.float32)
+    assert partly_painted(lab, unsure, 3).tolist() == []  # not confident: whole
+    half = fg.copy()
+    half[:, :18] = 0  # only the ring's right side is sure: under half of it
+    assert partly_painted(lab, half, 3).tolist() == []
+
+
+def test_a_partly_painted_cell_keeps_its_pixels_and_loses_its_ring_and_gaps():
+    lab, _ = _scribble_and_nucleus()
+    known = known_area(lab, 5.0, partial=[1])
+    np.testing.assert_array_equal(known, known_area(np.where(lab == 1, 0, lab), 5.0) | (lab == 1))
+    assert not known[19, 15] and not known[30, 15]  # the ring inside the nucleus: unknown
+    assert known[19, 50]  # the whole cell's ring is still background
+    # two scribbles in one nucleus: the gap between them is not taught either
+    two = np.zeros((40, 40), np.int32)
+    two[15:25, 10:17], two[15:25, 22:29] = 1, 2
+    assert known_area(two, 5.0)[20, 19] and not known_area(two, 5.0, partial=[1, 2])[20, 19]
+    # only partly painted cells: no background at all, only the painted pixels
+    np.testing.assert_array_equal(known_area(two, 5.0, partial=[1, 2]), two > 0)
+
+
+def test_sentence():
+    assert partial_sentence([]) == ""
+    assert partial_sentence([4]) == (
+        "Cell 4 looks partly painted: its surroundings are not used as background; "
+        "paint whole cells for the best result."
+    )
+    assert partial_sentence([3, 5]) == (
+        "Cells 3 and 5 look partly painted: their surroundings are not used as background; "
+        "paint whole cells for the best result."
+    )
+    assert partial_sentence(range(1, 9)).startswith("Cells 1, 2, 3, 4, 5 and 3 more look")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A "Synthetic nuclei" image, six of its cells, the bundled model."""
+    image, truth = make_cells((256, 256), style="fluorescence", seed=11)
+    ids = np.random.default_rng(0).choice(np.unique(truth)[1:], 6, replace=False)
+    return image, truth, np.sort(ids), load_bundled_model()
+
+
+def test_the_bundled_model_flags_scribbles_and_never_whole_cells(scene):
+    image, truth, ids, model = scene
+    whole = np.where(np.isin(truth, ids), truth, 0)
+    data = prepare_training_data(image, whole, model=model, config=CFG)
+    assert data.summary[0]["partial"] == [] and data.partial_note == ""
+    scribbles = scribble_cells(truth, ids, seed=0)
+    data = prepare_training_data(image, scribbles, model=model, config=CFG)
+    flagged = data.summary[0]["partial"]
+    assert set(flagged) <= set(ids) and len(flagged) >= len(ids) - 1
+    assert data.partial_note == partial_sentence(flagged)
+    plane = data.planes[0]
+    p = plane.pad
+    trained = plane.weights[p:-p, p:-p] > 0
+    painted = np.isin(scribbles, flagged)
+    assert trained[painted].all()  # the scribbles are still taught as foreground
+    rest = np.isin(truth, flagged) & (scribbles == 0)
+    assert trained[rest].mean() < 0.05  # the rest of their nuclei is unknown
+    # but a ring at the edge of the model's object is (six scribbles alone would teach only
+    # foreground): background pixels within BAND of the paint
+    near = ndi.distance_transform_edt(~painted) <= BAND
+    assert (trained & near & (truth == 0)).sum() > 0.3 * painted.sum()
+    # marked complete: the user says every unpainted pixel is background; no flags
+    dense = prepare_training_data(image, scribbles, model=model, config=CFG.replace(complete=True))
+    assert dense.summary[0]["partial"] == []
+
+
+def _unpainted_nuclei_kept(model, image, truth, scribbles, ids):
+    """Share of the scribbled nuclei's unpainted pixels the model calls foreground."""
+    where = np.isin(truth, ids) & (scribbles == 0)
+    return float((predict_tiled(model, image)[0][where] < 0.5).mean())
+
+
+def test_scribbles_no_longer_teach_the_rest_of_their_nuclei_as_background(scene):
+    """20 steps on six 20-50% scribbles: the ring rule kept 0.50 of these nuclei, now 0.79."""
+    image, truth, ids, model = scene
+    scribbles = scribble_cells(truth, ids, seed=0)
+    start = _unpainted_nuclei_kept(model, image, truth, scribbles, ids)
+    cfg = CFG.replace(steps=20)
+    trained = train_model(image, scribbles, model=load_bundled_model(), config=cfg, device="cpu")
+    assert start > 0.9
+    assert _unpainted_nuclei_kept(trained, image, truth, scribbles, ids) > 0.7
+
+
+def test_live_data_flags_as_a_full_preparation_does(scene):
+    image, truth, ids, model = scene
+    scribbles = scribble_cells(truth, ids, seed=0)
+    labels = np.where(scribbles == ids[0], scribbles, 0)
+    live = LiveData(image, labels, model=model, config=CFG, partial=PartialRule(model))
+
+    def paint(values):
+        box = ndi.find_objects((values != labels).astype(int))[0]
+        labels[box] = values[box]
+        live.update(0, (box[0].start, box[0].stop, box[1].start, box[1].stop), labels[box].copy())
+
+    for i in ids[1:]:
+        paint(np.where(scribbles == i, i, labels))
+    flagged = live.partial_cells
+    assert len(flagged) >= len(ids) - 1
+    paint(np.where(truth == flagged[0], truth, labels))  # the user paints the rest of one
+    assert live.partial_cells == flagged[1:]
+    ref = prepare_training_data(image, labels, model=model, config=CFG)
+    got, want = live.data.planes[0], ref.planes[0]
+    np.testing.assert_array_equal(got.train_pixels, want.train_pixels)
+    np.testing.assert_allclose(got.weights, want.weights, atol=1e-6, rtol=0)
+    assert live.data.summary[0]["partial"] == ref.summary[0]["partial"] == flagged[1:]
