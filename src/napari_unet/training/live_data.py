@@ -444,7 +444,8 @@ class LiveData:
 
         Then every plane is split and prepared again (rare: the first edit of a copy).
         """
-        asked = {k: v for k, v in self._copied.items() if int(k) in set(touched.tolist())}
+        ids = set(touched.tolist())
+        asked = {k: v for k, v in self._copied.items() if int(k) in ids}
         if not asked:
             return False
         now = self.labels(0) if len(self._images) == 1 else np.stack(
