@@ -31,10 +31,15 @@ system-test:
 run: system-run install
 	$(PY) -m napari_unet._qt.demo
 
-# pytest-xvfb starts a virtual display (Xvfb) for the GUI tests.
+# pytest-xvfb starts a virtual display (Xvfb) for the GUI tests, one per process.
+# Most tests run on every core (pytest-xdist, at most 4 processes: each holds torch and
+# napari), one torch thread each: threads of two processes fighting for the same cores
+# took 2-3 times as long. The timing tests then run alone, with torch's own thread
+# count, since they measure stalls and exit times.
 test: system-test install lint
 	$(VENV)/bin/npe2 validate napari-unet
-	$(VENV)/bin/pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n auto --maxprocesses 4 --dist worksteal -m "not timing"
+	$(VENV)/bin/pytest -q -m timing
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -402,3 +402,27 @@ def test_windows_read_only_their_part_of_the_source(tmp_path):
     lazy = open_image_lazily(tmp_path / "z.zarr")
     assert lazy.chunksize[0] == 1  # a plane's window does not pull all 16 planes
     assert z.shape == lazy.shape
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_forward_passes_take_the_inference_thread_unless_torch_has_one(threads, model, tmp_path):
+    """Both paths of run_forward, whatever OMP_NUM_THREADS the test run has."""
+    import threading
+
+    from napari_unet.bigimage.worker import run_forward
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ran_on = []
+        run_forward(torch.device("cpu"), lambda: ran_on.append(threading.current_thread().name))
+        image = np.random.default_rng(7).random((48, 48)).astype(np.float32)
+        ref = predict_tiled(model, image, tile_shape=16)
+        r = predict_to_zarr(
+            model, image, tmp_path / "o.zarr", chunk=16, tile_shape=16, probabilities=True
+        )
+        np.testing.assert_array_equal(r.probabilities.compute(), ref)
+    finally:
+        torch.set_num_threads(before)
+    on_own_thread = ran_on[0].startswith("napari-unet-inference")
+    assert on_own_thread == (threads > 1), ran_on

@@ -225,3 +225,17 @@ def test_a_project_folder_has_one_owner(tmp_path):
     taker.acquire()
     assert json.loads(first.path.read_text())["token"] == taker.token
     taker.release()
+
+
+def test_versions_kept_across_a_seconds_turn_keep_their_order(tmp_path, monkeypatch):
+    """The version's name reads the clock once (read twice, a turn of the second between
+    the two readings named it before the versions kept a moment earlier)."""
+    import time as clock
+
+    path = tmp_path / "labels.tif"
+    readings = iter([1_700_000_000_999_999_000, 1_700_000_001_000_001_000])
+    real = clock.time_ns
+    monkeypatch.setattr(clock, "time_ns", lambda: next(readings, real()))
+    for k in range(1, 4):
+        save_annotation(path, np.full((8, 8), k, np.uint8), version_every=0)
+    assert [int(load_annotation(v)[0, 0]) for v in annotation_versions(path)] == [2, 1]

@@ -4,6 +4,7 @@ import gc
 import time
 
 import numpy as np
+import pytest
 from qtpy.QtCore import QTimer
 
 from napari_unet._qt.session import session_for, state_for
@@ -26,6 +27,8 @@ IDLE_WINDOW_MS = 3000
 # loaded that napari's part takes more than 200 ms, half of napari's time (the plugin's part
 # slows with it: 1036 ms against napari's 684 at load average 11 on 2 cores). Work that
 # belongs in the worker (labels, a copy of the result) costs more than either.
+pytestmark = pytest.mark.timing  # `make test` runs these with nothing beside them
+
 DISPLAY_EXTRA_MS = 100
 DISPLAY_EXTRA_SHARE = 0.5
 # Adding a training-set entry is one call on the GUI thread (no layer is added)

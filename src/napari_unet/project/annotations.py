@@ -212,7 +212,11 @@ def _keep_version(path: Path, keep: int, every: float, *, lost_half: bool) -> No
         return
     folder = path.parent / "versions"
     folder.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 1_000_000_000:09d}"
+    # one clock reading for both parts: read twice across a second's turn, the name
+    # sorted before the versions kept a moment earlier (seen once in a test run)
+    now = time.time_ns()
+    seconds, nanos = divmod(now, 1_000_000_000)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(seconds)) + f"-{nanos:09d}"
     target = folder / f"{path.stem}-{stamp}{path.suffix}"
     try:
         os.link(path, target)  # the file is never written again (atomic replace): share it
