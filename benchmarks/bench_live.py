@@ -14,13 +14,30 @@ labels, starting from the bundled model:
   counted, the CPU idles meanwhile), then presses Fine-tune for ``--fine-tune``
   seconds (the Train dock's settings, only the time budget shorter), and so on.
 
+- **live-nocal** (``--arms live-nocal``): live mode as it was before it calibrated
+  its object rule: the start model's rule all along.
+
+The user model: both users paint whole true cells. The live user looks at the
+latest preview and paints where it is most wrong (a missed, cut or merged cell
+lowers that cell's IoU, so all three are corrected); the round user sees
+predictions only after each Fine-tune and paints random cells. Neither user
+corrects false objects on the background: napari-unet has no background brush,
+and the one way to teach background away from painted cells, a region marked
+completely annotated, needs every cell inside it painted, which in a dense
+rods colony means painting those cells anyway. Neither arm draws a region.
+
 Both are scored after every few painted cells on a held-out image of the same
 domain (AP@0.5 of the whole image with the model's rule); the scoring time is
 not counted. An arm stops once it reaches ``--target`` (the same rule for
 both). The clock is simulated (:data:`STEP_SECONDS` a step), so that the
-machine's load decides how long the script runs, not what it measures. Both
-arms take the same steps per painted cell (``fine_tune / per_round`` seconds
-against ``pace``). Synthetic domains (``--domain``): ``rods`` (the default:
+machine's load decides how long the script runs, not what it measures; live
+mode's preview and calibration intervals are scaled to it (:func:`time_scale`).
+Both arms take the same steps per painted cell (``fine_tune / per_round``
+seconds against ``pace``); previews and calibrations cost the live arm steps
+(``--free-previews``: none), the rounds' calibration is not counted (a tenth of
+its training time at most: this favours rounds). ``--settle N``: the live user
+waits N steps before each score, so that the cells painted last are trained on
+as long as in a round. Synthetic domains (``--domain``): ``rods`` (the default:
 touching rod-shaped bacteria of :func:`napari_unet.synthetic.colonies.make_scene`,
 a shape the bundled model never saw; it starts near AP@0.5 0.15 and fine-tuning
 on a few dozen cells passes 0.8) or ``brightfield`` (``bench_rounds.py``'s
@@ -265,7 +282,7 @@ def _panel(draw, ox, points, x_of, title, top, target):
         y = h - m - level * (h - m - 10)
         draw.line([ox + m, y, ox + w - 10, y], fill=(200, 200, 200))
         draw.text((ox + 4, y - 6), f"{level:.1f}", fill="black")
-    draw.text((ox + w - 40, h - m + 4), f"{top:g}", fill="black")
+    draw.text((ox + w - 40, h - m + 4), f"{top:.0f}", fill="black")
     draw.text((ox + m, h - m + 4), "0", fill="black")
     for i, arm in enumerate(dict.fromkeys(p.arm for p in points)):
         xy = [
@@ -325,6 +342,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=220, help="training tile side")
     parser.add_argument("--side", type=int, default=256, help="synthetic image side")
     parser.add_argument("--hela-cells", type=int, default=10)
+    parser.add_argument("--hela-only", action="store_true", help="skip the synthetic domain")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--quick", action="store_true", help="a smoke run (a few cells)")
     parser.add_argument("--plot", type=Path, default=None)
@@ -341,10 +359,12 @@ def main() -> None:
     name = f"synthetic {args.domain}"
     task = synthetic_task(args.seed, args.side, args.domain)
     args.time_scale = time_scale(task, args)
+    args.cells = min(args.cells, len(np.unique(task[1])) - 1)  # no more than the image holds
     print(f"a step takes {args.time_scale * STEP_SECONDS:.3f} s here; intervals scaled by "
           f"{args.time_scale:.2f}")  # fmt: skip
-    runs = {name: [p for run in chosen for p in run(task, args)]}
-    table(name, runs[name], args.target)
+    runs = {} if args.hela_only else {name: [p for run in chosen for p in run(task, args)]}
+    if runs:
+        table(name, runs[name], args.target)
     hela = hela_task() if args.hela_cells else None
     if hela is not None:
         args.cells = args.hela_cells
