@@ -14,13 +14,30 @@ labels, starting from the bundled model:
   counted, the CPU idles meanwhile), then presses Fine-tune for ``--fine-tune``
   seconds (the Train dock's settings, only the time budget shorter), and so on.
 
+- **live-nocal** (``--arms live-nocal``): live mode as it was before it calibrated
+  its object rule: the start model's rule all along.
+
+The user model: both users paint whole true cells. The live user looks at the
+latest preview and paints where it is most wrong (a missed, cut or merged cell
+lowers that cell's IoU, so all three are corrected); the round user sees
+predictions only after each Fine-tune and paints random cells. Neither user
+corrects false objects on the background: napari-unet has no background brush,
+and the one way to teach background away from painted cells, a region marked
+completely annotated, needs every cell inside it painted, which in a dense
+rods colony means painting those cells anyway. Neither arm draws a region.
+
 Both are scored after every few painted cells on a held-out image of the same
 domain (AP@0.5 of the whole image with the model's rule); the scoring time is
 not counted. An arm stops once it reaches ``--target`` (the same rule for
 both). The clock is simulated (:data:`STEP_SECONDS` a step), so that the
-machine's load decides how long the script runs, not what it measures. Both
-arms take the same steps per painted cell (``fine_tune / per_round`` seconds
-against ``pace``). Synthetic domains (``--domain``): ``rods`` (the default:
+machine's load decides how long the script runs, not what it measures; live
+mode's preview and calibration intervals are scaled to it (:func:`time_scale`).
+Both arms take the same steps per painted cell (``fine_tune / per_round``
+seconds against ``pace``); previews and calibrations cost the live arm steps
+(``--free-previews``: none), the rounds' calibration is not counted (a tenth of
+its training time at most: this favours rounds). ``--settle N``: the live user
+waits N steps before each score, so that the cells painted last are trained on
+as long as in a round. Synthetic domains (``--domain``): ``rods`` (the default:
 touching rod-shaped bacteria of :func:`napari_unet.synthetic.colonies.make_scene`,
 a shape the bundled model never saw; it starts near AP@0.5 0.15 and fine-tuning
 on a few dozen cells passes 0.8) or ``brightfield`` (``bench_rounds.py``'s
@@ -46,7 +63,7 @@ from napari_unet import instance_scores, labels_from_probabilities, predict_tile
 from napari_unet.bundled import load_bundled_model
 from napari_unet.metrics import iou_matrix
 from napari_unet.synthetic.colonies import make_scene
-from napari_unet.training import TrainConfig, train_model
+from napari_unet.training import TrainConfig, Trainer, prepare_training_data, train_model
 from napari_unet.training.live import LiveState, LiveTrainer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -98,14 +115,9 @@ def cell_update(truth: np.ndarray, cell: int) -> tuple[tuple[int, int, int, int]
     return box, (truth[box[0] : box[1], box[2] : box[3]] == cell)
 
 
-def run_live(task, args) -> list[Point]:
-    """The live arm: the worst cell in view every ``pace`` simulated seconds, while training.
-
-    The clock is simulated (see :data:`STEP_SECONDS`): each step advances it by one
-    quiet-machine step, and each preview by its cost in steps (its measured time over
-    the measured step time, both on this machine now), so previews still cost training.
-    """
-    image, truth, test_image, test_truth = task
+def _live_user(task, args):
+    """The live user's first cell, start labels and chooser of the next cell."""
+    image, truth = task[:2]
     model = load_bundled_model()
     start_pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"), model=model)
     ids = np.unique(truth)
@@ -116,39 +128,64 @@ def run_live(task, args) -> list[Point]:
         worst = worst_cell
     first = worst(truth, start_pred, set())
     labels = np.where(truth == first, first, 0).astype(np.int32)
-    points = [Point("live", 0, 0.0, 0, score(model, test_image, test_truth))]
+    return model, start_pred, first, labels, worst
+
+
+def run_live(task, args, arm: str = "live") -> list[Point]:
+    """The live arm: the worst cell in view every ``pace`` simulated seconds, while training.
+
+    The clock is simulated (see :data:`STEP_SECONDS`): each step advances it by one
+    quiet-machine step, and each preview or calibration by its cost in steps (its
+    measured time over the measured step time, both on this machine now), so they
+    still cost training (unless ``--free-previews``). Arm ``live-nocal`` keeps the
+    start model's rule (live mode before it calibrated). With ``--settle N`` the user
+    waits N steps before each score (no painting meanwhile; the clock runs on).
+    """
+    image, truth, test_image, test_truth = task
+    model, pred, first, labels, worst = _live_user(task, args)
+    points = [Point(arm, 0, 0.0, 0, score(model, test_image, test_truth))]
     torch.manual_seed(args.seed)
-    config = TrainConfig.fine_tune(seed=args.seed, tile_size=args.tile)
+    config = TrainConfig.fine_tune(seed=args.seed, tile_size=args.tile,
+                                   calibrate=arm != "live-nocal")  # fmt: skip
     live = LiveTrainer(model, image, labels, config=config, device="cpu",
-                       preview_every=args.preview_every)  # fmt: skip
+                       preview_every=args.preview_every * args.time_scale,
+                       calibrate_every=args.calibrate_every * args.time_scale)  # fmt: skip
     live.request_preview(0, (0, image.shape[0], 0, image.shape[1]))
-    painted, pred = {first}, start_pred
-    preview_steps, step_time, last = 0.0, None, time.perf_counter()
-    next_paint = args.pace
+    painted, extra, step_time, last = {first}, 0.0, None, time.perf_counter()
+    next_paint, settle_until = args.pace, None
     for event in live.run():
         now = time.perf_counter()
         if event.state is LiveState.STEP:
             dt = now - last
             step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-        elif event.state is LiveState.PREVIEW:
+        cost = event.preview.seconds if event.state is LiveState.PREVIEW else event.seconds
+        if event.state is LiveState.PREVIEW:
             pred = event.preview.labels
-            preview_steps += event.preview.seconds / (step_time or event.preview.seconds)
-        clock = STEP_SECONDS * (event.step + preview_steps)
-        if event.state is not LiveState.STOPPED and clock >= next_paint:
-            reached = False
-            if len(painted) % args.every == 0 or len(painted) == args.cells:
-                ap = score(model, test_image, test_truth)
-                points.append(Point("live", len(painted), clock, event.step, ap))
-                reached = ap >= args.target
-            if len(painted) == args.cells or reached:
-                live.stop()
-            else:
-                cell = worst(truth, pred, painted)
-                box, mask = cell_update(truth, cell)
-                labels[box[0] : box[1], box[2] : box[3]][mask] = cell
-                live.update(0, box, labels[box[0] : box[1], box[2] : box[3]].copy())
-                painted.add(cell)
-                next_paint += args.pace
+        if cost and not args.free_previews:  # previews and calibrations cost training time
+            extra += cost / (step_time or cost)
+        clock = STEP_SECONDS * (event.step + extra)
+        due = len(painted) % args.every == 0 or len(painted) == args.cells
+        if event.state is LiveState.STOPPED or clock < next_paint:
+            continue
+        if due and args.settle and settle_until is None:
+            settle_until = event.step + args.settle  # the user waits, the model trains
+        if settle_until is not None and event.step < settle_until:
+            continue
+        reached = False
+        if due:
+            ap = score(model, test_image, test_truth)
+            points.append(Point(arm, len(painted), clock, event.step, ap))
+            reached = ap >= args.target
+        if len(painted) == args.cells or reached:
+            live.stop()
+        else:
+            cell = worst(truth, pred, painted)
+            box, mask = cell_update(truth, cell)
+            labels[box[0] : box[1], box[2] : box[3]][mask] = cell
+            live.update(0, box, labels[box[0] : box[1], box[2] : box[3]].copy())
+            painted.add(cell)
+            next_paint = (clock if settle_until is not None else next_paint) + args.pace
+            settle_until = None
         last = time.perf_counter()  # scoring is not the user's time
     return points
 
@@ -199,6 +236,26 @@ def hela_task():
     return arrays[0], arrays[1].astype(np.int32), arrays[2], arrays[3].astype(np.int32)
 
 
+def time_scale(task, args) -> float:
+    """Real seconds of a training step here now, over :data:`STEP_SECONDS` (median of 9).
+
+    The live arm's preview and calibration intervals are real seconds inside
+    :class:`LiveTrainer`; scaled by this they fall every ``--preview-every``
+    simulated seconds, as on a quiet dev-2c, whatever this machine's load.
+    """
+    image, truth = task[:2]
+    config = TrainConfig.fine_tune(seed=args.seed, tile_size=args.tile)
+    data = prepare_training_data(image, truth, model=(model := load_bundled_model()),
+                                 config=config)  # fmt: skip
+    trainer = Trainer(model, data, config, device="cpu")
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        trainer.train_step(config.learning_rate)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:])) / STEP_SECONDS
+
+
 def first_reaching(points: list[Point], level: float) -> str:
     """When an arm first reaches ``level`` (cells and simulated seconds)."""
     hit = next((p for p in points if p.ap50 >= level), None)
@@ -209,7 +266,7 @@ def table(name: str, points: list[Point], target: float) -> None:
     print(f"\n{name}: arm | painted cells | simulated s | steps | AP@0.5 (held out)")
     for p in points:
         print(f"  {p.arm:6s} | {p.cells:3d} | {p.seconds:6.1f} | {p.steps:5d} | {p.ap50:.3f}")
-    for arm in ("live", "rounds"):
+    for arm in dict.fromkeys(p.arm for p in points):
         mine = [p for p in points if p.arm == arm]
         print(f"  {arm}: AP@0.5 >= {target} first at {first_reaching(mine, target)}; best "
               f"{max(p.ap50 for p in mine):.3f}")  # fmt: skip
@@ -218,25 +275,26 @@ def table(name: str, points: list[Point], target: float) -> None:
 def _panel(draw, ox, points, x_of, title, top, target):
     """One panel: AP@0.5 (0-1) against ``x_of(point)`` in 0..``top``, live and rounds."""
     w, h, m = 360, 240, 36
-    colours = {"live": (200, 40, 40), "rounds": (40, 80, 200)}
+    colours = {"live": (200, 40, 40), "rounds": (40, 80, 200), "live-nocal": (230, 150, 40)}
     draw.rectangle([ox + m, 10, ox + w - 10, h - m], outline="black")
     draw.text((ox + m + 4, 12), title, fill="black")
     for level in (0.5, target):
         y = h - m - level * (h - m - 10)
         draw.line([ox + m, y, ox + w - 10, y], fill=(200, 200, 200))
         draw.text((ox + 4, y - 6), f"{level:.1f}", fill="black")
-    draw.text((ox + w - 40, h - m + 4), f"{top:g}", fill="black")
+    draw.text((ox + w - 40, h - m + 4), f"{top:.0f}", fill="black")
     draw.text((ox + m, h - m + 4), "0", fill="black")
-    for i, arm in enumerate(("live", "rounds")):
+    for i, arm in enumerate(dict.fromkeys(p.arm for p in points)):
         xy = [
             (ox + m + x_of(p) / top * (w - m - 10), h - m - p.ap50 * (h - m - 10))
             for p in points
             if p.arm == arm
         ]
-        draw.line(xy, fill=colours[arm], width=2)
+        colour = colours.get(arm, (90, 90, 90))
+        draw.line(xy, fill=colour, width=2)
         for x, y in xy:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colours[arm])
-        draw.text((ox + m + 8, h - m - 30 - 12 * i), arm, fill=colours[arm])
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        draw.text((ox + w - 80, h - m - 16 - 12 * i), arm, fill=colour)
 
 
 def plot(path: Path, runs: dict[str, list[Point]], target: float) -> None:
@@ -251,7 +309,9 @@ def plot(path: Path, runs: dict[str, list[Point]], target: float) -> None:
         cells = max(p.cells for p in points) or 1
         secs = max(p.seconds for p in points) or 1.0
         _panel(draw, 0, points, lambda p: p.cells, f"{name}: vs painted cells", cells, target)
-        _panel(draw, w, points, lambda p: p.seconds, f"{name}: vs user's s", secs, target)
+        _panel(
+            draw, w, points, lambda p: p.seconds, f"{name}: vs the user's time (s)", secs, target
+        )
         img.paste(sub, (0, k * h))
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
@@ -262,7 +322,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--domain", choices=("rods", "brightfield"), default="rods")
     parser.add_argument("--target", type=float, default=0.8, help="AP@0.5 that ends an arm")
-    parser.add_argument("--arms", default="live,rounds", help="which arms to run")
+    parser.add_argument("--arms", default="live,rounds",
+                        help="which arms to run: live, live-nocal, rounds")  # fmt: skip
     parser.add_argument(
         "--live-choice", choices=("worst", "random"), default="worst",
         help="the live user's next cell: the worst in the preview, or the rounds' random order",
@@ -272,24 +333,38 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5, help="score after every N cells")
     parser.add_argument("--per-round", type=int, default=5)
     parser.add_argument("--fine-tune", type=float, default=20.0, help="seconds per round")
-    parser.add_argument("--preview-every", type=float, default=10.0)
+    parser.add_argument("--preview-every", type=float, default=10.0, help="simulated s")
+    parser.add_argument("--calibrate-every", type=float, default=30.0, help="simulated s")
+    parser.add_argument("--free-previews", action="store_true",
+                        help="previews and calibrations cost the live arm no steps")  # fmt: skip
+    parser.add_argument("--settle", type=int, default=0,
+                        help="live: steps the user waits before each score")  # fmt: skip
     parser.add_argument("--tile", type=int, default=220, help="training tile side")
     parser.add_argument("--side", type=int, default=256, help="synthetic image side")
     parser.add_argument("--hela-cells", type=int, default=10)
+    parser.add_argument("--hela-only", action="store_true", help="skip the synthetic domain")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--quick", action="store_true", help="a smoke run (a few cells)")
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.quick:
         args.cells, args.hela_cells, args.per_round, args.every = 4, 0, 2, 2
         args.fine_tune, args.pace, args.side = 2.0, 1.0, 128
     print(f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     t0 = time.perf_counter()
-    arms = {"live": run_live, "rounds": run_rounds}
+    arms = {"live": run_live, "rounds": run_rounds,
+            "live-nocal": lambda t, a: run_live(t, a, "live-nocal")}  # fmt: skip
     chosen = [arms[a] for a in args.arms.split(",")]
     name = f"synthetic {args.domain}"
     task = synthetic_task(args.seed, args.side, args.domain)
-    runs = {name: [p for run in chosen for p in run(task, args)]}
-    table(name, runs[name], args.target)
+    args.time_scale = time_scale(task, args)
+    args.cells = min(args.cells, len(np.unique(task[1])) - 1)  # no more than the image holds
+    print(f"a step takes {args.time_scale * STEP_SECONDS:.3f} s here; intervals scaled by "
+          f"{args.time_scale:.2f}")  # fmt: skip
+    runs = {} if args.hela_only else {name: [p for run in chosen for p in run(task, args)]}
+    if runs:
+        table(name, runs[name], args.target)
     hela = hela_task() if args.hela_cells else None
     if hela is not None:
         args.cells = args.hela_cells

@@ -308,3 +308,61 @@ def test_region_update_joins_between_two_steps(scene):
     assert len(live.live.data.planes[0].train_pixels) > pixels
     live.stop()
     list(gen)
+
+
+def test_rule_is_calibrated_while_training_and_waits_by_its_cost(scene):
+    live, _, _ = _trainer(scene, n=12, calibrate_every=0.0)
+    gen = live.run()
+    states = [next(gen).state for _ in range(4)]
+    # due after the first step (at step 0 the start model's rule stands)
+    assert states[:3] == [LiveState.STARTED, LiveState.STEP, LiveState.CALIBRATED]
+    assert "calibration" in live.model.metadata["postprocess"]
+    # a calibration that cost 100 s waits 1000 s (a tenth of the time), whatever the setting
+    ended, _, step = live._last_calibration
+    live._last_calibration = (time.perf_counter(), 100.0, step)
+    assert all(next(gen).state is LiveState.STEP for _ in range(3))
+    live._last_calibration = (time.perf_counter() - 1001.0, 100.0, step)
+    assert next(gen).state is LiveState.CALIBRATED
+    live.stop()
+    list(gen)
+
+
+def test_no_calibration_when_the_config_says_so(scene):
+    image, truth = scene
+    model = _model()
+    model.metadata["postprocess"] = {"min_confidence": 0.5}
+    labels = np.where(np.isin(truth, np.unique(truth)[1:13]), truth, 0)
+    cfg = CFG.replace(calibrate=False)
+    live = LiveTrainer(model, image, labels, config=cfg, device="cpu", calibrate_every=0.0)
+    gen = live.run()
+    assert [next(gen).state for _ in range(4)][1:] == [LiveState.STEP] * 3
+    live.stop()
+    list(gen)
+    assert model.metadata["postprocess"] == {"min_confidence": 0.5}
+
+
+def test_stop_calibrates_a_rule_the_start_model_got_wrong(scene):
+    """The bundled model's probabilities are good on nuclei; a rule that drops every
+    object under 0.995 confidence is not. Stopping live mode calibrates it on the
+    painted cells, as Fine-tune does at its end (fails without: AP stays near 0)."""
+    from napari_unet import instance_scores
+    from napari_unet.bundled import load_bundled_model
+
+    image, truth = scene
+    model = load_bundled_model()
+    model.metadata["postprocess"] = {"min_confidence": 0.995, "min_size": 200}
+    cfg = TrainConfig.fine_tune(tile_size=92, learning_rate=1e-9, validation_fraction=0.3)
+    live = LiveTrainer(model, image, truth, config=cfg, device="cpu", calibrate_every=None)
+    probs = predict_tiled(model, image, device="cpu", precision="fp32")
+    before = instance_scores(truth, labels_from_probabilities(probs, model=model)).ap50
+    gen = live.run()
+    while next(gen).step < 1:
+        pass
+    live.stop()
+    events = list(gen)
+    assert [e.state for e in events] == [LiveState.STOPPED]  # no calibration while running
+    rule = model.metadata["postprocess"]
+    assert rule["calibration"]["cells"] > 0
+    after = instance_scores(truth, labels_from_probabilities(probs, model=model)).ap50
+    assert before < 0.2 and after > 0.8, (before, after, rule)
+    assert events[-1].validation.ap50 > 0.8  # the round's score is the calibrated rule's
