@@ -50,7 +50,7 @@ class TrainLive:
         from ..training.live import LiveState
         from ..training.partial import partial_sentence
 
-        self.scope.set_partial(partial_sentence(event.partial), event.partial)
+        self.scope.set_partial(partial_sentence(event.partial, event.left_out), event.partial)
         if event.state is LiveState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = (

@@ -88,6 +88,7 @@ class LiveEvent:
     validation: Validation | None = None
     start_validation: Validation | None = None
     partial: tuple[int, ...] = ()  # ids of the cells that look partly painted
+    left_out: tuple[int, ...] = ()  # ids of the stray dabs, not trained on
 
 
 class LiveTrainer:
@@ -192,10 +193,11 @@ class LiveTrainer:
     # -- the loop
     def _event(self, state: LiveState, loss: float | None, start: float, **kw: Any) -> LiveEvent:
         elapsed = time.perf_counter() - start
-        partial = tuple(self.live.partial_cells)
+        partial, left = tuple(self.live.partial_cells), tuple(self.live.left_out)
         return LiveEvent(
-            state, self.trainer.step, loss, elapsed, self.live.cells, partial=partial, **kw
-        )
+            state, self.trainer.step, loss, elapsed, self.live.cells, partial=partial,
+            left_out=left, **kw,
+        )  # fmt: skip
 
     def run(self) -> Generator[LiveEvent, None, UNet]:
         """Train until :meth:`stop`, taking changes and answering previews between steps.
