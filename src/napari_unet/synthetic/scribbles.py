@@ -37,14 +37,18 @@ def scribble_cells(
     """
     rng = np.random.default_rng(seed)
     out = np.zeros_like(labels)
-    for i in ids:
-        cell = labels == i
-        if not cell.any():
-            continue
-        depth = ndi.distance_transform_edt(cell)
+    for i, cell, depth in _cells(labels, ids):
         keep = cell & (depth >= np.quantile(depth[cell], 1.0 - rng.uniform(*share)))
         out[keep] = i
     return out
+
+
+def _cells(labels: np.ndarray, ids: Iterable[int]):
+    """(id, mask, distance to its edge) of each cell of ``ids`` found in ``labels``."""
+    for i in ids:
+        cell = labels == i
+        if cell.any():
+            yield i, cell, ndi.distance_transform_edt(cell)
 
 
 def dab_cells(
@@ -81,11 +85,7 @@ def dab_cells(
     """
     rng = np.random.default_rng(seed)
     out = np.zeros_like(labels)
-    for i in ids:
-        cell = labels == i
-        if not cell.any():
-            continue
-        depth = ndi.distance_transform_edt(cell)
+    for i, cell, depth in _cells(labels, ids):
         inner = np.argwhere(depth >= min(radius, depth.max()))
         y, x = inner[rng.integers(len(inner))]
         angle, span = rng.uniform(0.0, np.pi), rng.uniform(*length)
