@@ -268,3 +268,6 @@ def test_precision_choice_reaches_training(make_napari_viewer, qtbot, cells, pai
     # the choice reads what Auto ran here, not "Fast (bfloat16...)" while float32 runs
     assert train._precision.native.itemText(0) == "Auto (float32 here)"
     assert train._precision.value == "auto"
+    train.reset_choices()  # as a new layer makes the dock do: the words stay
+    assert train._precision.native.itemText(0) == "Auto (float32 here)"
+    assert train._precision.value == "auto"

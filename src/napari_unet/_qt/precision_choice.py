@@ -22,9 +22,14 @@ def precision_choice(tooltip: str) -> ComboBox:
     the status says which ran and why. Once a run with Auto has said which,
     :func:`show_auto_ran` names it in the choice.
     """
-    return ComboBox(
-        label="Precision", choices=[(FAST, "auto"), (EXACT, "fp32")], value="auto", tooltip=tooltip
-    )
+    said = {"auto": FAST}  # the docks reset their choices when layers change: kept here
+
+    def choices(_: Any) -> list[tuple[str, str]]:
+        return [(said["auto"], "auto"), (EXACT, "fp32")]
+
+    combo = ComboBox(label="Precision", choices=choices, value="auto", tooltip=tooltip)
+    combo._napari_unet_said = said
+    return combo
 
 
 def auto_text(word: str) -> str:
@@ -45,4 +50,5 @@ def show_auto_ran(choice: ComboBox, ran: Any) -> None:
         auto = ran is not None and getattr(ran, "requested", None) == "auto"
         word = ran.describe().split()[1] if auto else None
     if word in _WORDS:
+        choice._napari_unet_said["auto"] = auto_text(word)
         choice.native.setItemText(0, auto_text(word))
