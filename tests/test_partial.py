@@ -6,14 +6,18 @@ from scipy import ndimage as ndi
 
 from napari_unet import predict_tiled
 from napari_unet.bundled import load_bundled_model
+from napari_unet.errors import NapariUnetError
 from napari_unet.synthetic import make_cells
-from napari_unet.synthetic.scribbles import scribble_cells
+from napari_unet.synthetic.scribbles import dab_cells, scribble_cells
 from napari_unet.training import TrainConfig, known_area, prepare_training_data, train_model
+from napari_unet.training import partial as partial_module
 from napari_unet.training.live_data import LiveData
 from napari_unet.training.partial import (
     BAND,
     CONFIDENT,
     PartialRule,
+    far_smaller,
+    image_sentences,
     partial_sentence,
     partly_painted,
 )
@@ -142,3 +146,64 @@ def test_live_data_flags_as_a_full_preparation_does(scene):
     np.testing.assert_array_equal(got.train_pixels, want.train_pixels)
     np.testing.assert_allclose(got.weights, want.weights, atol=1e-6, rtol=0)
     assert live.data.summary[0]["partial"] == ref.summary[0]["partial"] == flagged[1:]
+
+
+def test_a_dab_across_a_nucleus_edge_is_flagged_by_its_size():
+    """Its 1-px ring is half outside the nucleus (the ring rule says whole); far smaller."""
+    lab = np.zeros((60, 60), np.int32)
+    lab[9:12, 10:13] = 1  # on the nucleus [10:40, 10:40]'s corner: its row 9 outside
+    fg = np.zeros(lab.shape, np.float32)
+    fg[10:40, 10:40] = 0.99
+    kept = partial_module.SMALL_SHARE
+    try:
+        partial_module.SMALL_SHARE = 0.0  # the ring rule alone (before): not flagged
+        assert partly_painted(lab, fg, 1).tolist() == []
+    finally:
+        partial_module.SMALL_SHARE = kept
+    assert far_smaller(lab, 1, fg)
+    assert partly_painted(lab, fg, 1).tolist() == [1]
+    whole = np.where(fg > 0, 1, 0).astype(np.int32)  # the whole nucleus painted: not
+    assert partly_painted(whole, fg, 3).tolist() == []
+
+
+def test_tiny_dabs_on_background_are_left_out_and_said(scene):
+    """Five stray dabs lit up the background in 20 steps (fg 0.21 -> 0.82): not trained on."""
+    image, truth, ids, model = scene
+    labels = dab_cells(truth, ids[:3], seed=0)
+    far = ndi.distance_transform_edt(truth == 0) > 8
+    far[:20], far[-20:], far[:, :20], far[:, -20:] = False, False, False, False
+    empty = np.argwhere(far)
+    for k, (y, x) in enumerate(empty[[0, len(empty) // 2]]):
+        labels[y - 2 : y + 3, x - 1 : x + 2] = 200 + k  # a 15-px mark far from any nucleus
+    data = prepare_training_data(image, labels, model=model, config=CFG)
+    assert data.summary[0]["left_out"] == [200, 201]
+    assert sorted(data.summary[0]["partial"]) == sorted(int(i) for i in ids[:3])
+    assert data.summary[0]["cells"] == 3
+    plane = data.planes[0]
+    p = plane.pad
+    weights = plane.weights[p:-p, p:-p]
+    assert (weights[labels >= 200] == 0).all()  # neither cell nor background
+    assert "Cells 200 and 201 are left out: they are tiny marks where the model sees " in (
+        data.partial_note
+    )
+    only = np.where(labels >= 200, labels, 0)
+    with pytest.raises(NapariUnetError, match=r"^Cells 200 and 201 are left out: .* them\.$"):
+        prepare_training_data(image, only, model=model, config=CFG)
+    # live mode leaves them out too
+    live = LiveData(image, labels, model=model, config=CFG, partial=PartialRule(model))
+    assert live.left_out == [200, 201] and live.cells == 3
+    assert (live.data.planes[0].weights[p:-p, p:-p][labels >= 200] == 0).all()
+
+
+def test_the_sentence_names_the_image_when_a_set_has_several():
+    summary = [
+        {"name": "a.tif", "partial": [3], "left_out": []},
+        {"name": "b.tif", "partial": [], "left_out": [2, 5]},
+    ]
+    assert image_sentences(summary) == (
+        "In 'a.tif': cell 3 looks partly painted: its surroundings are not used as "
+        "background; paint whole cells for the best result. In 'b.tif': cells 2 and 5 are "
+        "left out: they are tiny marks where the model sees background; paint whole cells to "
+        "train on them."
+    )
+    assert image_sentences(summary[:1]) == partial_sentence([3])  # one image: no name

@@ -374,7 +374,7 @@ def test_the_wheel_scrolls_the_dock_not_the_field_under_it(make_napari_viewer, q
     assert bar.value() > 0  # and the dock scrolled instead
     dock.native.activateWindow()
     qtbot.waitActive(dock.native)
-    spin.setFocus()
+    qtbot.mouseClick(spin, Qt.MouseButton.LeftButton, pos=QPoint(4, spin.height() // 2))
     qtbot.waitUntil(spin.hasFocus)
     wheel()
     assert spin.value() != before  # a field the user clicked takes the wheel

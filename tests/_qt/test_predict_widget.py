@@ -362,18 +362,20 @@ def test_precision_choice_in_plain_words(make_napari_viewer, qtbot, tiny_model, 
     session_for(viewer).set_model(tiny_model, "m")
     widget._image.value = viewer.add_image(data, name="img")
     labels = [widget._precision.native.itemText(i) for i in range(widget._precision.native.count())]
-    assert labels == ["Fast (bfloat16, checked here)", "Exact (float32)"]
+    assert labels == ["Auto (bfloat16 where measured faster)", "Exact (float32)"]
     assert widget._precision.value == "auto"
     # this machine "measured" bf16 faster (pinned, as a fast machine's cache would say)
     monkeypatch.setenv("NAPARI_UNET_PRECISION", "bf16")
     _run(qtbot, widget)
     assert "Precision: bfloat16 (auto: set by $NAPARI_UNET_PRECISION)" in widget._status.value
+    assert widget._precision.native.itemText(0) == "Auto (bfloat16 here)"  # what ran
     fast = segment(tiny_model, data, precision="bf16")
     got = viewer.layers["img probability"].data
     np.testing.assert_array_equal(got, foreground_probability(fast.probabilities))
     widget._precision.value = "fp32"  # Exact: float32 whatever the measurement
     _run(qtbot, widget)
     assert "Precision: float32 (as asked)" in widget._status.value
+    assert widget._precision.native.itemText(0) == "Auto (bfloat16 here)"  # Exact says nothing
     exact = segment(tiny_model, data, precision="fp32")
     got = viewer.layers["img probability"].data
     np.testing.assert_array_equal(got, foreground_probability(exact.probabilities))

@@ -265,3 +265,9 @@ def test_precision_choice_reaches_training(make_napari_viewer, qtbot, cells, pai
     qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
     assert train.runner.trainer.precision.name == "fp32"  # "auto" is pinned to fp32 in tests
     assert "Precision: float32 (auto: set by $NAPARI_UNET_PRECISION)." in train._status.value
+    # the choice reads what Auto ran here, not "Fast (bfloat16...)" while float32 runs
+    assert train._precision.native.itemText(0) == "Auto (float32 here)"
+    assert train._precision.value == "auto"
+    train.reset_choices()  # as a new layer makes the dock do: the words stay
+    assert train._precision.native.itemText(0) == "Auto (float32 here)"
+    assert train._precision.value == "auto"

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QDockWidget,
     QFrame,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QScrollArea,
     QSizePolicy,
@@ -74,22 +75,44 @@ class _KeepWide(QObject):
 
 
 class _WheelScrollsTheDock(QObject):
-    """A wheel over an unfocused field scrolls the dock instead of changing the value.
+    """A wheel over a field scrolls the dock unless the user clicked that field for it.
 
     Without it, scrolling a long dock past a spin box or a choice silently edits
-    it (the learning rate, the budget...). A field takes the wheel once clicked.
+    it (the learning rate, the budget...). A field takes the wheel only when it
+    has focus from a click, and only until the dock scrolls again: a field that
+    got focus from Tab, or was clicked before the form scrolled it under the
+    pointer, leaves the wheel to the dock (a click-through changed the time
+    budget that way, 120 -> 90 s).
     """
 
-    def __init__(self, parent: QWidget, bar: QAbstractSlider) -> None:
+    def __init__(self, parent: QWidget, scroll: QScrollArea) -> None:
         super().__init__(parent)
-        self._bar = bar
+        self._bar = scroll.verticalScrollBar()
+        self._armed: QWidget | None = None  # the field clicked since the dock last scrolled
+        self._fields: dict[QObject, QWidget] = {}  # field or its line edit -> the field
         for kind in (QAbstractSpinBox, QComboBox, QAbstractSlider):
             for field in parent.findChildren(kind):
                 field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-                field.installEventFilter(self)
+                for part in (field, *field.findChildren(QLineEdit)):
+                    self._fields[part] = field
+                    part.installEventFilter(self)
+        scroll.viewport().installEventFilter(self)  # wheels over labels scroll it directly
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        if event.type() == QEvent.Type.Wheel and not obj.hasFocus():
+        kind = event.type()
+        field = self._fields.get(obj)
+        if field is None:  # the viewport: the dock scrolls, no field keeps the wheel
+            if kind == QEvent.Type.Wheel:
+                self._armed = None
+            return False
+        if kind == QEvent.Type.MouseButtonPress or (
+            kind == QEvent.Type.FocusIn and event.reason() == Qt.FocusReason.MouseFocusReason
+        ):
+            self._armed = field
+        elif kind == QEvent.Type.Wheel and obj is field:
+            if field is self._armed and field.hasFocus():
+                return False
+            self._armed = None
             QApplication.sendEvent(self._bar, event)
             return True
         return False
@@ -274,7 +297,7 @@ class ScrollingDock(Container):
             )
             combo.setMinimumContentsLength(12)
         self._width_keeper = _KeepWide(self._scroll, self.form.native)
-        self._wheel_guard = _WheelScrollsTheDock(self.form.native, self._scroll.verticalScrollBar())
+        self._wheel_guard = _WheelScrollsTheDock(self.form.native, self._scroll)
         self._closed = False
         self._cancel_close_hook = state.on_close(self._close_once, first=self._ask_to_stop)
         when_destroyed(self.native, self._close_once)

@@ -20,7 +20,7 @@ from .batch_panel import BatchPanel
 from .dock import ScrollingDock, StatusLine
 from .layers import OWNER_KEY, find_own_layer, free_id, is_lazy, layer_choices
 from .model_choice import CURRENT, FILE, chosen_path, model_choices, model_loader
-from .precision_choice import precision_choice
+from .precision_choice import precision_choice, show_auto_ran
 from .prediction import PredictionRunner
 from .session import state_for
 from .stack_options import StackOptions
@@ -296,6 +296,7 @@ class PredictWidget(ScrollingDock):
     def _on_finished(self, message: str) -> None:
         self._read = []  # a failed or cancelled run changes no model in use
         self._status.value = message
+        show_auto_ran(self._precision, message)
         self._segment.enabled = True
         self._cancel.enabled = False
 

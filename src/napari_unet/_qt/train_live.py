@@ -14,6 +14,7 @@ from typing import Any
 from napari.utils.notifications import show_error, show_info
 
 from .model_choice import CURRENT, SCRATCH, model_loader
+from .precision_choice import show_auto_ran
 
 
 class TrainLive:
@@ -50,7 +51,7 @@ class TrainLive:
         from ..training.live import LiveState
         from ..training.partial import partial_sentence
 
-        self.scope.set_partial(partial_sentence(event.partial), event.partial)
+        self.scope.set_partial(partial_sentence(event.partial, event.left_out), event.partial)
         if event.state is LiveState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = (
@@ -63,6 +64,8 @@ class TrainLive:
             )
         elif event.message:
             self._status.value = event.message
+            if event.state is LiveState.STARTED:  # it says which precision runs
+                show_auto_ran(self._precision, event.message)
 
     def _live_done(self, model: Any, last: Any, trainer: Any) -> None:
         """Live mode was switched off: a round, as after Fine-tune."""

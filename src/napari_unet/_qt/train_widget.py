@@ -24,6 +24,7 @@ from .layers import layer_image, region_mask, spatial_shape
 from .live_panel import LivePanel
 from .loss_plot import LossPlot
 from .model_choice import CURRENT, SCRATCH, model_loader
+from .precision_choice import show_auto_ran
 from .prediction import PredictionRunner
 from .project_panel import ProjectPanel
 from .project_session import project_for
@@ -276,6 +277,7 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         if event.state is TrainState.STARTED:  # it says which precision runs, and why
             self._status.value = event.message
             trainer = self._runner.trainer
+            show_auto_ran(self._precision, event.message)  # "Precision: float32 (auto: ..."
             data = trainer.data if trainer is not None else None
             if data is not None:  # one image's ids (several images: the sentence only)
                 ids = data.summary[0].get("partial", ()) if len(data.summary) == 1 else ()
@@ -307,6 +309,7 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         score = f"; validation AP50 {v.ap50:.2f}, mean IoU {v.mean_iou:.2f}" if v else ""
         trainer = self._round_trainer()
         ran = getattr(trainer, "precision", None)
+        show_auto_ran(self._precision, ran)
         said = f" {ran.describe()}." if ran is not None else ""
         self._status.value = f"{last.message.rstrip('.')}{score}.{said}"
         self._left.value = ""

@@ -34,9 +34,19 @@ def is_complete(labels_layer: Any) -> bool:
     return labels_layer is not None and bool(labels_layer.metadata.get(COMPLETE_KEY, False))
 
 
-def scope_sentence(cells: int, complete: bool, region: bool, images: int = 1) -> str:
-    """The line shown before Fine-tune."""
+def scope_sentence(
+    cells: int, complete: bool, region: bool, images: int = 1, partial: int = 0
+) -> str:
+    """The line shown before Fine-tune (``partial``: how many cells look partly painted)."""
     where = f" in {images} images" if images > 1 else ""
+    around = "around them"
+    if partial:  # their ring lies inside the nucleus: the background moves out (partial.py)
+        which = "the one" if partial == 1 else f"the {partial}"
+        look = "looks" if partial == 1 else "look"
+        around = (
+            f"around them, and around {which} that {look} partly painted only where the model "
+            "is sure of background"
+        )
     s = "" if cells == 1 else "s"
     if cells == 0:
         return "No painted cell yet: paint cells in the annotation (Annotate dock)."
@@ -48,10 +58,11 @@ def scope_sentence(cells: int, complete: bool, region: bool, images: int = 1) ->
     if region:
         return (
             f"Training on {cells} painted cell{s}{where} and the annotated region (background "
-            "only there and around the cells; the rest of the image is not used)."
+            f"only there and {around.replace('them', 'the cells', 1)}; the rest of the image is "
+            "not used)."
         )
     return (
-        f"Training on {cells} painted cell{s}{where} (background only around them; the rest "
+        f"Training on {cells} painted cell{s}{where} (background only {around}; the rest "
         "of the image is not used). Paint more cells, or mark the image complete, to learn more."
     )
 
@@ -159,7 +170,7 @@ class TrainingScope(QWidget):
         ids = tuple(int(i) for i in ids)
         if ids != self._partial_ids:
             self._partial_ids = ids
-            self._schedule()
+            self.refresh()  # the line says how many; the overlay follows
         if sentence != self.partial.text():
             self.partial.setText(sentence)
         self.partial.setVisible(bool(sentence))
@@ -173,12 +184,12 @@ class TrainingScope(QWidget):
         """Update the line now and the overlay shortly."""
         complete = self.complete.isChecked()
         region = self._region is not None and len(self._region.data) > 0
+        partial = len(self._partial_ids)
         if self._set_cells is not None:
-            self.line.setText(
-                scope_sentence(self._set_cells, complete, region, max(self._set_images, 1))
-            )
+            images = max(self._set_images, 1)
+            self.line.setText(scope_sentence(self._set_cells, complete, region, images, partial))
         else:
-            self.line.setText(scope_sentence(self.cells, complete, region))
+            self.line.setText(scope_sentence(self.cells, complete, region, partial=partial))
         self._schedule()
 
     # -- the overlay

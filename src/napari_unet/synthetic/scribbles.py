@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["scribble_cells"]
+__all__ = ["dab_cells", "scribble_cells"]
 
 
 def scribble_cells(
@@ -37,11 +37,62 @@ def scribble_cells(
     """
     rng = np.random.default_rng(seed)
     out = np.zeros_like(labels)
-    for i in ids:
-        cell = labels == i
-        if not cell.any():
-            continue
-        depth = ndi.distance_transform_edt(cell)
+    for i, cell, depth in _cells(labels, ids):
         keep = cell & (depth >= np.quantile(depth[cell], 1.0 - rng.uniform(*share)))
         out[keep] = i
+    return out
+
+
+def _cells(labels: np.ndarray, ids: Iterable[int]):
+    """(id, mask, distance to its edge) of each cell of ``ids`` found in ``labels``."""
+    for i in ids:
+        cell = labels == i
+        if cell.any():
+            yield i, cell, ndi.distance_transform_edt(cell)
+
+
+def dab_cells(
+    labels: np.ndarray,
+    ids: Iterable[int],
+    seed: int = 0,
+    radius: float = 2.5,
+    length: tuple[float, float] = (0.0, 4.0),
+) -> np.ndarray:
+    """An annotation where each cell of ``ids`` has one tiny brush stroke somewhere inside it.
+
+    A quick click or drag of a small brush (napari's brush size 5: ``radius`` 2.5)
+    anywhere in the cell, its middle at least ``radius`` from the cell's edge, as
+    long as ``length`` (drawn uniformly, in a random direction). The stroke keeps
+    to the cell (a user aims inside it).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` true instance labels.
+    ids : iterable of int
+        The cells to dab (each keeps its id).
+    seed : int
+        Seed of the positions, directions and lengths.
+    radius : float
+        The brush's radius in pixels.
+    length : (float, float)
+        The stroke's length in pixels is drawn uniformly from this range.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels of the same shape and dtype, 0 where unpainted.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(labels)
+    for i, cell, depth in _cells(labels, ids):
+        inner = np.argwhere(depth >= min(radius, depth.max()))
+        y, x = inner[rng.integers(len(inner))]
+        angle, span = rng.uniform(0.0, np.pi), rng.uniform(*length)
+        stroke = np.zeros(labels.shape, bool)
+        for t in np.linspace(0.0, span, 5):
+            cy, cx = int(round(y + t * np.sin(angle))), int(round(x + t * np.cos(angle)))
+            if 0 <= cy < labels.shape[0] and 0 <= cx < labels.shape[1]:
+                stroke[cy, cx] = True
+        out[(ndi.distance_transform_edt(~stroke) <= radius) & cell] = i
     return out

@@ -74,7 +74,8 @@ def annotated_planes(
     :func:`~napari_unet.training.known.known_area`, less the surroundings of the
     cells that ``partial`` (a :class:`~napari_unet.training.partial.PartialRule`)
     finds partly painted (the start model's sure background near them counts
-    instead); their ids are the summary's ``"partial"``.
+    instead); their ids are the summary's ``"partial"``. Stray dabs (tiny marks on
+    what the start model is sure is background) are left out: ``"left_out"``.
     """
     img = np.asarray(img)
     stats = norm.statistics(img, channel_axis=0 if in_channels > 1 else None)  # refuses NaN/Inf
@@ -87,7 +88,7 @@ def annotated_planes(
         reg_planes = [None] * len(lab_planes)
     else:
         reg_planes = _region_planes(reg, lab_planes, stack_shape, spatial, which)
-    found, flagged = [], []
+    found, flagged, left = [], [], []
     n_cells = n_region = 0
     for z, (ip, lp, rp) in enumerate(zip(img_planes, lab_planes, reg_planes)):
         if cfg.complete:
@@ -95,13 +96,18 @@ def annotated_planes(
         else:  # painted cells count wherever they are; unpainted only where known
             lab32 = _compact_ids(lp)
             ids = sure = None
+            unknown = np.zeros(lab32.shape, bool)
             if partial is not None and lab32.any():
                 x = norm.apply(ip, stats, channel_axis=0).astype(np.float32)
-                ids, sure = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
+                ids, sure, stray = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
                 flagged += [int(i) for i in ids]
+                left += [int(i) for i in stray]
+                unknown = np.isin(lab32, stray)  # stray dabs: neither cell nor background
+                lab32 = np.where(unknown, 0, lab32)
                 if sure is not None:  # taught as background, as a region is
                     rp = sure if rp is None else (rp.astype(bool) | sure)
             rp = known_area(lab32, cfg.sigma, rp, partial=ids)
+            rp &= ~unknown
         if not rp.any():
             continue
         n_region += int(rp.sum())
@@ -116,6 +122,7 @@ def annotated_planes(
         "region_pixels": n_region,
         "complete": bool(cfg.complete),
         "partial": sorted(set(flagged)),
+        "left_out": sorted(set(left)),
     }
     return found, summary
 

@@ -22,7 +22,7 @@ from ..padding import mirror_pad
 from ..weightmap import carve_gaps, unet_weight_map
 from .annotated import annotated_plane_count, annotated_planes, image_names, input_triples
 from .config import TrainConfig
-from .partial import PartialRule, partial_sentence
+from .partial import PartialRule, image_sentences
 from .split import split_cells, validation_area
 
 __all__ = [
@@ -98,7 +98,7 @@ class TrainingData:
     @property
     def partial_note(self) -> str:
         """The sentence about partly painted cells ("" when every cell looks whole)."""
-        return partial_sentence(sorted({i for s in self.summary for i in s.get("partial", ())}))
+        return image_sentences(self.summary)
 
 
 def prepare_training_data(
@@ -197,11 +197,13 @@ def prepare_planes(
             img, lab, reg, which, in_channels, normalization, config, partial
         )
         annotated.append(found)
-        summary.append(image_summary)
+        summary.append({"name": names[i], **image_summary})
     regions_given = any(r is not None for _, _, r in triples)
     if config.complete and regions_given and not any(s["region_pixels"] for s in summary):
         raise NapariUnetError("The annotated region excludes every pixel; nothing to train on.")
     if not any(s["cells"] for s in summary):
+        if any(s["left_out"] for s in summary if "left_out" in s):  # every cell a stray dab
+            raise NapariUnetError(image_sentences(summary))
         raise NapariUnetError("No annotated cell was found: paint at least one cell in the labels.")
     flat = [(i, p) for i, found in enumerate(annotated) for p in found]
     fraction = config.validation_fraction

@@ -83,8 +83,8 @@ class LiveEvent:
     ``areas``: for UPDATED, the boxes re-prepared; ``preview`` for PREVIEW;
     ``validation`` (and ``start_validation``, the start model on the same
     cells) for STOPPED; ``partial``: the cells that look partly painted now
-    (:mod:`napari_unet.training.partial`); ``seconds``: what a CALIBRATED
-    event's calibration cost.
+    (:mod:`napari_unet.training.partial`); ``left_out``: the stray dabs left out
+    of training; ``seconds``: what a CALIBRATED event's calibration cost.
     """
 
     state: LiveState
@@ -99,6 +99,7 @@ class LiveEvent:
     start_validation: Validation | None = None
     partial: tuple[int, ...] = ()  # ids of the cells that look partly painted
     seconds: float = 0.0
+    left_out: tuple[int, ...] = ()  # ids of the stray dabs, not trained on
 
 
 class LiveTrainer:
@@ -212,10 +213,11 @@ class LiveTrainer:
     # -- the loop
     def _event(self, state: LiveState, loss: float | None, start: float, **kw: Any) -> LiveEvent:
         elapsed = time.perf_counter() - start
-        partial = tuple(self.live.partial_cells)
+        partial, left = tuple(self.live.partial_cells), tuple(self.live.left_out)
         return LiveEvent(
-            state, self.trainer.step, loss, elapsed, self.live.cells, partial=partial, **kw
-        )
+            state, self.trainer.step, loss, elapsed, self.live.cells, partial=partial,
+            left_out=left, **kw,
+        )  # fmt: skip
 
     def run(self) -> Generator[LiveEvent, None, UNet]:
         """Train until :meth:`stop`, taking changes and answering previews between steps.

@@ -85,6 +85,7 @@ class _Plane:
     plane: TrainingPlane
     partial: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     sure_bg: np.ndarray | None = None  # background taught near partly painted cells
+    stray: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # left out
 
 
 class LiveData:
@@ -203,20 +204,25 @@ class LiveData:
     # -- what the trainer sees
     @property
     def cells(self) -> int:
-        """Painted cells (over all planes)."""
-        return sum(int((p.areas[1:] > 0).sum()) for p in self._planes.values())
+        """Painted cells, less stray dabs (over all planes)."""
+        return sum(int((p.areas[1:] > 0).sum()) - len(p.stray) for p in self._planes.values())
 
     @property
     def partial_cells(self) -> list[int]:
         """Ids of the cells that look partly painted (over all planes)."""
         return sorted({int(i) for p in self._planes.values() for i in p.partial})
 
+    @property
+    def left_out(self) -> list[int]:
+        """Ids of the stray dabs, not trained on (over all planes)."""
+        return sorted({int(i) for p in self._planes.values() for i in p.stray})
+
     def _flag(self, p: _Plane) -> np.ndarray:
         """The partly painted ids of plane ``p`` now (and its sure background, kept)."""
-        p.sure_bg = None
+        p.sure_bg, p.stray = None, np.zeros(0, np.int32)
         if self._rule is None or self.config.complete or not p.labels.any():
             return np.zeros(0, np.int32)
-        ids, p.sure_bg = self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
+        ids, p.sure_bg, p.stray = self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
         return ids
 
     def labels(self, z: int = 0) -> np.ndarray:
@@ -235,6 +241,7 @@ class LiveData:
         n_val = sum(len(p.held_out) for p in self._planes.values())
         self.data.summary[:] = [
             {
+                "name": self.name,
                 "shape": list(self.shape),
                 "planes": len(self._images),
                 "annotated_planes": sum(p.known.any() for p in self._planes.values()),
@@ -243,6 +250,7 @@ class LiveData:
                 "region_pixels": int(sum(p.known.sum() for p in self._planes.values())),
                 "complete": bool(self.config.complete),
                 "partial": self.partial_cells,
+                "left_out": self.left_out,
             }
         ]
 
@@ -305,13 +313,15 @@ class LiveData:
             win = _grow(area, self.reach, (h, w))
         y0, y1, x0, x1 = win
         lab = p.labels[y0:y1, x0:x1]
+        unknown = np.isin(lab, p.stray)  # stray dabs: neither cell nor background
+        lab = np.where(unknown, 0, lab) if len(p.stray) else lab
         cfg = self.config
         if cfg.complete:
             region = np.ones(lab.shape, bool)
         elif p.sure_bg is not None:  # near partly painted cells, as a region is (Fine-tune too)
             sure = p.sure_bg[y0:y1, x0:x1]
             region = sure if region is None else (region.astype(bool) | sure)
-        known = known_area(lab, cfg.sigma, region, ring=p.ring, partial=p.partial)
+        known = known_area(lab, cfg.sigma, region, ring=p.ring, partial=p.partial) & ~unknown
         val = validation_area(lab, known, p.held_out)
         target = carve_gaps(lab, p.areas) if cfg.separate_touching else lab
         balance = None if cfg.complete else (1.0, 1.0)
@@ -426,7 +436,9 @@ class LiveData:
             area = _union(area, _bbox(cells, (0, 0)))  # their ranks moved: whole cells
         ring = ring_width(p.labels, self.config.sigma) if len(touched) else p.ring
         moved, p.ring = ring != p.ring, ring
+        stray = p.stray
         flags = self._flag(p)
+        moved |= not np.array_equal(stray, p.stray)
         # a neighbour's flag, or sure background that moved: the whole plane
         moved |= not set(np.setxor1d(flags, p.partial)) <= set(touched) or len(flags) > 0
         p.partial = flags

@@ -8,7 +8,9 @@ such scribbles make the model unlearn (docs/benchmarks.md, "Partly painted
 cells"). A cell is *partly painted* when the model training starts from is
 confident that the cell goes on past its painted edge: at least
 :data:`PARTIAL_SHARE` of its ring has a foreground probability of
-:data:`CONFIDENT` or more. Such a cell's ring (and the gaps it would make with
+:data:`CONFIDENT` or more, or (a tiny dab, whose ring is too thin to tell) its
+paint is far smaller than the model's sure object there (:func:`far_smaller`).
+Such a cell's ring (and the gaps it would make with
 its neighbours) stays unknown; its painted pixels are still taught as
 foreground. The decision uses the start model only (frozen), so it does not
 drift with the training, and a model that knows nothing of the image (scratch,
@@ -25,6 +27,7 @@ import torch
 from scipy import ndimage as ndi
 
 from ..model import UNet
+from ..rescaling import model_diameter_range
 from .live_preview import box_probabilities
 
 __all__ = [
@@ -32,7 +35,11 @@ __all__ = [
     "CONFIDENT",
     "PARTIAL_SHARE",
     "PartialRule",
+    "SMALL_SHARE",
+    "stray_dabs",
+    "image_sentences",
     "partial_sentence",
+    "far_smaller",
     "partly_painted",
     "sure_background",
 ]
@@ -48,10 +55,29 @@ PARTIAL_SHARE = 0.5
 # to all foreground within 100 steps; a 20-px band of all the sure background instead
 # tilted it towards background (docs/benchmarks.md).
 BAND = 20
+# A dab (a click or short stroke of a small brush inside a nucleus) is too small for its ring
+# to tell: its 1-px ring may be half outside a nucleus it touches the edge of, or the model
+# less than sure there. It is partly painted too when the model is sure of at least half of
+# its pixels and its paint is at most this share of the model's sure object there. Measured
+# with the bundled model on 30 cells each (docs/benchmarks.md, "Tiny dabs"): whole cells
+# 0.34-1.0 (synthetic), 0.97-1.0 (HeLa t0); 5-px brush dabs 0.03-0.56, 27-29 of 30 under
+# 0.3. On brightfield, where whole cells can be 0.09 of a wrong sure blob, the model is sure
+# of at most 0.27 of their pixels, so the first condition keeps them whole.
+SMALL_SHARE = 0.25
+# A painted cell smaller than a disc of the model's smallest object diameter (or of this
+# many pixels, when the model records no range), on what the model is sure is background,
+# is a stray mark (a click that missed its nucleus): taught as a cell, five of them lit up
+# the whole background within 20 steps. Such cells are left out, with a sentence.
+STRAY_DIAMETER = 8.0
 
 
 def partly_painted(labels: np.ndarray, foreground: np.ndarray | None, ring: int) -> np.ndarray:
-    """The ids of the painted cells whose ring the model sees as foreground.
+    """The ids of the painted cells that the model sees as part of something bigger.
+
+    A cell is partly painted when at least :data:`PARTIAL_SHARE` of its ring has a
+    foreground probability of :data:`CONFIDENT` or more (a scribble inside a
+    nucleus), or when its paint is :func:`far_smaller` than the model's sure
+    object at that place (a dab too small for its ring to tell).
 
     Parameters
     ----------
@@ -59,7 +85,7 @@ def partly_painted(labels: np.ndarray, foreground: np.ndarray | None, ring: int)
         ``(H, W)`` instance labels, 0 unpainted.
     foreground : numpy.ndarray or None
         ``(H, W)`` foreground probability of the start model (only needed within
-        ``ring`` pixels of the cells); None: no cell is flagged.
+        :data:`BAND` pixels of the cells); None: no cell is flagged.
     ring : int
         The ring's width in pixels (:func:`~napari_unet.training.known.ring_width`).
 
@@ -75,18 +101,97 @@ def partly_painted(labels: np.ndarray, foreground: np.ndarray | None, ring: int)
     for i, box in enumerate(ndi.find_objects(labels), start=1):
         if box is None:
             continue
-        y0, y1 = max(0, box[0].start - ring), min(h, box[0].stop + ring)
-        x0, x1 = max(0, box[1].start - ring), min(w, box[1].stop + ring)
-        window = labels[y0:y1, x0:x1]
-        # the ring as the sparse rule makes it, less other painted cells
-        near = ndi.distance_transform_edt(window != i) <= ring
-        around = near & (window == 0)
-        if not around.any():
-            continue
-        sure = foreground[y0:y1, x0:x1][around] >= CONFIDENT
-        if sure.mean() >= PARTIAL_SHARE:
+        y0, y1 = max(0, box[0].start - BAND), min(h, box[0].stop + BAND)
+        x0, x1 = max(0, box[1].start - BAND), min(w, box[1].stop + BAND)
+        window, fg = labels[y0:y1, x0:x1], foreground[y0:y1, x0:x1]
+        if _ring_is_sure(window == i, window == 0, fg, ring) or far_smaller(window, i, fg):
             flagged.append(i)
     return np.asarray(flagged, np.int32)
+
+
+def _ring_is_sure(cell: np.ndarray, unpainted: np.ndarray, fg: np.ndarray, ring: int) -> bool:
+    """At least PARTIAL_SHARE of the ring (as the sparse rule makes it) is sure foreground."""
+    around = (ndi.distance_transform_edt(~cell) <= ring) & unpainted
+    return bool(around.any()) and float((fg[around] >= CONFIDENT).mean()) >= PARTIAL_SHARE
+
+
+def far_smaller(window: np.ndarray, i: int, fg: np.ndarray) -> bool:
+    """Whether cell ``i``'s paint is far smaller than the start model's sure object there.
+
+    The model is sure (:data:`CONFIDENT`) of at least half of the painted pixels,
+    and they are at most :data:`SMALL_SHARE` of the object: the painted cell with
+    the sure foreground that touches it, less other painted cells.
+
+    Parameters
+    ----------
+    window : numpy.ndarray
+        Instance labels around the cell (0 unpainted).
+    i : int
+        The cell's id.
+    fg : numpy.ndarray
+        The start model's foreground probability on ``window``.
+    """
+    cell = window == i
+    sure = fg >= CONFIDENT
+    if SMALL_SHARE <= 0 or sure[cell].mean() < 0.5:
+        return False
+    parts = ndi.label(sure)[0]
+    touched = np.unique(parts[ndi.binary_dilation(cell)])
+    obj = cell | (np.isin(parts, touched[touched > 0]) & (window == 0))
+    return int(cell.sum()) <= SMALL_SHARE * int(obj.sum())
+
+
+def stray_dabs(labels: np.ndarray, foreground: np.ndarray | None, diameter: float) -> np.ndarray:
+    """The ids of tiny painted cells that lie on what the start model is sure is background.
+
+    A cell is a stray dab when its area is under a disc of ``diameter`` and the
+    model's foreground probability is at most 1 - :data:`CONFIDENT` on at least
+    half of its pixels. Training on it would teach the background as a cell.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` instance labels, 0 unpainted.
+    foreground : numpy.ndarray or None
+        ``(H, W)`` foreground probability of the start model; None: none.
+    diameter : float
+        The smallest object diameter the model knows, in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted int32 ids.
+    """
+    if foreground is None or not labels.any():
+        return np.zeros(0, np.int32)
+    areas = np.bincount(labels.ravel())
+    ids = np.flatnonzero((areas > 0) & (areas < np.pi * (diameter / 2.0) ** 2))
+    ids = ids[ids > 0]
+    if not len(ids):
+        return np.zeros(0, np.int32)
+    sure_bg = ndi.mean(foreground <= 1.0 - CONFIDENT, labels, ids)
+    return ids[np.asarray(sure_bg) >= 0.5].astype(np.int32)
+
+
+def _left_out_sentence(ids: list[int]) -> str:
+    if not ids:
+        return ""
+    if len(ids) == 1:
+        return (
+            f"Cell {ids[0]} is left out: it is a tiny mark where the model sees background; "
+            "paint the whole cell to train on it."
+        )
+    return (
+        f"Cells {_names(ids)} are left out: they are tiny marks where the model sees "
+        "background; paint whole cells to train on them."
+    )
+
+
+def _names(ids: list[int]) -> str:
+    """Ids as words: 3 and 5; 1, 2, 3, 4, 5 and 3 more."""
+    if len(ids) > 6:
+        return ", ".join(str(i) for i in ids[:5]) + f" and {len(ids) - 5} more"
+    return ", ".join(str(i) for i in ids[:-1]) + f" and {ids[-1]}"
 
 
 def sure_background(
@@ -111,24 +216,47 @@ def sure_background(
     return near & ~cell & (labels == 0) & (foreground <= 1.0 - CONFIDENT)
 
 
-def partial_sentence(ids: Any) -> str:
-    """The one sentence that tells the user which cells look partly painted ("" for none)."""
-    ids = [int(i) for i in ids]
-    if not ids:
-        return ""
+def partial_sentence(ids: Any, left_out: Any = (), image: str | None = None) -> str:
+    """What the user is told about partly painted and left-out cells ("" for none).
+
+    Parameters
+    ----------
+    ids : iterable of int
+        The partly painted cells.
+    left_out : iterable of int
+        The stray dabs (:func:`stray_dabs`), not trained on.
+    image : str or None
+        The image they are in, named when a training set has several.
+    """
+    ids, left = [int(i) for i in ids], [int(i) for i in left_out]
+    said = []
     if len(ids) == 1:
-        return (
+        said.append(
             f"Cell {ids[0]} looks partly painted: its surroundings are not used as background; "
             "paint whole cells for the best result."
         )
-    shown = ids if len(ids) <= 6 else ids[:5]
-    names = ", ".join(str(i) for i in shown[:-1]) + f" and {shown[-1]}"
-    if len(ids) > 6:
-        names = ", ".join(str(i) for i in shown) + f" and {len(ids) - 5} more"
-    return (
-        f"Cells {names} look partly painted: their surroundings are not used as background; "
-        "paint whole cells for the best result."
-    )
+    elif ids:
+        said.append(
+            f"Cells {_names(ids)} look partly painted: their surroundings are not used as "
+            "background; paint whole cells for the best result."
+        )
+    said.append(_left_out_sentence(left))
+    text = " ".join(x for x in said if x)
+    if text and image is not None:
+        text = f"In '{image}': {text[0].lower()}{text[1:]}"
+    return text
+
+
+def image_sentences(summary: list[dict[str, Any]]) -> str:
+    """:func:`partial_sentence` per image of a training set's summary (named when several)."""
+    several = len(summary) > 1
+    said = [
+        partial_sentence(
+            s.get("partial", ()), s.get("left_out", ()), s.get("name") if several else None
+        )
+        for s in summary
+    ]
+    return " ".join(x for x in said if x)
 
 
 class PartialRule:
@@ -144,6 +272,8 @@ class PartialRule:
     """
 
     def __init__(self, model: UNet, device: Any = None) -> None:
+        known = model_diameter_range(model)
+        self.smallest = float(known[0]) if known is not None else STRAY_DIAMETER
         self.model = copy.deepcopy(model).eval()
         if device is None:
             device = next(model.parameters()).device
@@ -152,15 +282,18 @@ class PartialRule:
 
     def __call__(
         self, image: np.ndarray, labels: np.ndarray, ring: int, z: int = 0
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The partly painted ids of plane ``z`` and the sure background around them.
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Plane ``z``'s partly painted ids, the sure background around them, the stray dabs.
 
-        ``image`` is the plane normalised, ``(C, H, W)``; see :func:`partly_painted`
-        and :func:`sure_background`.
+        ``image`` is the plane normalised, ``(C, H, W)``; see :func:`partly_painted`,
+        :func:`sure_background` and :func:`stray_dabs` (those are not flagged
+        partly painted: the caller leaves them out).
         """
         fg = self.foreground(image, labels, ring, z)
-        ids = partly_painted(labels, fg, ring)
-        return ids, sure_background(labels, fg, ids, ring)
+        stray = stray_dabs(labels, fg, self.smallest)
+        kept = np.where(np.isin(labels, stray), 0, labels) if len(stray) else labels
+        ids = partly_painted(kept, fg, ring)
+        return ids, sure_background(labels, fg, ids, ring), stray
 
     def foreground(self, image: np.ndarray, labels: np.ndarray, ring: int, z: int = 0):
         """The start model's foreground probability around the painted cells of plane ``z``.
