@@ -22,15 +22,20 @@ GOAL_MS = 50
 IDLE_WINDOW_MS = 3000
 # Showing the result is napari's own layer creation and drawing (221-565 ms measured on a
 # shared 2-core machine, so no fixed bound holds): it is compared with napari adding the
-# same layers and a notification in the same test (median of three), and may add this much
+# same layers and a notification in the same test (SHOWINGS below), and may add this much
 # of the plugin's own work (the status line, the layer selection kept), or, on a machine so
 # loaded that napari's part takes more than 200 ms, half of napari's time (the plugin's part
 # slows with it: 1036 ms against napari's 684 at load average 11 on 2 cores). Work that
 # belongs in the worker (labels, a copy of the result) costs more than either.
-pytestmark = pytest.mark.timing  # `make test` runs these with nothing beside them
-
 DISPLAY_EXTRA_MS = 100
 DISPLAY_EXTRA_SHARE = 0.5
+# Either side now and then takes 120-150 ms more on an idle machine (napari alone: 209 ms,
+# then 370; the plugin 203, then 361, in one process; no garbage collection in the window),
+# so each side is the fastest of this many showings, the plugin's each adding its layers
+# anew: work that is there every time (a copy, labels on the GUI thread) still counts.
+SHOWINGS = 3
+
+pytestmark = pytest.mark.timing  # `make test` runs these with nothing beside them
 # Adding a training-set entry is one call on the GUI thread (no layer is added)
 ADD_ENTRY_FREEZE_MS = 600
 
@@ -132,23 +137,36 @@ def test_longest_event_loop_gap(make_napari_viewer, qtbot, cells, capsys):
     _napari_display_gap(
         viewer, qtbot, np.zeros(big.shape, np.float32), np.zeros(big.shape, np.int32)
     )
-    with TickRecorder() as ticks:
-        predict._runner.progressed.connect(lambda d, t: ticks.mark("computed") if d == t else 0)
-        predict.segment()
-        qtbot.waitUntil(lambda: predict.worker is None, timeout=120000)
-    prediction_gap = ticks.longest_gap_ms(until="computed")
-    display_gap = ticks.longest_gap_ms(since="computed")
-    assert "big segmentation" in viewer.layers
-    prob, seg = viewer.layers["big probability"].data, viewer.layers["big segmentation"].data
-    napari_gaps = [_napari_display_gap(viewer, qtbot, prob, seg) for _ in range(3)]
-    napari_gap = float(np.median(napari_gaps))
+    prediction_gaps, display_gaps = [], []
+    for k in range(SHOWINGS):  # each adds the result layers anew, as the first time
+        with TickRecorder() as ticks:
+            predict._runner.progressed.connect(
+                lambda d, t, ticks=ticks: ticks.mark("computed") if d == t else 0
+            )
+            predict.segment()
+            qtbot.waitUntil(lambda: predict.worker is None, timeout=120000)
+        prediction_gaps.append(ticks.longest_gap_ms(until="computed"))
+        display_gaps.append(ticks.longest_gap_ms(since="computed"))
+        assert "big segmentation" in viewer.layers
+        prob, seg = viewer.layers["big probability"].data, viewer.layers["big segmentation"].data
+        if k < SHOWINGS - 1:
+            for role in ("probability", "segmentation"):
+                viewer.layers.remove(f"big {role}")
+            qtbot.wait(100)
+    napari_gaps = [_napari_display_gap(viewer, qtbot, prob, seg) for _ in range(SHOWINGS)]
+    prediction_gap, display_gap, napari_gap = (
+        max(prediction_gaps),
+        min(display_gaps),
+        min(napari_gaps),
+    )
     idle = worker_gap_ms(qtbot)
     with capsys.disabled():
         print(
             f"\nlongest GUI gap: training {training_gap:.0f} ms, prediction {prediction_gap:.0f}"
-            f" ms (beside a plain worker {idle:.0f} ms), showing the result {display_gap:.0f}"
-            f" ms; napari adding the same layers {', '.join(f'{g:.0f}' for g in napari_gaps)} ms"
-            f" (median {napari_gap:.0f})"
+            f" ms (beside a plain worker {idle:.0f} ms), showing the result"
+            f" {', '.join(f'{g:.0f}' for g in display_gaps)} ms (fastest {display_gap:.0f});"
+            f" napari adding the same layers {', '.join(f'{g:.0f}' for g in napari_gaps)} ms"
+            f" (fastest {napari_gap:.0f})"
         )
     assert training_gap < compute_bound_ms(idle)
     assert prediction_gap < compute_bound_ms(idle)
