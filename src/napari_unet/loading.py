@@ -55,10 +55,18 @@ def _run(func: Callable[[], object], failed: list[BaseException]) -> None:
 
 
 def load_torch() -> None:
-    """Import torch, the network, and what torch imports on an optimizer's first step.
+    """Import torch and the network: the first of the warm-up's two imports (1-2 s)."""
+    import torch  # noqa: F401
+
+    from .model import UNet  # noqa: F401
+
+
+def load_optimizer_stack() -> None:
+    """What torch imports on an optimizer's first step: the second import.
 
     torch imports ``torch._dynamo`` (with sympy: about 2-3 s on two cores) the first
     time an optimizer is made; doing it here spares the first training that wait.
+    Apart from :func:`load_torch` so that a close during torch's import skips it.
     """
     import torch
 

@@ -76,9 +76,8 @@ def test_fine_tune_says_it_too_and_whole_cells_say_nothing(
     assert train.scope.partial.text() == partial_sentence([ids[2]])
     # the line above Fine-tune says where their background comes from (it did not)
     assert train.scope.line.text() == (
-        "Training on 3 painted cells (background only around them, and around the one that "
-        "looks partly painted only where the model is sure of background; the rest of the "
-        "image is not used). Paint more cells, or mark the image complete, to learn more."
+        "Training on 3 painted cells (background only around them, farther out for the one "
+        "partly painted; the rest of the image is not used)."
     )
     # the overlay of the area trained on leaves that cell's surroundings out
     overlay = find_own_layer(train._viewer, "training area", "nuclei")

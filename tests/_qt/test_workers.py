@@ -48,3 +48,32 @@ def test_closing_during_the_torch_import_does_not_wait_for_it(qtbot, monkeypatch
     assert ended
     assert still_importing
     assert waited < 1.0, f"the close waited {waited:.2f} s for the import"
+
+
+def test_a_close_during_the_torch_import_skips_the_optimizer_imports(qtbot, monkeypatch):
+    # The process exit waits for an import under way (not a daemon thread): a close during
+    # torch's import must not start the second, longer one (torch's compiler stack).
+    started, release = threading.Event(), threading.Event()
+    second = []
+
+    def slow_import() -> None:
+        started.set()
+        release.wait(30)
+
+    monkeypatch.setattr(loading, "load_torch", slow_import)
+    monkeypatch.setattr(loading, "load_optimizer_stack", lambda: second.append(1))
+    group = WorkerGroup()
+    group.start_generator(warm_up_steps())
+    assert started.wait(60)
+    assert group.stop_all(timeout=10)
+    release.set()
+    for thread in threading.enumerate():
+        if thread.name == "napari-unet loading":
+            thread.join(10)
+    qtbot.wait(200)
+    assert second == []
+    # without a close, both run
+    monkeypatch.setattr(loading, "load_torch", lambda: None)
+    for _ in warm_up_steps():
+        pass
+    assert second == [1]

@@ -42,11 +42,7 @@ def scope_sentence(
     around = "around them"
     if partial:  # their ring lies inside the nucleus: the background moves out (partial.py)
         which = "the one" if partial == 1 else f"the {partial}"
-        look = "looks" if partial == 1 else "look"
-        around = (
-            f"around them, and around {which} that {look} partly painted only where the model "
-            "is sure of background"
-        )
+        around = f"around them, farther out for {which} partly painted"
     s = "" if cells == 1 else "s"
     if cells == 0:
         return "No painted cell yet: paint cells in the annotation (Annotate dock)."
@@ -60,6 +56,11 @@ def scope_sentence(
             f"Training on {cells} painted cell{s}{where} and the annotated region (background "
             f"only there and {around.replace('them', 'the cells', 1)}; the rest of the image is "
             "not used)."
+        )
+    if partial:  # the advice is the partial sentence's, below: the line keeps its three lines
+        return (
+            f"Training on {cells} painted cell{s}{where} (background only {around}; the rest "
+            "of the image is not used)."
         )
     return (
         f"Training on {cells} painted cell{s}{where} (background only {around}; the rest "

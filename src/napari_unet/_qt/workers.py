@@ -236,6 +236,8 @@ def warm_up_steps() -> Generator[None, None, None]:
     from .. import loading
 
     yield from _in_own_thread(loading.load_torch)
+    yield  # closed during torch's import, the exit waits for it but not for the next one
+    yield from _in_own_thread(loading.load_optimizer_stack)
     from ..device import select_device
     from ..precision import start_probe
 
