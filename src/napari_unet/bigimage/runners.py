@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import uuid
 from collections.abc import Generator
 from typing import Any
 
@@ -85,14 +86,25 @@ class ThreadRunner:
 
 
 class DistributedRunner:
-    """A dask.distributed cluster: the model is scattered to every worker once."""
+    """A dask.distributed cluster: the model is installed on every worker once."""
 
     def __init__(self, client: Any, owned: bool, retries: int) -> None:
         self.client, self.owned, self.retries = client, owned, retries
+        self._plugins: list[str] = []
 
     def share(self, obj: Any) -> Any:
-        """``obj`` sent once to every worker; tasks get a reference to it."""
-        return self.client.scatter(obj, broadcast=True, hash=False)
+        """``obj`` (a SharedModel) sent once to every worker; tasks get a handle to it."""
+        from .cluster_model import ClusterModel, ModelPlugin  # needs distributed
+
+        name = f"napari-unet-model-{uuid.uuid4().hex[:12]}"
+        try:
+            self.client.register_plugin(ModelPlugin(obj), name=name)
+        except Exception as exc:  # a worker could not unpickle or keep it
+            raise NapariUnetError(
+                f"The dask workers could not receive the model ({exc})."
+            ) from None
+        self._plugins.append(name)
+        return ClusterModel(name)
 
     def statistics_scheduler(self) -> Any:
         """The dask scheduler for the image statistics: the cluster."""
@@ -115,9 +127,16 @@ class DistributedRunner:
             self.client.cancel(futures)
 
     def close(self) -> None:
-        """Close the client if this run opened it."""
-        if self.owned:
-            self.client.close()
+        """Take the model off the workers; close the client if this run opened it."""
+        try:
+            for name in self._plugins:
+                self.client.unregister_worker_plugin(name)
+        except Exception:  # noqa: BLE001 - a lost cluster has nothing left to free
+            pass
+        finally:
+            self._plugins.clear()
+            if self.owned:
+                self.client.close()
 
 
 def make_runner(

@@ -33,7 +33,7 @@ __all__ = [
 
 
 def predict_chunk(
-    shared: SharedModel,
+    shared: SharedModel | Any,
     window: np.ndarray,
     rows: np.ndarray | None,
     cols: np.ndarray | None,
@@ -52,7 +52,8 @@ def predict_chunk(
 
     ``rows``/``cols`` (or None) reorder the window's rows and columns: the mirroring
     at the image border that the in-memory path does by padding. ``tta``: test-time
-    augmentation, as in the in-memory path; ``precision`` a resolved one.
+    augmentation, as in the in-memory path; ``precision`` a resolved one. ``shared``:
+    the model, or on a cluster its handle (anything with ``get(device)``).
     """
     model, dev = shared.get(device)
     x = np.asarray(window)
