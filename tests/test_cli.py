@@ -199,6 +199,42 @@ def test_train_bad_input_writes_no_model(tmp_path, capsys, case, expect):
     assert not model.exists()
 
 
+def test_train_on_only_stray_dabs_is_refused_and_writes_no_model(tmp_path):
+    """Tiny marks on what the start model is sure is background: nothing to train on."""
+    from napari_unet.synthetic import make_cells
+
+    image, truth = make_cells((160, 160), style="fluorescence", seed=11)
+    far = ndi.distance_transform_edt(truth == 0) > 10
+    far[:20], far[-20:], far[:, :20], far[:, -20:] = False, False, False, False
+    spots = np.argwhere(far)
+    dabs = np.zeros(truth.shape, np.uint16)
+    for k, (y, x) in enumerate(spots[[0, len(spots) // 2, len(spots) - 1]], start=1):
+        dabs[y - 1 : y + 2, x - 1 : x + 2] = k  # a 9-px click that missed its nucleus
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "dabs.tif", dabs)
+    args = ["train", "--image", "img.tif", "--labels", "dabs.tif", "-o", "model.safetensors"]
+    said = (
+        "napari-unet: error: Cells 1, 2 and 3 are left out: they are tiny marks where the "
+        "model sees background; paint whole cells to train on them.\n"
+    )
+    exe = [sys.executable, "-m", "napari_unet.cli"]
+    r = subprocess.run(exe + args + ["--steps", "2"], capture_output=True, text=True, cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (1, said)  # one sentence, no traceback
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dabs.tif", "img.tif"]
+    # a model already there, to be overwritten: kept as it was
+    (tmp_path / "model.safetensors").write_bytes(b"the previous model")
+    r = subprocess.run(
+        exe + args + ["--steps", "2", "--overwrite"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert (r.returncode, r.stderr) == (1, said)
+    assert (tmp_path / "model.safetensors").read_bytes() == b"the previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dabs.tif",
+        "img.tif",
+        "model.safetensors",
+    ]
+
+
 def test_weightmap_command(tmp_path, capsys):
     _, lbl = _train_files(tmp_path)
     out = tmp_path / "w.tif"

@@ -51,7 +51,8 @@ class TrainLive:
         from ..training.live import LiveState
         from ..training.partial import partial_sentence
 
-        self.scope.set_partial(partial_sentence(event.partial, event.left_out), event.partial)
+        said = partial_sentence(event.partial, event.left_out)
+        self.scope.set_partial(said, event.partial, event.left_out)
         if event.state is LiveState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = (
@@ -74,8 +75,10 @@ class TrainLive:
             self._on_done(model, last)
         finally:
             self._live_trainer = None
+            self.scope.refresh()  # the start model judges the strays again
 
     def _live_failed(self, message: str) -> None:
         self._train.enabled = True
+        self.scope.refresh()
         self._status.value = message
         show_error(message)

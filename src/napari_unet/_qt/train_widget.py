@@ -125,6 +125,11 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         self._state.warm_up()  # numba kernels and torch load off the GUI thread, now
         self._follow(self._state.annotation)
         self._on_project()
+        # the line and the overlay leave out what the start model finds a stray dab
+        self._start.changed.connect(self._rejudge)
+        self._start_path.changed.connect(self._rejudge)
+        self._session.changed.connect(self._rejudge)
+        self.scope.set_judge(self._scope_model)
         self._retarget()
 
     def _ask_to_stop(self) -> None:
@@ -137,6 +142,7 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         self._project.changed.disconnect(self._on_project)
         self._project.opened.disconnect(self._on_opened)
         self._session.changed.disconnect(self._on_model)
+        self._session.changed.disconnect(self._rejudge)
         self.training_set.close_counters()
         self.scope.close_scope()
         self.correction.shutdown()
@@ -182,6 +188,20 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
             [e.image for e in entries],
             [_copied(e.labels) for e in entries],
         )
+
+    def _scope_model(self) -> tuple | None:
+        """The start model the training scope judges by (see ``TrainingScope.set_judge``)."""
+        if self.live.running:  # live mode's own finding arrives with its steps
+            return None
+        key = (self._start.value, str(self._start_path.value), self._session.model)
+        try:
+            loader, _ = self._live_model()
+        except NapariUnetError:  # no model chosen yet: Fine-tune will say so
+            return key, None, self._defaults
+        return key, loader, self._defaults
+
+    def _rejudge(self, *_: Any) -> None:
+        self.scope.refresh()
 
     def _retarget(self, *_: Any) -> None:
         """Correct the mistakes and the training scope work on the chosen layers."""
@@ -280,8 +300,8 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
             show_auto_ran(self._precision, event.message)  # "Precision: float32 (auto: ..."
             data = trainer.data if trainer is not None else None
             if data is not None:  # one image's ids (several images: the sentence only)
-                ids = data.summary[0].get("partial", ()) if len(data.summary) == 1 else ()
-                self.scope.set_partial(data.partial_note, ids)
+                one = data.summary[0] if len(data.summary) == 1 else {}
+                self.scope.set_partial(data.partial_note, one.get("partial"), one.get("left_out"))
         elif event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = f"Step {event.step}: loss of this step {event.loss:.3f}"

@@ -15,8 +15,9 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
 from ..errors import NapariUnetError
+from ..layout import to_model_layout
 from .cell_counter import CellCounter
-from .layers import find_own_layer, region_mask, spatial_shape, upsert_layer
+from .layers import find_own_layer, is_lazy, layer_image, region_mask, spatial_shape, upsert_layer
 from .workers import WorkerGroup
 
 if TYPE_CHECKING:
@@ -35,56 +36,147 @@ def is_complete(labels_layer: Any) -> bool:
 
 
 def scope_sentence(
-    cells: int, complete: bool, region: bool, images: int = 1, partial: int = 0
+    cells: int,
+    complete: bool,
+    region: bool,
+    images: int = 1,
+    partial: int = 0,
+    left_out: int = 0,
 ) -> str:
-    """The line shown before Fine-tune (``partial``: how many cells look partly painted)."""
-    where = f" in {images} images" if images > 1 else ""
+    """The line shown before Fine-tune, at most three lines in the dock.
+
+    ``cells``: the painted cells trained on; ``partial``: how many of them look
+    partly painted; ``left_out``: how many stray dabs are not trained on.
+    """
+    if cells == 0 and left_out:  # a round would be refused with the partial sentence
+        marks = (
+            "the painted mark is tiny and lies"
+            if left_out == 1
+            else f"all {left_out} painted marks are tiny and lie"
+        )
+        return f"Nothing will train: {marks} where the model sees background; paint whole cells."
+    if cells == 0:
+        return "No painted cell yet: paint cells in the annotation (Annotate dock)."
+    s = "" if cells == 1 else "s"
+    trained = f"Training on {cells} painted cell{s}" + (
+        f" in {images} images" if images > 1 else ""
+    )
+    if complete:
+        return (
+            f"{trained}; the image is marked complete, so every unpainted pixel is taught as "
+            "background."
+        )
+    if region:
+        trained += " and the annotated region"
     around = "around them"
     if partial:  # their ring lies inside the nucleus: the background moves out (partial.py)
         which = "the one" if partial == 1 else f"the {partial}"
         around = f"around them, farther out for {which} partly painted"
-    s = "" if cells == 1 else "s"
-    if cells == 0:
-        return "No painted cell yet: paint cells in the annotation (Annotate dock)."
-    if complete:
-        return (
-            f"Training on {cells} painted cell{s}{where}; the image is marked complete, so "
-            "every unpainted pixel is taught as background."
-        )
     if region:
-        return (
-            f"Training on {cells} painted cell{s}{where} and the annotated region (background "
-            f"only there and {around.replace('them', 'the cells', 1)}; the rest of the image is "
-            "not used)."
-        )
+        around = f"there and {around.replace('them', 'the cells', 1)}"
+    if left_out:  # three lines at 1366x768 (the overlay shows which; the sentence names them)
+        if region:  # no room to say the partly painted ones too: the overlay shows them
+            around = "there and around the cells"
+        where = "" if partial or region else " on background"  # the sentence below says
+        marks = f"1 tiny mark{where} is" if left_out == 1 else f"{left_out} tiny marks{where} are"
+        return f"{trained} (background only {around}); {marks} left out."
+    said = f"{trained} (background only {around}; the rest of the image is not used)."
     if partial:  # the advice is the partial sentence's, below: the line keeps its three lines
-        return (
-            f"Training on {cells} painted cell{s}{where} (background only {around}; the rest "
-            "of the image is not used)."
-        )
-    return (
-        f"Training on {cells} painted cell{s}{where} (background only {around}; the rest "
-        "of the image is not used). Paint more cells, or mark the image complete, to learn more."
-    )
+        return said
+    return f"{said} Paint more cells, or mark the image complete, to learn more."
 
 
 def training_area(
-    labels: np.ndarray, region: np.ndarray | None, sigma: float, partial: Any = None
+    labels: np.ndarray,
+    region: np.ndarray | None,
+    sigma: float,
+    partial: Any = None,
+    left_out: Any = None,
 ) -> np.ndarray:
     """The pixels the loss will look at, plane by plane (uint8, 1 where trained on).
 
-    ``partial``: ids of the cells found partly painted (their surroundings are not).
+    ``partial``: ids of the cells found partly painted (their surroundings are
+    not); ``left_out``: ids of the stray dabs (neither they nor their ring are).
     """
-    from ..training.known import known_area  # numba's weight map: loaded in the worker
+    from ..training.known import trained_area  # numba's weight map: loaded in the worker
 
     labels = np.asarray(labels)
     if labels.ndim == 2:
-        return known_area(labels, sigma, region, partial=partial).astype(np.uint8)
+        return trained_area(labels, sigma, region, partial, left_out).astype(np.uint8)
     planes = [
-        known_area(p, sigma, None if region is None else region[z], partial=partial)
+        trained_area(p, sigma, None if region is None else region[z], partial, left_out)
         for z, p in enumerate(labels)
     ]
     return np.stack(planes).astype(np.uint8)
+
+
+class StartJudge:
+    """The start model's partial rule on one image, made in the worker and kept.
+
+    The rule predicts the model's foreground once per area, so a stroke costs a
+    prediction around its cell only (:class:`~napari_unet.training.partial.PartialRule`).
+
+    Parameters
+    ----------
+    key : tuple
+        What the rule depends on (the model choice, the model, the image layer).
+    loader : callable
+        Makes the start model (called in the worker, once).
+    image : array
+        The image layer's pixels as napari holds them.
+    rgb : bool
+        Whether the layer is RGB.
+    config : TrainConfig
+        The dock's training settings.
+    """
+
+    def __init__(self, key: tuple, loader: Any, image: Any, rgb: bool, config: Any) -> None:
+        self.key, self.config = key, config
+        self._loader, self._pixels, self._rgb = loader, image, rgb
+        self._rule = self._image = None
+
+    def matches(self, key: tuple) -> bool:
+        """Whether this judge serves ``key`` (models and layers by identity)."""
+        return len(key) == len(self.key) and all(
+            a is b or (isinstance(a, str) and a == b) for a, b in zip(key, self.key)
+        )
+
+    def planned(self, labels: np.ndarray, region: Any) -> tuple[np.ndarray, Any, Any]:
+        """The area a round would train on, its partly painted and left-out ids."""
+        from ..modelfile import resolve_model_arg
+        from ..training.data import planned_area
+        from ..training.partial import PartialRule
+
+        if self._rule is None:
+            self._rule = PartialRule(resolve_model_arg(self._loader))
+            # as the dock hands the image to training (train_widget._take)
+            self._image = to_model_layout(np.asarray(self._pixels), 1, rgb=self._rgb)
+        area, summary = planned_area(self._image, labels, region, self._rule, self.config)
+        return area, summary["partial"], summary["left_out"]
+
+
+def scope_finding(
+    labels: np.ndarray,
+    region: np.ndarray | None,
+    sigma: float,
+    partial: Any,
+    left_out: Any,
+    judge: StartJudge | None = None,
+) -> tuple[np.ndarray, Any, Any]:
+    """The overlay's area and the finding it used: (area, partly painted ids, left-out ids).
+
+    With a ``judge`` the start model decides, as training will; without one (live
+    mode streams its own finding) or when it cannot (the image does not suit the
+    model), ``partial`` and ``left_out`` are used as given.
+    """
+    if judge is not None and not labels.any():
+        return training_area(labels, region, sigma), [], []
+    if judge is not None:
+        try:
+            return judge.planned(labels, region)
+        except (NapariUnetError, ValueError, RuntimeError):  # training will say why
+            pass
+    return training_area(labels, region, sigma, partial, left_out), partial, left_out
 
 
 class TrainingScope(QWidget):
@@ -102,7 +194,12 @@ class TrainingScope(QWidget):
         self._counter: CellCounter | None = None
         self._set_cells: int | None = None  # cells of a non-empty training set
         self._set_images = 0
-        self._partial_ids: tuple[int, ...] = ()  # the last run's finding
+        # the finding the line and the overlay use: the start model's (see set_judge), or
+        # the running live mode's (set_partial)
+        self._partial_ids: tuple[int, ...] = ()
+        self._left_ids: tuple[int, ...] = ()  # stray dabs, left out of training
+        self._provider: Any = None
+        self._judge: StartJudge | None = None
         self.complete = QCheckBox("This image is completely annotated")
         self.complete.setToolTip(
             "Every cell of the image is painted: unpainted pixels are background "
@@ -166,12 +263,24 @@ class TrainingScope(QWidget):
             self._labels.metadata[COMPLETE_KEY] = bool(checked)  # metadata only, not the data
         self.refresh()
 
-    def set_partial(self, sentence: str, ids: Any = ()) -> None:
-        """Show the sentence about partly painted cells ("" hides it); the overlay follows."""
-        ids = tuple(int(i) for i in ids)
-        if ids != self._partial_ids:
-            self._partial_ids = ids
-            self.refresh()  # the line says how many; the overlay follows
+    def set_judge(self, provider: Any) -> None:
+        """Judge partly painted cells and stray dabs with the start model, in the worker.
+
+        ``provider()`` is asked on the GUI thread before each computation: None
+        keeps the finding given by :meth:`set_partial` (live mode runs), else
+        ``(key, loader, config)``: the start model's loader (None: no model, no
+        finding) and what it depends on.
+        """
+        self._provider = provider
+        self.refresh()
+
+    def set_partial(self, sentence: str, ids: Any = (), left_out: Any = ()) -> None:
+        """Show the sentence about partly painted cells ("" hides it); the overlay follows.
+
+        ``ids`` and ``left_out``: a run's finding on the chosen image (None: keep).
+        """
+        if ids is not None and left_out is not None:
+            self._found(ids, left_out, schedule=True)
         if sentence != self.partial.text():
             self.partial.setText(sentence)
         self.partial.setVisible(bool(sentence))
@@ -183,15 +292,40 @@ class TrainingScope(QWidget):
 
     def refresh(self) -> None:
         """Update the line now and the overlay shortly."""
+        self._say()
+        self._schedule()
+
+    def _say(self) -> None:
         complete = self.complete.isChecked()
         region = self._region is not None and len(self._region.data) > 0
         partial = len(self._partial_ids)
-        if self._set_cells is not None:
+        if self._set_cells is not None:  # the other images' stray dabs are not judged here
             images = max(self._set_images, 1)
             self.line.setText(scope_sentence(self._set_cells, complete, region, images, partial))
-        else:
-            self.line.setText(scope_sentence(self.cells, complete, region, partial=partial))
-        self._schedule()
+            return
+        left = 0 if complete else len(self._left_ids)  # complete: no dab is left out
+        cells = max(self.cells - left, 0)
+        self.line.setText(scope_sentence(cells, complete, region, partial=partial, left_out=left))
+
+    def _found(self, partial: Any, left_out: Any, schedule: bool = False) -> None:
+        """A finding arrived: the line says it (and the overlay follows, when it did not)."""
+        partial, left = tuple(int(i) for i in partial), tuple(int(i) for i in left_out)
+        if (partial, left) != (self._partial_ids, self._left_ids):
+            self._partial_ids, self._left_ids = partial, left
+            self.refresh() if schedule else self._say()
+
+    def _judge_for(self, image: Any) -> tuple[bool, StartJudge | None]:
+        """(whether to use the finding as given, the start model's judge)."""
+        got = self._provider() if self._provider is not None else None
+        if got is None or is_lazy(image):  # live mode's finding, or no rule to ask
+            return True, None
+        key, loader, config = got
+        if loader is None:  # no start model: nothing flagged
+            return False, None
+        key = (*key, image, id(image.data))
+        if self._judge is None or not self._judge.matches(key):
+            self._judge = StartJudge(key, loader, layer_image(image), image.rgb, config)
+        return True, self._judge
 
     # -- the overlay
     def _schedule(self, *_: Any) -> None:
@@ -216,14 +350,19 @@ class TrainingScope(QWidget):
             region = region_mask(self._region, shape) if self._region is not None else None
         except NapariUnetError:
             region = None
+        given, judge = self._judge_for(image)
+        if not given:
+            self._found((), ())
         self._busy = True
         self._workers.start_function(
-            training_area,
+            scope_finding,
             data,
             region,
             self._sigma,
-            np.asarray(self._partial_ids, np.int64),
-            returned=lambda area: self._show(image, labels, area),
+            self._partial_ids,
+            self._left_ids,
+            judge,
+            returned=lambda found: self._show(image, labels, found),
             finished=self._on_finished,
         )
 
@@ -233,9 +372,12 @@ class TrainingScope(QWidget):
             self._again = False
             self._schedule()
 
-    def _show(self, image: Any, labels: Any, area: Any) -> None:
-        if not isinstance(area, np.ndarray) or image is not self._image:
+    def _show(self, image: Any, labels: Any, found: Any) -> None:
+        if not isinstance(found, tuple) or image is not self._image:
             return
+        area, partial, left_out = found
+        if labels is self._labels and not self.complete.isChecked():
+            self._found(partial, left_out)
         if image not in self._viewer.layers:
             return
         if not area.any():

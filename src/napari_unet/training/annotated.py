@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import NapariUnetError
 from ..normalization import Normalization
 from .config import TrainConfig
-from .known import known_area, ring_width
+from .known import ring_width, trained_area
 
 __all__ = [
     "AnnotatedPlane",
@@ -95,19 +95,15 @@ def annotated_planes(
             lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
         else:  # painted cells count wherever they are; unpainted only where known
             lab32 = _compact_ids(lp)
-            ids = sure = None
-            unknown = np.zeros(lab32.shape, bool)
+            ids = sure = stray = None
             if partial is not None and lab32.any():
                 x = norm.apply(ip, stats, channel_axis=0).astype(np.float32)
                 ids, sure, stray = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
                 flagged += [int(i) for i in ids]
                 left += [int(i) for i in stray]
-                unknown = np.isin(lab32, stray)  # stray dabs: neither cell nor background
-                lab32 = np.where(unknown, 0, lab32)
-                if sure is not None:  # taught as background, as a region is
-                    rp = sure if rp is None else (rp.astype(bool) | sure)
-            rp = known_area(lab32, cfg.sigma, rp, partial=ids)
-            rp &= ~unknown
+            rp = trained_area(lab32, cfg.sigma, rp, ids, stray, sure)
+            if stray is not None and len(stray):  # stray dabs: neither cell nor background
+                lab32 = np.where(np.isin(lab32, stray), 0, lab32)
         if not rp.any():
             continue
         n_region += int(rp.sum())

@@ -31,6 +31,7 @@ __all__ = [
     "ValidationCrop",
     "annotated_plane_count",
     "model_normalization",
+    "planned_area",
     "prepare_planes",
     "prepare_training_data",
     "tile_sizes",
@@ -225,6 +226,51 @@ def prepare_planes(
     if not planes:
         raise NapariUnetError("No annotated pixels are left for training.")
     return TrainingData(planes=planes, in_channels=in_channels, summary=summary)
+
+
+def planned_area(
+    image: Any, labels: Any, region: Any, rule: PartialRule, config: TrainConfig
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Where a sparse round on one image would look, decided as training decides it.
+
+    For the Train dock's overlay, before any training: :func:`annotated_planes`
+    with ``rule`` (its frozen start model gives the channels and the
+    normalisation), so the stray dabs it leaves out and the sure background it
+    adds are the ones a round would use.
+
+    Parameters
+    ----------
+    image : array
+        The image in the model's layout.
+    labels : array
+        ``(H, W)`` or ``(Z, H, W)`` instance labels.
+    region : array or None
+        The annotated region.
+    rule : PartialRule
+        The partial rule of the model training starts from.
+    config : TrainConfig
+        For ``sigma`` and the normalisation of a model that stores none.
+
+    Returns
+    -------
+    area : numpy.ndarray
+        uint8, the shape of ``labels``: 1 where the loss would look.
+    summary : dict
+        The image's ``"cells"`` (those trained on), ``"partial"`` and ``"left_out"``.
+    """
+    cfg = config.replace(complete=False)
+    model = rule.model
+    norm = model_normalization(model, cfg)
+    found, summary = annotated_planes(
+        image, labels, region, "the image", model.in_channels, norm, cfg, rule
+    )
+    area = np.zeros(np.shape(labels), np.uint8)
+    for p in found:
+        if area.ndim == 2:
+            area[...] = p.region
+        else:
+            area[p.z] = p.region
+    return area, summary
 
 
 def tile_sizes(tile_size: int, depth: int) -> tuple[int, int]:

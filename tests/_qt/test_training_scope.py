@@ -1,0 +1,164 @@
+"""The line above Fine-tune and the overlay leave stray dabs out, as training does (issue 28)."""
+
+import numpy as np
+import pytest
+from qtpy.QtWidgets import QApplication
+from scipy import ndimage as ndi
+
+from napari_unet._qt.layers import find_own_layer
+from napari_unet._qt.training_scope import scope_sentence
+from napari_unet.synthetic import make_cells
+from napari_unet.training import known_area
+from napari_unet.training.known import ring_width
+
+TWO_AND_THREE = (
+    "Training on 2 painted cells (background only around them); 3 tiny marks on background "
+    "are left out."
+)
+NOTHING = (
+    "Nothing will train: all 3 painted marks are tiny and lie where the model sees background; "
+    "paint whole cells."
+)
+
+
+def test_the_line_counts_the_cells_trained_on_and_says_how_many_are_left_out():
+    assert scope_sentence(2, False, False, left_out=3) == TWO_AND_THREE
+    assert scope_sentence(1, False, False, left_out=1) == (
+        "Training on 1 painted cell (background only around them); 1 tiny mark on background "
+        "is left out."
+    )
+    assert scope_sentence(4, False, False, partial=2, left_out=3) == (
+        "Training on 4 painted cells (background only around them, farther out for the 2 partly "
+        "painted); 3 tiny marks are left out."
+    )
+    assert scope_sentence(4, False, True, partial=1, left_out=2) == (
+        "Training on 4 painted cells and the annotated region (background only there and around "
+        "the cells); 2 tiny marks are left out."
+    )
+    # every painted cell a stray dab: not "Training on 0 cells", but why nothing trains
+    assert scope_sentence(0, False, False, left_out=3) == NOTHING
+    assert scope_sentence(0, False, True, left_out=1) == (
+        "Nothing will train: the painted mark is tiny and lies where the model sees background; "
+        "paint whole cells."
+    )
+    # nothing left out: the lines as they were
+    assert scope_sentence(3, False, False) == (
+        "Training on 3 painted cells (background only around them; the rest of the image is "
+        "not used). Paint more cells, or mark the image complete, to learn more."
+    )
+    assert scope_sentence(0, False, False) == (
+        "No painted cell yet: paint cells in the annotation (Annotate dock)."
+    )
+
+
+def test_every_line_with_cells_left_out_keeps_three_lines_at_1366x768(make_napari_viewer):
+    """Five lines pushed the Live toggle below a 1366x768 screen."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.add_image(np.zeros((64, 64), np.float32), name="nuclei")
+    train = viewer.window.add_plugin_dock_widget("napari-unet", "Train")[1]
+    for _ in range(5):
+        QApplication.processEvents()
+    line = train.scope.line
+    width = line.width()
+    assert 250 < width < 400  # the dock's own width, not an unlaid one
+    worst = [
+        scope_sentence(cells, False, region, partial=partial, left_out=left)
+        for cells in (1, 12, 123)
+        for region in (False, True)
+        for partial in (0, 1, 11, 112)
+        for left in (1, 13, 134)
+        if partial <= cells
+    ] + [scope_sentence(0, False, region, left_out=n) for region in (False, True) for n in (1, 99)]
+    for text in worst:
+        line.setText(text)
+        lines = line.heightForWidth(width) // line.fontMetrics().lineSpacing()
+        assert lines <= 3, (lines, text)
+
+
+@pytest.fixture(scope="module")
+def nuclei_and_dabs():
+    """Two whole nuclei and three 9-px dabs well away from any nucleus."""
+    image, truth = make_cells((256, 256), style="fluorescence", seed=11)
+    painted = np.zeros(truth.shape, np.int32)
+    for new, cell in enumerate(np.unique(truth)[1:3], start=1):
+        painted[truth == cell] = new
+    far = ndi.distance_transform_edt(truth == 0) > 12
+    far[:24], far[-24:], far[:, :24], far[:, -24:] = False, False, False, False
+    spots = np.argwhere(far)
+    dabs = np.zeros(truth.shape, np.int32)
+    for k, (y, x) in enumerate(spots[[0, len(spots) // 2, len(spots) - 1]], start=3):
+        dabs[y - 1 : y + 2, x - 1 : x + 2] = k
+    return image, painted, dabs
+
+
+def _dock(make_napari_viewer, image):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(image, name="nuclei")
+    ann = viewer.add_labels(np.zeros(image.shape, np.int32), name="nuclei annotation")
+    train = viewer.window.add_plugin_dock_widget("napari-unet", "Train")[1]
+    train._image.value, train._annotation.value = layer, ann
+    train._start.value = "bundled"  # a model that knows nuclei and background
+    return viewer, ann, train
+
+
+def _paint(ann, labels):
+    for i in np.unique(labels)[1:]:  # one stroke per cell, as a user paints
+        ann.data_setitem(tuple(np.argwhere(labels == i).T), int(i))
+
+
+def test_stray_dabs_are_not_counted_nor_drawn_as_trained_on(
+    make_napari_viewer, qtbot, nuclei_and_dabs
+):
+    image, painted, dabs = nuclei_and_dabs
+    viewer, ann, train = _dock(make_napari_viewer, image)
+    _paint(ann, painted + dabs)
+    before = np.array(ann.data)
+    qtbot.waitUntil(lambda: train.scope.line.text() == TWO_AND_THREE, timeout=60000)
+    # the overlay: the two nuclei, their rings and gaps; no dab, and no ring round one
+    sigma = train._defaults.sigma
+    expected = known_area(painted, sigma).astype(np.uint8)
+    with_dabs = known_area(painted + dabs, sigma).astype(np.uint8)  # what main drew
+    ring = ring_width(painted + dabs, sigma)
+    around = ndi.distance_transform_edt(dabs == 0) <= ring
+    assert with_dabs[around].all() and not expected[around].any()
+    viewer_layer = lambda: find_own_layer(viewer, "training area", "nuclei")  # noqa: E731
+    qtbot.waitUntil(
+        lambda: viewer_layer() is not None and np.array_equal(viewer_layer().data, expected),
+        timeout=30000,
+    )
+    # and it is the area a round trains on
+    train._defaults = train._defaults.replace(tile_size=132)
+    train._steps.value, train._time.value = 1, 0
+    train._refresh.value = False
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+    data = train.runner.trainer.data
+    assert (data.summary[0]["left_out"], data.summary[0]["cells"]) == ([3, 4, 5], 2)
+    np.testing.assert_array_equal(data.planes[0].region, expected > 0)
+    # the dabs erased, nothing is left out any more: the line is the plain one again
+    ann.data_setitem(tuple(np.argwhere(dabs > 0).T), 0)
+    plain = scope_sentence(2, False, False)
+    qtbot.waitUntil(lambda: train.scope.line.text() == plain, timeout=30000)
+    np.testing.assert_array_equal(ann.data, np.where(dabs > 0, 0, before))  # only the erase
+
+
+def test_only_dabs_say_nothing_will_train_and_fine_tune_refuses(
+    make_napari_viewer, qtbot, nuclei_and_dabs
+):
+    image, _, dabs = nuclei_and_dabs
+    viewer, ann, train = _dock(make_napari_viewer, image)
+    _paint(ann, dabs)
+    qtbot.waitUntil(lambda: train.scope.line.text() == NOTHING, timeout=60000)
+    # nothing is trained on: no overlay shows
+    qtbot.wait(2 * 400 + 200)
+    layer = find_own_layer(viewer, "training area", "nuclei")
+    assert layer is None or not layer.visible
+    train._steps.value, train._time.value = 1, 0
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=60000)
+    assert train._status.value == (
+        "Cells 3, 4 and 5 are left out: they are tiny marks where the model sees background; "
+        "paint whole cells to train on them."
+    )
+    np.testing.assert_array_equal(ann.data, dabs)  # the annotation is untouched
