@@ -49,6 +49,7 @@ def _live_facts(viewer, train) -> dict:
         "status": str(train._status.value),
         "partial": train.scope.partial.text(),
     }
+    facts.update(_scope_facts(viewer, train))
     truth = next((x for x in viewer.layers if x.name.endswith("labels")), None)
     if truth is not None and truth.ndim == 2:
         from scipy import ndimage as ndi
@@ -71,6 +72,33 @@ def _live_facts(viewer, train) -> dict:
             sy = origin.y() + (wy - cy) * camera.zoom + h / 2
             cells.append([int(sx), int(sy), max(2, int(np.sqrt(len(ys) / np.pi) * camera.zoom))])
         facts["cells"] = cells
+        # three places far from any nucleus, for dabs that miss (in view, apart)
+        far = ndi.distance_transform_edt(truth.data == 0) > 15
+        ys, xs = np.nonzero(far)
+        (sy0, sx0), (ty, tx) = truth.scale[-2:], truth.translate[-2:]
+        sx = origin.x() + (xs * sx0 + tx - cx) * camera.zoom + w / 2
+        sy = origin.y() + (ys * sy0 + ty - cy) * camera.zoom + h / 2
+        shown = (sx > origin.x() + 40) & (sx < origin.x() + w - 40)
+        shown &= (sy > origin.y() + 40) & (sy < origin.y() + h - 40)
+        order = np.flatnonzero(shown)
+        picks = order[np.linspace(0, len(order) - 1, 5).astype(int)[1:4]] if len(order) else []
+        facts["spots"] = [[int(sx[k]), int(sy[k])] for k in picks]
+    return facts
+
+
+def _scope_facts(viewer, train) -> dict:
+    """The line above Fine-tune, the cells it leaves out, and the overlay around them."""
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    scope = train.scope
+    facts = {"scope_line": scope.line.text(), "left_out": list(scope._left_ids)}
+    area = next((x for x in viewer.layers if x.name.endswith(" area trained on")), None)
+    labels = scope._labels
+    if area is not None and labels is not None and scope._left_ids:
+        near = ndi.distance_transform_edt(~np.isin(labels.data, scope._left_ids)) <= 6
+        facts["overlay_near_left_out"] = int(np.asarray(area.data)[near].sum())
+        facts["overlay_px"] = int(np.asarray(area.data).sum())
     return facts
 
 

@@ -4,7 +4,9 @@
 # up the background (the segmentation's foreground and objects are printed), the dock must say
 # which cells look partly painted, and napari exits 0. Real clicks (xdotool) on a 1366x768
 # Xvfb screen; screenshots in docs/images/i28-dabs*.png.
-#   scripts/click_through_dabs.sh [DISPLAY_NUMBER] [aimed|anywhere]
+# Mode left: two whole nuclei and three dabs far from any nucleus; the Train dock's line and
+# overlay before the run (screenshots docs/images/i28-left-*.png).
+#   scripts/click_through_dabs.sh [DISPLAY_NUMBER] [aimed|anywhere|left]
 set -euo pipefail
 N=${1:-71}
 WHERE=${2:-aimed}
@@ -18,20 +20,34 @@ rm -f "$P"
 wait_for canvas 90; sleep 3
 click "tab:Annotate (napari-unet)"; click Annotate._new; sleep 1
 read -r cx cy <<<"$(pos canvas)"
-for k in 0 1 2 3 4; do
-  if [ "$WHERE" = aimed ]; then read -r x y r <<<"$(cell "$k")"  # inside a bright nucleus
-  else x=$((cx - 200 + 90 * k)); y=$((cy - 120 + 55 * k)); fi  # wherever the pointer is
-  dab "$x" "$y"
-done
-echo "   after 5 dabs: largest id $(fact max_id), brush $(fact brush)"
-shot "i28-dabs-$WHERE-painted"
-click "tab:Train (napari-unet)"; sleep 1
+spot() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d['facts']['spots'][int(sys.argv[1])])" "$1"; }
+if [ "$WHERE" = left ]; then  # two whole nuclei, three dabs that missed: the dock before a run
+  for k in 0 1; do read -r x y r <<<"$(cell "$k")"; scribble "$x" "$y" "$r" 1 1; sleep 0.5; done
+  for k in 0 1 2; do read -r x y <<<"$(spot "$k")"; dab "$x" "$y"; done
+  echo "   after 2 cells and 3 dabs: largest id $(fact max_id)"
+  click "tab:Train (napari-unet)"
+  wait_for '"left_out": \[$' 120; sleep 3
+  echo "   the line: $(fact scope_line)"
+  echo "   left out: $(fact left_out); overlay px $(fact overlay_px), within 6 px of them $(fact overlay_near_left_out)"
+  shot "i28-left-dock"
+  SHOT=i28-left-trained
+else
+  for k in 0 1 2 3 4; do
+    if [ "$WHERE" = aimed ]; then read -r x y r <<<"$(cell "$k")"  # inside a bright nucleus
+    else x=$((cx - 200 + 90 * k)); y=$((cy - 120 + 55 * k)); fi  # wherever the pointer is
+    dab "$x" "$y"
+  done
+  echo "   after 5 dabs: largest id $(fact max_id), brush $(fact brush)"
+  shot "i28-dabs-$WHERE-painted"
+  click "tab:Train (napari-unet)"; sleep 1
+  SHOT=i28-dabs-$WHERE-trained
+fi
 click Train._steps; xdotool key ctrl+a type 20; xdotool key Tab
 click Train._train; wait_for "Training finished" 240; sleep 8
 echo "   $(text Train._status)"
 echo "   the dock says: $(fact partial)"
 echo "   segmentation: foreground $(fact seg_fg) px, largest id $(fact seg_max)"
-shot "i28-dabs-$WHERE-trained"
+shot "$SHOT"
 xdotool key ctrl+q; sleep 2; xdotool key ctrl+q
 for _ in $(seq 1 60); do [ -f "$W/napari.rc" ] && break; sleep 1; done
 echo "napari exit status: $(cat "$W/napari.rc")"

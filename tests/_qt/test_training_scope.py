@@ -162,3 +162,30 @@ def test_only_dabs_say_nothing_will_train_and_fine_tune_refuses(
         "paint whole cells to train on them."
     )
     np.testing.assert_array_equal(ann.data, dabs)  # the annotation is untouched
+
+
+def test_a_runs_finding_leaves_its_dabs_out_too(make_napari_viewer, qtbot, nuclei_and_dabs):
+    """Live mode hands the scope its own finding (the scope then asks no model)."""
+    from napari_unet._qt.training_scope import TrainingScope
+
+    image, painted, dabs = nuclei_and_dabs
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(image, name="nuclei")
+    ann = viewer.add_labels(painted + dabs, name="nuclei annotation")
+    scope = TrainingScope(viewer, 5.0)
+    qtbot.addWidget(scope)
+    scope.set_target(layer, ann, None)
+    qtbot.waitUntil(lambda: scope.cells == 5, timeout=10000)
+    assert scope.line.text() == scope_sentence(5, False, False)  # nothing found yet
+    said = "Cells 3, 4 and 5 are left out: ..."
+    scope.set_partial(said, [], [3, 4, 5])
+    assert scope.line.text() == TWO_AND_THREE and scope.partial.text() == said
+    expected = known_area(painted, 5.0).astype(np.uint8)
+    qtbot.waitUntil(
+        lambda: (
+            (o := find_own_layer(viewer, "training area", "nuclei")) is not None
+            and np.array_equal(o.data, expected)
+        ),
+        timeout=30000,
+    )
+    scope.close_scope()

@@ -98,13 +98,14 @@ def training_area(
     ``partial``: ids of the cells found partly painted (their surroundings are
     not); ``left_out``: ids of the stray dabs (neither they nor their ring are).
     """
-    from ..training.known import trained_area  # numba's weight map: loaded in the worker
+    from ..training.known import known_area  # numba's weight map: loaded in the worker
 
     labels = np.asarray(labels)
+    kw = {"partial": partial, "left_out": left_out}
     if labels.ndim == 2:
-        return trained_area(labels, sigma, region, partial, left_out).astype(np.uint8)
+        return known_area(labels, sigma, region, **kw).astype(np.uint8)
     planes = [
-        trained_area(p, sigma, None if region is None else region[z], partial, left_out)
+        known_area(p, sigma, None if region is None else region[z], **kw)
         for z, p in enumerate(labels)
     ]
     return np.stack(planes).astype(np.uint8)

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import NapariUnetError
 from ..normalization import Normalization
 from .config import TrainConfig
-from .known import ring_width, trained_area
+from .known import known_area, ring_width
 
 __all__ = [
     "AnnotatedPlane",
@@ -101,7 +101,7 @@ def annotated_planes(
                 ids, sure, stray = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
                 flagged += [int(i) for i in ids]
                 left += [int(i) for i in stray]
-            rp = trained_area(lab32, cfg.sigma, rp, ids, stray, sure)
+            rp = known_area(lab32, cfg.sigma, rp, partial=ids, left_out=stray, sure=sure)
             if stray is not None and len(stray):  # stray dabs: neither cell nor background
                 lab32 = np.where(np.isin(lab32, stray), 0, lab32)
         if not rp.any():

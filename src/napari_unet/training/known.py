@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 
 from ..weightmap import unet_weight_map
 
-__all__ = ["GAP_REACH", "RING_SHARE", "known_area", "ring_width", "trained_area"]
+__all__ = ["GAP_REACH", "RING_SHARE", "known_area", "ring_width"]
 
 # Gaps between two painted cells count as background up to d1 + d2 <= GAP_REACH * sigma
 # (7.5 px for the paper's sigma of 5): there the border term is above exp(-1.125), a third
@@ -71,6 +71,8 @@ def known_area(
     region: np.ndarray | None = None,
     ring: int | None = None,
     partial: np.ndarray | None = None,
+    left_out: np.ndarray | None = None,
+    sure: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pixels a sparse annotation says something about (a boolean mask).
 
@@ -88,6 +90,12 @@ def known_area(
     partial : array of int or None
         Ids of partly painted cells (:mod:`napari_unet.training.partial`): their
         pixels count, their ring and their gaps do not (they lie inside the cell).
+    left_out : array of int or None
+        Ids of stray dabs (:func:`~napari_unet.training.partial.stray_dabs`): neither
+        cell nor background, and no ring.
+    sure : numpy.ndarray or None
+        The start model's sure background around partly painted cells
+        (:func:`~napari_unet.training.partial.sure_background`), added as a region is.
 
     Returns
     -------
@@ -95,6 +103,12 @@ def known_area(
         True on painted cells, the ring around them, the narrow gaps between
         them, and the region.
     """
+    if left_out is not None and len(left_out):
+        unknown = np.isin(labels, left_out)
+        kept = np.where(unknown, 0, labels)
+        return known_area(kept, sigma, region, ring, partial, sure=sure) & ~unknown
+    if sure is not None:
+        region = sure if region is None else region.astype(bool) | sure
     cells = labels > 0
     known = cells.copy() if region is None else cells | region.astype(bool)
     if not cells.any():
@@ -110,44 +124,3 @@ def known_area(
     border = unet_weight_map(labels, w0=1.0, sigma=sigma, class_weights=(0.0, 0.0))
     known |= border >= np.exp(-(GAP_REACH**2) / 2.0)
     return known
-
-
-def trained_area(
-    labels: np.ndarray,
-    sigma: float,
-    region: np.ndarray | None = None,
-    partial: np.ndarray | None = None,
-    left_out: np.ndarray | None = None,
-    sure: np.ndarray | None = None,
-) -> np.ndarray:
-    """:func:`known_area` as a sparse round uses it, with the partial rule's findings.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        ``(H, W)`` instance labels, 0 unpainted.
-    sigma : float
-        The weight map's border width.
-    region : numpy.ndarray or None
-        The annotated region.
-    partial : array of int or None
-        Partly painted cells: their ring and gaps are not known.
-    left_out : array of int or None
-        Stray dabs (:func:`~napari_unet.training.partial.stray_dabs`): neither cell
-        nor background, and no ring.
-    sure : numpy.ndarray or None
-        The start model's sure background around partly painted cells, taught as a
-        region is.
-
-    Returns
-    -------
-    numpy.ndarray
-        A boolean mask.
-    """
-    unknown = np.isin(labels, left_out) if left_out is not None and len(left_out) else None
-    if unknown is not None:
-        labels = np.where(unknown, 0, labels)
-    if sure is not None:
-        region = sure if region is None else region.astype(bool) | sure
-    known = known_area(labels, sigma, region, partial=partial)
-    return known if unknown is None else known & ~unknown
