@@ -22,7 +22,8 @@ click "tab:Annotate (napari-unet)"; click Annotate._new; sleep 1
 read -r cx cy <<<"$(pos canvas)"
 spot() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d['facts']['spots'][int(sys.argv[1])])" "$1"; }
 if [ "$WHERE" = left ]; then  # two whole nuclei, three dabs that missed: the dock before a run
-  for k in 0 1; do read -r x y r <<<"$(cell "$k")"; scribble "$x" "$y" "$r" 1 1; sleep 0.5; done
+  for k in 0 1; do read -r x y r <<<"$(cell "$k")"  # the whole nucleus, slowly
+    SCRIBBLE_STEP=2 SCRIBBLE_PAUSE=0.12 scribble "$x" "$y" "$r" 1 1; sleep 0.5; done
   for k in 0 1 2; do read -r x y <<<"$(spot "$k")"; dab "$x" "$y"; done
   echo "   after 2 cells and 3 dabs: largest id $(fact max_id)"
   click "tab:Train (napari-unet)"

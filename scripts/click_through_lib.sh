@@ -18,12 +18,13 @@ click() { sleep 0.7; xdotool mousemove $(pos "$1") click 1; sleep 0.7; }
 shot() { import -window root -display :$N "$ROOT/docs/images/$1.png"; }
 cell() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d['facts']['cells'][int(sys.argv[1])])" "$1"; }
 # one stroke over a cell at (x, y) of radius r: passes 3 px apart over a square of half-side
-# r * NUM / DEN (4th and 5th arguments; 2/3 by default, which fills most of the cell)
-scribble() { local x=$1 y=$2 d=$(( $3 * ${4:-2} / ${5:-3} ))
+# r * NUM / DEN (4th and 5th arguments; 2/3 by default, which fills most of the cell);
+# SCRIBBLE_STEP and SCRIBBLE_PAUSE make it denser and slower (a busy napari drops moves)
+scribble() { local x=$1 y=$2 d=$(( $3 * ${4:-2} / ${5:-3} )) p=${SCRIBBLE_PAUSE:-0.03}
   xdotool mousemove $((x - d)) $((y - d)) mousedown 1
-  for dy in $(seq -$d 3 $d); do
-    xdotool mousemove $((x - d)) $((y + dy)); sleep 0.03
-    xdotool mousemove $((x + d)) $((y + dy)); sleep 0.03
+  for dy in $(seq -$d "${SCRIBBLE_STEP:-3}" $d); do
+    xdotool mousemove $((x - d)) $((y + dy)); sleep "$p"
+    xdotool mousemove $((x + d)) $((y + dy)); sleep "$p"
   done
   xdotool mouseup 1; }
 wait_for() { for _ in $(seq 1 "$2"); do grep -q "$1" "$P" 2>/dev/null && return 0; sleep 1; done

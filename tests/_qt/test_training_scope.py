@@ -164,8 +164,8 @@ def test_only_dabs_say_nothing_will_train_and_fine_tune_refuses(
     np.testing.assert_array_equal(ann.data, dabs)  # the annotation is untouched
 
 
-def test_a_runs_finding_leaves_its_dabs_out_too(make_napari_viewer, qtbot, nuclei_and_dabs):
-    """Live mode hands the scope its own finding (the scope then asks no model)."""
+def _scope_alone(make_napari_viewer, qtbot, nuclei_and_dabs):
+    """The scope by itself (no dock, no model yet) on the nuclei with two cells and 3 dabs."""
     from napari_unet._qt.training_scope import TrainingScope
 
     image, painted, dabs = nuclei_and_dabs
@@ -175,6 +175,12 @@ def test_a_runs_finding_leaves_its_dabs_out_too(make_napari_viewer, qtbot, nucle
     scope = TrainingScope(viewer, 5.0)
     qtbot.addWidget(scope)
     scope.set_target(layer, ann, None)
+    return viewer, scope, painted
+
+
+def test_a_runs_finding_leaves_its_dabs_out_too(make_napari_viewer, qtbot, nuclei_and_dabs):
+    """Live mode hands the scope its own finding (the scope then asks no model)."""
+    viewer, scope, painted = _scope_alone(make_napari_viewer, qtbot, nuclei_and_dabs)
     qtbot.waitUntil(lambda: scope.cells == 5, timeout=10000)
     assert scope.line.text() == scope_sentence(5, False, False)  # nothing found yet
     said = "Cells 3, 4 and 5 are left out: ..."
@@ -189,3 +195,41 @@ def test_a_runs_finding_leaves_its_dabs_out_too(make_napari_viewer, qtbot, nucle
         timeout=30000,
     )
     scope.close_scope()
+
+
+def test_a_runs_sentence_goes_when_the_start_model_no_longer_bears_it_out(
+    make_napari_viewer, qtbot, nuclei_and_dabs
+):
+    """After a round the next start model may judge the dabs otherwise: the line and the
+    sentence below it must not disagree."""
+    from napari_unet.bundled import load_bundled_model
+    from napari_unet.training import TrainConfig
+
+    viewer, scope, painted = _scope_alone(make_napari_viewer, qtbot, nuclei_and_dabs)
+    said = "Cells 3, 4 and 5 are left out: ..."
+    scope.set_partial(said, [], [3, 4, 5])  # as Fine-tune says it when it starts
+    bundled = load_bundled_model()
+    scope.set_judge(lambda: (("bundled",), lambda: bundled, TrainConfig.interactive()))
+    qtbot.wait(3000)  # the start model agrees: the sentence stays
+    assert scope.partial.text() == said and scope.line.text() == TWO_AND_THREE
+    # a model that sees no background anywhere: no dab is a stray any more
+    everywhere = lambda: _sure_everywhere(bundled)  # noqa: E731
+    scope.set_judge(lambda: (("sure of cells",), everywhere, TrainConfig.interactive()))
+    whole = scope_sentence(5, False, False, partial=5)  # and every cell goes on past its paint
+    qtbot.waitUntil(lambda: scope.line.text() == whole, timeout=30000)
+    assert scope.partial.text() == "" and not scope.partial.isVisibleTo(scope)
+    scope.close_scope()
+
+
+def _sure_everywhere(model):
+    """A copy of ``model`` whose last layer says foreground everywhere."""
+    import copy
+
+    import torch
+
+    sure = copy.deepcopy(model)
+    last = [m for m in sure.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([-10.0, 10.0]))
+    return sure

@@ -300,7 +300,8 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
             show_auto_ran(self._precision, event.message)  # "Precision: float32 (auto: ..."
             data = trainer.data if trainer is not None else None
             if data is not None:  # one image's ids (several images: the sentence only)
-                one = data.summary[0] if len(data.summary) == 1 else {}
+                alone = len(data.summary) == 1 and self._target is self._image.value
+                one = data.summary[0] if alone else {}  # the overlay's image only
                 self.scope.set_partial(data.partial_note, one.get("partial"), one.get("left_out"))
         elif event.state is TrainState.STEP:
             self.plot.add_loss(event.step, event.loss)

@@ -199,6 +199,7 @@ class TrainingScope(QWidget):
         # the running live mode's (set_partial)
         self._partial_ids: tuple[int, ...] = ()
         self._left_ids: tuple[int, ...] = ()  # stray dabs, left out of training
+        self._said_for: tuple | None = None  # the finding the sentence below was about
         self._provider: Any = None
         self._judge: StartJudge | None = None
         self.complete = QCheckBox("This image is completely annotated")
@@ -280,8 +281,10 @@ class TrainingScope(QWidget):
 
         ``ids`` and ``left_out``: a run's finding on the chosen image (None: keep).
         """
+        self._said_for = None  # several images: the sentence is not about this one alone
         if ids is not None and left_out is not None:
             self._found(ids, left_out, schedule=True)
+            self._said_for = (self._partial_ids, self._left_ids)
         if sentence != self.partial.text():
             self.partial.setText(sentence)
         self.partial.setVisible(bool(sentence))
@@ -379,11 +382,19 @@ class TrainingScope(QWidget):
         area, partial, left_out = found
         if labels is self._labels and not self.complete.isChecked():
             self._found(partial, left_out)
+            # a run's sentence that the start model of the next round no longer bears out
+            # (a round made a new model, cells were repainted): not said beside the line
+            said = self._said_for
+            if said is not None and said != (self._partial_ids, self._left_ids):
+                self.set_partial("", None, None)
         if image not in self._viewer.layers:
             return
         if not area.any():
             self._hide(image.name)
             return
+        shown = find_own_layer(self._viewer, ROLE, image.name)
+        if shown is not None and shown.visible and np.array_equal(shown.data, area):
+            return  # the same area again (a new start model that judges alike): no redraw
         layer = upsert_layer(
             self._viewer,
             area,
