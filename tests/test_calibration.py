@@ -1,5 +1,7 @@
 """The instance rule calibrated on annotated cells: the search, the record, training."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -11,6 +13,7 @@ from napari_unet.postprocess.calibration import (
     IOU_THRESHOLDS,
     CalibrationSample,
     calibrate,
+    switch_margin,
 )
 from napari_unet.postprocess.describe import describe_model_rule, describe_rule
 
@@ -87,6 +90,23 @@ def test_the_previous_rule_is_kept_on_a_tie_and_a_time_limit_is_kept():
     assert again.rule == best.rule
     quick = calibrate([CalibrationSample(prob, labels, region)], time_limit=0.0)
     assert not quick.complete and quick.rules_tried <= 2  # the previous rule and the defaults
+
+
+def test_the_rule_in_use_stays_unless_another_beats_it_clearly():
+    """The winner of hundreds of rules on a few cells leads by luck: a small lead is ignored."""
+    prob, labels = _rods()
+    samples = [CalibrationSample(prob, labels, np.ones(labels.shape, bool))]
+    best = calibrate(samples)
+    close = {**best.rule, "min_confidence": 0.5, "min_size": 1}  # loses one or two rods
+    kept = calibrate(samples, previous=close)
+    assert kept.kept and kept.rule == {**DEFAULTS, **close}
+    assert 0 < best.score - kept.score < switch_margin(kept.cells)
+    assert kept.score == pytest.approx(_mean_ap(labels, labels_from_probabilities(prob, **close)))
+    said = describe_model_rule(SimpleNamespace(metadata={"postprocess": kept.record()}))
+    assert f"kept after a check on {kept.cells} of your held-out cells" in said
+    switched = calibrate(samples, previous=DEFAULTS)  # the watershed cuts rods: a clear lead
+    assert not switched.kept and switched.rule == best.rule
+    assert switched.score > switched.default_score + switch_margin(switched.cells)
 
 
 @pytest.mark.parametrize("n, words", [(0, "No annotated cell"), (1, "Only one annotated cell")])

@@ -1,5 +1,7 @@
 """Partly painted cells (issue 28): a scribble's surroundings are not taught as background."""
 
+import copy
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -11,6 +13,7 @@ from napari_unet.synthetic import make_cells
 from napari_unet.synthetic.scribbles import dab_cells, scribble_cells
 from napari_unet.training import TrainConfig, known_area, prepare_training_data, train_model
 from napari_unet.training import partial as partial_module
+from napari_unet.training.calibrate import calibrate_model, calibration_samples
 from napari_unet.training.live_data import LiveData
 from napari_unet.training.partial import (
     BAND,
@@ -146,6 +149,7 @@ def test_live_data_flags_as_a_full_preparation_does(scene):
     np.testing.assert_array_equal(got.train_pixels, want.train_pixels)
     np.testing.assert_allclose(got.weights, want.weights, atol=1e-6, rtol=0)
     assert live.data.summary[0]["partial"] == ref.summary[0]["partial"] == flagged[1:]
+    assert got.partial.tolist() == want.partial.tolist() == flagged[1:]  # kept off calibration
 
 
 def test_a_dab_across_a_nucleus_edge_is_flagged_by_its_size():
@@ -207,3 +211,21 @@ def test_the_sentence_names_the_image_when_a_set_has_several():
         "train on them."
     )
     assert image_sentences(summary[:1]) == partial_sentence([3])  # one image: no name
+
+
+def test_the_object_rule_is_calibrated_on_whole_cells_only(scene):
+    """A stroke inside a nucleus is no outline: scored, it favoured rules that cut objects."""
+    image, truth, ids, model = scene
+    others = np.setdiff1d(np.unique(truth)[1:], ids)[:4]
+    scribbles = scribble_cells(truth, ids, seed=0)
+    labels = np.where(np.isin(truth, others), truth, scribbles)
+    data = prepare_training_data(image, labels, model=model, config=CFG)
+    flagged = data.summary[0]["partial"]
+    assert len(flagged) >= len(ids) - 1
+    samples, held_out = calibration_samples(model, data, "cpu")
+    scored = {int(i) for s in samples for i in np.unique(s.labels) if i}
+    assert not held_out and scored == set(others.tolist()) | (set(ids.tolist()) - set(flagged))
+    # strokes only: the rule stays, and the sentence says why
+    only = prepare_training_data(image, scribbles, model=model, config=CFG)
+    found = calibrate_model(copy.deepcopy(model), only, "cpu", budget=5.0)
+    assert found.rule is None and "partly painted" in found.message

@@ -49,6 +49,8 @@ def describe_model_rule(model: Any) -> str:
         except (KeyError, TypeError, ValueError):
             return text + "; calibrated"
         which = "of your held-out cells" if about.get("held_out") else "of your annotated cells"
+        if about.get("kept"):  # no other rule did clearly better on them
+            return f"{text}; kept after a check on {cells} {which}, AP {score:.2f}"
         return f"{text}; calibrated on {cells} {which}, AP {score:.2f}"
     if recommended_postprocess(model):
         return f"{text}; recommended by the model"

@@ -55,6 +55,7 @@ class AnnotatedPlane:
     stats: Any  # the image's normalisation statistics
     labels: np.ndarray  # int32, 0 outside the region
     region: np.ndarray  # bool
+    partial: tuple[int, ...] = ()  # ids of the cells that look partly painted
 
 
 def annotated_planes(
@@ -91,11 +92,12 @@ def annotated_planes(
     found, flagged, left = [], [], []
     n_cells = n_region = 0
     for z, (ip, lp, rp) in enumerate(zip(img_planes, lab_planes, reg_planes)):
+        ids = None
         if cfg.complete:
             lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
         else:  # painted cells count wherever they are; unpainted only where known
             lab32 = _compact_ids(lp)
-            ids = sure = stray = None
+            sure = stray = None
             if partial is not None and lab32.any():
                 x = norm.apply(ip, stats, channel_axis=0).astype(np.float32)
                 ids, sure, stray = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
@@ -108,7 +110,8 @@ def annotated_planes(
             continue
         n_region += int(rp.sum())
         n_cells += int((np.unique(lab32) > 0).sum())
-        found.append(AnnotatedPlane(z, ip, stats, lab32, rp))
+        partly = tuple(int(i) for i in ids) if ids is not None else ()
+        found.append(AnnotatedPlane(z, ip, stats, lab32, rp, partly))
     summary = {
         "shape": list(img.shape),
         "planes": len(img_planes),

@@ -4,11 +4,15 @@ The cells are the held-out validation cells (the stable split of
 :mod:`napari_unet.training.split`, whatever it decides counts), their
 probabilities cached once and shared with the final validation. With fewer than
 :data:`MIN_HELD_OUT` held out, every annotated cell is used instead, and the
-record says so (``held_out`` False). The search itself is the pure
+record says so (``held_out`` False). Cells that look partly painted are never
+scored: a stroke inside a nucleus is no outline, and a rule fitted to strokes
+would cut every nucleus down to one. The search itself is the pure
 :func:`napari_unet.postprocess.calibration.calibrate`.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -64,20 +68,34 @@ def calibration_samples(
     cached: list[np.ndarray] | None = None,
 ) -> tuple[list[CalibrationSample], bool]:
     """The windows the rule is calibrated on, and whether their cells are held out."""
-    crops = [crop for plane in data.planes for crop in plane.validation]
+    crops = [(plane, crop) for plane in data.planes for crop in plane.validation]
     if data.validation_cells >= MIN_HELD_OUT:
         probs = cached if cached is not None else validation_probabilities(model, data, device)
-        return [CalibrationSample(p, c.labels, c.mask) for p, c in zip(probs, crops)], True
+        return [
+            CalibrationSample(p, *_whole_cells(c.labels, c.mask, plane.partial))
+            for p, (plane, c) in zip(probs, crops)
+        ], True
     samples = []
     for plane in data.planes:
-        if plane.annotation is None or not plane.region.any():
+        if plane.annotation is None:
             continue
+        annotation, scored = _whole_cells(plane.annotation, plane.region, plane.partial)
         # only around what is scored: a few painted cells of a large image are a few windows
-        for y0, y1, x0, x1 in _around(plane.region, model.halo):
+        for y0, y1, x0, x1 in _around(scored, model.halo) if scored.any() else ():
             prob = _predict_window(model, plane, (y0, y1, x0, x1), device)
-            cells, region = plane.annotation[y0:y1, x0:x1], plane.region[y0:y1, x0:x1]
+            cells, region = annotation[y0:y1, x0:x1], scored[y0:y1, x0:x1]
             samples.append(CalibrationSample(prob, cells, region))
     return samples, False
+
+
+def _whole_cells(
+    cells: np.ndarray, region: np.ndarray, partial: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``cells`` and ``region`` without the partly painted cells (nor where they lie)."""
+    if not len(partial):
+        return cells, region
+    stroke = np.isin(cells, partial)
+    return np.where(stroke, 0, cells), region & ~stroke
 
 
 def _around(region: np.ndarray, context: int) -> list[tuple[int, int, int, int]]:
@@ -114,6 +132,12 @@ def calibrate_model(
     samples, held_out = calibration_samples(model, data, device, cached)
     previous = resolve_postprocess(model)
     found = calibrate(samples, held_out=held_out, time_limit=budget, previous=previous)
+    if found.rule is None and any(len(p.partial) for p in data.planes):
+        found = replace(
+            found,
+            message="Too few whole cells to calibrate the object rule on (partly painted "
+            "cells do not count); the previous rule is kept.",
+        )
     record = found.record()
     if record is not None:
         model.metadata["postprocess"] = record

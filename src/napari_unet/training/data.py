@@ -66,6 +66,9 @@ class TrainingPlane:
     # cells when too few are held out
     annotation: np.ndarray | None = None
     region: np.ndarray | None = None
+    # ids of partly painted cells: trained on, never scored by the calibration (a
+    # stroke inside a nucleus is no outline to choose the object rule by)
+    partial: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     def __post_init__(self) -> None:
         if self.train_box is None and len(self.train_pixels):
@@ -222,6 +225,7 @@ def prepare_planes(
             image, p.labels, p.region, held_out, config, pad, halo(depth), machine[i]
         )
         if plane is not None:
+            plane.partial = np.asarray(p.partial, np.int32)
             planes.append(plane)
     if not planes:
         raise NapariUnetError("No annotated pixels are left for training.")

@@ -363,6 +363,7 @@ class LiveData:
         t.validation = self._crops(p)
         calibration = _calibration_cells(p.labels, p.known, self._machine)  # copies left out
         t.annotation, t.region = calibration["annotation"], calibration["region"]
+        t.partial = p.partial
 
     def _crops(self, p: _Plane) -> list[ValidationCrop]:
         if not p.val_area.any():
