@@ -97,13 +97,15 @@ def annotated_planes(
             lab32 = np.where(rp, _compact_ids(lp), 0).astype(np.int32)
         else:  # painted cells count wherever they are; unpainted only where known
             lab32 = _compact_ids(lp)
-            sure = stray = None
+            sure = stray = over = None
             if partial is not None and lab32.any():
                 x = norm.apply(ip, stats, channel_axis=0).astype(np.float32)
-                ids, sure, stray = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
+                ids, sure, stray, over = partial(x, lab32, ring_width(lab32, cfg.sigma), z)
                 flagged += [int(i) for i in ids]
                 left += [int(i) for i in stray]
-            rp = known_area(lab32, cfg.sigma, rp, partial=ids, left_out=stray, sure=sure)
+            rp = known_area(
+                lab32, cfg.sigma, rp, partial=ids, left_out=stray, sure=sure, overhang=over
+            )
             if stray is not None and len(stray):  # stray dabs: neither cell nor background
                 lab32 = np.where(np.isin(lab32, stray), 0, lab32)
         if not rp.any():

@@ -73,6 +73,7 @@ def known_area(
     partial: np.ndarray | None = None,
     left_out: np.ndarray | None = None,
     sure: np.ndarray | None = None,
+    overhang: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pixels a sparse annotation says something about (a boolean mask).
 
@@ -96,6 +97,10 @@ def known_area(
     sure : numpy.ndarray or None
         The start model's sure background around partly painted cells
         (:func:`~napari_unet.training.partial.sure_background`), added as a region is.
+    overhang : numpy.ndarray or None
+        Painted pixels past the edge of the start model's sure object
+        (:func:`~napari_unet.training.partial.overhang`): left unknown; the ring
+        still lies round the paint.
 
     Returns
     -------
@@ -103,6 +108,8 @@ def known_area(
         True on painted cells, the ring around them, the narrow gaps between
         them, and the region.
     """
+    if overhang is not None and overhang.any():
+        return known_area(labels, sigma, region, ring, partial, left_out, sure) & ~overhang
     if left_out is not None and len(left_out):
         unknown = np.isin(labels, left_out)
         kept = np.where(unknown, 0, labels)

@@ -34,6 +34,7 @@ from ..model import UNet, halo
 from ..padding import mirror_indices, mirror_pad
 from ..weightmap import carve_gaps, unet_weight_map
 from .annotated import _check_labels, _planes_of
+from .boxes import Box, bbox, grow, union
 from .config import TrainConfig
 from .data import (
     TrainingData,
@@ -49,8 +50,6 @@ from .provenance import unedited_copies
 from .split import _unit_hash, validation_area
 
 __all__ = ["LiveData", "influence"]
-
-Box = tuple[int, int, int, int]
 
 # The weight map's border term is cut off below this (napari_unet.weightmap's bound).
 _TRUNCATION = 1e-4
@@ -86,6 +85,7 @@ class _Plane:
     partial: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     sure_bg: np.ndarray | None = None  # background taught near partly painted cells
     stray: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # left out
+    over: np.ndarray | None = None  # painted past the start model's sure object: unknown
 
 
 class LiveData:
@@ -219,10 +219,10 @@ class LiveData:
 
     def _flag(self, p: _Plane) -> np.ndarray:
         """The partly painted ids of plane ``p`` now (and its sure background, kept)."""
-        p.sure_bg, p.stray = None, np.zeros(0, np.int32)
+        p.sure_bg, p.stray, p.over = None, np.zeros(0, np.int32), None
         if self._rule is None or self.config.complete or not p.labels.any():
             return np.zeros(0, np.int32)
-        ids, p.sure_bg, p.stray = self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
+        ids, p.sure_bg, p.stray, p.over = self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
         return ids
 
     def labels(self, z: int = 0) -> np.ndarray:
@@ -310,11 +310,13 @@ class LiveData:
         if self.config.complete or region is not None:  # plane-wide class balance or region
             area, win = (0, h, 0, w), (0, h, 0, w)
         else:
-            win = _grow(area, self.reach, (h, w))
+            win = grow(area, self.reach, (h, w))
         y0, y1, x0, x1 = win
         lab = p.labels[y0:y1, x0:x1]
         unknown = np.isin(lab, p.stray)  # stray dabs: neither cell nor background
         lab = np.where(unknown, 0, lab) if len(p.stray) else lab
+        if p.over is not None:  # painted past the model's object: unknown, still a cell
+            unknown = unknown | p.over[y0:y1, x0:x1]
         cfg = self.config
         if cfg.complete:
             region = np.ones(lab.shape, bool)
@@ -431,21 +433,21 @@ class LiveData:
         areas += np.bincount(new[changed], minlength=size)
         p.areas = areas
         p.labels[y0:y1, x0:x1] = new
-        area = _bbox(changed, (y0, x0))
+        area = bbox(changed, (y0, x0))
         cells = np.isin(p.labels, touched) if len(touched) else None
         if cells is not None and cells.any() and self.config.separate_touching:
-            area = _union(area, _bbox(cells, (0, 0)))  # their ranks moved: whole cells
+            area = union(area, bbox(cells, (0, 0)))  # their ranks moved: whole cells
         ring = ring_width(p.labels, self.config.sigma) if len(touched) else p.ring
         moved, p.ring = ring != p.ring, ring
-        stray = p.stray
+        stray, over = p.stray, p.over
         flags = self._flag(p)
-        moved |= not np.array_equal(stray, p.stray)
+        moved |= not np.array_equal(stray, p.stray) or not _same(over, p.over)
         # a neighbour's flag, or sure background that moved: the whole plane
         moved |= not set(np.setxor1d(flags, p.partial)) <= set(touched) or len(flags) > 0
         p.partial = flags
         if self._copies_edited(touched) or z in self._resplit_after(p):
             return (0, h, 0, w)
-        area = (0, h, 0, w) if moved else _grow(area, self.reach, (h, w))
+        area = (0, h, 0, w) if moved else grow(area, self.reach, (h, w))
         self._prepare(p, area)
         if not p.labels.any() and z not in self._regions:
             del self._planes[z]
@@ -482,19 +484,5 @@ class LiveData:
         return set()
 
 
-def _grow(box: Box, by: int, shape: tuple[int, int]) -> Box:
-    y0, y1, x0, x1 = box
-    return max(0, y0 - by), min(shape[0], y1 + by), max(0, x0 - by), min(shape[1], x1 + by)
-
-
-def _bbox(mask: np.ndarray, origin: tuple[int, int]) -> Box:
-    ys = np.flatnonzero(mask.any(1))
-    xs = np.flatnonzero(mask.any(0))
-    return (
-        origin[0] + int(ys[0]), origin[0] + int(ys[-1]) + 1,
-        origin[1] + int(xs[0]), origin[1] + int(xs[-1]) + 1,
-    )  # fmt: skip
-
-
-def _union(a: Box, b: Box) -> Box:
-    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))

@@ -36,6 +36,7 @@ __all__ = [
     "PARTIAL_SHARE",
     "PartialRule",
     "SMALL_SHARE",
+    "overhang",
     "stray_dabs",
     "image_sentences",
     "partial_sentence",
@@ -69,6 +70,17 @@ SMALL_SHARE = 0.25
 # is a stray mark (a click that missed its nucleus): taught as a cell, five of them lit up
 # the whole background within 20 steps. Such cells are left out, with a sentence.
 STRAY_DIAMETER = 8.0
+# Paint past the edge of a nucleus (a generous brush, a box round it) teaches the background
+# next to it as cell: 20 steps on two such cells lit up half of the sample's background
+# (docs/benchmarks.md, "Over-painted cells"). Where the start model is sure of an object in a
+# cell (at least this share of its paint at CONFIDENT or more) its sure background within
+# RIM px of the paint's edge is left unknown. Shares of the paint measured with the bundled
+# model on 25 cells each: exact cells median 0.83 (synthetic), 0.86 (HeLa t0); boxes 2 px
+# past a nucleus 0.43 / 0.48 (min 0.26 / 0.07); brightfield cells, which the model does not
+# know, median 0.19, but 15-34% of them reach 0.3 (their sure-background rim is then left
+# unknown too: measured on brightfield and rods, docs/benchmarks.md).
+OVER_SHARE = 0.3
+RIM = 4
 
 
 def partly_painted(labels: np.ndarray, foreground: np.ndarray | None, ring: int) -> np.ndarray:
@@ -171,6 +183,44 @@ def stray_dabs(labels: np.ndarray, foreground: np.ndarray | None, diameter: floa
         return np.zeros(0, np.int32)
     sure_bg = ndi.mean(foreground <= 1.0 - CONFIDENT, labels, ids)
     return ids[np.asarray(sure_bg) >= 0.5].astype(np.int32)
+
+
+def overhang(
+    labels: np.ndarray, foreground: np.ndarray | None, skip: Any = ()
+) -> np.ndarray | None:
+    """Painted pixels past the edge of the object the start model is sure of.
+
+    In each painted cell (but those in ``skip``) where at least :data:`OVER_SHARE`
+    of the paint has a foreground probability of :data:`CONFIDENT` or more, the
+    pixels within :data:`RIM` of the paint's edge where it is at most
+    1 - :data:`CONFIDENT`. Neither cell nor background for training; the ring
+    round the paint is still background.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(H, W)`` instance labels, 0 unpainted.
+    foreground : numpy.ndarray or None
+        ``(H, W)`` foreground probability of the start model; None: none.
+    skip : array of int
+        Ids not to look at (the stray dabs, left out whole).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        A boolean ``(H, W)`` mask, or None when no pixel is over-painted.
+    """
+    if foreground is None or not labels.any():
+        return None
+    ids = np.unique(labels)
+    ids = ids[(ids > 0) & ~np.isin(ids, np.asarray(skip, dtype=labels.dtype))]
+    if not len(ids):
+        return None
+    sure = np.asarray(ndi.mean(foreground >= CONFIDENT, labels, ids))
+    trusted = np.isin(labels, ids[sure >= OVER_SHARE])
+    rim = ndi.distance_transform_edt(labels > 0) <= RIM
+    over = trusted & rim & (foreground <= 1.0 - CONFIDENT)
+    return over if over.any() else None
 
 
 def _left_out_sentence(ids: list[int]) -> str:
@@ -282,18 +332,18 @@ class PartialRule:
 
     def __call__(
         self, image: np.ndarray, labels: np.ndarray, ring: int, z: int = 0
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Plane ``z``'s partly painted ids, the sure background around them, the stray dabs.
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """Plane ``z``'s partial ids, sure background, stray dabs and over-painted pixels.
 
         ``image`` is the plane normalised, ``(C, H, W)``; see :func:`partly_painted`,
-        :func:`sure_background` and :func:`stray_dabs` (those are not flagged
-        partly painted: the caller leaves them out).
+        :func:`sure_background`, :func:`stray_dabs` (those are not flagged
+        partly painted: the caller leaves them out) and :func:`overhang`.
         """
         fg = self.foreground(image, labels, ring, z)
         stray = stray_dabs(labels, fg, self.smallest)
         kept = np.where(np.isin(labels, stray), 0, labels) if len(stray) else labels
         ids = partly_painted(kept, fg, ring)
-        return ids, sure_background(labels, fg, ids, ring), stray
+        return ids, sure_background(labels, fg, ids, ring), stray, overhang(labels, fg, stray)
 
     def foreground(self, image: np.ndarray, labels: np.ndarray, ring: int, z: int = 0):
         """The start model's foreground probability around the painted cells of plane ``z``.
