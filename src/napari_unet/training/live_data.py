@@ -312,18 +312,16 @@ class LiveData:
         else:
             win = grow(area, self.reach, (h, w))
         y0, y1, x0, x1 = win
-        lab = p.labels[y0:y1, x0:x1]
-        unknown = np.isin(lab, p.stray)  # stray dabs: neither cell nor background
-        lab = np.where(unknown, 0, lab) if len(p.stray) else lab
-        if p.over is not None:  # painted past the model's object: unknown, still a cell
-            unknown = unknown | p.over[y0:y1, x0:x1]
+        painted = p.labels[y0:y1, x0:x1]
+        # stray dabs: neither cell nor background (known_area leaves them unknown too)
+        lab = np.where(np.isin(painted, p.stray), 0, painted) if len(p.stray) else painted
         cfg = self.config
         if cfg.complete:
             region = np.ones(lab.shape, bool)
-        elif p.sure_bg is not None:  # near partly painted cells, as a region is (Fine-tune too)
-            sure = p.sure_bg[y0:y1, x0:x1]
-            region = sure if region is None else (region.astype(bool) | sure)
-        known = known_area(lab, cfg.sigma, region, ring=p.ring, partial=p.partial) & ~unknown
+        known = known_area(
+            painted, cfg.sigma, region, ring=p.ring, partial=p.partial, left_out=p.stray,
+            sure=_window(p.sure_bg, win), overhang=_window(p.over, win),
+        )  # fmt: skip  # the same finding, the same area as a full preparation
         val = validation_area(lab, known, p.held_out)
         target = carve_gaps(lab, p.areas) if cfg.separate_touching else lab
         balance = None if cfg.complete else (1.0, 1.0)
@@ -486,3 +484,7 @@ class LiveData:
 
 def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
+def _window(a: np.ndarray | None, box: Box) -> np.ndarray | None:
+    return None if a is None else a[box[0] : box[1], box[2] : box[3]]
