@@ -217,9 +217,10 @@ def overhang(
     if not len(ids):
         return None
     sure = np.asarray(ndi.mean(foreground >= CONFIDENT, labels, ids))
-    trusted = np.isin(labels, ids[sure >= OVER_SHARE])
-    rim = ndi.distance_transform_edt(labels > 0) <= RIM
-    over = trusted & rim & (foreground <= 1.0 - CONFIDENT)
+    over = np.isin(labels, ids[sure >= OVER_SHARE]) & (foreground <= 1.0 - CONFIDENT)
+    if not over.any():  # exact paint, the common case: no distance transform per stroke
+        return None
+    over &= ndi.distance_transform_edt(labels > 0) <= RIM
     return over if over.any() else None
 
 
