@@ -308,3 +308,36 @@ def test_two_over_painted_cells_no_longer_light_up_the_background():
     trained = train_model(image, labels, model=load_bundled_model(), config=cfg, device="cpu")
     foreground = float((predict_tiled(trained, image)[1] > 0.5).mean())
     assert foreground < (truth > 0).mean() + 0.1
+
+
+def test_live_mode_sends_the_area_it_trains_on_as_fine_tune_plans_it(scene):
+    """Live mode's overlay drew known_area without the over-painted rims; now it draws the
+    area live mode sends, which must be the one a round would train on."""
+    from napari_unet.training.data import planned_area
+    from napari_unet.training.live import LiveState, LiveTrainer
+
+    image, truth, ids, model = scene
+    boxed = _boxed(truth, ids)
+    labels = np.where(np.isin(boxed, ids[:-1]), boxed, 0).astype(np.int32)
+    trainer = LiveTrainer(copy.deepcopy(model), image, labels, config=CFG, device="cpu")
+    events = trainer.run()
+    started = next(events)
+    assert started.state is LiveState.STARTED and [z for z, _ in started.known] == [0]
+    rule = PartialRule(model)
+    planned, _ = planned_area(image, labels, None, rule, CFG)
+    np.testing.assert_array_equal(started.known[0][1], planned.astype(bool))
+    rim = (labels > 0) & (truth == 0)
+    assert rim.any() and not started.known[0][1][rim].all()  # the rims are not drawn as trained
+    # one more over-painted cell: the next UPDATED event carries the new area
+    last = boxed == ids[-1]
+    box = ndi.find_objects(last.astype(int))[0]
+    labels[box] = np.where(last[box], ids[-1], labels[box])
+    trainer.update(0, (box[0].start, box[0].stop, box[1].start, box[1].stop), labels[box].copy())
+    updated = next(e for e in events if e.state is LiveState.UPDATED)
+    trainer.stop()
+    for _ in events:
+        pass
+    planned, _ = planned_area(image, labels, None, rule, CFG)
+    assert [z for z, _ in updated.known] == [0]
+    np.testing.assert_array_equal(updated.known[0][1], planned.astype(bool))
+    assert not updated.known[0][1][(labels == ids[-1]) & (truth == 0)].all()

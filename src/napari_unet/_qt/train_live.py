@@ -53,6 +53,8 @@ class TrainLive:
 
         said = partial_sentence(event.partial, event.left_out)
         self.scope.set_partial(said, event.partial, event.left_out)
+        if event.known:  # the overlay draws what live mode trains on
+            self.scope.set_live_known(self._target, event.known)
         if event.state is LiveState.STEP:
             self.plot.add_loss(event.step, event.loss)
             self._status.value = (
@@ -75,10 +77,10 @@ class TrainLive:
             self._on_done(model, last)
         finally:
             self._live_trainer = None
-            self.scope.refresh()  # the start model judges the strays again
+            self.scope.set_live_known(None, None)  # the start model judges the strays again
 
     def _live_failed(self, message: str) -> None:
         self._train.enabled = True
-        self.scope.refresh()
+        self.scope.set_live_known(None, None)
         self._status.value = message
         show_error(message)

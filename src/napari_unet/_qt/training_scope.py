@@ -202,6 +202,9 @@ class TrainingScope(QWidget):
         self._said_for: tuple | None = None  # the finding the sentence below was about
         self._provider: Any = None
         self._judge: StartJudge | None = None
+        # live mode's own area trained on, by plane, and the image layer it trains on
+        self._live_known: dict[int, np.ndarray] = {}
+        self._live_image: Any = None
         self.complete = QCheckBox("This image is completely annotated")
         self.complete.setToolTip(
             "Every cell of the image is painted: unpainted pixels are background "
@@ -289,6 +292,35 @@ class TrainingScope(QWidget):
             self.partial.setText(sentence)
         self.partial.setVisible(bool(sentence))
 
+    def set_live_known(self, image: Any, known: Any) -> None:
+        """Live mode's area trained on: ``(z, mask)`` of the planes that changed.
+
+        While live mode runs the overlay draws what it trains on, as it is
+        (over-painted rims and stray dabs included); ``image`` None: live mode
+        ended, the start model judges again.
+        """
+        if image is None:
+            self._live_known, self._live_image = {}, None
+            self.refresh()
+            return
+        if image is not self._live_image:
+            self._live_known, self._live_image = {}, image
+        for z, mask in known:
+            self._live_known[int(z)] = mask
+        self._schedule()
+
+    def _live_area(self, image: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The overlay of live mode's area on ``image`` (None: no live area for it)."""
+        if image is not self._live_image or not self._live_known:
+            return None
+        area = np.zeros(shape, np.uint8)
+        for z, mask in self._live_known.items():
+            if len(shape) == 2 and z == 0 and mask.shape == shape:
+                area[...] = mask
+            elif len(shape) == 3 and z < shape[0] and mask.shape == shape[1:]:
+                area[z] = mask
+        return area
+
     @property
     def cells(self) -> int:
         """Painted cells of the annotation chosen above."""
@@ -355,6 +387,10 @@ class TrainingScope(QWidget):
         except NapariUnetError:
             region = None
         given, judge = self._judge_for(image)
+        live = self._live_area(image, shape) if given else None
+        if live is not None:  # what live mode trains on now, as it sent it
+            self._show(image, labels, (live, self._partial_ids, self._left_ids))
+            return
         if not given:
             self._found((), ())
         self._busy = True

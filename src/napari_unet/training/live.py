@@ -80,7 +80,9 @@ class LivePreview:
 class LiveEvent:
     """Progress of live training.
 
-    ``areas``: for UPDATED, the boxes re-prepared; ``preview`` for PREVIEW;
+    ``areas``: for UPDATED, the boxes re-prepared; ``known``: for STARTED and
+    UPDATED, ``(z, mask)`` of every plane whose trained area may have changed
+    (:meth:`LiveData.known`: what the loss looks at); ``preview`` for PREVIEW;
     ``validation`` (and ``start_validation``, the start model on the same
     cells) for STOPPED; ``partial``: the cells that look partly painted now
     (:mod:`napari_unet.training.partial`); ``left_out``: the stray dabs left out
@@ -100,6 +102,7 @@ class LiveEvent:
     partial: tuple[int, ...] = ()  # ids of the cells that look partly painted
     seconds: float = 0.0
     left_out: tuple[int, ...] = ()  # ids of the stray dabs, not trained on
+    known: tuple[tuple[int, np.ndarray], ...] = ()  # (plane, area trained on) that changed
 
 
 class LiveTrainer:
@@ -240,12 +243,14 @@ class LiveTrainer:
         said = (
             f"Live training started. {trainer.precision.describe()}. {self.live.data.partial_note}"
         )
-        yield self._event(LiveState.STARTED, None, start, message=said.strip())
+        known = self._known(self.live.planes)
+        yield self._event(LiveState.STARTED, None, start, message=said.strip(), known=known)
         try:
             while not self._stop:
-                areas = self._take_updates()
+                areas, planes = self._take_updates()
                 if areas:
-                    yield self._event(LiveState.UPDATED, loss, start, areas=areas)
+                    known = self._known(planes)
+                    yield self._event(LiveState.UPDATED, loss, start, areas=areas, known=known)
                 preview = self._preview_if_due()
                 if preview is not None:
                     yield self._event(LiveState.PREVIEW, loss, start, preview=preview)
@@ -276,19 +281,30 @@ class LiveTrainer:
         )  # fmt: skip
         return self.model
 
-    def _take_updates(self) -> tuple[Box, ...]:
-        areas = []
+    def _take_updates(self) -> tuple[tuple[Box, ...], set[int]]:
+        """Apply the queued changes: the boxes re-prepared and the planes they were in."""
+        areas, planes = [], set()
         while True:
             try:
                 z, box, labels = self._updates.get_nowait()
             except queue.Empty:
-                return tuple(areas)
-            if z is None:  # a new region
+                return tuple(areas), planes
+            if z is None:  # a new region: any plane's area may have moved, or gone
+                before = set(self.live.planes)
                 area = self.live.set_region(labels)
+                changed = before | set(self.live.planes)
             else:
                 area = self.live.update(z, box, labels)
+                h, w = self.live.shape[-2:]
+                # a whole plane: the split may have moved, and other planes with it
+                changed = {z, *self.live.planes} if area == (0, h, 0, w) else {z}
             if area is not None:
                 areas.append(area)
+                planes |= changed
+
+    def _known(self, planes: Any) -> tuple[tuple[int, np.ndarray], ...]:
+        """``(z, area trained on)`` of ``planes`` (a plane no longer annotated: all False)."""
+        return tuple((int(z), self.live.known(z)) for z in sorted(planes))
 
     # -- previews
     def _preview_if_due(self) -> LivePreview | None:

@@ -225,6 +225,21 @@ class LiveData:
         ids, p.sure_bg, p.stray, p.over = self._rule(self.normalized(p.z), p.labels, p.ring, p.z)
         return ids
 
+    def known(self, z: int = 0) -> np.ndarray:
+        """Where plane ``z``'s loss looks now (a copy; all False for an unpainted plane).
+
+        The area a full preparation would train and validate on: the painted
+        cells, their ring and gaps, the region, less stray dabs and over-painted
+        rims. The Train dock draws it while live mode runs.
+        """
+        p = self._planes.get(z)
+        return p.known.copy() if p is not None else np.zeros(self.shape[-2:], bool)
+
+    @property
+    def planes(self) -> list[int]:
+        """The planes that hold annotation (a cell or a region), in order."""
+        return sorted(self._planes)
+
     def labels(self, z: int = 0) -> np.ndarray:
         """The current annotation of plane ``z`` (a view: do not modify)."""
         p = self._planes.get(z)
