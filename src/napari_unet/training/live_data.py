@@ -226,12 +226,7 @@ class LiveData:
         return ids
 
     def known(self, z: int = 0) -> np.ndarray:
-        """Where plane ``z``'s loss looks now (a copy; all False for an unpainted plane).
-
-        The area a full preparation would train and validate on: the painted
-        cells, their ring and gaps, the region, less stray dabs and over-painted
-        rims. The Train dock draws it while live mode runs.
-        """
+        """Where plane ``z``'s loss looks now, as a full preparation's (a copy)."""
         p = self._planes.get(z)
         return p.known.copy() if p is not None else np.zeros(self.shape[-2:], bool)
 
