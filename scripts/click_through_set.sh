@@ -39,7 +39,6 @@ click "tab:Annotate (napari-unet)"; choose Annotate._image "nuclei B"; click Ann
 for k in 0 1; do whole cells_b "$k"; done
 for k in 0 1 2; do read -r x y <<<"$(python3 -c "import json,sys;d=json.load(open('$P'));print(*d['facts']['spots_b'][int(sys.argv[1])])" "$k")"; dab "$x" "$y"; done
 echo "   second image: current $(fact current), largest id $(fact max_id), dabs at $(fact spots_b)"
-shot "i28-set-painted"
 click "tab:Train (napari-unet)"; sleep 2; add_to_set
 echo "   set: $(fact set)"
 choose Train._image "synthetic"; sleep 6  # the first image chosen again
