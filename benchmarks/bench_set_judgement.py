@@ -90,7 +90,7 @@ def main() -> None:
         ("round", "reference: the round's preparation, per image"),
     ):
         t = times[name]
-        print(f"| {label} | {np.median(t):.0f} | {min(t):.0f}-{max(t):.0f} |")
+        print(f"| {label} | {np.median(t):.1f} | {min(t):.1f}-{max(t):.1f} |")
 
 
 if __name__ == "__main__":
