@@ -48,7 +48,4 @@ click Train._steps; xdotool key ctrl+a type 2; xdotool key Tab
 click Train._train; wait_for '"rounds": 1' 240; sleep 3
 echo "   the round trained on (name, cells, left out): $(fact round)"
 echo "   $(text Train._status)"
-xdotool key ctrl+q; sleep 2; xdotool key ctrl+q
-for _ in $(seq 1 60); do [ -f "$W/napari.rc" ] && break; sleep 1; done
-echo "napari exit status: $(cat "$W/napari.rc")"
-grep -i "traceback\|error" "$W/napari.log" | head -5 || true
+quit_napari

@@ -86,13 +86,19 @@ def test_every_line_with_cells_left_out_keeps_three_lines_at_1366x768(make_napar
         assert lines <= 3, (lines, text)
 
 
+def _whole(truth, n):
+    """The first ``n`` nuclei of ``truth`` painted whole, numbered from 1."""
+    painted = np.zeros(truth.shape, np.int32)
+    for new, cell in enumerate(np.unique(truth)[1 : n + 1], start=1):
+        painted[truth == cell] = new
+    return painted
+
+
 @pytest.fixture(scope="module")
 def nuclei_and_dabs():
     """Two whole nuclei and three 9-px dabs well away from any nucleus."""
     image, truth = make_cells((256, 256), style="fluorescence", seed=11)
-    painted = np.zeros(truth.shape, np.int32)
-    for new, cell in enumerate(np.unique(truth)[1:3], start=1):
-        painted[truth == cell] = new
+    painted = _whole(truth, 2)
     far = ndi.distance_transform_edt(truth == 0) > 12
     far[:24], far[-24:], far[:, :24], far[:, -24:] = False, False, False, False
     spots = np.argwhere(far)
@@ -298,10 +304,7 @@ def _set_of(train, pairs):
 def three_whole_cells():
     """Another image, three of its nuclei painted whole."""
     image, truth = make_cells((160, 192), style="fluorescence", seed=12)
-    painted = np.zeros(truth.shape, np.int32)
-    for new, cell in enumerate(np.unique(truth)[1:4], start=1):
-        painted[truth == cell] = new
-    return image, painted
+    return image, _whole(truth, 3)
 
 
 def test_a_training_sets_line_leaves_out_the_dabs_of_every_image_as_its_round_does(
