@@ -49,7 +49,4 @@ echo "   $(text Train._status)"
 echo "   the dock says: $(fact partial)"
 echo "   segmentation: foreground $(fact seg_fg) px, largest id $(fact seg_max)"
 shot "$SHOT"
-xdotool key ctrl+q; sleep 2; xdotool key ctrl+q
-for _ in $(seq 1 60); do [ -f "$W/napari.rc" ] && break; sleep 1; done
-echo "napari exit status: $(cat "$W/napari.rc")"
-grep -i "traceback\|error" "$W/napari.log" | head -5 || true
+quit_napari

@@ -46,6 +46,9 @@ stop_live_and_quit() {
   wait_for '"live_running": false' 180; sleep 3
   echo "   after Live off: rounds $(fact rounds); status: $(fact status)"
   shot "$1"
+  quit_napari; }
+# ctrl+q twice (napari asks once), napari's exit status and any traceback in its log
+quit_napari() {
   xdotool key ctrl+q; sleep 2; xdotool key ctrl+q
   for _ in $(seq 1 60); do [ -f "$W/napari.rc" ] && break; sleep 1; done
   echo "napari exit status: $(cat "$W/napari.rc")"

@@ -341,3 +341,28 @@ def test_live_mode_sends_the_area_it_trains_on_as_fine_tune_plans_it(scene):
     assert [z for z, _ in updated.known] == [0]
     np.testing.assert_array_equal(updated.known[0][1], planned.astype(bool))
     assert not updated.known[0][1][(labels == ids[-1]) & (truth == 0)].all()
+
+
+def test_each_image_of_a_training_set_is_judged_by_its_own_foreground(scene):
+    """One PartialRule judged every image of a set with its foreground kept by plane index:
+    a second image of the same shape was judged by the first one's predictions (its dabs,
+    lying where the first image has nuclei, were trained on as cells)."""
+    from napari_unet.training.data import planned_area
+
+    image, truth, _, model = scene
+    second, truth2 = np.rot90(image, 2).copy(), np.rot90(truth, 2).copy()
+    # dabs on the second image's background, where the first image has nuclei
+    on_nuclei = ndi.binary_erosion(truth > 0, iterations=3)
+    spots = np.argwhere(on_nuclei & (ndi.distance_transform_edt(truth2 == 0) > 12))
+    assert len(spots) > 40
+    labels2 = np.zeros(truth2.shape, np.int32)
+    for k, (y, x) in enumerate(spots[[0, len(spots) // 2, len(spots) - 1]], start=1):
+        labels2[y - 1 : y + 2, x - 1 : x + 2] = k
+    for k, cell in enumerate(np.unique(truth2)[1:3], start=4):  # and two whole nuclei
+        labels2[truth2 == cell] = k
+    together = prepare_training_data([image, second], [truth, labels2], model=model, config=CFG)
+    alone = prepare_training_data(second, labels2, model=model, config=CFG)
+    _, planned = planned_area(second, labels2, None, PartialRule(model), CFG)
+    assert alone.summary[0]["left_out"] == planned["left_out"] == [1, 2, 3]
+    assert together.summary[1]["left_out"] == [1, 2, 3]
+    assert together.summary[1]["cells"] == alone.summary[0]["cells"] == 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_unet._qt.layers import find_own_layer
-from napari_unet._qt.training_scope import training_area
+from napari_unet._qt.scope_judge import training_area
 from napari_unet.synthetic import make_cells
 from napari_unet.synthetic.scribbles import scribble_cells
 from napari_unet.training.partial import partial_sentence

@@ -5,8 +5,9 @@ import numpy as np
 from napari_unet import instance_scores
 from napari_unet._qt.layers import find_own_layer, upsert_layer
 from napari_unet._qt.round_history_panel import NO_HUMAN_CELLS
+from napari_unet._qt.scope_judge import training_area
 from napari_unet._qt.session import session_for
-from napari_unet._qt.training_scope import COMPLETE_KEY, training_area
+from napari_unet._qt.training_scope import COMPLETE_KEY
 from napari_unet.training import Trainer, Validation, split_cells
 from napari_unet.training.provenance import COPIED_KEY
 

@@ -66,26 +66,39 @@ def test_every_line_with_cells_left_out_keeps_three_lines_at_1366x768(make_napar
     width = line.width()
     assert 250 < width < 400  # the dock's own width, not an unlaid one
     worst = [
-        scope_sentence(cells, False, region, partial=partial, left_out=left)
+        scope_sentence(cells, False, region, images, partial, left, elsewhere)
         for cells in (1, 12, 123)
         for region in (False, True)
         for partial in (0, 1, 11, 112)
         for left in (1, 13, 134)
+        for images in (1, 2, 12)  # a training set: some or all dabs on other images
+        for elsewhere in ({0, 1, left - 1, left} if images > 1 else {0})
         if partial <= cells
     ] + [scope_sentence(0, False, region, left_out=n) for region in (False, True) for n in (1, 99)]
+    said = (
+        "Training on 12 painted cells across 2 images (background only around them); 13 tiny "
+        "marks (12 on other images) are left out."
+    )
+    assert said in worst  # where the dabs are is said where it fits
     for text in worst:
         line.setText(text)
         lines = line.heightForWidth(width) // line.fontMetrics().lineSpacing()
         assert lines <= 3, (lines, text)
 
 
+def _whole(truth, n):
+    """The first ``n`` nuclei of ``truth`` painted whole, numbered from 1."""
+    painted = np.zeros(truth.shape, np.int32)
+    for new, cell in enumerate(np.unique(truth)[1 : n + 1], start=1):
+        painted[truth == cell] = new
+    return painted
+
+
 @pytest.fixture(scope="module")
 def nuclei_and_dabs():
     """Two whole nuclei and three 9-px dabs well away from any nucleus."""
     image, truth = make_cells((256, 256), style="fluorescence", seed=11)
-    painted = np.zeros(truth.shape, np.int32)
-    for new, cell in enumerate(np.unique(truth)[1:3], start=1):
-        painted[truth == cell] = new
+    painted = _whole(truth, 2)
     far = ndi.distance_transform_edt(truth == 0) > 12
     far[:24], far[-24:], far[:, :24], far[:, -24:] = False, False, False, False
     spots = np.argwhere(far)
@@ -278,3 +291,97 @@ def test_live_mode_draws_the_area_it_trains_on_over_painted_rims_left_out(
     train.live.toggle.value = False
     qtbot.waitUntil(lambda: not train.live.running, timeout=120000)
     np.testing.assert_array_equal(ann.data, np.where(boxed == 2, 0, boxed))  # untouched
+
+
+def _set_of(train, pairs):
+    """Add (image layer, annotation) pairs to the dock's training set, as Add does."""
+    for layer, ann in pairs:
+        train._image.value, train._annotation.value = layer, ann
+        train.add_to_set()
+
+
+@pytest.fixture(scope="module")
+def three_whole_cells():
+    """Another image, three of its nuclei painted whole."""
+    image, truth = make_cells((160, 192), style="fluorescence", seed=12)
+    return image, _whole(truth, 3)
+
+
+def test_a_training_sets_line_leaves_out_the_dabs_of_every_image_as_its_round_does(
+    make_napari_viewer, qtbot, nuclei_and_dabs, three_whole_cells, monkeypatch
+):
+    """The line counted every mark of the set's other images as a cell: "Training on 8
+    painted cells in 2 images" while the round left 3 of them out."""
+    from napari_unet.training import data as data_module
+
+    first, whole = three_whole_cells
+    image, painted, dabs = nuclei_and_dabs
+    viewer, ann, train = _dock(make_napari_viewer, first)
+    _paint(ann, whole)
+    second = viewer.add_image(image, name="nuclei 2")
+    ann2 = viewer.add_labels(np.zeros(image.shape, np.int32), name="nuclei 2 annotation")
+    _paint(ann2, painted + dabs)
+    judged = []  # the shape of each image judged
+    planned = data_module.planned_area
+    monkeypatch.setattr(
+        data_module,
+        "planned_area",
+        lambda image, labels, *a: judged.append(labels.shape) or planned(image, labels, *a),
+    )
+    _set_of(train, [(train._image.value, ann), (second, ann2)])
+    train._image.value, train._annotation.value = viewer.layers["nuclei"], ann  # the first
+    five = (
+        "Training on 5 painted cells across 2 images (background only around them); 3 tiny "
+        "marks on other images are left out."
+    )
+    qtbot.waitUntil(lambda: train.scope.line.text() == five, timeout=60000)
+    # a stroke on the first image judges that image again, not the second
+    qtbot.wait(1000)
+    before = judged.count(image.shape)
+    truth = make_cells((160, 192), style="fluorescence", seed=12)[1]
+    ann.data_setitem(tuple(np.argwhere(truth == np.unique(truth)[4]).T), 4)
+    six = five.replace("5 painted", "6 painted")
+    qtbot.waitUntil(lambda: train.scope.line.text() == six, timeout=60000)
+    qtbot.wait(1000)
+    assert judged.count(image.shape) == before and judged.count(first.shape) >= 2
+    # the second image chosen: its dabs are the ones the overlay shows ("on background")
+    train._image.value, train._annotation.value = second, ann2
+    here = six.replace("on other images", "on background")
+    qtbot.waitUntil(lambda: train.scope.line.text() == here, timeout=60000)
+    # and a round trains on those 6 cells, leaving the 3 dabs out
+    train._defaults = train._defaults.replace(tile_size=132)
+    train._steps.value, train._time.value = 1, 0
+    train._refresh.value = False
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+    summary = train.runner.trainer.data.summary
+    assert [s["left_out"] for s in summary] == [[], [3, 4, 5]]
+    assert [s["cells"] for s in summary] == [4, 2]
+    np.testing.assert_array_equal(ann2.data, painted + dabs)  # the annotation is untouched
+
+
+def test_a_set_of_only_dabs_says_nothing_will_train_and_an_unsuited_image_counts_as_painted(
+    make_napari_viewer, qtbot, nuclei_and_dabs
+):
+    image, _, dabs = nuclei_and_dabs
+    viewer, ann, train = _dock(make_napari_viewer, image)
+    _paint(ann, dabs)
+    again = viewer.add_image(image.copy(), name="nuclei again")
+    ann2 = viewer.add_labels(np.zeros(image.shape, np.int32), name="again annotation")
+    _paint(ann2, dabs)
+    _set_of(train, [(viewer.layers["nuclei"], ann), (again, ann2)])
+    nothing = NOTHING.replace("all 3", "all 6")
+    qtbot.waitUntil(lambda: train.scope.line.text() == nothing, timeout=60000)
+    # an image the model cannot judge (NaN pixels): its marks count as painted, no error
+    broken = image.astype(np.float32)
+    broken[0, 0] = np.nan
+    bad = viewer.add_image(broken, name="broken")
+    ann3 = viewer.add_labels(dabs.copy(), name="broken annotation")
+    _set_of(train, [(bad, ann3)])
+    three = scope_sentence(3, False, False, images=3, left_out=6, elsewhere=6)
+    assert three == (
+        "Training on 3 painted cells across 3 images (background only around them); 6 tiny "
+        "marks on other images are left out."
+    )
+    qtbot.waitUntil(lambda: train.scope.line.text() == three, timeout=60000)
+    np.testing.assert_array_equal(ann3.data, dabs)

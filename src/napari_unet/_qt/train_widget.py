@@ -210,9 +210,7 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         self.scope.set_target(image, labels, region)
 
     def _on_set_changed(self) -> None:
-        entries = self.training_set.entries
-        cells = sum(self.training_set.counts()) if entries else None
-        self.scope.set_entries(cells, len(entries))
+        self.scope.set_entries(self.training_set.entries)
 
     def add_to_set(self) -> None:
         """Add the chosen image, annotation and region to the training set."""

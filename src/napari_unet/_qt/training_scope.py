@@ -15,9 +15,9 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
 from ..errors import NapariUnetError
-from ..layout import to_model_layout
 from .cell_counter import CellCounter
 from .layers import find_own_layer, is_lazy, layer_image, region_mask, spatial_shape, upsert_layer
+from .scope_judge import EntryJob, SharedModel, StartJudge, scope_job
 from .workers import WorkerGroup
 
 if TYPE_CHECKING:
@@ -42,11 +42,14 @@ def scope_sentence(
     images: int = 1,
     partial: int = 0,
     left_out: int = 0,
+    elsewhere: int = 0,
 ) -> str:
     """The line shown before Fine-tune, at most three lines in the dock.
 
     ``cells``: the painted cells trained on; ``partial``: how many of them look
-    partly painted; ``left_out``: how many stray dabs are not trained on.
+    partly painted; ``left_out``: how many stray dabs are not trained on, of
+    which ``elsewhere`` lie on other images of the training set than the one
+    chosen (the overlay cannot show those; said when it fits).
     """
     if cells == 0 and left_out:  # a round would be refused with the partial sentence
         marks = (
@@ -59,7 +62,7 @@ def scope_sentence(
         return "No painted cell yet: paint cells in the annotation (Annotate dock)."
     s = "" if cells == 1 else "s"
     trained = f"Training on {cells} painted cell{s}" + (
-        f" in {images} images" if images > 1 else ""
+        f" across {images} images" if images > 1 else ""
     )
     if complete:
         return (
@@ -68,123 +71,57 @@ def scope_sentence(
         )
     if region:
         trained += " and the annotated region"
-    around = "around them"
+    around = plain = "there and around the cells" if region else "around them"
     if partial:  # their ring lies inside the nucleus: the background moves out (partial.py)
         which = "the one" if partial == 1 else f"the {partial}"
-        around = f"around them, farther out for {which} partly painted"
-    if region:
-        around = f"there and {around.replace('them', 'the cells', 1)}"
+        around = f"{plain}, farther out for {which} partly painted"
     if left_out:  # three lines at 1366x768 (the overlay shows which; the sentence names them)
-        if region:  # no room to say the partly painted ones too: the overlay shows them
-            around = "there and around the cells"
-        where = "" if partial or region else " on background"  # the sentence below says
-        marks = f"1 tiny mark{where} is" if left_out == 1 else f"{left_out} tiny marks{where} are"
-        return f"{trained} (background only {around}); {marks} left out."
+        background = not (partial or region)  # else the partial sentence below says where
+        forms = ((around, True), (around, False), (plain, True), (plain, False), ("", False))
+        return _fitting(  # the overlay shows the area when there is no room to say it
+            f"{trained}{f' (background only {a})' if a else ''}"
+            f"{_left_out(left_out, elsewhere, w, background)}"
+            for a, w in forms
+        )
     said = f"{trained} (background only {around}; the rest of the image is not used)."
     if partial:  # the advice is the partial sentence's, below: the line keeps its three lines
         return said
     return f"{said} Paint more cells, or mark the image complete, to learn more."
 
 
-def training_area(
-    labels: np.ndarray,
-    region: np.ndarray | None,
-    sigma: float,
-    partial: Any = None,
-    left_out: Any = None,
-) -> np.ndarray:
-    """The pixels the loss will look at, plane by plane (uint8, 1 where trained on).
-
-    ``partial``: ids of the cells found partly painted (their surroundings are
-    not); ``left_out``: ids of the stray dabs (neither they nor their ring are).
-    """
-    from ..training.known import known_area  # numba's weight map: loaded in the worker
-
-    labels = np.asarray(labels)
-    kw = {"partial": partial, "left_out": left_out}
-    if labels.ndim == 2:
-        return known_area(labels, sigma, region, **kw).astype(np.uint8)
-    planes = [
-        known_area(p, sigma, None if region is None else region[z], **kw)
-        for z, p in enumerate(labels)
-    ]
-    return np.stack(planes).astype(np.uint8)
+# Characters of the line that keep within three lines of the dock at 1366x768 (measured:
+# 131 fit, 142 took four; tests/_qt/test_training_scope.py checks every form).
+LINE_CHARS = 132
 
 
-class StartJudge:
-    """The start model's partial rule on one image, made in the worker and kept.
-
-    The rule predicts the model's foreground once per area, so a stroke costs a
-    prediction around its cell only (:class:`~napari_unet.training.partial.PartialRule`).
-
-    Parameters
-    ----------
-    key : tuple
-        What the rule depends on (the model choice, the model, the image layer).
-    loader : callable
-        Makes the start model (called in the worker, once).
-    image : array
-        The image layer's pixels as napari holds them.
-    rgb : bool
-        Whether the layer is RGB.
-    config : TrainConfig
-        The dock's training settings.
-    """
-
-    def __init__(self, key: tuple, loader: Any, image: Any, rgb: bool, config: Any) -> None:
-        self.key, self.config = key, config
-        self._loader, self._pixels, self._rgb = loader, image, rgb
-        self._rule = self._image = None
-
-    def matches(self, key: tuple) -> bool:
-        """Whether this judge serves ``key`` (models and layers by identity)."""
-        return len(key) == len(self.key) and all(
-            a is b or (isinstance(a, str) and a == b) for a, b in zip(key, self.key)
-        )
-
-    def planned(self, labels: np.ndarray, region: Any) -> tuple[np.ndarray, Any, Any]:
-        """The area a round would train on, its partly painted and left-out ids."""
-        from ..modelfile import resolve_model_arg
-        from ..training.data import planned_area
-        from ..training.partial import PartialRule
-
-        if self._rule is None:
-            self._rule = PartialRule(resolve_model_arg(self._loader))
-            # as the dock hands the image to training (train_widget._take)
-            self._image = to_model_layout(np.asarray(self._pixels), 1, rgb=self._rgb)
-        area, summary = planned_area(self._image, labels, region, self._rule, self.config)
-        return area, summary["partial"], summary["left_out"]
+def _fitting(candidates: Any) -> str:
+    """The first sentence that keeps within three lines (the last one when none does)."""
+    said = ""
+    for said in candidates:
+        if len(said) <= LINE_CHARS:
+            break
+    return said
 
 
-def scope_finding(
-    labels: np.ndarray,
-    region: np.ndarray | None,
-    sigma: float,
-    partial: Any,
-    left_out: Any,
-    judge: StartJudge | None = None,
-) -> tuple[np.ndarray, Any, Any]:
-    """The overlay's area and the finding it used: (area, partly painted ids, left-out ids).
-
-    With a ``judge`` the start model decides, as training will; without one (live
-    mode streams its own finding) or when it cannot (the image does not suit the
-    model), ``partial`` and ``left_out`` are used as given.
-    """
-    if judge is not None and not labels.any():
-        return training_area(labels, region, sigma), [], []
-    if judge is not None:
-        try:
-            return judge.planned(labels, region)
-        except (NapariUnetError, ValueError, RuntimeError):  # training will say why
-            pass
-    return training_area(labels, region, sigma, partial, left_out), partial, left_out
+def _left_out(n: int, elsewhere: int, where: bool, background: bool) -> str:
+    """The end of the line: how many tiny marks are left out (``where``: and where)."""
+    if not where or not (elsewhere or background):
+        place = ""
+    elif elsewhere == n:
+        place = " on another image" if n == 1 else " on other images"
+    elif elsewhere:
+        place = f" ({elsewhere} on other images)"
+    else:  # on the chosen image: the overlay shows them
+        place = " on background"
+    marks = f"1 tiny mark{place} is" if n == 1 else f"{n} tiny marks{place} are"
+    return f"; {marks} left out."
 
 
 class TrainingScope(QWidget):
     """The "completely annotated" box, the line before Fine-tune, and the area overlay.
 
     The dock calls :meth:`set_target` with its image, annotation and region
-    layers, and :meth:`set_entries` with the training set's count.
+    layers, and :meth:`set_entries` with the training set's entries.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, sigma: float) -> None:
@@ -193,15 +130,16 @@ class TrainingScope(QWidget):
         self._sigma = sigma
         self._image = self._labels = self._region = None
         self._counter: CellCounter | None = None
-        self._set_cells: int | None = None  # cells of a non-empty training set
-        self._set_images = 0
+        self._entries: list[Any] = []  # the training set's (empty: the choice above is trained)
+        # per entry (by its annotation layer): (layer, partly painted ids, left-out ids)
+        self._set_found: dict[int, tuple[Any, tuple[int, ...], tuple[int, ...]]] = {}
         # the finding the line and the overlay use: the start model's (see set_judge), or
         # the running live mode's (set_partial)
         self._partial_ids: tuple[int, ...] = ()
         self._left_ids: tuple[int, ...] = ()  # stray dabs, left out of training
         self._said_for: tuple | None = None  # the finding the sentence below was about
         self._provider: Any = None
-        self._judge: StartJudge | None = None
+        self._judges: dict[int, StartJudge] = {}  # per image layer (chosen or in the set)
         # live mode's own area trained on, by plane, and the image layer it trains on
         self._live_known: dict[int, np.ndarray] = {}
         self._live_image: Any = None
@@ -258,9 +196,20 @@ class TrainingScope(QWidget):
         self._image, self._labels, self._region = image, labels, region
         self.refresh()
 
-    def set_entries(self, cells: int | None, images: int = 0) -> None:
-        """The training set's cells (None: the set is empty, the choice above is trained)."""
-        self._set_cells, self._set_images = cells, images
+    def set_entries(self, entries: Any) -> None:
+        """The training set's entries (``image``, ``labels``, ``region``, ``counter`` each).
+
+        Empty: the choice above is trained. Each entry's strokes and region change
+        what a round leaves out on it: it is judged again then, alone.
+        """
+        entries = list(entries or ())
+        old = {id(x): x for e in self._entries for x in (e.labels, e.region) if x is not None}
+        new = {id(x): x for e in entries for x in (e.labels, e.region) if x is not None}
+        for key in old.keys() - new.keys():
+            old[key].events.data.disconnect(self._schedule_set)
+        for key in new.keys() - old.keys():
+            new[key].events.data.connect(self._schedule_set)
+        self._entries = entries
         self.refresh()
 
     def _on_complete(self, checked: bool) -> None:
@@ -333,15 +282,32 @@ class TrainingScope(QWidget):
 
     def _say(self) -> None:
         complete = self.complete.isChecked()
+        if self._entries:  # every image's dabs, judged as a round judges them
+            self.line.setText(scope_sentence(*self._set_counts(complete)))
+            return
         region = self._region is not None and len(self._region.data) > 0
         partial = len(self._partial_ids)
-        if self._set_cells is not None:  # the other images' stray dabs are not judged here
-            images = max(self._set_images, 1)
-            self.line.setText(scope_sentence(self._set_cells, complete, region, images, partial))
-            return
         left = 0 if complete else len(self._left_ids)  # complete: no dab is left out
         cells = max(self.cells - left, 0)
         self.line.setText(scope_sentence(cells, complete, region, partial=partial, left_out=left))
+
+    def _set_counts(self, complete: bool) -> tuple:
+        """:func:`scope_sentence`'s arguments for the training set.
+
+        An entry not judged (yet, or its image does not suit the model) counts
+        its painted cells, as the set's table does.
+        """
+        cells = partial = left = elsewhere = 0
+        for e in self._entries:
+            layer, ids, stray = self._set_found.get(id(e.labels), (None, (), ()))
+            if layer is not e.labels:
+                ids, stray = (), ()
+            cells += max(e.counter.cells - len(stray), 0)
+            partial, left = partial + len(ids), left + len(stray)
+            if e.image is not self._image:  # the overlay cannot show these
+                elsewhere += len(stray)
+        region = any(e.region is not None and len(e.region.data) > 0 for e in self._entries)
+        return cells, complete, region, len(self._entries), partial, left, elsewhere
 
     def _found(self, partial: Any, left_out: Any, schedule: bool = False) -> None:
         """A finding arrived: the line says it (and the overlay follows, when it did not)."""
@@ -350,61 +316,104 @@ class TrainingScope(QWidget):
             self._partial_ids, self._left_ids = partial, left
             self.refresh() if schedule else self._say()
 
-    def _judge_for(self, image: Any) -> tuple[bool, StartJudge | None]:
-        """(whether to use the finding as given, the start model's judge)."""
-        got = self._provider() if self._provider is not None else None
-        if got is None or is_lazy(image):  # live mode's finding, or no rule to ask
-            return True, None
-        key, loader, config = got
-        if loader is None:  # no start model: nothing flagged
-            return False, None
+    def _judge_of(self, image: Any, got: tuple, shared: SharedModel) -> StartJudge | None:
+        """The start model's judge of ``image``, kept while the model and its data are."""
+        if is_lazy(image):  # no rule to ask: predicting all of it is Predict's work
+            return None
+        key, _, config = got
         key = (*key, image, id(image.data))
-        if self._judge is None or not self._judge.matches(key):
-            self._judge = StartJudge(key, loader, layer_image(image), image.rgb, config)
-        return True, self._judge
+        judge = self._judges.get(id(image))
+        if judge is None or not judge.matches(key):
+            judge = StartJudge(key, shared, layer_image(image), image.rgb, config)
+            self._judges[id(image)] = judge  # the key holds the layer: its id stays its own
+        return judge
 
-    # -- the overlay
+    # -- the overlay and the set's judgement, in one worker
     def _schedule(self, *_: Any) -> None:
         self._timer.start()
 
+    def _schedule_set(self, *_: Any) -> None:  # an entry's strokes or region
+        self._timer.start()
+
     def _compute(self) -> None:
-        image, labels = self._image, self._labels
-        layers = self._viewer.layers
-        if image is None or labels is None or image not in layers or labels not in layers:
-            return
-        if not self.show_area.isChecked() or self.complete.isChecked():
-            self._hide(image.name)  # complete: the whole image, nothing to point out
-            return
         if self._busy:
             self._again = True
             return
+        # the start model's (key, loader, config); None while live mode sends its finding
+        got = self._provider() if self._provider is not None else None
+        shared = SharedModel(got[1]) if got is not None and got[1] is not None else None
+        overlay = self._overlay_work(got, shared)
+        entries = self._entry_work(got, shared)
+        keep = {id(self._image), *(id(e.image) for e in self._entries)}
+        self._judges = {k: j for k, j in self._judges.items() if k in keep}
+        if overlay is None and entries is None:
+            return
+        image, labels = self._image, self._labels
+        self._busy = True
+        self._workers.start_function(
+            scope_job,
+            overlay,
+            entries,
+            returned=lambda result: self._judged(image, labels, entries, result),
+            finished=self._on_finished,
+        )
+
+    def _overlay_work(self, got: Any, shared: Any) -> tuple | None:
+        """:func:`scope_finding`'s arguments for the chosen image (None: nothing to find)."""
+        image, labels = self._image, self._labels
+        layers = self._viewer.layers
+        if image is None or labels is None or image not in layers or labels not in layers:
+            return None
+        if not self.show_area.isChecked() or self.complete.isChecked():
+            self._hide(image.name)  # complete: the whole image, nothing to point out
+            return None
         shape = spatial_shape(image)
         data = np.array(labels.data, copy=True)
         if data.shape != shape:
-            return
+            return None
         try:
             region = region_mask(self._region, shape) if self._region is not None else None
         except NapariUnetError:
             region = None
-        given, judge = self._judge_for(image)
+        judge = self._judge_of(image, got, shared) if shared is not None else None
+        given = got is None or shared is not None  # else no start model: nothing flagged
         live = self._live_area(image, shape) if given else None
         if live is not None:  # what live mode trains on now, as it sent it
             self._show(image, labels, (live, self._partial_ids, self._left_ids))
-            return
+            return None
         if not given:
             self._found((), ())
-        self._busy = True
-        self._workers.start_function(
-            scope_finding,
-            data,
-            region,
-            self._sigma,
-            self._partial_ids,
-            self._left_ids,
-            judge,
-            returned=lambda found: self._show(image, labels, found),
-            finished=self._on_finished,
-        )
+        return data, region, self._sigma, self._partial_ids, self._left_ids, judge
+
+    def _entry_work(self, got: Any, shared: Any) -> list[EntryJob] | None:
+        """The training set's entries to judge (None: nothing to judge now)."""
+        if not self._entries or got is None:  # live mode runs: what was found stays
+            return None
+        if shared is None:  # no start model: nothing is left out
+            self._set_found = {}
+            self._say()
+            return None
+        return [
+            EntryJob(
+                e.labels,
+                self._judge_of(e.image, got, shared),
+                e.labels.data,
+                e.region,
+                spatial_shape(e.image),
+                is_complete(e.labels),  # as Fine-tune takes it: the whole image is the region
+            )
+            for e in self._entries
+        ]
+
+    def _judged(self, image: Any, labels: Any, entries: Any, result: Any) -> None:
+        found, judged = result
+        if judged is not None:
+            self._set_found = {
+                id(job.layer): (job.layer, *r) for job, r in zip(entries, judged) if r is not None
+            }
+            self._say()
+        if found is not None:
+            self._show(image, labels, found)
 
     def _on_finished(self) -> None:
         self._busy = False
@@ -454,6 +463,7 @@ class TrainingScope(QWidget):
 
     def close_scope(self) -> None:
         """Stop following layers and wait for the overlay's worker (the dock closes)."""
-        self._timer.stop()
+        self.set_entries([])
         self.set_target(None, None, None)
+        self._timer.stop()
         self._workers.stop_all()

@@ -197,6 +197,8 @@ def prepare_planes(
     summary = []
     for i, (img, lab, reg) in enumerate(triples):
         which = f"image {i + 1}" if len(triples) > 1 else "the image"
+        if partial is not None:  # its foreground is kept by plane: one image at a time
+            partial.new_image()
         found, image_summary = annotated_planes(
             img, lab, reg, which, in_channels, normalization, config, partial
         )

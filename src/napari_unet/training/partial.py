@@ -346,6 +346,14 @@ class PartialRule:
         ids = partly_painted(kept, fg, ring)
         return ids, sure_background(labels, fg, ids, ring), stray, overhang(labels, fg, stray)
 
+    def new_image(self) -> None:
+        """The next planes are another image's: forget the foreground predicted so far.
+
+        The foreground is kept by plane index, so without this a second image of
+        the same shape was judged by the first one's predictions.
+        """
+        self._planes.clear()
+
     def foreground(self, image: np.ndarray, labels: np.ndarray, ring: int, z: int = 0):
         """The start model's foreground probability around the painted cells of plane ``z``.
 
