@@ -13,6 +13,7 @@ from napari_unet.postprocess.calibration import (
     IOU_THRESHOLDS,
     CalibrationSample,
     calibrate,
+    rule_distance,
     switch_margin,
 )
 from napari_unet.postprocess.describe import describe_model_rule, describe_rule
@@ -105,8 +106,43 @@ def test_the_rule_in_use_stays_unless_another_beats_it_clearly():
     said = describe_model_rule(SimpleNamespace(metadata={"postprocess": kept.record()}))
     assert f"kept after a check on {kept.cells} of your held-out cells" in said
     switched = calibrate(samples, previous=DEFAULTS)  # the watershed cuts rods: a clear lead
-    assert not switched.kept and switched.rule == best.rule
-    assert switched.score > switched.default_score + switch_margin(switched.cells)
+    margin = switch_margin(switched.cells)
+    assert not switched.kept and best.score > switched.default_score + margin
+    # it moves to a rule the scores cannot tell from the best, no farther than the best
+    assert switched.score >= best.score - margin and switched.score > switched.default_score
+    assert rule_distance(switched.rule, DEFAULTS) <= rule_distance(best.rule, DEFAULTS)
+    assert switched.score == pytest.approx(
+        _mean_ap(labels, labels_from_probabilities(prob, **switched.rule))
+    )
+
+
+def test_a_rule_that_must_change_moves_to_the_nearest_of_the_rules_that_tie():
+    """Painted rods: dozens of rules tied within the margin, and the best of them (the first
+    found) was often one that merged unseen cells; the rule in use now moves no farther than
+    the scores ask."""
+    prob, labels = _nuclei()
+    fg = np.where(labels > 0, 0.97, prob[1])  # sure inside: every rule up to 0.95 keeps them
+    samples = [CalibrationSample(_probabilities(fg), labels, np.ones(labels.shape, bool))]
+    best = calibrate(samples)
+    assert best.score == pytest.approx(1.0)
+    strict = {**best.rule, "min_confidence": 0.99}  # in use: keeps no cell at all
+    moved = calibrate(samples, previous=strict)
+    assert not moved.kept and moved.score == pytest.approx(1.0)
+    # the nearest tie: the same labelling, the confidence lowered to the highest tried (0.9)
+    assert {**moved.rule, "min_confidence": 0.99} == {**DEFAULTS, **strict}
+    assert moved.rule["min_confidence"] == pytest.approx(0.9)
+    assert rule_distance(moved.rule, strict) < rule_distance(best.rule, strict)
+
+
+def test_rule_distance_counts_grid_steps():
+    a = dict(DEFAULTS)
+    assert rule_distance(a, a) == 0
+    assert rule_distance(a, {**a, "threshold": 0.6}) == pytest.approx(1.0)
+    assert rule_distance(a, {**a, "min_confidence": 0.2}) == pytest.approx(2.0)
+    assert rule_distance(a, {**a, "h": 1.0}) == pytest.approx(1.0)
+    assert rule_distance(a, {**a, "seed_threshold": 0.8}) == pytest.approx(1.0)
+    assert rule_distance(a, {**a, "method": "components"}) == pytest.approx(3.0)
+    assert rule_distance(a, {**a, "min_size": 33}) == pytest.approx(0.5, abs=0.03)
 
 
 @pytest.mark.parametrize("n, words", [(0, "No annotated cell"), (1, "Only one annotated cell")])

@@ -9,7 +9,11 @@ the annotated region (StarDist calibrates its two thresholds the same way).
 The rule in use stays unless the winner beats it by :func:`switch_margin`: the
 winner is the best of hundreds of rules scored on a few cells, so a small lead is
 mostly luck (on real HeLa nuclei, winners leading by 0.01-0.04 lost up to 0.07
-AP@0.5 on the next frame; those leading by 0.1-0.3 gained).
+AP@0.5 on the next frame; those leading by 0.1-0.3 gained). When it must change,
+it moves to the rule nearest it (:func:`rule_distance`) among those within the
+margin of the best, not to the best itself: on painted rods, dozens of rules tie
+within the margin, and the best of them was often one that merges unseen cells
+(docs/benchmarks.md, "Calibration moves the rule no farther than the evidence").
 
 The search is cheap because it only labels once per (method, threshold, h,
 seed threshold): the per-object filters (``min_size``, ``min_confidence``) and
@@ -35,6 +39,7 @@ __all__ = [
     "Calibration",
     "calibrate",
     "switch_margin",
+    "rule_distance",
     "IOU_THRESHOLDS",
     "MIN_CELLS",
     "SWITCH_MARGIN",
@@ -170,10 +175,8 @@ def calibrate(
     kept = False
     if previous is not None:
         current = {**DEFAULTS, **previous}
-        current_score = search.scored[_key(current)]
-        kept = score < current_score + switch_margin(cells)
-        if kept:
-            rule, score = current, current_score
+        rule, score = search.nearest_tie(current, switch_margin(cells))
+        kept = _key(rule) == _key(current)
     scores = search.ap_of(rule)
     return Calibration(
         rule=rule,
@@ -189,6 +192,25 @@ def calibrate(
         seconds=time.perf_counter() - start,
         complete=not search.out_of_time,
     )
+
+
+def rule_distance(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """How far apart two rules are, in steps of the search's grid (0: the same rule).
+
+    Another method counts 3; a threshold, seed threshold or minimum confidence
+    0.1 apart counts 1; h, smoothing and minimum size count by their ratio
+    (twice as large: 1 for h and smoothing, 0.5 for the size).
+    """
+    d = 0.0 if a["method"] == b["method"] else 3.0
+    d += abs(a["threshold"] - b["threshold"]) / 0.1
+    d += abs(a["min_confidence"] - b["min_confidence"]) / 0.1
+    d += abs(np.log2((a["min_size"] + 1) / (b["min_size"] + 1))) / 2
+    d += abs(np.log2(a["smoothing"] / b["smoothing"])) if a["smoothing"] and b["smoothing"] else 0
+    if a["method"] == b["method"] == "watershed":
+        d += abs(np.log2(a["h"] / b["h"]))
+        sa, sb = a["seed_threshold"], b["seed_threshold"]
+        d += (abs(sa - sb) / 0.1) if sa is not None and sb is not None else float(sa != sb)
+    return float(d)
 
 
 def switch_margin(cells: int) -> float:
@@ -236,6 +258,10 @@ def _finer(best: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _key(rule: dict[str, Any]) -> tuple:
     return tuple(rule.get(k, DEFAULTS[k]) for k in DEFAULTS)
+
+
+def _rule(key: tuple) -> dict[str, Any]:
+    return dict(zip(DEFAULTS, key))
 
 
 @dataclass
@@ -328,6 +354,18 @@ class _Search:
         self.scored[key] = score
         if score > self.best_score + 1e-9:
             self.best_rule, self.best_score = rule, score
+
+    def nearest_tie(self, current: dict[str, Any], margin: float) -> tuple[dict[str, Any], float]:
+        """Of the rules within ``margin`` of the best score, the one nearest ``current``.
+
+        Within the margin the scores do not tell the rules apart (a few cells):
+        move the rule in use no farther than the evidence asks. ``current``
+        itself when it is within the margin; ties of distance go to the higher score.
+        """
+        best = max(self.scored.values())
+        near = [(k, v) for k, v in self.scored.items() if v >= best - margin]
+        key, score = min(near, key=lambda kv: (rule_distance(_rule(kv[0]), current), -kv[1]))
+        return _rule(key), score
 
     def try_labelling(self, labelling: dict[str, Any], sizes, confidences) -> None:
         if self._over_time():
