@@ -128,6 +128,7 @@ def calibrate(
     held_out: bool = True,
     time_limit: float | None = None,
     previous: dict[str, Any] | None = None,
+    move: str = "nearest",
 ) -> Calibration:
     """Search the instance rule that best separates the annotated cells.
 
@@ -144,6 +145,10 @@ def calibrate(
     previous : dict or None
         The rule in use (resolved options): it stays unless another scores higher
         by :func:`switch_margin` of the number of cells.
+    move : {"nearest", "best"}
+        Where a rule that must change goes: to the rule nearest ``previous``
+        among those within the margin of the best (the default), or to the best
+        (how it was before; kept for benchmarks).
 
     Returns
     -------
@@ -175,7 +180,11 @@ def calibrate(
     kept = False
     if previous is not None:
         current = {**DEFAULTS, **previous}
-        rule, score = search.nearest_tie(current, switch_margin(cells))
+        margin, current_score = switch_margin(cells), search.scored[_key(current)]
+        if score < current_score + margin:  # no clear lead: the rule in use stays
+            rule, score = current, current_score
+        elif move == "nearest":  # no farther than the cells ask
+            rule, score = search.nearest_tie(current, margin)
         kept = _key(rule) == _key(current)
     scores = search.ap_of(rule)
     return Calibration(
