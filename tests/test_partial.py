@@ -311,13 +311,14 @@ def test_two_over_painted_cells_no_longer_light_up_the_background():
 
 
 def test_live_mode_sends_the_area_it_trains_on_as_fine_tune_plans_it(scene):
-    """Live mode's overlay drew known_area without the over-painted rims; now it draws the
-    area live mode sends, which must be the one a round would train on."""
+    """Live mode's overlay drew known_area of the paint without the start model's sure
+    background round partly painted cells; now it draws the area live mode sends, which must
+    be the one a round would train on."""
     from napari_unet.training.data import planned_area
     from napari_unet.training.live import LiveState, LiveTrainer
 
     image, truth, ids, model = scene
-    boxed = _boxed(truth, ids)
+    boxed = scribble_cells(truth, ids, seed=0)  # partly painted: a sure band round each
     labels = np.where(np.isin(boxed, ids[:-1]), boxed, 0).astype(np.int32)
     trainer = LiveTrainer(copy.deepcopy(model), image, labels, config=CFG, device="cpu")
     events = trainer.run()
@@ -326,8 +327,8 @@ def test_live_mode_sends_the_area_it_trains_on_as_fine_tune_plans_it(scene):
     rule = PartialRule(model)
     planned, _ = planned_area(image, labels, None, rule, CFG)
     np.testing.assert_array_equal(started.known[0][1], planned.astype(bool))
-    rim = (labels > 0) & (truth == 0)
-    assert rim.any() and not started.known[0][1][rim].all()  # the rims are not drawn as trained
+    plain = known_area(labels, CFG.sigma, partial=started.partial)  # what the overlay drew
+    assert (started.known[0][1] & ~plain).any()  # the sure band round the scribbles
     # one more over-painted cell: the next UPDATED event carries the new area
     last = boxed == ids[-1]
     box = ndi.find_objects(last.astype(int))[0]
@@ -340,7 +341,7 @@ def test_live_mode_sends_the_area_it_trains_on_as_fine_tune_plans_it(scene):
     planned, _ = planned_area(image, labels, None, rule, CFG)
     assert [z for z, _ in updated.known] == [0]
     np.testing.assert_array_equal(updated.known[0][1], planned.astype(bool))
-    assert not updated.known[0][1][(labels == ids[-1]) & (truth == 0)].all()
+    assert (updated.known[0][1] & ~started.known[0][1]).any()  # the new scribble's area
 
 
 def test_each_image_of_a_training_set_is_judged_by_its_own_foreground(scene):

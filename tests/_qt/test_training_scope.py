@@ -256,41 +256,41 @@ def _sure_everywhere(model):
     return sure
 
 
-def test_live_mode_draws_the_area_it_trains_on_over_painted_rims_left_out(
+def test_live_mode_draws_the_area_it_trains_on_with_the_sure_band_of_scribbles(
     make_napari_viewer, qtbot, nuclei_and_dabs
 ):
-    """Live mode's overlay was known_area of the paint: the rims of a generous brush were drawn
-    as trained on though live mode left them unknown, as Fine-tune does."""
+    """Live mode's overlay was known_area of the paint: the start model's sure background
+    round partly painted cells, which live mode trains on as Fine-tune does, was not drawn."""
+    from napari_unet.synthetic.scribbles import scribble_cells
+
     image, painted, _ = nuclei_and_dabs
-    boxed = np.zeros_like(painted)
-    for i in (1, 2):  # each nucleus painted as a box 2 px past it
-        ys, xs = np.nonzero(painted == i)
-        boxed[ys.min() - 2 : ys.max() + 3, xs.min() - 2 : xs.max() + 3] = i
+    scribbles = scribble_cells(painted, [1, 2], seed=0)
     viewer, ann, train = _dock(make_napari_viewer, image)
     train._defaults = train._defaults.replace(tile_size=132)
     train._refresh.value = False
-    _paint(ann, boxed)
-    rim = (boxed > 0) & (painted == 0)
-    plain = known_area(boxed, train._defaults.sigma).astype(np.uint8)  # what live mode drew
-    assert plain[rim].all()
+    _paint(ann, scribbles)
     layer = lambda: find_own_layer(viewer, "training area", "nuclei")  # noqa: E731
     train.live.toggle.value = True
     qtbot.waitUntil(lambda: train.live.live is not None and train.live.live.trainer.step >= 1,
                     timeout=60000)  # fmt: skip
-    sent = train.live.live.live.known(0).astype(np.uint8)
-    assert not sent[rim].all()  # live mode leaves part of the rims unknown
+    live = train.live.live.live
+    assert live.partial_cells == [1, 2]
+    plain = known_area(scribbles, train._defaults.sigma, partial=[1, 2])  # what it drew
+    sent = live.known(0)
+    assert (sent & ~plain).any()  # the sure band round the scribbles
     qtbot.waitUntil(
         lambda: layer() is not None and np.array_equal(layer().data, sent), timeout=30000
     )
-    # a cell erased while live: the overlay follows what live mode now trains on
-    ann.data_setitem(tuple(np.argwhere(boxed == 2).T), 0)
-    qtbot.waitUntil(lambda: train.live.live.live.cells == 1, timeout=30000)
-    one = train.live.live.live.known(0).astype(np.uint8)
-    assert not one[boxed == 2].any()
+    # a scribble erased while live: the overlay follows what live mode now trains on
+    ann.data_setitem(tuple(np.argwhere(scribbles == 2).T), 0)
+    qtbot.waitUntil(lambda: not (live.labels(0) == 2).any(), timeout=30000)
+    qtbot.waitUntil(lambda: not np.array_equal(live.known(0), sent), timeout=30000)
+    one = live.known(0)
+    assert not one[scribbles == 2].any()
     qtbot.waitUntil(lambda: np.array_equal(layer().data, one), timeout=30000)
     train.live.toggle.value = False
     qtbot.waitUntil(lambda: not train.live.running, timeout=120000)
-    np.testing.assert_array_equal(ann.data, np.where(boxed == 2, 0, boxed))  # untouched
+    np.testing.assert_array_equal(ann.data, np.where(scribbles == 2, 0, scribbles))  # untouched
 
 
 def _set_of(train, pairs):
