@@ -32,23 +32,13 @@ import torch
 from napari_unet import instance_scores, labels_from_probabilities, predict_tiled
 from napari_unet.bundled import load_bundled_model
 from napari_unet.synthetic import make_cells
+from napari_unet.synthetic.scribbles import box_cells
 from napari_unet.training import TrainConfig, train_model
 from napari_unet.training import partial as partial_rule
 from napari_unet.training.data import model_normalization
 from napari_unet.training.known import ring_width
 
 VARIANTS = ("exact", "main", "oracle", "background-once")
-
-
-def boxes(truth: np.ndarray, ids: np.ndarray, margin: int = 2) -> np.ndarray:
-    """Each cell painted as a box ``margin`` px past it (later cells over earlier ones' gaps)."""
-    labels = np.zeros(truth.shape, np.int32)
-    for i in ids:
-        ys, xs = np.nonzero(truth == i)
-        box = labels[max(0, ys.min() - margin) : ys.max() + 1 + margin,
-                     max(0, xs.min() - margin) : xs.max() + 1 + margin]  # fmt: skip
-        box[box == 0] = i
-    return labels
 
 
 def rim_of_bundled(image: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
@@ -64,7 +54,7 @@ def run(variant: str, seed: int, rounds: int, steps: int, side: int) -> list[flo
     image, truth = make_cells((side, side), style="fluorescence", seed=seed)
     test_image, test_truth = make_cells((side, side), style="fluorescence", seed=seed + 1)
     ids = np.sort(np.random.default_rng(0).choice(np.unique(truth)[1:], 6, replace=False))
-    labels = boxes(truth, ids)
+    labels = box_cells(truth, ids)
     real = partial_rule.overhang
     if variant == "exact":
         labels = np.where(np.isin(truth, ids), truth, 0).astype(np.int32)

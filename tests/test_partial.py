@@ -10,7 +10,7 @@ from napari_unet import predict_tiled
 from napari_unet.bundled import load_bundled_model
 from napari_unet.errors import NapariUnetError
 from napari_unet.synthetic import make_cells
-from napari_unet.synthetic.scribbles import dab_cells, scribble_cells
+from napari_unet.synthetic.scribbles import box_cells, dab_cells, scribble_cells
 from napari_unet.training import TrainConfig, known_area, prepare_training_data, train_model
 from napari_unet.training import partial as partial_module
 from napari_unet.training.calibrate import calibrate_model, calibration_samples
@@ -235,13 +235,7 @@ def test_the_object_rule_is_calibrated_on_whole_cells_only(scene):
 
 def _boxed(truth, ids, margin=2):
     """Each cell painted as a box ``margin`` px past its nucleus (a generous brush)."""
-    labels = np.zeros(truth.shape, np.int32)
-    for i in ids:
-        ys, xs = np.nonzero(truth == i)
-        box = labels[max(0, ys.min() - margin) : ys.max() + 1 + margin,
-                     max(0, xs.min() - margin) : xs.max() + 1 + margin]  # fmt: skip
-        box[box == 0] = i
-    return labels
+    return box_cells(truth, ids, margin)
 
 
 def test_paint_past_a_sure_object_is_found_at_the_rim_only():
