@@ -368,19 +368,19 @@ class TrainingScope(QWidget):
             self._hide(image.name)  # complete: the whole image, nothing to point out
             return None
         shape = spatial_shape(image)
-        data = np.array(labels.data, copy=True)
-        if data.shape != shape:
+        if tuple(labels.data.shape) != shape:
             return None
+        given = got is None or shared is not None  # else no start model: nothing flagged
+        live = self._live_area(image, shape) if given else None
+        if live is not None:  # what live mode trains on now, as it sent it: no copy, no worker
+            self._show(image, labels, (live, self._partial_ids, self._left_ids))
+            return None
+        data = np.array(labels.data, copy=True)
         try:
             region = region_mask(self._region, shape) if self._region is not None else None
         except NapariUnetError:
             region = None
         judge = self._judge_of(image, got, shared) if shared is not None else None
-        given = got is None or shared is not None  # else no start model: nothing flagged
-        live = self._live_area(image, shape) if given else None
-        if live is not None:  # what live mode trains on now, as it sent it
-            self._show(image, labels, (live, self._partial_ids, self._left_ids))
-            return None
         if not given:
             self._found((), ())
         return data, region, self._sigma, self._partial_ids, self._left_ids, judge
