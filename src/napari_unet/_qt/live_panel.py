@@ -181,7 +181,7 @@ class LivePanel:
         try:
             live = LiveTrainer(
                 model, image, labels, config=config, name=name, preview_every=self.preview_every,
-                region=extra[0], copied=extra[1],
+                region=extra[0], copied=extra[1], memory=self._dock.first_sight,
             )  # fmt: skip
             if self._stopping:  # switched off (or napari closed) while the model loaded
                 live.stop()

@@ -83,10 +83,14 @@ class StartJudge:
         Whether the layer is RGB.
     config : TrainConfig
         The dock's training settings.
+    memory : ForegroundMemory or None
+        The dock's: areas a round or live mode judged keep that judgement here too.
     """
 
-    def __init__(self, key: tuple, loader: Any, image: Any, rgb: bool, config: Any) -> None:
-        self.key, self.config = key, config
+    def __init__(
+        self, key: tuple, loader: Any, image: Any, rgb: bool, config: Any, memory: Any = None
+    ) -> None:
+        self.key, self.config, self._memory = key, config, memory
         self._loader, self._pixels, self._rgb = loader, image, rgb
         self._rule = self._image = None
         self._last: tuple | None = None  # (labels, region, area, summary) of the last call
@@ -116,7 +120,7 @@ class StartJudge:
         if self._rule is None:
             from ..modelfile import resolve_model_arg
 
-            self._rule = PartialRule(resolve_model_arg(self._loader))
+            self._rule = PartialRule(resolve_model_arg(self._loader), memory=self._memory)
             # as the dock hands the image to training (train_widget._take)
             self._image = to_model_layout(np.asarray(self._pixels), 1, rgb=self._rgb)
         area, summary = planned_area(self._image, labels, region, self._rule, self.config)

@@ -17,6 +17,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..errors import NapariUnetError
 from ..layout import to_model_layout
+from ..training.first_sight import ForegroundMemory
 from .augmentation_preview import PREVIEW_SAMPLES, AugmentationPreview
 from .correction_panel import CorrectionPanel
 from .dock import ScrollingDock, StatusLine
@@ -62,6 +63,8 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         self._state = state_for(viewer)
         self._session = self._state.model
         self._runner = TrainingRunner()
+        # the line, live mode and every round judge the same paint the same
+        self.first_sight = ForegroundMemory()
         self._predictor = PredictionRunner(viewer)
         self._workers = WorkerGroup()  # the augmentation preview
         self._preview_worker = None
@@ -69,7 +72,7 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
         self.form.native.layout().addWidget(self.project_panel.native)
         self.form.extend(self._data_fields(viewer))
         self.training_set = TrainingSetPanel(viewer, region_mask)
-        self.scope = TrainingScope(viewer, self._defaults.sigma)
+        self.scope = TrainingScope(viewer, self._defaults.sigma, self.first_sight)
         self.form.native.layout().addWidget(self.scope)
         self._preview = PushButton(text="Preview augmentation")
         self._train = PushButton(text="Fine-tune")
@@ -279,6 +282,7 @@ class TrainWidget(TrainForm, TrainRounds, TrainLive, AugmentationPreview, Scroll
             name=self._target.name,
             names=snap.names,
             copied=snap.copied,
+            memory=self.first_sight,
         )
         self.guard.clear()
 

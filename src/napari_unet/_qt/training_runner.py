@@ -81,6 +81,7 @@ class TrainingRunner:
         name: str = "training",
         names: list[str] | None = None,
         copied: list[Any] | None = None,
+        memory: Any = None,
     ) -> None:
         """Train on snapshots of the given arrays (the caller takes the snapshots).
 
@@ -90,7 +91,9 @@ class TrainingRunner:
         name the training set's images (see ``prepare_training_data``);
         ``copied`` holds, per image, the record of cells copied from a prediction
         (:func:`~napari_unet.training.provenance.cell_signatures`), so that those
-        not edited since are never validation cells.
+        not edited since are never validation cells; ``memory`` (a
+        :class:`~napari_unet.training.first_sight.ForegroundMemory`) keeps the
+        earlier rounds' judgement of the paint.
         """
         if self.worker is not None:
             return
@@ -101,14 +104,14 @@ class TrainingRunner:
         # before the worker starts: napari's progress bar may process events
         self._bar = napari_progress(total=1000, desc="Training U-Net")
         self.worker = self._workers.start_generator(
-            self._job(images, labels, regions, model, config, names, copied),
+            self._job(images, labels, regions, model, config, names, copied, memory),
             yielded=self._on_event,
             returned=self._on_returned,
             errored=lambda exc: self.failed.emit(f"Training failed: {exc}"),
             finished=self._on_finished,
         )
 
-    def _job(self, images, labels, regions, model, config, names=None, copied=None):
+    def _job(self, images, labels, regions, model, config, names=None, copied=None, memory=None):
         from ..modelfile import resolve_model_arg
         from ..training import Trainer, prepare_training_data, unedited_copies
 
@@ -116,8 +119,9 @@ class TrainingRunner:
         records = copied or [None] * len(labels)
         machine = [unedited_copies(lab, rec) for lab, rec in zip(labels, records)]
         data = prepare_training_data(
-            images, labels, regions, model=model, config=config, names=names, machine_cells=machine
-        )
+            images, labels, regions, model=model, config=config, names=names,
+            machine_cells=machine, memory=memory,
+        )  # fmt: skip
         if self._stop:
             return model
         self.trainer = Trainer(model, data, config)

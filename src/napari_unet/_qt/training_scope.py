@@ -124,9 +124,10 @@ class TrainingScope(QWidget):
     layers, and :meth:`set_entries` with the training set's entries.
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, sigma: float) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, sigma: float, memory: Any = None) -> None:
         super().__init__()
         self._viewer = viewer
+        self._memory = memory  # the dock's ForegroundMemory: judged as the rounds judge
         self._sigma = sigma
         self._image = self._labels = self._region = None
         self._counter: CellCounter | None = None
@@ -324,7 +325,9 @@ class TrainingScope(QWidget):
         key = (*key, image, id(image.data))
         judge = self._judges.get(id(image))
         if judge is None or not judge.matches(key):
-            judge = StartJudge(key, shared, layer_image(image), image.rgb, config)
+            judge = StartJudge(
+                key, shared, layer_image(image), image.rgb, config, memory=self._memory
+            )
             self._judges[id(image)] = judge  # the key holds the layer: its id stays its own
         return judge
 

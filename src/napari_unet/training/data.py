@@ -114,6 +114,7 @@ def prepare_training_data(
     config: TrainConfig | None = None,
     names: Sequence[str] | None = None,
     machine_cells: Sequence[Any] | None = None,
+    memory: Any = None,
 ) -> TrainingData:
     """Check, normalise and pad training pairs for ``model``; compute weight maps once.
 
@@ -149,6 +150,11 @@ def prepare_training_data(
         Per image, the ids of cells copied from a prediction and not edited
         since (:func:`napari_unet.training.provenance.unedited_copies`): trained
         on, never held out for validation.
+    memory : ForegroundMemory or None
+        The start models' foreground kept from earlier rounds on these images
+        (:mod:`napari_unet.training.first_sight`): areas judged before keep that
+        judgement of stray dabs, over-painted and partly painted cells; None:
+        ``model`` judges everything.
 
     Returns
     -------
@@ -165,7 +171,7 @@ def prepare_training_data(
         config=cfg,
         names=names,
         machine_cells=machine_cells,
-        partial=None if cfg.complete else PartialRule(model),
+        partial=None if cfg.complete else PartialRule(model, memory=memory),
     )
 
 
@@ -197,8 +203,6 @@ def prepare_planes(
     summary = []
     for i, (img, lab, reg) in enumerate(triples):
         which = f"image {i + 1}" if len(triples) > 1 else "the image"
-        if partial is not None:  # its foreground is kept by plane: one image at a time
-            partial.new_image()
         found, image_summary = annotated_planes(
             img, lab, reg, which, in_channels, normalization, config, partial
         )

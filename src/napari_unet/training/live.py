@@ -136,6 +136,9 @@ class LiveTrainer:
     calibrate_every : float or None
         Seconds between calibrations of the rule while training, at least (None:
         only when it stops).
+    memory : ForegroundMemory or None
+        The start models' foreground kept from earlier rounds (see
+        :func:`~napari_unet.training.prepare_training_data`).
 
     Raises
     ------
@@ -157,11 +160,12 @@ class LiveTrainer:
         region: Any = None,
         copied: Any = None,
         calibrate_every: float | None = 30.0,
+        memory: Any = None,
     ) -> None:
         cfg = config or TrainConfig.fine_tune()
         self.calibrates = bool(cfg.calibrate)
         cfg = cfg.replace(schedule="constant", calibrate=False)
-        rule = None if cfg.complete else PartialRule(model)
+        rule = None if cfg.complete else PartialRule(model, memory=memory)
         self.live = LiveData(
             image, np.array(labels, copy=True), model=model, config=cfg, name=name,
             region=region, copied=copied, partial=rule,

@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 
 from ..model import UNet
 from ..rescaling import model_diameter_range
+from .first_sight import ForegroundMemory, plane_key
 from .live_preview import box_probabilities
 
 __all__ = [
@@ -320,16 +321,21 @@ class PartialRule:
         original in place does not move the decision).
     device : str or torch.device or None
         Where the copy predicts (None: where ``model`` is).
+    memory : ForegroundMemory or None
+        Where the foreground is kept, per image plane and area. Share one between
+        the rules of successive rounds on the same images, so that an area judged
+        once keeps the first model's judgement
+        (:mod:`napari_unet.training.first_sight`); None: a new one of this rule's own.
     """
 
-    def __init__(self, model: UNet, device: Any = None) -> None:
+    def __init__(self, model: UNet, device: Any = None, memory: Any = None) -> None:
         known = model_diameter_range(model)
         self.smallest = float(known[0]) if known is not None else STRAY_DIAMETER
         self.model = copy.deepcopy(model).eval()
         if device is None:
             device = next(model.parameters()).device
         self.device = torch.device(device)
-        self._planes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # z -> (fg, predicted)
+        self.memory = memory if memory is not None else ForegroundMemory()
 
     def __call__(
         self, image: np.ndarray, labels: np.ndarray, ring: int, z: int = 0
@@ -346,39 +352,40 @@ class PartialRule:
         ids = partly_painted(kept, fg, ring)
         return ids, sure_background(labels, fg, ids, ring), stray, overhang(labels, fg, stray)
 
-    def new_image(self) -> None:
-        """The next planes are another image's: forget the foreground predicted so far.
-
-        The foreground is kept by plane index, so without this a second image of
-        the same shape was judged by the first one's predictions.
-        """
-        self._planes.clear()
-
     def foreground(self, image: np.ndarray, labels: np.ndarray, ring: int, z: int = 0):
         """The start model's foreground probability around the painted cells of plane ``z``.
 
         Predicted only where it was not yet (each painted cell's box grown by
-        ``ring`` and :data:`BAND`); elsewhere 0.5 (neither sure nor unsure).
+        ``ring`` and :data:`BAND`), by this rule's model or, where the memory
+        holds it, by the first model that judged the area; elsewhere 0.5
+        (neither sure nor unsure). The plane is known by its pixels
+        (:func:`~napari_unet.training.first_sight.plane_key`), so planes of
+        another image are never judged by this one's foreground. The array is
+        the memory's own: read it, never write to it.
         """
         h, w = labels.shape
-        fg, done = self._planes.get(z, (None, None))
-        if fg is None or fg.shape != (h, w):
-            fg, done = np.full((h, w), 0.5, np.float32), np.zeros((h, w), bool)
-            self._planes[z] = (fg, done)
-        m = BAND + 8  # the band, and a margin: a stroke that grows a cell rarely needs more
-        missing = []
-        for box in ndi.find_objects(labels):
-            if box is None:
-                continue
-            y0, y1 = max(0, box[0].start - ring), min(h, box[0].stop + ring)
-            x0, x1 = max(0, box[1].start - ring), min(w, box[1].stop + ring)
-            if not done[y0:y1, x0:x1].all():
-                missing.append((max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)))
-        if len(missing) > 4:  # many cells (a Fine-tune): one prediction of the box around them
-            missing = [tuple(f(b[k] for b in missing) for k, f in enumerate((min, max, min, max)))]
-        for y0, y1, x0, x1 in missing:
-            with torch.no_grad():
-                probs = box_probabilities(self.model, image, (y0, y1, x0, x1), self.device)
-            fg[y0:y1, x0:x1] = 1.0 - probs[0]
-            done[y0:y1, x0:x1] = True
-        return fg
+        with self.memory.lock:  # another thread's rule fills the same plane once
+            fg, done = self.memory.plane(plane_key(image, z), (h, w))
+            for y0, y1, x0, x1 in _missing(labels, done, ring):
+                with torch.no_grad():
+                    probs = box_probabilities(self.model, image, (y0, y1, x0, x1), self.device)
+                fg[y0:y1, x0:x1] = 1.0 - probs[0]
+                done[y0:y1, x0:x1] = True
+            return fg
+
+
+def _missing(labels: np.ndarray, done: np.ndarray, ring: int) -> list[tuple[int, ...]]:
+    """The boxes still to predict round the painted cells (one box round them when many)."""
+    h, w = labels.shape
+    m = BAND + 8  # the band, and a margin: a stroke that grows a cell rarely needs more
+    missing = []
+    for box in ndi.find_objects(labels):
+        if box is None:
+            continue
+        y0, y1 = max(0, box[0].start - ring), min(h, box[0].stop + ring)
+        x0, x1 = max(0, box[1].start - ring), min(w, box[1].stop + ring)
+        if not done[y0:y1, x0:x1].all():
+            missing.append((max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)))
+    if len(missing) > 4:  # many cells (a Fine-tune): one prediction of the box around them
+        missing = [tuple(f(b[k] for b in missing) for k, f in enumerate((min, max, min, max)))]
+    return missing

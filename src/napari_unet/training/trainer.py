@@ -452,14 +452,14 @@ def train_model(
     device: str | None = None,
     progress: Callable[[TrainEvent], Any] | None = None,
     names: Sequence[str] | None = None,
+    memory: Any = None,
 ) -> UNet:
     """Train (or fine-tune) a U-Net and return it: the one-call form of :class:`Trainer`.
 
     Parameters
     ----------
-    images, labels, regions, names
-        As for :func:`prepare_training_data`: one image or a training set of
-        several (sizes and dtypes may differ).
+    images, labels, regions, names, memory
+        As for :func:`prepare_training_data` (pass one ``memory`` to successive rounds).
     model : UNet or None
         The start model; ``None`` makes one from scratch with the paper's
         initialisation and ``config``'s architecture.
@@ -471,16 +471,13 @@ def train_model(
     device : str or None
     progress : callable or None
         Called with every :class:`TrainEvent`.
-
-    Returns
-    -------
-    UNet
     """
     if config is None:
         config = TrainConfig() if model is None else TrainConfig.fine_tune()
     if model is None:
         model = new_model(config)
-    data = prepare_training_data(images, labels, regions, model=model, config=config, names=names)
+    kw = {"names": names, "memory": memory}
+    data = prepare_training_data(images, labels, regions, model=model, config=config, **kw)
     trainer = Trainer(model, data, config, checkpoint=checkpoint, device=device)
     return run_to_end(trainer.run(), progress)
 
