@@ -64,6 +64,7 @@ from napari_unet.bundled import load_bundled_model
 from napari_unet.metrics import iou_matrix
 from napari_unet.synthetic.colonies import make_scene
 from napari_unet.training import TrainConfig, Trainer, prepare_training_data, train_model
+from napari_unet.training.first_sight import ForegroundMemory
 from napari_unet.training.live import LiveState, LiveTrainer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -108,6 +109,43 @@ def worst_cell(truth: np.ndarray, pred: np.ndarray, painted: set[int]) -> int:
     return next(i for i in order if i not in painted)
 
 
+def merged_partner(truth: np.ndarray, pred: np.ndarray, cell: int, painted: set[int]) -> int | None:
+    """The unpainted true cell that the prediction merged with ``cell``, if any.
+
+    The prediction object covering most of ``cell``; of the other true cells, the
+    unpainted one it covers most, when that is at least a third of the cell.
+    """
+    under = pred[truth == cell]
+    under = under[under > 0]
+    if not len(under):
+        return None
+    obj = pred == np.bincount(under).argmax()
+    others = truth[obj & (truth != cell) & (truth > 0)]
+    if not len(others):
+        return None
+    counts = np.bincount(others, minlength=int(truth.max()) + 1)
+    areas = np.bincount(truth.ravel(), minlength=len(counts))
+    share = np.where(areas > 0, counts / np.maximum(areas, 1), 0.0)
+    for i in np.argsort(-share, kind="stable"):
+        if share[i] < 1 / 3:
+            return None
+        if int(i) not in painted:
+            return int(i)
+    return None
+
+
+def worst_pair(truth: np.ndarray, pred: np.ndarray, painted: set[int], last: list[int]) -> int:
+    """The partner of the last painted cell when the preview merged them, else the worst cell.
+
+    The user who sees two rods merged paints both (the weight map then stresses
+    the border between them), one cell per pace as always.
+    """
+    partner = merged_partner(truth, pred, last[-1], painted) if last else None
+    cell = partner if partner is not None else worst_cell(truth, pred, painted)
+    last.append(cell)
+    return cell
+
+
 def cell_update(truth: np.ndarray, cell: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """The box of one cell and the annotation's new values there (that cell painted)."""
     ys, xs = np.nonzero(truth == cell)
@@ -124,6 +162,9 @@ def _live_user(task, args):
     order = iter(np.random.default_rng(args.seed).permutation(ids[ids > 0]))  # rounds' order
     if args.live_choice == "random":  # the ablation: live training, the rounds' cells
         worst = lambda *_: int(next(order))  # noqa: E731
+    elif args.live_choice == "pair":  # a merged pair: its partner next
+        history: list[int] = []
+        worst = lambda t, p, done: worst_pair(t, p, done, history)  # noqa: E731
     else:
         worst = worst_cell
     first = worst(truth, start_pred, set())
@@ -200,6 +241,7 @@ def run_rounds(task, args) -> list[Point]:
     points = [Point("rounds", 0, 0.0, 0, score(model, test_image, test_truth))]
     clock, steps, n = 0.0, 0, 0
     budget = max(1, round(args.fine_tune / STEP_SECONDS))
+    memory = ForegroundMemory()  # as the Train dock: every round judges the paint the same
     while n < args.cells:
         n = min(args.cells, n + args.per_round)
         clock += args.per_round * args.pace  # painting: the CPU waits for the user
@@ -207,7 +249,7 @@ def run_rounds(task, args) -> list[Point]:
         config = TrainConfig.interactive().replace(
             steps=budget, time_limit=None, seed=args.seed, tile_size=args.tile
         )
-        model = train_model(image, labels, model=model, config=config, device="cpu")
+        model = train_model(image, labels, model=model, config=config, device="cpu", memory=memory)
         clock += budget * STEP_SECONDS
         steps += budget
         points.append(Point("rounds", n, clock, steps, score(model, test_image, test_truth)))
@@ -325,8 +367,9 @@ def main() -> None:
     parser.add_argument("--arms", default="live,rounds",
                         help="which arms to run: live, live-nocal, rounds")  # fmt: skip
     parser.add_argument(
-        "--live-choice", choices=("worst", "random"), default="worst",
-        help="the live user's next cell: the worst in the preview, or the rounds' random order",
+        "--live-choice", choices=("worst", "random", "pair"), default="worst",
+        help="the live user's next cell: the worst in the preview, the rounds' random order, "
+        "or the worst and then its partner when the preview merged them",
     )  # fmt: skip
     parser.add_argument("--pace", type=float, default=4.0, help="seconds per painted cell")
     parser.add_argument("--cells", type=int, default=40)

@@ -47,6 +47,7 @@ click Train._steps; xdotool key ctrl+a type 20; xdotool key Tab
 click Train._train; wait_for "Training finished" 240; sleep 8
 echo "   $(text Train._status)"
 echo "   the dock says: $(fact partial)"
+[ "$WHERE" = left ] && echo "   the line after the round: $(fact scope_line); left out: $(fact left_out)"
 echo "   segmentation: foreground $(fact seg_fg) px, largest id $(fact seg_max)"
 shot "$SHOT"
 quit_napari

@@ -75,6 +75,13 @@ def test_every_line_with_cells_left_out_keeps_three_lines_at_1366x768(make_napar
         for elsewhere in ({0, 1, left - 1, left} if images > 1 else {0})
         if partial <= cells
     ] + [scope_sentence(0, False, region, left_out=n) for region in (False, True) for n in (1, 99)]
+    worst += [  # marked complete: the dabs are left out all the same
+        scope_sentence(cells, True, False, images, 0, left, elsewhere)
+        for cells in (1, 12, 123)
+        for left in (1, 13, 134)
+        for images in (1, 12)
+        for elsewhere in ({0, left} if images > 1 else {0})
+    ]
     said = (
         "Training on 12 painted cells across 2 images (background only around them); 13 tiny "
         "marks (12 on other images) are left out."
@@ -413,3 +420,30 @@ def test_after_a_round_the_dabs_are_judged_as_before_by_line_and_round(
     data = train.runner.trainer.data
     assert (data.summary[0]["left_out"], data.summary[0]["cells"]) == ([3, 4, 5], 2)
     # a new dab far from the judged area is the newer model's to judge: a cell to it
+
+
+def test_an_image_marked_complete_says_its_dabs_are_left_out_as_the_round_does(
+    make_napari_viewer, qtbot, nuclei_and_dabs
+):
+    """The line said no dab was left out of a complete image; the round left them out."""
+    image, painted, dabs = nuclei_and_dabs
+    viewer, ann, train = _dock(make_napari_viewer, image)
+    _paint(ann, painted + dabs)
+    qtbot.waitUntil(lambda: train.scope.line.text() == TWO_AND_THREE, timeout=60000)
+    train.scope.complete.setChecked(True)
+    said = scope_sentence(2, True, False, left_out=3)
+    assert "marked complete" in said and "3 tiny marks" in said
+    qtbot.waitUntil(lambda: train.scope.line.text() == said, timeout=30000)
+    qtbot.wait(1200)  # no overlay while complete: the whole image is trained on
+    layer = find_own_layer(viewer, "training area", "nuclei")
+    assert layer is None or not layer.visible
+    train._defaults = train._defaults.replace(tile_size=132)
+    train._steps.value, train._time.value = 1, 0
+    train._refresh.value = False
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+    data = train.runner.trainer.data
+    assert (data.summary[0]["left_out"], data.summary[0]["cells"]) == ([3, 4, 5], 2)
+    assert data.planes[0].region.mean() > 0.99  # every other pixel is background
+    train.scope.complete.setChecked(False)
+    qtbot.waitUntil(lambda: train.scope.line.text() == TWO_AND_THREE, timeout=30000)

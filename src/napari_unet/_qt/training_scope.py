@@ -64,6 +64,12 @@ def scope_sentence(
     trained = f"Training on {cells} painted cell{s}" + (
         f" across {images} images" if images > 1 else ""
     )
+    if complete and left_out:  # a round leaves them out too: neither cell nor background
+        return _fitting(
+            f"{trained}; the image is marked complete{how}{_left_out(left_out, elsewhere, w, b)}"
+            for how in (", so every other pixel is background", "")
+            for w, b in ((True, True), (False, False))
+        )
     if complete:
         return (
             f"{trained}; the image is marked complete, so every unpainted pixel is taught as "
@@ -288,7 +294,7 @@ class TrainingScope(QWidget):
             return
         region = self._region is not None and len(self._region.data) > 0
         partial = len(self._partial_ids)
-        left = 0 if complete else len(self._left_ids)  # complete: no dab is left out
+        left = len(self._left_ids)  # a round leaves them out, complete or not
         cells = max(self.cells - left, 0)
         self.line.setText(scope_sentence(cells, complete, region, partial=partial, left_out=left))
 
@@ -367,9 +373,8 @@ class TrainingScope(QWidget):
         layers = self._viewer.layers
         if image is None or labels is None or image not in layers or labels not in layers:
             return None
-        if not self.show_area.isChecked() or self.complete.isChecked():
-            self._hide(image.name)  # complete: the whole image, nothing to point out
-            return None
+        if not self._drawn():
+            self._hide(image.name)  # the stray dabs are still found, for the line
         shape = spatial_shape(image)
         if tuple(labels.data.shape) != shape:
             return None
@@ -383,6 +388,8 @@ class TrainingScope(QWidget):
             region = region_mask(self._region, shape) if self._region is not None else None
         except NapariUnetError:
             region = None
+        if self.complete.isChecked():  # as Fine-tune takes it: the whole image is the region
+            region = np.ones(shape, bool)
         judge = self._judge_of(image, got, shared) if shared is not None else None
         if not given:
             self._found((), ())
@@ -428,14 +435,14 @@ class TrainingScope(QWidget):
         if not isinstance(found, tuple) or image is not self._image:
             return
         area, partial, left_out = found
-        if labels is self._labels and not self.complete.isChecked():
+        if labels is self._labels:
             self._found(partial, left_out)
             # a run's sentence that the start model of the next round no longer bears out
             # (a round made a new model, cells were repainted): not said beside the line
             said = self._said_for
             if said is not None and said != (self._partial_ids, self._left_ids):
                 self.set_partial("", None, None)
-        if image not in self._viewer.layers:
+        if image not in self._viewer.layers or not self._drawn():
             return
         if not area.any():
             self._hide(image.name)
@@ -458,6 +465,10 @@ class TrainingScope(QWidget):
             translate=labels.translate,
         )
         layer.visible = True
+
+    def _drawn(self) -> bool:
+        """Whether the overlay shows (complete: the whole image, nothing to point out)."""
+        return self.show_area.isChecked() and not self.complete.isChecked()
 
     def _hide(self, source: str) -> None:
         layer = find_own_layer(self._viewer, ROLE, source)
