@@ -168,6 +168,7 @@ def main() -> None:
         where["Train.recent"] = _centre(panel._recent.native)
         where["Train.recent"]["choices"] = [str(c) for c in panel._recent.choices]
         where["Train.add"] = _centre(train.training_set.add_button)
+        where["Train.complete"] = _centre(train.scope.complete)
         for bar in window.findChildren(QTabBar):
             for i in range(bar.count()):
                 from qtpy.QtCore import QPoint

@@ -6,7 +6,9 @@
 # Xvfb screen; screenshots in docs/images/i28-dabs*.png.
 # Mode left: two whole nuclei and three dabs far from any nucleus; the Train dock's line and
 # overlay before the run (screenshots docs/images/i28-left-*.png).
-#   scripts/click_through_dabs.sh [DISPLAY_NUMBER] [aimed|anywhere|left]
+# Mode complete: the same, then "This image is completely annotated" ticked: the line still
+# says the dabs are left out, as the round does (docs/images/i28-complete-*.png).
+#   scripts/click_through_dabs.sh [DISPLAY_NUMBER] [aimed|anywhere|left|complete]
 set -euo pipefail
 N=${1:-71}
 WHERE=${2:-aimed}
@@ -21,7 +23,7 @@ wait_for canvas 90; sleep 3
 click "tab:Annotate (napari-unet)"; click Annotate._new; sleep 1
 read -r cx cy <<<"$(pos canvas)"
 spot() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d['facts']['spots'][int(sys.argv[1])])" "$1"; }
-if [ "$WHERE" = left ]; then  # two whole nuclei, three dabs that missed: the dock before a run
+if [ "$WHERE" = left ] || [ "$WHERE" = complete ]; then  # two nuclei, three dabs that missed
   for k in 0 1; do read -r x y r <<<"$(cell "$k")"  # the whole nucleus, slowly
     SCRIBBLE_STEP=2 SCRIBBLE_PAUSE=0.12 scribble "$x" "$y" "$r" 1 1; sleep 0.5; done
   for k in 0 1 2; do read -r x y <<<"$(spot "$k")"; dab "$x" "$y"; done
@@ -32,6 +34,12 @@ if [ "$WHERE" = left ]; then  # two whole nuclei, three dabs that missed: the do
   echo "   left out: $(fact left_out); overlay px $(fact overlay_px), within 6 px of them $(fact overlay_near_left_out)"
   shot "i28-left-dock"
   SHOT=i28-left-trained
+  if [ "$WHERE" = complete ]; then  # "This image is completely annotated": still left out
+    click Train.complete; sleep 4
+    echo "   marked complete, the line: $(fact scope_line)"
+    shot "i28-complete-dock"
+    SHOT=i28-complete-trained
+  fi
 else
   for k in 0 1 2 3 4; do
     if [ "$WHERE" = aimed ]; then read -r x y r <<<"$(cell "$k")"  # inside a bright nucleus
@@ -47,7 +55,7 @@ click Train._steps; xdotool key ctrl+a type 20; xdotool key Tab
 click Train._train; wait_for "Training finished" 240; sleep 8
 echo "   $(text Train._status)"
 echo "   the dock says: $(fact partial)"
-[ "$WHERE" = left ] && echo "   the line after the round: $(fact scope_line); left out: $(fact left_out)"
+[ "$WHERE" != aimed ] && [ "$WHERE" != anywhere ] && echo "   the line after the round: $(fact scope_line); left out: $(fact left_out)"
 echo "   segmentation: foreground $(fact seg_fg) px, largest id $(fact seg_max)"
 shot "$SHOT"
 quit_napari
