@@ -101,7 +101,7 @@ def test_another_image_is_never_judged_by_this_ones_foreground(scene):
 
 
 def test_the_memory_keeps_its_newest_planes():
-    memory = ForegroundMemory(planes=2)
+    memory = ForegroundMemory(max_bytes=2 * 8 * 8 * 5)  # two 8x8 planes
     keys = [plane_key(np.full((8, 8), v, np.float32), 0) for v in range(3)]
     first = memory.plane(keys[0], (8, 8))
     first[1][:] = True

@@ -46,17 +46,17 @@ class ForegroundMemory:
     Shared by the :class:`~napari_unet.training.partial.PartialRule` of every
     round (and of the Train dock's line and of live mode) on the same images,
     from any thread. The planes used least recently are forgotten beyond
-    ``planes``.
+    ``max_bytes`` (the newest plane is always kept): a later round re-judges them.
 
     Parameters
     ----------
-    planes : int
-        How many planes to keep (each holds a float32 and a bool array of the
-        plane's size).
+    max_bytes : int
+        How much memory the kept planes may take (5 bytes a pixel: a float32 and
+        a bool array). The default holds about 13 planes of 2048x2048, 200 of 512x512.
     """
 
-    def __init__(self, planes: int = 64) -> None:
-        self.capacity = int(planes)
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = int(max_bytes)
         self._planes: OrderedDict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.lock = threading.RLock()  # held while a rule fills an area, so it is filled once
 
@@ -72,9 +72,14 @@ class ForegroundMemory:
                 got = (np.full(shape, 0.5, np.float32), np.zeros(shape, bool))
                 self._planes[key] = got
             self._planes.move_to_end(key)
-            while len(self._planes) > self.capacity:
+            while len(self._planes) > 1 and self.nbytes > self.max_bytes:
                 self._planes.popitem(last=False)
             return got
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the kept planes take."""
+        return sum(fg.nbytes + done.nbytes for fg, done in self._planes.values())
 
     def __len__(self) -> int:
         return len(self._planes)
