@@ -20,7 +20,12 @@ labels, starting from the bundled model:
 The user model: both users paint whole true cells. The live user looks at the
 latest preview and paints where it is most wrong (a missed, cut or merged cell
 lowers that cell's IoU, so all three are corrected); the round user sees
-predictions only after each Fine-tune and paints random cells. Neither user
+predictions only after each Fine-tune and paints random cells. With
+``--live-choice pair`` the live user who has just painted a cell that the preview
+merged with a neighbour paints that neighbour next (two touching rods seen as one
+are painted both, so the weight map stresses the border between them); arm
+``rounds-pair`` is the round user doing the same with the segmentation of the
+training image after each Fine-tune. Neither user
 corrects false objects on the background: napari-unet has no background brush,
 and the one way to teach background away from painted cells, a region marked
 completely annotated, needs every cell inside it painted, which in a dense
@@ -231,19 +236,32 @@ def run_live(task, args, arm: str = "live") -> list[Point]:
     return points
 
 
-def run_rounds(task, args) -> list[Point]:
-    """The round arm: ``per_round`` random cells painted, then Fine-tune, again and again."""
+def run_rounds(task, args, arm: str = "rounds") -> list[Point]:
+    """The round arm: ``per_round`` random cells painted, then Fine-tune, again and again.
+
+    Arm ``rounds-pair``: the user looks at the segmentation of the training image
+    after each Fine-tune and paints as the live user of ``--live-choice pair``
+    does (the worst cell, then its partner when merged), ``per_round`` cells.
+    """
     image, truth, test_image, test_truth = task
     model = load_bundled_model()
     ids = np.unique(truth)
     ids = ids[ids > 0]
-    order = np.random.default_rng(args.seed).permutation(ids)
-    points = [Point("rounds", 0, 0.0, 0, score(model, test_image, test_truth))]
+    order = list(np.random.default_rng(args.seed).permutation(ids))
+    points = [Point(arm, 0, 0.0, 0, score(model, test_image, test_truth))]
     clock, steps, n = 0.0, 0, 0
     budget = max(1, round(args.fine_tune / STEP_SECONDS))
     memory = ForegroundMemory()  # as the Train dock: every round judges the paint the same
     while n < args.cells:
         n = min(args.cells, n + args.per_round)
+        if arm == "rounds-pair":  # the segmentation the user sees now decides the cells
+            pred = labels_from_probabilities(predict_tiled(model, image, device="cpu"), model=model)
+            painted, last = set(order[: n - args.per_round]), order[: n - args.per_round]
+            order = list(order[: len(painted)])
+            for _ in range(n - len(painted)):
+                order.append(worst_pair(truth, pred, painted, last))
+                painted.add(order[-1])
+            order += [i for i in ids if i not in painted]
         clock += args.per_round * args.pace  # painting: the CPU waits for the user
         labels = np.where(np.isin(truth, order[:n]), truth, 0).astype(np.int32)
         config = TrainConfig.interactive().replace(
@@ -252,7 +270,7 @@ def run_rounds(task, args) -> list[Point]:
         model = train_model(image, labels, model=model, config=config, device="cpu", memory=memory)
         clock += budget * STEP_SECONDS
         steps += budget
-        points.append(Point("rounds", n, clock, steps, score(model, test_image, test_truth)))
+        points.append(Point(arm, n, clock, steps, score(model, test_image, test_truth)))
         if points[-1].ap50 >= args.target:
             break
     return points
@@ -317,7 +335,9 @@ def table(name: str, points: list[Point], target: float) -> None:
 def _panel(draw, ox, points, x_of, title, top, target):
     """One panel: AP@0.5 (0-1) against ``x_of(point)`` in 0..``top``, live and rounds."""
     w, h, m = 360, 240, 36
-    colours = {"live": (200, 40, 40), "rounds": (40, 80, 200), "live-nocal": (230, 150, 40)}
+    colours = {"live": (200, 40, 40), "rounds": (40, 80, 200), "live-nocal": (230, 150, 40),
+               "rounds-pair": (40, 160, 90), "live-pair": (200, 40, 40),
+               "live-worst": (150, 60, 160)}  # fmt: skip
     draw.rectangle([ox + m, 10, ox + w - 10, h - m], outline="black")
     draw.text((ox + m + 4, 12), title, fill="black")
     for level in (0.5, target):
@@ -365,7 +385,7 @@ def main() -> None:
     parser.add_argument("--domain", choices=("rods", "brightfield"), default="rods")
     parser.add_argument("--target", type=float, default=0.8, help="AP@0.5 that ends an arm")
     parser.add_argument("--arms", default="live,rounds",
-                        help="which arms to run: live, live-nocal, rounds")  # fmt: skip
+                        help="arms: live, live-nocal, rounds, rounds-pair")  # fmt: skip
     parser.add_argument(
         "--live-choice", choices=("worst", "random", "pair"), default="worst",
         help="the live user's next cell: the worst in the preview, the rounds' random order, "
@@ -397,7 +417,8 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     t0 = time.perf_counter()
     arms = {"live": run_live, "rounds": run_rounds,
-            "live-nocal": lambda t, a: run_live(t, a, "live-nocal")}  # fmt: skip
+            "live-nocal": lambda t, a: run_live(t, a, "live-nocal"),
+            "rounds-pair": lambda t, a: run_rounds(t, a, "rounds-pair")}  # fmt: skip
     chosen = [arms[a] for a in args.arms.split(",")]
     name = f"synthetic {args.domain}"
     task = synthetic_task(args.seed, args.side, args.domain)
