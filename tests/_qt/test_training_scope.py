@@ -125,6 +125,15 @@ def _dock(make_napari_viewer, image):
     return viewer, ann, train
 
 
+def _one_step_round(qtbot, train):
+    """Fine-tune for one step (small tiles, no segmenting after) and wait for it to end."""
+    train._defaults = train._defaults.replace(tile_size=132)
+    train._steps.value, train._time.value = 1, 0
+    train._refresh.value = False
+    train.fine_tune()
+    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+
+
 def _paint(ann, labels):
     for i in np.unique(labels)[1:]:  # one stroke per cell, as a user paints
         ann.data_setitem(tuple(np.argwhere(labels == i).T), int(i))
@@ -156,11 +165,7 @@ def test_stray_dabs_are_not_counted_nor_drawn_as_trained_on(
         timeout=30000,
     )
     # and it is the area a round trains on
-    train._defaults = train._defaults.replace(tile_size=132)
-    train._steps.value, train._time.value = 1, 0
-    train._refresh.value = False
-    train.fine_tune()
-    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+    _one_step_round(qtbot, train)
     data = train.runner.trainer.data
     assert (data.summary[0]["left_out"], data.summary[0]["cells"]) == ([3, 4, 5], 2)
     np.testing.assert_array_equal(data.planes[0].region, expected > 0)
@@ -356,11 +361,7 @@ def test_a_training_sets_line_leaves_out_the_dabs_of_every_image_as_its_round_do
     here = six.replace("on other images", "on background")
     qtbot.waitUntil(lambda: train.scope.line.text() == here, timeout=60000)
     # and a round trains on those 6 cells, leaving the 3 dabs out
-    train._defaults = train._defaults.replace(tile_size=132)
-    train._steps.value, train._time.value = 1, 0
-    train._refresh.value = False
-    train.fine_tune()
-    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+    _one_step_round(qtbot, train)
     summary = train.runner.trainer.data.summary
     assert [s["left_out"] for s in summary] == [[], [3, 4, 5]]
     assert [s["cells"] for s in summary] == [4, 2]
@@ -412,11 +413,7 @@ def test_after_a_round_the_dabs_are_judged_as_before_by_line_and_round(
     train.scope.refresh()
     qtbot.wait(3000)
     assert train.scope.line.text() == TWO_AND_THREE
-    train._defaults = train._defaults.replace(tile_size=132)
-    train._steps.value, train._time.value = 1, 0
-    train._refresh.value = False
-    train.fine_tune()
-    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+    _one_step_round(qtbot, train)
     data = train.runner.trainer.data
     assert (data.summary[0]["left_out"], data.summary[0]["cells"]) == ([3, 4, 5], 2)
     # a new dab far from the judged area is the newer model's to judge: a cell to it
@@ -437,11 +434,7 @@ def test_an_image_marked_complete_says_its_dabs_are_left_out_as_the_round_does(
     qtbot.wait(1200)  # no overlay while complete: the whole image is trained on
     layer = find_own_layer(viewer, "training area", "nuclei")
     assert layer is None or not layer.visible
-    train._defaults = train._defaults.replace(tile_size=132)
-    train._steps.value, train._time.value = 1, 0
-    train._refresh.value = False
-    train.fine_tune()
-    qtbot.waitUntil(lambda: not train.runner.running, timeout=120000)
+    _one_step_round(qtbot, train)
     data = train.runner.trainer.data
     assert (data.summary[0]["left_out"], data.summary[0]["cells"]) == ([3, 4, 5], 2)
     assert data.planes[0].region.mean() > 0.99  # every other pixel is background
