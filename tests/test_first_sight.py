@@ -70,6 +70,11 @@ def test_a_new_area_is_judged_by_the_newer_model(scene):
     labels[v - 2 : v + 3, u - 1 : u + 2] = 2
     _, later = planned_area(image, labels, None, PartialRule(unsure, memory=memory), CFG)
     assert later["left_out"] == [1]  # dab 1 as first judged; dab 2 as the newer model sees it
+    # many new marks (a Fine-tune predicts one box round them all): dab 1 keeps its judgement
+    for k, (y, x) in enumerate(_far_spots(truth, 12)[[1, 3, 5, 7, 9]], start=3):
+        labels[y - 2 : y + 3, x - 1 : x + 2] = k
+    _, many = planned_area(image, labels, None, PartialRule(unsure, memory=memory), CFG)
+    assert 1 in many["left_out"] and 2 not in many["left_out"]
 
 
 def test_over_painted_rims_are_the_first_models_in_a_later_round(scene):

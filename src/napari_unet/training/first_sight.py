@@ -83,8 +83,3 @@ class ForegroundMemory:
 
     def __len__(self) -> int:
         return len(self._planes)
-
-    def clear(self) -> None:
-        """Forget everything: the next rule judges with its own model everywhere."""
-        with self.lock:
-            self._planes.clear()

@@ -369,7 +369,8 @@ class PartialRule:
             for y0, y1, x0, x1 in _missing(labels, done, ring):
                 with torch.no_grad():
                     probs = box_probabilities(self.model, image, (y0, y1, x0, x1), self.device)
-                fg[y0:y1, x0:x1] = 1.0 - probs[0]
+                new = ~done[y0:y1, x0:x1]  # a box round many cells: what was judged stays
+                fg[y0:y1, x0:x1][new] = 1.0 - probs[0][new]
                 done[y0:y1, x0:x1] = True
             return fg
 
