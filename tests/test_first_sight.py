@@ -30,6 +30,12 @@ def scene():
     return image, truth, load_bundled_model(), unsure
 
 
+def _model_input(image, model):
+    """The plane as the partial rule sees it: normalised as training does, (1, H, W)."""
+    norm = model_normalization(model, CFG)
+    return norm.apply(image, norm.statistics(image), channel_axis=None)[None].astype(np.float32)
+
+
 def _far_spots(truth, n):
     far = ndi.distance_transform_edt(truth == 0) > 10
     far[:24], far[-24:], far[:, :24], far[:, -24:] = False, False, False, False
@@ -63,8 +69,7 @@ def test_a_new_area_is_judged_by_the_newer_model(scene):
     labels[y - 2 : y + 3, x - 1 : x + 2] = 1
     memory = ForegroundMemory()
     planned_area(image, labels, None, PartialRule(bundled, memory=memory), CFG)
-    norm = model_normalization(bundled, CFG)
-    x_in = norm.apply(image, norm.statistics(image), channel_axis=None)[None].astype(np.float32)
+    x_in = _model_input(image, bundled)
     _, done = memory.plane(plane_key(x_in, 0), truth.shape)
     assert done[y, x] and not done[v, u]  # the second spot lies outside the judged area
     labels[v - 2 : v + 3, u - 1 : u + 2] = 2
@@ -81,8 +86,7 @@ def test_over_painted_rims_are_the_first_models_in_a_later_round(scene):
     image, truth, bundled, unsure = scene
     ids = np.sort(np.random.default_rng(0).choice(np.unique(truth)[1:], 3, replace=False))
     labels = box_cells(truth, ids)
-    norm = model_normalization(bundled, CFG)
-    x_in = norm.apply(image, norm.statistics(image), channel_axis=None)[None].astype(np.float32)
+    x_in = _model_input(image, bundled)
     ring = ring_width(labels, CFG.sigma)
     memory = ForegroundMemory()
     first = PartialRule(bundled, memory=memory)(x_in, labels, ring)[3]
