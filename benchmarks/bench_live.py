@@ -34,13 +34,16 @@ rods colony means painting those cells anyway. Neither arm draws a region.
 Both are scored after every few painted cells on a held-out image of the same
 domain (AP@0.5 of the whole image with the model's rule); the scoring time is
 not counted. An arm stops once it reaches ``--target`` (the same rule for
-both). The clock is simulated (:data:`STEP_SECONDS` a step), so that the
-machine's load decides how long the script runs, not what it measures; live
-mode's preview and calibration intervals are scaled to it (:func:`time_scale`).
+both). The clock is simulated (:data:`STEP_SECONDS` a step) and live mode reads
+it too (``LiveTrainer(clock=...)``), so its previews and calibrations fall at the
+same steps whatever the machine's load; each calibration searches
+``--calibration-rules`` labellings in both arms (about what a quiet dev-2c
+searches in a Fine-tune's time share), not a share of the time. With torch's
+one thread a run then repeats exactly: differences between runs are the seeds'.
 Both arms take the same steps per painted cell (``fine_tune / per_round``
-seconds against ``pace``); previews and calibrations cost the live arm steps
-(``--free-previews``: none), the rounds' calibration is not counted (a tenth of
-its training time at most: this favours rounds). ``--settle N``: the live user
+seconds against ``pace``); a preview costs the live arm
+:data:`PREVIEW_STEPS_PER_MPX` steps a megapixel (``--free-previews``: none);
+calibrations cost neither arm steps. ``--settle N``: the live user
 waits N steps before each score, so that the cells painted last are trained on
 as long as in a round. Synthetic domains (``--domain``): ``rods`` (the default:
 touching rod-shaped bacteria of :func:`napari_unet.synthetic.colonies.make_scene`,
@@ -82,6 +85,9 @@ REAL = [ROOT.parent / "shared" / "data" / "real", ROOT / "tests" / "data" / "rea
 # are faster still, so this is generous to neither arm). A loaded machine then changes
 # how long the script runs, not what it measures.
 STEP_SECONDS = 0.25
+# A live preview of the field in view costs training steps (the same thread predicts it):
+# on a quiet dev-2c a 256x256 preview took 1.85 steps, a 700x1100 one 19 (one thread).
+PREVIEW_STEPS_PER_MPX = 25.0
 
 
 @dataclass
@@ -180,35 +186,31 @@ def _live_user(task, args):
 def run_live(task, args, arm: str = "live") -> list[Point]:
     """The live arm: the worst cell in view every ``pace`` simulated seconds, while training.
 
-    The clock is simulated (see :data:`STEP_SECONDS`): each step advances it by one
-    quiet-machine step, and each preview or calibration by its cost in steps (its
-    measured time over the measured step time, both on this machine now), so they
-    still cost training (unless ``--free-previews``). Arm ``live-nocal`` keeps the
-    start model's rule (live mode before it calibrated). With ``--settle N`` the user
-    waits N steps before each score (no painting meanwhile; the clock runs on).
+    The clock is simulated (see :data:`STEP_SECONDS`) and handed to the trainer: each
+    step advances it by one quiet-machine step, each preview by its cost in steps
+    (:data:`PREVIEW_STEPS_PER_MPX`, unless ``--free-previews``). Arm ``live-nocal``
+    keeps the start model's rule (live mode before it calibrated). With ``--settle
+    N`` the user waits N steps before each score (no painting meanwhile; the clock
+    runs on).
     """
     image, truth, test_image, test_truth = task
     model, pred, first, labels, worst = _live_user(task, args)
     points = [Point(arm, 0, 0.0, 0, score(model, test_image, test_truth))]
     torch.manual_seed(args.seed)
     config = TrainConfig.fine_tune(seed=args.seed, tile_size=args.tile,
-                                   calibrate=arm != "live-nocal")  # fmt: skip
+                                   calibrate=arm != "live-nocal",
+                                   calibration_rules=args.calibration_rules)  # fmt: skip
+    preview_steps = 0.0 if args.free_previews else PREVIEW_STEPS_PER_MPX * image.size / 1e6
+    extra = 0.0  # steps that previews took from training
     live = LiveTrainer(model, image, labels, config=config, device="cpu",
-                       preview_every=args.preview_every * args.time_scale,
-                       calibrate_every=args.calibrate_every * args.time_scale)  # fmt: skip
+                       preview_every=args.preview_every, calibrate_every=args.calibrate_every,
+                       clock=lambda: STEP_SECONDS * (live.trainer.step + extra))  # fmt: skip
     live.request_preview(0, (0, image.shape[0], 0, image.shape[1]))
-    painted, extra, step_time, last = {first}, 0.0, None, time.perf_counter()
-    next_paint, settle_until = args.pace, None
+    painted, next_paint, settle_until = {first}, args.pace, None
     for event in live.run():
-        now = time.perf_counter()
-        if event.state is LiveState.STEP:
-            dt = now - last
-            step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-        cost = event.preview.seconds if event.state is LiveState.PREVIEW else event.seconds
         if event.state is LiveState.PREVIEW:
             pred = event.preview.labels
-        if cost and not args.free_previews:  # previews and calibrations cost training time
-            extra += cost / (step_time or cost)
+            extra += preview_steps
         clock = STEP_SECONDS * (event.step + extra)
         due = len(painted) % args.every == 0 or len(painted) == args.cells
         if event.state is LiveState.STOPPED or clock < next_paint:
@@ -232,7 +234,6 @@ def run_live(task, args, arm: str = "live") -> list[Point]:
             painted.add(cell)
             next_paint = (clock if settle_until is not None else next_paint) + args.pace
             settle_until = None
-        last = time.perf_counter()  # scoring is not the user's time
     return points
 
 
@@ -265,8 +266,9 @@ def run_rounds(task, args, arm: str = "rounds") -> list[Point]:
         clock += args.per_round * args.pace  # painting: the CPU waits for the user
         labels = np.where(np.isin(truth, order[:n]), truth, 0).astype(np.int32)
         config = TrainConfig.interactive().replace(
-            steps=budget, time_limit=None, seed=args.seed, tile_size=args.tile
-        )
+            steps=budget, time_limit=None, seed=args.seed, tile_size=args.tile,
+            calibration_rules=args.calibration_rules,
+        )  # fmt: skip
         model = train_model(image, labels, model=model, config=config, device="cpu", memory=memory)
         clock += budget * STEP_SECONDS
         steps += budget
@@ -296,13 +298,8 @@ def hela_task():
     return arrays[0], arrays[1].astype(np.int32), arrays[2], arrays[3].astype(np.int32)
 
 
-def time_scale(task, args) -> float:
-    """Real seconds of a training step here now, over :data:`STEP_SECONDS` (median of 9).
-
-    The live arm's preview and calibration intervals are real seconds inside
-    :class:`LiveTrainer`; scaled by this they fall every ``--preview-every``
-    simulated seconds, as on a quiet dev-2c, whatever this machine's load.
-    """
+def step_time(task, args) -> float:
+    """Real seconds of a training step here now (median of 9): how long the run will take."""
     image, truth = task[:2]
     config = TrainConfig.fine_tune(seed=args.seed, tile_size=args.tile)
     data = prepare_training_data(image, truth, model=(model := load_bundled_model()),
@@ -313,7 +310,7 @@ def time_scale(task, args) -> float:
         t0 = time.perf_counter()
         trainer.train_step(config.learning_rate)
         times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:])) / STEP_SECONDS
+    return float(np.median(times[1:]))
 
 
 def first_reaching(points: list[Point], level: float) -> str:
@@ -398,8 +395,10 @@ def main() -> None:
     parser.add_argument("--fine-tune", type=float, default=20.0, help="seconds per round")
     parser.add_argument("--preview-every", type=float, default=10.0, help="simulated s")
     parser.add_argument("--calibrate-every", type=float, default=30.0, help="simulated s")
+    parser.add_argument("--calibration-rules", type=int, default=30,
+                        help="labellings each calibration searches (both arms)")  # fmt: skip
     parser.add_argument("--free-previews", action="store_true",
-                        help="previews and calibrations cost the live arm no steps")  # fmt: skip
+                        help="previews cost the live arm no steps")  # fmt: skip
     parser.add_argument("--settle", type=int, default=0,
                         help="live: steps the user waits before each score")  # fmt: skip
     parser.add_argument("--tile", type=int, default=220, help="training tile side")
@@ -422,10 +421,8 @@ def main() -> None:
     chosen = [arms[a] for a in args.arms.split(",")]
     name = f"synthetic {args.domain}"
     task = synthetic_task(args.seed, args.side, args.domain)
-    args.time_scale = time_scale(task, args)
     args.cells = min(args.cells, len(np.unique(task[1])) - 1)  # no more than the image holds
-    print(f"a step takes {args.time_scale * STEP_SECONDS:.3f} s here; intervals scaled by "
-          f"{args.time_scale:.2f}")  # fmt: skip
+    print(f"a step takes {step_time(task, args):.3f} s here (simulated: {STEP_SECONDS} s)")
     runs = {} if args.hela_only else {name: [p for run in chosen for p in run(task, args)]}
     if runs:
         table(name, runs[name], args.target)

@@ -93,6 +93,25 @@ def test_the_previous_rule_is_kept_on_a_tie_and_a_time_limit_is_kept():
     assert not quick.complete and quick.rules_tried <= 2  # the previous rule and the defaults
 
 
+def test_a_count_of_labellings_finds_the_same_rule_however_slow_the_machine(monkeypatch):
+    """A time limit picks a rule that depends on the load; a count of labellings does not."""
+    from napari_unet.postprocess import calibration
+
+    prob, labels = _rods()
+    samples = [CalibrationSample(prob, labels, np.ones(labels.shape, bool))]
+    full = calibrate(samples)
+    counted = calibrate(samples, rule_limit=12)
+    assert counted.rules_tried == 12 < full.rules_tried
+    assert not counted.complete and full.complete
+    clock = iter(range(0, 10**6, 10))  # a machine where every labelling takes 10 s
+    monkeypatch.setattr(calibration.time, "perf_counter", lambda: float(next(clock)))
+    slow = calibrate(samples, rule_limit=12)
+    assert slow.rule == counted.rule and slow.score == counted.score
+    assert slow.rules_tried == 12
+    timed = calibrate(samples, time_limit=30.0)  # the same machine under a time limit
+    assert timed.rules_tried < 12
+
+
 def test_the_rule_in_use_stays_unless_another_beats_it_clearly():
     """The winner of hundreds of rules on a few cells leads by luck: a small lead is ignored."""
     prob, labels = _rods()
@@ -203,6 +222,34 @@ def test_training_calibrates_and_the_model_file_keeps_it(tmp_path):
     plain.metadata["postprocess"] = {"min_confidence": 0.5}
     again = train_model(img, lab, model=plain, config=cfg.replace(calibrate=False))
     assert again.metadata["postprocess"] == {"min_confidence": 0.5}
+
+
+def test_training_with_a_count_of_labellings_says_so_and_repeats_exactly():
+    import torch
+
+    from napari_unet import TrainConfig, UNet, train_model
+    from napari_unet.errors import NapariUnetError
+    from napari_unet.synthetic import make_cells
+    from napari_unet.training import TrainState
+
+    with pytest.raises(NapariUnetError, match="calibration_rules must be at least 1"):
+        TrainConfig(calibration_rules=0)
+    img, lab = make_cells((160, 160), seed=3, diameter=(14, 22))
+    cfg = TrainConfig(steps=3, tile_size=60, validation_fraction=0.2, calibration_rules=4)
+    runs = []
+    for _ in range(2):
+        events = []
+        torch.manual_seed(0)
+        model = UNet(base_channels=4, depth=2, dropout=0.0)
+        runs.append(train_model(img, lab, model=model, config=cfg, progress=events.append))
+        calibrating = next(e for e in events if e.state is TrainState.CALIBRATING)
+        assert "(at most 4 labellings)" in calibrating.message
+    first, second = (m.metadata["postprocess"] for m in runs)
+    assert first["calibration"]["rules_tried"] == 4
+    assert {k: v for k, v in first.items() if k != "calibration"} == {
+        k: v for k, v in second.items() if k != "calibration"
+    }
+    assert runs[0].metadata["training"]["config"]["calibration_rules"] == 4
 
 
 def test_training_on_one_cell_keeps_the_rule_and_says_so():

@@ -143,6 +143,8 @@ def test_train_then_predict(tmp_path, capsys):
             "204",
             "--seed",
             "1",
+            "--calibration-rules",
+            "3",
         ]
     )
     err = capsys.readouterr().err
@@ -151,6 +153,9 @@ def test_train_then_predict(tmp_path, capsys):
 
     m = load_model(model)
     assert m.metadata["training"]["steps"] == 3
+    # the rule search was bounded by a count (reproducible), not by the clock
+    assert m.metadata["training"]["config"]["calibration_rules"] == 3
+    assert m.metadata["postprocess"]["calibration"]["rules_tried"] == 3
     # the rule calibrated on the annotated cells is in the file and said in plain words
     about = m.metadata["postprocess"]["calibration"]
     verb = "kept after a check on" if about["kept"] else "calibrated on"

@@ -366,3 +366,48 @@ def test_stop_calibrates_a_rule_the_start_model_got_wrong(scene):
     after = instance_scores(truth, labels_from_probabilities(probs, model=model)).ap50
     assert before < 0.2 and after > 0.8, (before, after, rule)
     assert events[-1].validation.ap50 > 0.8  # the round's score is the calibrated rule's
+
+
+def test_a_simulated_clock_puts_previews_and_calibrations_at_the_same_steps(scene):
+    """With a step clock and a count-bounded calibration, a run repeats exactly under any load."""
+    import torch
+
+    image, truth = scene
+    ids = [i for i in np.unique(truth) if i]
+    runs = []
+    for pause in (0.0, 0.02):  # the second run on a "loaded" machine
+        labels = np.zeros_like(truth)
+        _paint(labels, truth, ids[:12])
+        now = [0.0]
+        live = LiveTrainer(
+            _model(), image, labels, config=CFG.replace(calibration_rules=5), device="cpu",
+            preview_every=3.0, calibrate_every=4.0, clock=lambda now=now: now[0],
+        )  # fmt: skip
+        live.request_preview(0, (0, 60, 0, 60))
+        seen = []
+        for event in live.run():
+            time.sleep(pause)
+            seen.append((event.state, event.step))
+            if event.state is LiveState.PREVIEW:
+                seen.append(event.preview.labels.tobytes())
+            if event.state is not LiveState.STEP:
+                continue
+            now[0] = float(event.step)  # one simulated second a step
+            if event.step == 5:
+                box = _box_of(truth == ids[12])
+                labels[truth == ids[12]] = ids[12]
+                live.update(0, box, labels[box[0] : box[1], box[2] : box[3]].copy())
+            if event.step == 10:
+                live.stop()
+        weights = {k: v.clone() for k, v in live.model.state_dict().items()}
+        runs.append((seen, weights, live.model.metadata["postprocess"]))
+    (seen, weights, rule), (seen2, weights2, rule2) = runs
+    assert [s for s in seen if isinstance(s, tuple) and s[0] is LiveState.PREVIEW] == [
+        (LiveState.PREVIEW, k) for k in (0, 3, 6, 9)
+    ]
+    assert [s[1] for s in seen if isinstance(s, tuple) and s[0] is LiveState.CALIBRATED] == [4, 8]
+    assert rule["calibration"]["rules_tried"] <= 5
+    assert seen == seen2
+    assert all(torch.equal(weights[k], weights2[k]) for k in weights)
+    strip = lambda r: {k: v for k, v in r.items() if k != "calibration"}  # noqa: E731
+    assert strip(rule) == strip(rule2)

@@ -229,6 +229,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--width", type=int, default=None, help="base channels (from scratch)")
     t.add_argument("--tile", type=int, default=None, help="training tile (network input) size")
     t.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    t.add_argument(
+        "--calibration-rules",
+        type=int,
+        default=None,
+        help="search at most this many labellings when calibrating the object rule, instead "
+        "of a tenth of the time: the same rule on any machine (reproducible runs)",
+    )
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     t.add_argument(
         "--precision",

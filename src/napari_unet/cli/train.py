@@ -38,6 +38,7 @@ def _train_config(args: argparse.Namespace, base):
         ("base_channels", args.width),
         ("tile_size", args.tile),
         ("precision", args.precision),
+        ("calibration_rules", args.calibration_rules),
     ):
         if value is not None:
             changes[name] = value

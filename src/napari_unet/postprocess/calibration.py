@@ -129,6 +129,7 @@ def calibrate(
     time_limit: float | None = None,
     previous: dict[str, Any] | None = None,
     move: str = "nearest",
+    rule_limit: int | None = None,
 ) -> Calibration:
     """Search the instance rule that best separates the annotated cells.
 
@@ -149,6 +150,10 @@ def calibrate(
         Where a rule that must change goes: to the rule nearest ``previous``
         among those within the margin of the best (the default), or to the best
         (how it was before; kept for benchmarks).
+    rule_limit : int or None
+        Labellings the search may make (each scores every size and confidence
+        filter), counted like ``time_limit`` and checked with it: unlike a time,
+        a count finds the same rule on any machine under any load. None: no count.
 
     Returns
     -------
@@ -163,7 +168,7 @@ def calibrate(
         return Calibration(
             None, f"{what} to calibrate the object rule on; the previous rule is kept.", cells
         )
-    search = _Search(prepared, start, time_limit)
+    search = _Search(prepared, start, time_limit, rule_limit)
     for rule in (previous, DEFAULTS):
         if rule is not None:
             search.try_rule(dict(rule), force=True)
@@ -321,8 +326,15 @@ class _Prepared:
 class _Search:
     """Labellings scored under every filter, the best rule kept (first found wins ties)."""
 
-    def __init__(self, samples: list[_Prepared], start: float, time_limit: float | None):
+    def __init__(
+        self,
+        samples: list[_Prepared],
+        start: float,
+        time_limit: float | None,
+        rule_limit: int | None = None,
+    ):
         self.samples, self.start, self.time_limit = samples, start, time_limit
+        self.rule_limit = rule_limit
         self.n_true = sum(s.n_true for s in samples)
         self.scored: dict[tuple, float] = {}
         self.done: set[tuple] = set()
@@ -385,5 +397,7 @@ class _Search:
 
     def _over_time(self) -> bool:
         if self.time_limit is not None and time.perf_counter() - self.start > self.time_limit:
+            self.out_of_time = True
+        if self.rule_limit is not None and self.labellings >= self.rule_limit:
             self.out_of_time = True
         return self.out_of_time

@@ -121,17 +121,22 @@ def calibrate_model(
     model: UNet,
     data: TrainingData,
     device: torch.device | str | None,
-    budget: float,
+    budget: float | None,
     cached: list[np.ndarray] | None = None,
+    rules: int | None = None,
 ) -> Calibration:
     """Calibrate the rule and write it into ``model.metadata["postprocess"]``.
 
-    Too few cells: the model's rule is left as it was and the result's
-    ``message`` says so in one sentence.
+    ``budget`` bounds the search in seconds, ``rules`` in labellings
+    (:attr:`~napari_unet.training.config.TrainConfig.calibration_rules`); None: no
+    bound of that kind. Too few cells: the model's rule is left as it was and the
+    result's ``message`` says so in one sentence.
     """
     samples, held_out = calibration_samples(model, data, device, cached)
     previous = resolve_postprocess(model)
-    found = calibrate(samples, held_out=held_out, time_limit=budget, previous=previous)
+    found = calibrate(
+        samples, held_out=held_out, time_limit=budget, previous=previous, rule_limit=rules
+    )
     if found.rule is None and any(len(p.partial) for p in data.planes):
         found = replace(
             found,

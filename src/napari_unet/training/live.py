@@ -27,7 +27,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -139,6 +139,11 @@ class LiveTrainer:
     memory : ForegroundMemory or None
         The start models' foreground kept from earlier rounds (see
         :func:`~napari_unet.training.prepare_training_data`).
+    clock : callable
+        Returns the time in seconds; every interval and cost above is read from
+        it. A benchmark passes a simulated clock (one that advances by training
+        steps) so that previews and calibrations fall at the same steps on any
+        machine; with ``config.calibration_rules`` such a run is reproducible.
 
     Raises
     ------
@@ -161,6 +166,7 @@ class LiveTrainer:
         copied: Any = None,
         calibrate_every: float | None = 30.0,
         memory: Any = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         cfg = config or TrainConfig.fine_tune()
         self.calibrates = bool(cfg.calibrate)
@@ -184,6 +190,7 @@ class LiveTrainer:
         self._last_preview: tuple[float, float, int, tuple[int, Box]] | None = None
         self._normalized: tuple[int, np.ndarray] | None = None
         self.calibrate_every = calibrate_every
+        self._clock = clock
         # the last calibration: when it ended, what it cost, at which step
         self._last_calibration: tuple[float, float, int] | None = None
 
@@ -219,7 +226,7 @@ class LiveTrainer:
 
     # -- the loop
     def _event(self, state: LiveState, loss: float | None, start: float, **kw: Any) -> LiveEvent:
-        elapsed = time.perf_counter() - start
+        elapsed = self._clock() - start
         partial, left = tuple(self.live.partial_cells), tuple(self.live.left_out)
         return LiveEvent(
             state, self.trainer.step, loss, elapsed, self.live.cells, partial=partial,
@@ -241,7 +248,7 @@ class LiveTrainer:
         UNet
             The trained model (``StopIteration.value``).
         """
-        start = time.perf_counter()
+        start = self._clock()
         trainer, lr = self.trainer, self.trainer.config.learning_rate
         loss = None
         said = (
@@ -275,7 +282,7 @@ class LiveTrainer:
                         "Training diverged (the loss is not a number); try a smaller learning rate."
                     )
                 yield self._event(LiveState.STEP, loss, start)
-            validation, baseline = self._finish(time.perf_counter() - start)
+            validation, baseline = self._finish(self._clock() - start)
         finally:
             self.model.eval()
         said = f"Live training stopped after {trainer.step} steps on {self.live.cells} cells."
@@ -315,7 +322,7 @@ class LiveTrainer:
         request = self._request
         if request is None:
             return None
-        now = time.perf_counter()
+        now = self._clock()
         if self._last_preview is not None:
             began, cost, step, asked = self._last_preview
             interval = max(self.preview_every, cost / self.preview_share)
@@ -329,7 +336,7 @@ class LiveTrainer:
 
         None when stopped meanwhile. Called by :meth:`run` when a preview is due.
         """
-        began = time.perf_counter()
+        began = self._clock()
         image = self._plane_image(z)
         trainer = self.trainer
         probs = box_probabilities(
@@ -340,7 +347,7 @@ class LiveTrainer:
         labels = labels_from_probabilities(probs, model=self.model)
         h, w = image.shape[-2:]
         clipped = (max(0, box[0]), min(h, box[1]), max(0, box[2]), min(w, box[3]))
-        cost = time.perf_counter() - began
+        cost = self._clock() - began
         self._last_preview = (began, cost, trainer.step, (z, tuple(box)))
         return LivePreview(z, clipped, probs, labels, trainer.step, cost)
 
@@ -355,19 +362,20 @@ class LiveTrainer:
             return False
         ended, cost, step = self._last_calibration or (start, 0.0, 0)
         wait = max(self.calibrate_every, cost / CALIBRATION_SHARE)
-        return self.trainer.step > step and time.perf_counter() - ended >= wait
+        return self.trainer.step > step and self._clock() - ended >= wait
 
     def _budget(self, start: float) -> float:
         """A tenth of the time since the last calibration (at most Fine-tune's, 12 s)."""
         ended = self._last_calibration[0] if self._last_calibration else start
-        since = time.perf_counter() - ended
+        since = self._clock() - ended
         return CALIBRATION_SHARE * min(since, INTERACTIVE_SECONDS)
 
     def calibrate(self, budget: float) -> tuple[str, float]:
         """Calibrate the model's rule on the painted cells now, as Fine-tune does at its end.
 
         The held-out cells when there are enough (else all painted cells), the
-        search stopped after ``budget`` seconds; the rule in use stays unless
+        search stopped after ``budget`` seconds (or ``config.calibration_rules``
+        labellings, when set); the rule in use stays unless
         another scores higher. Called by :meth:`run` when due.
 
         Returns
@@ -375,10 +383,13 @@ class LiveTrainer:
         (str, float)
             A sentence for the status, and what the calibration cost in seconds.
         """
-        began = time.perf_counter()
-        found = calibrate_model(self.model, self.live.data, self.trainer.device, budget)
-        cost = time.perf_counter() - began
-        self._last_calibration = (time.perf_counter(), cost, self.trainer.step)
+        began = self._clock()
+        rules = self.trainer.config.calibration_rules
+        found = calibrate_model(
+            self.model, self.live.data, self.trainer.device, None if rules else budget, rules=rules
+        )
+        cost = self._clock() - began
+        self._last_calibration = (self._clock(), cost, self.trainer.step)
         if found.rule is None:
             return found.message, cost
         rule = describe_model_rule(self.model)
@@ -390,7 +401,7 @@ class LiveTrainer:
         trainer = self.trainer
         done = self._last_calibration is not None and self._last_calibration[2] == trainer.step
         if self.calibrates and trainer.step > 0 and self.live.data.planes and not done:
-            self.calibrate(self._budget(time.perf_counter() - seconds))
+            self.calibrate(self._budget(self._clock() - seconds))
         trainer.config = trainer.config.replace(steps=max(1, trainer.step))
         validation = trainer.validate() if self.live.data.has_validation else None
         baseline = self._start_score() if validation is not None else None

@@ -374,19 +374,24 @@ class Trainer:
         elapsed = time.perf_counter() - start
         # stopped early: a tenth of the time actually trained, so Stop stays quick
         limit = None if self._stop_requested else self.config.time_limit
-        budget = calibration_budget(limit, elapsed)
+        rules = self.config.calibration_rules
+        budget = None if rules else calibration_budget(limit, elapsed)
         cells = self.data.validation_cells
         where = f"{cells} held-out cells" if cells >= MIN_HELD_OUT else "all annotated cells"
+        bound = (
+            f"at most {rules} labellings"
+            if rules
+            else f"at most {budget:.0f} s, {CALIBRATION_SHARE:.0%} of the training budget"
+        )
         yield self._event(
             TrainState.CALIBRATING, loss, lr, start, step_time, validation,
-            f"Calibrating the object rule on {where} (at most {budget:.0f} s, "
-            f"{CALIBRATION_SHARE:.0%} of the training budget).",
+            f"Calibrating the object rule on {where} ({bound}).",
         )  # fmt: skip
         cached = None
         if cells >= MIN_HELD_OUT:
             cached = validation_probabilities(self.model, self.data, self.device)
             budget = self._rescore_start(budget)
-        found = calibrate_model(self.model, self.data, self.device, budget, cached)
+        found = calibrate_model(self.model, self.data, self.device, budget, cached, rules)
         if found.rule is None:
             return cached, f" {found.message}"
         rule = describe_model_rule(self.model)
@@ -403,22 +408,25 @@ class Trainer:
         else:
             self.baseline = self.validate()
 
-    def _rescore_start(self, budget: float) -> float:
+    def _rescore_start(self, budget: float | None) -> float | None:
         """Half the calibration budget calibrates the start model's rule on the same cells.
 
         The end is scored with a rule fitted to the held-out cells, so the start is
         too (:func:`~napari_unet.training.validation.start_score_calibrated`): the
-        guard compares like with like. Returns the budget left.
+        guard compares like with like. Returns the time budget left (None: bounded
+        by :attr:`TrainConfig.calibration_rules`, which the start gets as many of).
         """
         if self._start is None:  # resumed, or no start predictions kept
             return budget
         began = time.perf_counter()
         probs, rule = self._start
-        fair = start_score_calibrated(self.data, probs, self.config.min_size, rule, budget / 2)
+        rules = self.config.calibration_rules
+        half = None if budget is None else budget / 2
+        fair = start_score_calibrated(self.data, probs, self.config.min_size, rule, half, rules)
         if fair is not None:
             self.baseline = fair
         self._start = None
-        return max(0.0, budget - (time.perf_counter() - began))
+        return None if budget is None else max(0.0, budget - (time.perf_counter() - began))
 
     def _validation_due(self, c: TrainConfig) -> bool:
         """Whether to validate now.

@@ -84,6 +84,7 @@ def start_score_calibrated(
     min_size: int,
     previous: dict,
     budget: float | None,
+    rules: int | None = None,
 ) -> Validation | None:
     """The start model's score with a rule calibrated on the same held-out cells.
 
@@ -91,11 +92,15 @@ def start_score_calibrated(
     cells; scored on the cells it was fitted to, that rule has an edge the start
     model's plain rule lacks. Calibrating the start model's rule on the same cells
     (``probabilities``: its predictions of them, from before the first step) puts
-    both on one footing for :func:`compare_to_start`. None with too few cells.
+    both on one footing for :func:`compare_to_start`. ``budget`` (seconds) and
+    ``rules`` (labellings) bound the search, as in
+    :func:`~napari_unet.postprocess.calibration.calibrate`. None with too few cells.
     """
     crops = [crop for plane in data.planes for crop in plane.validation]
     samples = [CalibrationSample(p, c.labels, c.mask) for p, c in zip(probabilities, crops)]
-    found = calibrate(samples, held_out=True, time_limit=budget, previous=previous)
+    found = calibrate(
+        samples, held_out=True, time_limit=budget, previous=previous, rule_limit=rules
+    )
     if found.rule is None:
         return None
     return validate(None, data, min_size, None, cached=probabilities, rule=found.rule)
