@@ -292,14 +292,15 @@ def test_the_guard_compares_a_calibrated_end_with_a_calibrated_start(monkeypatch
 
     def spy(*args):
         calls.append(args)
-        return start_score_calibrated(*args[:-1], None)  # the whole search: no timing
+        return start_score_calibrated(*args[:4], None, None)  # the whole search: no timing
 
     monkeypatch.setattr(trainer_module, "start_score_calibrated", spy)
     trainer = Trainer(model, data, cfg, device="cpu")
     for _ in trainer.run():
         pass
     assert len(calls) == 1
-    _, probs, min_size, previous, budget = calls[0]
+    _, probs, min_size, previous, budget, rules = calls[0]
+    assert rules is None  # a share of the time by default, not a count
     # the start model's own predictions of the held-out cells, from before the first step
     reference = validation_probabilities(start, data, "cpu")
     assert all(np.allclose(p, r, atol=1e-5) for p, r in zip(probs, reference))

@@ -119,3 +119,47 @@ def test_the_memory_keeps_its_newest_planes():
     memory.plane(keys[2], (8, 8))
     assert len(memory) == 2 and not memory.plane(keys[1], (8, 8))[1].any()  # 1 was forgotten
     assert plane_key(np.zeros((8, 8)), 0) != plane_key(np.zeros((8, 8)), 1)
+
+
+def test_a_saved_memory_judges_a_reopened_projects_dabs_as_before(scene, tmp_path):
+    """A project keeps the first judgement: a new session's later model leaves the dabs out."""
+    image, truth, bundled, unsure = scene
+    labels = np.zeros(truth.shape, np.int32)
+    for k, (y, x) in enumerate(_far_spots(truth, 2), start=1):
+        labels[y - 2 : y + 3, x - 1 : x + 2] = k
+    memory = ForegroundMemory()
+    planned_area(image, labels, None, PartialRule(bundled, memory=memory), CFG)
+    path = memory.save(tmp_path / "first_sight.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first_sight.npz"]  # no temp left
+    reopened = ForegroundMemory()
+    assert reopened.load(path) == 1
+    _, later = planned_area(image, labels, None, PartialRule(unsure, memory=reopened), CFG)
+    assert later["left_out"] == [1, 2]
+    key = plane_key(_model_input(image, bundled), 0)
+    (fg, done), (fg2, done2) = memory.plane(key, truth.shape), reopened.plane(key, truth.shape)
+    np.testing.assert_array_equal(done, done2)
+    np.testing.assert_allclose(fg2[done], fg[done], atol=1e-3)  # float16 on disk
+    # areas judged in this session stay; the file fills only the rest
+    here = ForegroundMemory()
+    fg3, done3 = here.plane(key, truth.shape)
+    y, x = np.argwhere(done)[0]
+    fg3[y, x], done3[y, x] = 0.123, True
+    assert here.load(path) == 1
+    assert fg3[y, x] == np.float32(0.123) and (done3 == done | done3).all() and done3[done].all()
+    assert ForegroundMemory().load(tmp_path / "none.npz") == 0
+
+
+def test_a_damaged_memory_file_says_one_sentence_and_adds_nothing(tmp_path):
+    from napari_unet.errors import NapariUnetError
+
+    bad = tmp_path / "first_sight.npz"
+    bad.write_bytes(b"not a zip")
+    memory = ForegroundMemory()
+    with pytest.raises(NapariUnetError, match="could not be read .*judged again"):
+        memory.load(bad)
+    assert len(memory) == 0
+    np.savez(bad, format=np.array(1), z_0=np.array(0), key_0=np.zeros(16, np.uint8),
+             fg_0=np.zeros((4, 4), np.float16), done_0=np.zeros((3, 3), bool))  # fmt: skip
+    with pytest.raises(NapariUnetError, match="different shapes"):
+        memory.load(bad)
+    assert len(memory) == 0

@@ -419,6 +419,55 @@ def test_after_a_round_the_dabs_are_judged_as_before_by_line_and_round(
     # a new dab far from the judged area is the newer model's to judge: a cell to it
 
 
+def test_a_reopened_project_judges_the_dabs_as_before(
+    make_napari_viewer, qtbot, nuclei_and_dabs, tmp_path
+):
+    """The first judgement is kept in the project: reopened with a later model in use,
+    the line still leaves the three dabs out (it counted them as cells before)."""
+    import tifffile
+
+    from napari_unet._qt.model_choice import CURRENT
+    from napari_unet._qt.project_session import project_for
+    from napari_unet._qt.session import state_for
+    from napari_unet.project import Project
+    from napari_unet.training.first_sight import FILE_NAME
+
+    image, painted, dabs = nuclei_and_dabs
+    tifffile.imwrite(tmp_path / "nuclei.tif", image)
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(tmp_path / "nuclei.tif"))[0]
+    ann = viewer.add_labels(np.zeros(image.shape, np.int32), name="nuclei annotation")
+    train = viewer.window.add_plugin_dock_widget("napari-unet", "Train")[1]
+    train._image.value, train._annotation.value = layer, ann
+    train._start.value = "bundled"
+    state_for(viewer).annotation.set(image=layer, labels=ann)  # as the Annotate dock does
+    folder = project_for(viewer).choose_folder(tmp_path / "p").folder
+    _paint(ann, painted + dabs)
+    qtbot.waitUntil(lambda: train.scope.line.text() == TWO_AND_THREE, timeout=60000)
+    _one_step_round(qtbot, train)
+    qtbot.waitUntil(lambda: (folder / FILE_NAME).is_file(), timeout=30000)
+    assert project_for(viewer).flush()
+    state_for(viewer).close()  # one window per project
+    # a later round is in use when the project is reopened: a model sure of cells
+    # everywhere, which alone sees the five marks as five cells
+    Project.open(folder).history.add_round(
+        _sure_everywhere(load_bundled_model()), start_model="round 1", cells=2, steps=1,
+        seconds=0.1, ap50=None, mean_iou=None, val_cells=0, entries=["nuclei"],
+    )  # fmt: skip
+
+    other = make_napari_viewer()
+    train2 = other.window.add_plugin_dock_widget("napari-unet", "Train")[1]
+    with qtbot.waitSignal(project_for(other).opened, timeout=30000) as opened:
+        project_for(other).open(folder)
+    entry = opened.args[0][0]
+    np.testing.assert_array_equal(entry.labels.data, painted + dabs)
+    assert "round 2" in state_for(other).model.source
+    train2._start.value = CURRENT
+    train2._image.value, train2._annotation.value = entry.image, entry.labels
+    qtbot.waitUntil(lambda: train2.scope.line.text() == TWO_AND_THREE, timeout=60000)
+    np.testing.assert_array_equal(entry.labels.data, painted + dabs)  # never modified
+
+
 def test_an_image_marked_complete_says_its_dabs_are_left_out_as_the_round_does(
     make_napari_viewer, qtbot, nuclei_and_dabs
 ):

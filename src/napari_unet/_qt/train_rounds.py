@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..postprocess.describe import describe_model_rule
+from ..training.first_sight import FILE_NAME
 from .model_choice import CURRENT
 from .workers import UserProblem
 
@@ -27,6 +28,11 @@ class TrainRounds:
         except ValueError as exc:  # a damaged history.json: say so, show no rounds
             show_error(str(exc))
             self.history.show_history(None)
+        if project is not None:  # its paint is judged as in the sessions before
+            self._workers.start_function(
+                partial(self.first_sight.load, project.folder / FILE_NAME),
+                errored=lambda exc: show_warning(str(exc)),
+            )
 
     def _round_trainer(self) -> Any:
         """The trainer of the round that just ended: live training's, else Fine-tune's."""
@@ -65,6 +71,14 @@ class TrainRounds:
             partial(history.add_round, model, make_current=not verdict.worse, **info),
             returned=lambda record: self._on_round(history, model, record, verdict),
             errored=lambda exc: show_error(f"The round could not be saved: {exc}"),
+        )
+        # the first judgement of the paint, so that a reopened project judges it the same
+        self._workers.start_function(
+            partial(self.first_sight.save, project.folder / FILE_NAME),
+            errored=lambda exc: show_warning(
+                f"The first judgement of painted cells could not be kept in the project "
+                f"({exc}); after reopening it, they are judged by the model then in use."
+            ),
         )
 
     def _on_round(self, history: Any, model: Any, record: Any, verdict: Any) -> None:

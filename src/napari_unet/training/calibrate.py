@@ -30,6 +30,7 @@ __all__ = [
     "calibration_samples",
     "calibrate_model",
     "calibration_budget",
+    "calibration_bound",
 ]
 
 #: The calibration may take at most this share of the training budget.
@@ -115,6 +116,13 @@ def _around(region: np.ndarray, context: int) -> list[tuple[int, int, int, int]]
 def calibration_budget(time_limit: float | None, elapsed: float) -> float:
     """Seconds the calibration may take: a share of the time budget, else of the time taken."""
     return CALIBRATION_SHARE * (time_limit if time_limit else elapsed)
+
+
+def calibration_bound(budget: float | None, rules: int | None) -> str:
+    """How the search is bounded, in words: a count of labellings, else seconds."""
+    if rules:
+        return f"at most {rules} labellings"
+    return f"at most {budget or 0:.0f} s, {CALIBRATION_SHARE:.0%} of the training budget"
 
 
 def calibrate_model(

@@ -31,9 +31,9 @@ from ..postprocess import resolve_postprocess
 from ..postprocess.describe import describe_model_rule
 from ..precision import autocast, resolve_precision
 from .calibrate import (
-    CALIBRATION_SHARE,
     MIN_HELD_OUT,
     calibrate_model,
+    calibration_bound,
     calibration_budget,
     validation_probabilities,
 )
@@ -378,14 +378,9 @@ class Trainer:
         budget = None if rules else calibration_budget(limit, elapsed)
         cells = self.data.validation_cells
         where = f"{cells} held-out cells" if cells >= MIN_HELD_OUT else "all annotated cells"
-        bound = (
-            f"at most {rules} labellings"
-            if rules
-            else f"at most {budget:.0f} s, {CALIBRATION_SHARE:.0%} of the training budget"
-        )
         yield self._event(
             TrainState.CALIBRATING, loss, lr, start, step_time, validation,
-            f"Calibrating the object rule on {where} ({bound}).",
+            f"Calibrating the object rule on {where} ({calibration_bound(budget, rules)}).",
         )  # fmt: skip
         cached = None
         if cells >= MIN_HELD_OUT:
