@@ -111,6 +111,22 @@ def score(model, image: np.ndarray, truth: np.ndarray) -> float:
     return instance_scores(truth, pred).ap50
 
 
+def snapshot(args, arm: str, cells: int, model, labels: np.ndarray) -> None:
+    """With ``--snapshots DIR``: the model and the painted labels at a score, for later study.
+
+    ``DIR/<domain>_s<seed>_<arm>_<cells>.safetensors`` and ``..._labels.npy``
+    (``bench_calibration_policy.py`` reads them).
+    """
+    if getattr(args, "snapshots", None) is None:
+        return
+    from napari_unet import save_model
+
+    args.snapshots.mkdir(parents=True, exist_ok=True)
+    stem = args.snapshots / f"{args.task_name}_s{args.seed}_{arm}_{cells:03d}"
+    save_model(model, stem.with_suffix(".safetensors"))
+    np.save(f"{stem}_labels.npy", labels)
+
+
 def worst_cell(truth: np.ndarray, pred: np.ndarray, painted: set[int]) -> int:
     """The unpainted true cell the prediction gets most wrong (lowest best IoU)."""
     ids = np.unique(truth)
@@ -223,6 +239,7 @@ def run_live(task, args, arm: str = "live") -> list[Point]:
         if due:
             ap = score(model, test_image, test_truth)
             points.append(Point(arm, len(painted), clock, event.step, ap))
+            snapshot(args, arm, len(painted), model, labels)
             reached = ap >= args.target
         if len(painted) == args.cells or reached:
             live.stop()
@@ -273,6 +290,7 @@ def run_rounds(task, args, arm: str = "rounds") -> list[Point]:
         clock += budget * STEP_SECONDS
         steps += budget
         points.append(Point(arm, n, clock, steps, score(model, test_image, test_truth)))
+        snapshot(args, arm, n, model, labels)
         if points[-1].ap50 >= args.target:
             break
     return points
@@ -408,6 +426,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--quick", action="store_true", help="a smoke run (a few cells)")
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--snapshots", type=Path, default=None,
+                        help="keep the model and painted labels of every score here")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -420,6 +440,7 @@ def main() -> None:
             "rounds-pair": lambda t, a: run_rounds(t, a, "rounds-pair")}  # fmt: skip
     chosen = [arms[a] for a in args.arms.split(",")]
     name = f"synthetic {args.domain}"
+    args.task_name = args.domain
     task = synthetic_task(args.seed, args.side, args.domain)
     args.cells = min(args.cells, len(np.unique(task[1])) - 1)  # no more than the image holds
     print(f"a step takes {step_time(task, args):.3f} s here (simulated: {STEP_SECONDS} s)")
@@ -428,7 +449,7 @@ def main() -> None:
         table(name, runs[name], args.target)
     hela = hela_task() if args.hela_cells else None
     if hela is not None:
-        args.cells = args.hela_cells
+        args.cells, args.task_name = args.hela_cells, "hela"
         runs["HeLa t0 -> t19"] = [p for run in chosen for p in run(hela, args)]
         table("HeLa: t0 painted, scored on t19", runs["HeLa t0 -> t19"], args.target)
     print(f"ran {time.perf_counter() - t0:.0f} s")

@@ -8,7 +8,10 @@
 # overlay before the run (screenshots docs/images/i28-left-*.png).
 # Mode complete: the same, then "This image is completely annotated" ticked: the line still
 # says the dabs are left out, as the round does (docs/images/i28-complete-*.png).
-#   scripts/click_through_dabs.sh [DISPLAY_NUMBER] [aimed|anywhere|left|complete]
+# Mode reopen: mode left, napari closed, a new napari reopens the project from the Train
+# dock's Recent list: the line must still leave the dabs out, judged as the first time
+# (the round 1 model in use alone counts them as cells; docs/images/i28-reopened-*.png).
+#   scripts/click_through_dabs.sh [DISPLAY_NUMBER] [aimed|anywhere|left|complete|reopen]
 set -euo pipefail
 N=${1:-71}
 WHERE=${2:-aimed}
@@ -23,7 +26,7 @@ wait_for canvas 90; sleep 3
 click "tab:Annotate (napari-unet)"; click Annotate._new; sleep 1
 read -r cx cy <<<"$(pos canvas)"
 spot() { python3 -c "import json,sys;d=json.load(open('$P'));print(*d['facts']['spots'][int(sys.argv[1])])" "$1"; }
-if [ "$WHERE" = left ] || [ "$WHERE" = complete ]; then  # two nuclei, three dabs that missed
+if [ "$WHERE" = left ] || [ "$WHERE" = complete ] || [ "$WHERE" = reopen ]; then  # two nuclei, three dabs that missed
   for k in 0 1; do read -r x y r <<<"$(cell "$k")"  # the whole nucleus, slowly
     SCRIBBLE_STEP=2 SCRIBBLE_PAUSE=0.12 scribble "$x" "$y" "$r" 1 1; sleep 0.5; done
   for k in 0 1 2; do read -r x y <<<"$(spot "$k")"; dab "$x" "$y"; done
@@ -59,3 +62,19 @@ echo "   the dock says: $(fact partial)"
 echo "   segmentation: foreground $(fact seg_fg) px, largest id $(fact seg_max)"
 shot "$SHOT"
 quit_napari
+if [ "$WHERE" = reopen ]; then
+  echo "2. a new napari: Train, Recent, the project just closed"
+  if [ -n "${NO_FIRST_SIGHT:-}" ]; then  # the control: the project without its judgement
+    rm -v "$W"/data/projects/*/first_sight.npz; fi
+  rm -f "$P" "$W/napari.rc"
+  ($PY "$ROOT/scripts/click_through_app.py" "$P" >"$W/napari2.log" 2>&1
+   echo $? >"$W/napari.rc") &
+  wait_for canvas 90; sleep 3
+  click "tab:Train (napari-unet)"; click Train.recent; xdotool key Down Return
+  wait_for '"current": "synthetic nuclei annotation"' 90
+  wait_for '"scope_line": "Training on' 120; sleep 5
+  echo "   in use: $(fact in_use)"
+  echo "   the line: $(fact scope_line); left out: $(fact left_out)"
+  shot i28-reopened-first-sight
+  quit_napari
+fi
