@@ -205,6 +205,7 @@ def training_config(seed: int, steps: int) -> TrainConfig:
         separate_touching=True,
         complete=True,  # synthetic labels are complete: every unlabelled pixel is background
         calibrate=False,  # the recipe scores its rule on held-out images (POSTPROCESS)
+        calibration_rules=None,  # (no calibration, so no bound on it)
         precision="fp32",  # the same weights on every machine
         augment=AugmentConfig(
             elastic=True, grid_points=3, sigma=10.0, flips=True, rot90=True, rotation=45.0,
