@@ -21,7 +21,9 @@ And the product's choice (held-out cells when 10 or more, the rule in use moved
 only when beaten, to the nearest rule within the margin) from the rule in use at
 the snapshot before, with searches of 30 and 60 labellings and the whole grid
 (``30 from prev``, ``60 from prev``, ``full from prev``): how much the budget of
-the search costs.
+the search costs. ``2 moments`` is the same from the rule before (30 labellings)
+with the painted cells predicted by both this snapshot's weights and the one's
+before: a rule that holds over two moments' weights, not one.
 
 The trained-on cells are predicted better than unseen ones (the network fitted
 them), so a rule that needs clean gaps between touching cells looks better on
@@ -68,7 +70,9 @@ def _samples_of(model, data, which: str) -> list[CalibrationSample]:
         cal.MIN_HELD_OUT = saved
 
 
-def study(path: Path, rules: int, previous: dict | None) -> dict[str, float] | None:
+def study(
+    path: Path, rules: int, previous: dict | None, before: Path | None
+) -> dict[str, float] | None:
     """AP@0.5 on the held-out image of each policy's rule, for one snapshot."""
     m = NAME.fullmatch(path.name)
     if m is None:
@@ -96,6 +100,10 @@ def study(path: Path, rules: int, previous: dict | None) -> dict[str, float] | N
     now = _samples_of(model, data, "now")
     for name, limit in (("30 from prev", 30), ("60 from prev", 60), ("full from prev", None)):
         out[name] = ap(calibrate(now, rule_limit=limit, previous=previous).rule)
+    out["2 moments"] = float("nan")
+    if before is not None:  # the same cells, predicted by the weights of the score before
+        both = now + _samples_of(load_model(before), data, "now")
+        out["2 moments"] = ap(calibrate(both, rule_limit=30, previous=previous).rule)
     whole = [CalibrationSample(prob, test_truth, np.ones(test_truth.shape, bool))]
     out["best on test"] = ap(calibrate(whole, rule_limit=rules, move="best").rule)
     out["cells"], out["held"] = int(m["cells"]), data.validation_cells
@@ -111,20 +119,20 @@ def main() -> None:
     parser.add_argument("--min-cells", type=int, default=10, help="skip snapshots with fewer")
     args = parser.parse_args()
     keys = ("in use", "now", "all", "held out", "30 from prev", "60 from prev",
-            "full from prev", "best on test")  # fmt: skip
-    rows, previous, run = [], None, None
+            "full from prev", "2 moments", "best on test")  # fmt: skip
+    rows, previous, run, before = [], None, None, None
     print(f"{'snapshot':20s} cells held | " + " | ".join(f"{k:>9s}" for k in keys))
     for path in sorted(args.folder.glob("*.safetensors")):
         m = NAME.fullmatch(path.name)
         if m is None:
             continue
         if run != m.group("task", "seed", "arm"):  # a new run: no rule before its first
-            run, previous = m.group("task", "seed", "arm"), None
+            run, previous, before = m.group("task", "seed", "arm"), None, None
         if int(m["cells"]) < args.min_cells:
-            previous = resolve_postprocess(load_model(path))
+            previous, before = resolve_postprocess(load_model(path)), path
             continue
-        row = study(path, args.rules, previous)
-        previous = row.pop("rule")
+        row = study(path, args.rules, previous, before)
+        previous, before = row.pop("rule"), path
         rows.append(row)
         print(f"{row['name']:20s} {row['cells']:5d} {row['held']:4d} | "
               + " | ".join(f"{row[k]:9.3f}" for k in keys), flush=True)  # fmt: skip
