@@ -93,11 +93,11 @@ def study(
 
     in_use = labels_from_probabilities(prob, model=model)
     out = {"in use": instance_scores(test_truth, in_use).ap50}
-    for which in ("now", "all", "held out"):
-        samples = _samples_of(model, data, which)
+    chosen = {which: _samples_of(model, data, which) for which in ("now", "all", "held out")}
+    for which, samples in chosen.items():
         found = calibrate(samples, rule_limit=rules, move="best") if samples else None
         out[which] = ap(found.rule if found is not None else None)
-    now = _samples_of(model, data, "now")
+    now = chosen["now"]
     for name, limit in (("30 from prev", 30), ("60 from prev", 60), ("full from prev", None)):
         out[name] = ap(calibrate(now, rule_limit=limit, previous=previous).rule)
     out["2 moments"] = float("nan")

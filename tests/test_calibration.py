@@ -108,6 +108,8 @@ def test_a_count_of_labellings_finds_the_same_rule_however_slow_the_machine(monk
     slow = calibrate(samples, rule_limit=12)
     assert slow.rule == counted.rule and slow.score == counted.score
     assert slow.rules_tried == 12
+    both = calibrate(samples, rule_limit=12, time_limit=0.0)  # the count replaces the time
+    assert both.rule == counted.rule and both.rules_tried == 12
     timed = calibrate(samples, time_limit=30.0)  # the same machine under a time limit
     assert timed.rules_tried < 12
 

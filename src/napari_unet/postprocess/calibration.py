@@ -152,8 +152,9 @@ def calibrate(
         (how it was before; kept for benchmarks).
     rule_limit : int or None
         Labellings the search may make (each scores every size and confidence
-        filter), counted like ``time_limit`` and checked with it: unlike a time,
-        a count finds the same rule on any machine under any load. None: no count.
+        filter), in place of ``time_limit``, which is then ignored: unlike a
+        time, a count finds the same rule on any machine under any load. None:
+        the time limit bounds the search.
 
     Returns
     -------
@@ -168,7 +169,7 @@ def calibrate(
         return Calibration(
             None, f"{what} to calibrate the object rule on; the previous rule is kept.", cells
         )
-    search = _Search(prepared, start, time_limit, rule_limit)
+    search = _Search(prepared, start, None if rule_limit else time_limit, rule_limit)
     for rule in (previous, DEFAULTS):
         if rule is not None:
             search.try_rule(dict(rule), force=True)

@@ -135,9 +135,9 @@ def calibrate_model(
 ) -> Calibration:
     """Calibrate the rule and write it into ``model.metadata["postprocess"]``.
 
-    ``budget`` bounds the search in seconds, ``rules`` in labellings
-    (:attr:`~napari_unet.training.config.TrainConfig.calibration_rules`); None: no
-    bound of that kind. Too few cells: the model's rule is left as it was and the
+    ``budget`` bounds the search in seconds; ``rules``, when given, in labellings
+    instead (:attr:`~napari_unet.training.config.TrainConfig.calibration_rules`).
+    Too few cells: the model's rule is left as it was and the
     result's ``message`` says so in one sentence.
     """
     samples, held_out = calibration_samples(model, data, device, cached)

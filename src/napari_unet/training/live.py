@@ -386,7 +386,7 @@ class LiveTrainer:
         began = self._clock()
         rules = self.trainer.config.calibration_rules
         found = calibrate_model(
-            self.model, self.live.data, self.trainer.device, None if rules else budget, rules=rules
+            self.model, self.live.data, self.trainer.device, budget, rules=rules
         )
         cost = self._clock() - began
         self._last_calibration = (self._clock(), cost, self.trainer.step)

@@ -375,7 +375,7 @@ class Trainer:
         # stopped early: a tenth of the time actually trained, so Stop stays quick
         limit = None if self._stop_requested else self.config.time_limit
         rules = self.config.calibration_rules
-        budget = None if rules else calibration_budget(limit, elapsed)
+        budget = calibration_budget(limit, elapsed)
         cells = self.data.validation_cells
         where = f"{cells} held-out cells" if cells >= MIN_HELD_OUT else "all annotated cells"
         yield self._event(
@@ -403,25 +403,25 @@ class Trainer:
         else:
             self.baseline = self.validate()
 
-    def _rescore_start(self, budget: float | None) -> float | None:
+    def _rescore_start(self, budget: float) -> float:
         """Half the calibration budget calibrates the start model's rule on the same cells.
 
-        The end is scored with a rule fitted to the held-out cells, so the start is
-        too (:func:`~napari_unet.training.validation.start_score_calibrated`): the
-        guard compares like with like. Returns the time budget left (None: bounded
-        by :attr:`TrainConfig.calibration_rules`, which the start gets as many of).
+        The end is scored with a rule fitted to the held-out cells, so the start is too
+        (:func:`~napari_unet.training.validation.start_score_calibrated`): like with like.
+        Returns the time left (a count of labellings, if set, bounds each search instead).
         """
         if self._start is None:  # resumed, or no start predictions kept
             return budget
         began = time.perf_counter()
         probs, rule = self._start
-        rules = self.config.calibration_rules
-        half = None if budget is None else budget / 2
-        fair = start_score_calibrated(self.data, probs, self.config.min_size, rule, half, rules)
+        c = self.config
+        fair = start_score_calibrated(
+            self.data, probs, c.min_size, rule, budget / 2, c.calibration_rules
+        )
         if fair is not None:
             self.baseline = fair
         self._start = None
-        return None if budget is None else max(0.0, budget - (time.perf_counter() - began))
+        return max(0.0, budget - (time.perf_counter() - began))
 
     def _validation_due(self, c: TrainConfig) -> bool:
         """Whether to validate now.

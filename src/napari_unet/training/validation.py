@@ -92,8 +92,8 @@ def start_score_calibrated(
     cells; scored on the cells it was fitted to, that rule has an edge the start
     model's plain rule lacks. Calibrating the start model's rule on the same cells
     (``probabilities``: its predictions of them, from before the first step) puts
-    both on one footing for :func:`compare_to_start`. ``budget`` (seconds) and
-    ``rules`` (labellings) bound the search, as in
+    both on one footing for :func:`compare_to_start`. ``budget`` (seconds) or,
+    when given, ``rules`` (labellings) bounds the search, as in
     :func:`~napari_unet.postprocess.calibration.calibrate`. None with too few cells.
     """
     crops = [crop for plane in data.planes for crop in plane.validation]
