@@ -131,3 +131,49 @@ def test_min_confidence_drops_unsure_objects_and_refuses_nonsense():
     for bad in (1.0, -0.1, float("nan")):
         with pytest.raises(NapariUnetError, match="min_confidence"):
             labels_from_probabilities(prob, min_confidence=bad)
+
+
+def _blobby_probabilities(seed: int = 0, side: int = 96) -> np.ndarray:
+    """Touching blobs of graded probability: thresholds, heights and seeds all matter."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    spots = np.zeros((side, side), np.float32)
+    spots[tuple(rng.integers(4, side - 4, size=(2, 40)))] = 1.0
+    fg = ndi.gaussian_filter(spots, 4.0)
+    fg = np.clip(fg / np.quantile(fg, 0.97), 0, 1) * 0.98
+    return _probs(fg)
+
+
+def test_a_labeller_reused_over_many_rules_labels_as_a_fresh_one():
+    # the search reuses one PlaneLabeller: its kept distance maps and seeds must
+    # never leak into a rule they do not belong to (more thresholds than it keeps,
+    # rules in a shuffled order, then all again from what it kept)
+    from itertools import product
+
+    from napari_unet.postprocess import label_instances
+    from napari_unet.postprocess.rules import PlaneLabeller, foreground_probability
+
+    probs = _blobby_probabilities()
+    rules = [
+        dict(method=m, threshold=t, h=h, smoothing=sm, seed_threshold=s,
+             min_size=8 * (k % 2), min_confidence=0.6 * (k % 2))
+        for k, (m, t, h, sm, s) in enumerate(product(
+            ("watershed", "components"), (0.3, 0.4, 0.5, 0.6, 0.7), (0.5, 2.0), (0.0, 1.5),
+            (None, 0.75, 0.85),
+        ))
+        if s is None or s >= t
+    ]  # fmt: skip
+    order = np.random.default_rng(1).permutation(len(rules))
+    labeller = PlaneLabeller(foreground_probability(probs))
+    assert len({r["threshold"] for r in rules}) > PlaneLabeller.KEEP_DISTANCES
+    split = 0
+    for n, i in enumerate([*order, *order]):
+        rule = rules[i]
+        got = labeller.label(**rule)
+        assert np.array_equal(got, label_instances(probs, **rule)), rule
+        if n < len(order) and rule["method"] == "watershed":
+            split += got.max() > label_instances(probs, **{**rule, "method": "components"}).max()
+    assert split > 0  # the watershed rules do cut something here: the test sees them
+    with pytest.raises(NapariUnetError, match="seed threshold"):
+        labeller.label(**{**rules[0], "method": "watershed", "seed_threshold": 0.1})

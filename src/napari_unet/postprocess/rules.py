@@ -16,6 +16,7 @@ from ..errors import NapariUnetError
 
 __all__ = [
     "label_instances",
+    "PlaneLabeller",
     "foreground_probability",
     "keep_confident",
     "h_maxima_seeds",
@@ -51,6 +52,28 @@ def label_instances(
 
     See :func:`napari_unet.labels_from_probabilities` for what the options mean.
     """
+    _check(threshold, min_size, method, h, smoothing, seed_threshold, min_confidence)
+    p = foreground_probability(probabilities)
+    if p.ndim == 2:
+        return PlaneLabeller(p).label(
+            threshold=threshold, min_size=min_size, method=method, h=h, smoothing=smoothing,
+            seed_threshold=seed_threshold, min_confidence=min_confidence,
+        )  # fmt: skip
+    out = np.zeros(p.shape, dtype=np.int32)
+    offset = 0
+    for z in range(p.shape[0]):
+        plane = PlaneLabeller(p[z]).label(
+            threshold=threshold, min_size=min_size, method=method, h=h, smoothing=smoothing,
+            seed_threshold=seed_threshold, min_confidence=min_confidence,
+        )  # fmt: skip
+        n = int(plane.max())
+        out[z] = np.where(plane > 0, plane + offset, 0)
+        offset += n
+    return out
+
+
+def _check(threshold, min_size, method, h, smoothing, seed_threshold, min_confidence) -> None:
+    """One sentence for the first option out of range."""
     if not 0.0 < threshold < 1.0:
         raise NapariUnetError(f"The threshold must be between 0 and 1, got {threshold}.")
     if min_size < 0:
@@ -68,49 +91,79 @@ def label_instances(
         )
     if not 0.0 <= min_confidence < 1.0:
         raise NapariUnetError(f"min_confidence must be from 0 to below 1, got {min_confidence}.")
-    p = foreground_probability(probabilities)
-    fg = p > threshold
-    core = None if seed_threshold in (None, threshold) else p > seed_threshold
-    if fg.ndim == 2:
-        return keep_confident(
-            _label_plane(fg, min_size, method, h, smoothing, core), p, min_confidence
-        )
-    out = np.zeros(fg.shape, dtype=np.int32)
-    offset = 0
-    for z in range(fg.shape[0]):
-        plane = _label_plane(
-            fg[z], min_size, method, h, smoothing, None if core is None else core[z]
-        )
-        plane = keep_confident(plane, p[z], min_confidence)
-        n = int(plane.max())
-        out[z] = np.where(plane > 0, plane + offset, 0)
-        offset += n
-    return out
 
 
-def _label_plane(
-    fg: np.ndarray,
-    min_size: int,
-    method: str,
-    h: float,
-    smoothing: float,
-    core: np.ndarray | None = None,
-):
-    if method == "watershed" and fg.any():
-        labels = _watershed(fg, h, smoothing, core)
-    else:
-        labels = ndi.label(fg)[0]
-    return _drop_small(labels, min_size)
+class PlaneLabeller:
+    """Labellings of one plane's foreground probability by many rules, sharing their steps.
 
+    A search over rules labels the same plane again and again; the distance map
+    of a threshold is the same for every watershed height and seed threshold,
+    and the seeds of a seeded watershed (its cores' h-maxima, the costly part)
+    do not depend on the threshold at all. So they are kept: the distance maps
+    of the few thresholds last used, and every seeded watershed's seeds (as the
+    pixels they cover). :meth:`label` gives exactly what :func:`label_instances`
+    gives, which labels through a fresh one.
 
-def _watershed(
-    fg: np.ndarray, h: float, smoothing: float, core: np.ndarray | None = None
-) -> np.ndarray:
-    dist = _smoothed_distance(fg, smoothing)
-    if core is not None:  # seeds from the confident cores; the flooding keeps ``dist``
-        seeds = h_maxima_seeds(_smoothed_distance(core, smoothing), h, core)
-        return _flood(dist, seeds, fg)
-    return _flood(dist, h_maxima_seeds(dist, h, fg), fg)
+    Parameters
+    ----------
+    p : numpy.ndarray
+        ``(H, W)`` foreground probability (:func:`foreground_probability`).
+    """
+
+    #: Distance maps kept (the most recently used ones).
+    KEEP_DISTANCES = 4
+
+    def __init__(self, p: np.ndarray):
+        self.p = np.asarray(p, dtype=np.float32)
+        self._distances: dict[tuple, np.ndarray] = {}
+        self._seeds: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def label(
+        self,
+        *,
+        threshold: float,
+        min_size: int,
+        method: str,
+        h: float,
+        smoothing: float,
+        seed_threshold: float | None,
+        min_confidence: float,
+    ) -> np.ndarray:
+        """Instance labels of the plane by one rule (options as :func:`label_instances`)."""
+        _check(threshold, min_size, method, h, smoothing, seed_threshold, min_confidence)
+        fg = self.p > threshold
+        if method == "watershed" and fg.any():
+            dist = self._distance(threshold, smoothing)
+            if seed_threshold in (None, threshold):
+                seeds = h_maxima_seeds(dist, h, fg)
+            else:  # seeds from the confident cores; the flooding keeps ``dist``
+                seeds = self._core_seeds(seed_threshold, smoothing, h)
+            labels = _flood(dist, seeds, fg)
+        else:
+            labels = ndi.label(fg)[0]
+        return keep_confident(_drop_small(labels, min_size), self.p, min_confidence)
+
+    def _distance(self, threshold: float, smoothing: float) -> np.ndarray:
+        key = (threshold, smoothing)
+        dist = self._distances.pop(key, None)
+        if dist is None:
+            dist = _smoothed_distance(self.p > threshold, smoothing)
+        self._distances[key] = dist  # now the most recent
+        while len(self._distances) > self.KEEP_DISTANCES:
+            del self._distances[next(iter(self._distances))]
+        return dist
+
+    def _core_seeds(self, seed_threshold: float, smoothing: float, h: float) -> np.ndarray:
+        key = (seed_threshold, smoothing, h)
+        if key not in self._seeds:
+            core = self.p > seed_threshold
+            seeds = h_maxima_seeds(self._distance(seed_threshold, smoothing), h, core)
+            where = np.flatnonzero(seeds).astype(np.int32)
+            self._seeds[key] = (where, seeds.ravel()[where])
+        where, ids = self._seeds[key]
+        seeds = np.zeros(self.p.size, dtype=np.int32)
+        seeds[where] = ids
+        return seeds.reshape(self.p.shape)
 
 
 def _smoothed_distance(mask: np.ndarray, smoothing: float) -> np.ndarray:

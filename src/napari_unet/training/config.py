@@ -98,8 +98,9 @@ class TrainConfig:
         Bound the calibration by a number of labellings searched (each with all
         its size and confidence filters) instead of a tenth of the time: the
         same rule on any machine and under any load, for reproducible runs and
-        benchmarks. None (default): the time share; about 30 labellings fit in
-        a two-minute Fine-tune's share on a 2-core laptop.
+        benchmarks. None (default): the time share; the whole search (about
+        105 labellings) takes about 3 s on a 256x256 window on a 2-core laptop,
+        and a larger annotation's windows reach less of it.
     precision : {"auto", "fp32", "bf16", "fp16"}
         Of the forward and backward passes: float32, or bfloat16/float16 autocast
         with float32 master weights and the weighted loss in float32 (``"fp16"``:
