@@ -53,19 +53,17 @@ def label_instances(
     See :func:`napari_unet.labels_from_probabilities` for what the options mean.
     """
     _check(threshold, min_size, method, h, smoothing, seed_threshold, min_confidence)
+    options = dict(
+        threshold=threshold, min_size=min_size, method=method, h=h, smoothing=smoothing,
+        seed_threshold=seed_threshold, min_confidence=min_confidence,
+    )  # fmt: skip
     p = foreground_probability(probabilities)
     if p.ndim == 2:
-        return PlaneLabeller(p).label(
-            threshold=threshold, min_size=min_size, method=method, h=h, smoothing=smoothing,
-            seed_threshold=seed_threshold, min_confidence=min_confidence,
-        )  # fmt: skip
+        return PlaneLabeller(p).label(**options)
     out = np.zeros(p.shape, dtype=np.int32)
     offset = 0
-    for z in range(p.shape[0]):
-        plane = PlaneLabeller(p[z]).label(
-            threshold=threshold, min_size=min_size, method=method, h=h, smoothing=smoothing,
-            seed_threshold=seed_threshold, min_confidence=min_confidence,
-        )  # fmt: skip
+    for z in range(p.shape[0]):  # ids unique across planes
+        plane = PlaneLabeller(p[z]).label(**options)
         n = int(plane.max())
         out[z] = np.where(plane > 0, plane + offset, 0)
         offset += n
