@@ -37,8 +37,11 @@ not counted. An arm stops once it reaches ``--target`` (the same rule for
 both). The clock is simulated (:data:`STEP_SECONDS` a step) and live mode reads
 it too (``LiveTrainer(clock=...)``), so its previews and calibrations fall at the
 same steps whatever the machine's load; each calibration searches
-``--calibration-rules`` labellings in both arms (about what a quiet dev-2c
-searches in a Fine-tune's time share), not a share of the time. With torch's
+``--calibration-rules`` labellings in both arms, not a share of the time (by
+default 120: the whole grid, which live mode's share, 3 s of every 30, reaches
+on this 256x256 image on a quiet dev-2c since the search shares its steps; a
+20-s Fine-tune's 2-s share reaches about 70, so rounds get a little more than
+theirs). With torch's
 one thread a run then repeats exactly: differences between runs are the seeds'.
 Both arms take the same steps per painted cell (``fine_tune / per_round``
 seconds against ``pace``); a preview costs the live arm
@@ -413,7 +416,7 @@ def main() -> None:
     parser.add_argument("--fine-tune", type=float, default=20.0, help="seconds per round")
     parser.add_argument("--preview-every", type=float, default=10.0, help="simulated s")
     parser.add_argument("--calibrate-every", type=float, default=30.0, help="simulated s")
-    parser.add_argument("--calibration-rules", type=int, default=30,
+    parser.add_argument("--calibration-rules", type=int, default=120,
                         help="labellings each calibration searches (both arms)")  # fmt: skip
     parser.add_argument("--free-previews", action="store_true",
                         help="previews cost the live arm no steps")  # fmt: skip
