@@ -377,6 +377,21 @@ def _panel(draw, ox, points, x_of, title, top, target):
         draw.text((ox + w - 80, h - m - 16 - 12 * i), arm, fill=colour)
 
 
+def logged_points(logs: list[Path]) -> dict[str, list[Point]]:
+    """The synthetic runs' POINT lines of earlier outputs, by file name (HeLa's left out)."""
+    runs = {}
+    for log in logs:
+        points = []
+        for line in log.read_text().splitlines():
+            if line.startswith("POINT "):
+                arm, cells, seconds, steps, ap = line.split()[1:]
+                if int(cells) == 0 and any(p.arm == arm for p in points):
+                    break  # the HeLa part starts again from 0 cells
+                points.append(Point(arm, int(cells), float(seconds), int(steps), float(ap)))
+        runs[log.stem] = points
+    return runs
+
+
 def plot(path: Path, runs: dict[str, list[Point]], target: float) -> None:
     """A small PNG (drawn with PIL): per domain, AP@0.5 against painted cells and time."""
     from PIL import Image, ImageDraw
@@ -431,7 +446,12 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--snapshots", type=Path, default=None,
                         help="keep the model and painted labels of every score here")  # fmt: skip
+    parser.add_argument("--plot-logs", type=Path, nargs="+", default=None,
+                        help="no run: plot these outputs' POINT lines, a row each")  # fmt: skip
     args = parser.parse_args()
+    if args.plot_logs:
+        plot(args.plot or Path("bench_live.png"), logged_points(args.plot_logs), args.target)
+        return
     torch.set_num_threads(args.threads)
     if args.quick:
         args.cells, args.hela_cells, args.per_round, args.every = 4, 0, 2, 2
