@@ -131,7 +131,7 @@ class PlaneLabeller:
         _check(threshold, min_size, method, h, smoothing, seed_threshold, min_confidence)
         fg = self.p > threshold
         if method == "watershed" and fg.any():
-            dist = self._distance(threshold, smoothing)
+            dist = self._distance(threshold, smoothing, fg)
             if seed_threshold in (None, threshold):
                 seeds = h_maxima_seeds(dist, h, fg)
             else:  # seeds from the confident cores; the flooding keeps ``dist``
@@ -141,11 +141,12 @@ class PlaneLabeller:
             labels = ndi.label(fg)[0]
         return keep_confident(_drop_small(labels, min_size), self.p, min_confidence)
 
-    def _distance(self, threshold: float, smoothing: float) -> np.ndarray:
+    def _distance(self, threshold: float, smoothing: float, mask: np.ndarray) -> np.ndarray:
+        """The smoothed distance map of ``mask`` (``p > threshold``), kept for the next rules."""
         key = (threshold, smoothing)
         dist = self._distances.pop(key, None)
         if dist is None:
-            dist = _smoothed_distance(self.p > threshold, smoothing)
+            dist = _smoothed_distance(mask, smoothing)
         self._distances[key] = dist  # now the most recent
         while len(self._distances) > self.KEEP_DISTANCES:
             del self._distances[next(iter(self._distances))]
@@ -155,7 +156,7 @@ class PlaneLabeller:
         key = (seed_threshold, smoothing, h)
         if key not in self._seeds:
             core = self.p > seed_threshold
-            seeds = h_maxima_seeds(self._distance(seed_threshold, smoothing), h, core)
+            seeds = h_maxima_seeds(self._distance(seed_threshold, smoothing, core), h, core)
             where = np.flatnonzero(seeds).astype(np.int32)
             self._seeds[key] = (where, seeds.ravel()[where])
         where, ids = self._seeds[key]
