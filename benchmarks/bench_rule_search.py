@@ -15,10 +15,11 @@ does (and as the search did before). In the same run, alternating:
   every 30 s, a two-minute Fine-tune's 12 s): how many labellings each searched,
   and the AP@0.5 of the chosen rule on a second image.
 
-Samples: touching rods (the bundled model fine-tuned ``--steps`` steps on every
-cell of one synthetic image, calibrated on that image, scored on another) and
-real HeLa nuclei (the bundled model as it is, calibrated on hela_t0's cells,
-scored on hela_t19; from ``../shared/data/real`` or ``tests/data/real``).
+Samples: touching rods (``bench_live.py``'s seed-0 task: the bundled model
+fine-tuned ``--steps`` steps on every cell of its training image, calibrated on
+that image, scored on its held-out one) and real HeLa nuclei (the bundled model
+as it is, calibrated on hela_t0's cells, scored on hela_t19; ``bench_live.py``'s
+HeLa task, from ``../shared/data/real`` or ``tests/data/real``).
 Nothing is asserted.
 """
 
@@ -27,13 +28,13 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 
 from napari_unet import (
@@ -47,10 +48,9 @@ from napari_unet import (
 from napari_unet.postprocess import calibration, resolve_postprocess
 from napari_unet.postprocess.calibration import CalibrationSample, calibrate
 from napari_unet.postprocess.rules import PlaneLabeller
-from napari_unet.synthetic.colonies import make_scene
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL = [ROOT.parent / "shared" / "data" / "real", ROOT / "tests" / "data" / "real"]
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_live import hela_task, synthetic_task  # noqa: E402
 
 
 class _Afresh(PlaneLabeller):
@@ -72,8 +72,7 @@ def _labeller(kind: type[PlaneLabeller]):
 
 def rods(steps: int, side: int) -> tuple[str, list[CalibrationSample], Callable, dict | None]:
     """Fine-tuned on one rods image, calibrated on its cells, scored on another."""
-    image, labels = make_scene("rods", (side, side), seed=1)
-    test, truth = make_scene("rods", (side, side), seed=101)
+    image, labels, test, truth = synthetic_task(0, side)
     config = TrainConfig.fine_tune(steps=steps, tile_size=188, calibrate=False, seed=0)
     model = train_model(image, labels, model=load_bundled_model(), config=config, device="cpu")
     prob = predict_tiled(model, image, device="cpu")
@@ -84,17 +83,16 @@ def rods(steps: int, side: int) -> tuple[str, list[CalibrationSample], Callable,
 
 def hela() -> tuple[str, list[CalibrationSample], Callable, dict | None] | None:
     """The bundled model on real HeLa nuclei: calibrated on t0, scored on t19."""
-    folder = next((f for f in REAL if (f / "hela_t0.tif").exists()), None)
-    if folder is None:
+    task = hela_task()
+    if task is None:
         return None
+    image, labels, test, truth = task
     model = load_bundled_model()
-    probs, truths = [], []
-    for name in ("hela_t0", "hela_t19"):
-        probs.append(predict_tiled(model, tifffile.imread(folder / f"{name}.tif"), device="cpu"))
-        truths.append(tifffile.imread(folder / f"{name}_labels.tif"))
-    sample = CalibrationSample(probs[0], truths[0], np.ones(truths[0].shape, bool))
-    name = "HeLa {}x{} (real)".format(*truths[0].shape)
-    return name, [sample], _scorer(probs[1], truths[1]), resolve_postprocess(model)
+    prob = predict_tiled(model, image, device="cpu")
+    sample = CalibrationSample(prob, labels, np.ones(labels.shape, bool))
+    name = "HeLa {}x{} (real)".format(*labels.shape)
+    test_prob = predict_tiled(model, test, device="cpu")
+    return name, [sample], _scorer(test_prob, truth), resolve_postprocess(model)
 
 
 def _scorer(prob: np.ndarray, truth: np.ndarray) -> Callable:

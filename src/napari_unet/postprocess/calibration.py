@@ -21,8 +21,8 @@ the scores then come from per-object statistics without labelling again (an
 IoU above 0.5 matches at most one cell, so no assignment is needed). And the
 labellings of a window share their steps (:class:`~.rules.PlaneLabeller`): a
 threshold's distance map serves every height and seed threshold, a seeded
-watershed's seeds every threshold. The whole grid then takes 2.9 s instead of
-6.3 s on a 256x256 rods window (docs/benchmarks.md, "The rule search shares its
+watershed's seeds every threshold. The whole grid then takes about 3 s instead
+of 6.5 s on a 256x256 rods window (docs/benchmarks.md, "The rule search shares its
 steps"), so live mode's share reaches it.
 """
 
