@@ -5,7 +5,9 @@ def test_make_run_viewer_has_sample_and_all_docks(qtbot):
     viewer, docks = open_viewer(show=True)
     try:
         window = viewer.window._qt_window
-        qtbot.waitExposed(window)
+        # shown by open_viewer already (qtbot.waitExposed is a context manager around a show)
+        qtbot.waitUntil(lambda: window.windowHandle() is not None)
+        qtbot.waitUntil(window.windowHandle().isExposed)
         free = window.screen().availableGeometry()
         assert free.contains(window.frameGeometry()), (free, window.frameGeometry())
         assert window.width() >= 0.9 * free.width()  # and uses it

@@ -353,8 +353,8 @@ def test_the_wheel_scrolls_the_dock_not_the_field_under_it(make_napari_viewer, q
     viewer = make_napari_viewer()
     dock = TrainWidget(viewer)
     dock.native.resize(420, 300)  # shorter than its fields: the dock scrolls
-    dock.native.show()
-    qtbot.waitExposed(dock.native)
+    with qtbot.waitExposed(dock.native):
+        dock.native.show()
     spin = dock.form.native.findChildren(QDoubleSpinBox)[0]
     before = spin.value()
     bar = dock._scroll.verticalScrollBar()
@@ -372,8 +372,8 @@ def test_the_wheel_scrolls_the_dock_not_the_field_under_it(make_napari_viewer, q
     wheel()
     assert spin.value() == before  # the value the user set is left alone
     assert bar.value() > 0  # and the dock scrolled instead
-    dock.native.activateWindow()
-    qtbot.waitActive(dock.native)
+    with qtbot.waitActive(dock.native):
+        dock.native.activateWindow()
     qtbot.mouseClick(spin, Qt.MouseButton.LeftButton, pos=QPoint(4, spin.height() // 2))
     qtbot.waitUntil(spin.hasFocus)
     wheel()

@@ -62,10 +62,12 @@ def _shown(make_napari_viewer, qtbot, name):
     viewer.open_sample("napari-unet", "nuclei")
     dock = getattr(module, f"{name}Widget")(viewer)
     dock.native.resize(420, 600)  # shorter than the Train dock's fields: it scrolls
-    dock.native.show()
-    qtbot.waitExposed(dock.native)
-    dock.native.activateWindow()
-    qtbot.waitActive(dock.native)
+    # pytest-qt's waits are context managers: called bare, they wait for nothing, and
+    # under load the window was not yet active (no field had the focus; CI failed once)
+    with qtbot.waitExposed(dock.native):
+        dock.native.show()
+    with qtbot.waitActive(dock.native):
+        dock.native.activateWindow()
     return viewer, dock
 
 
@@ -76,7 +78,7 @@ def test_tab_focus_does_not_give_the_wheel_to_a_field_scrolled_under_the_pointer
     steps = train._steps.native
     train._scroll.ensureWidgetVisible(steps)
     steps.setFocus(Qt.FocusReason.MouseFocusReason)  # as a click gives it
-    QApplication.processEvents()
+    qtbot.waitUntil(steps.hasFocus)
     qtbot.keyClick(steps.lineEdit(), Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClicks(steps.lineEdit(), "20")
     assert steps.hasFocus()
