@@ -25,8 +25,12 @@ then scores models ``stage1 + a * (modes - stage1) + b * (stacks - stage1)`` (``
   frame, as benchmarks/bench_real.py;
 - CHO (real, with ``--cho``; needs ../shared/data/real): AP@0.5 of "views" and "linked".
 
+``--draws N`` adds a second table: the four one-draw tests that flipped for some candidate,
+each run on N draws (training seeds or image seeds 0..N-1 from the test's own), and how
+many draws each candidate passes (:func:`draws_row`).
+
     python benchmarks/bench_stage2.py [--modes-file F --stacks-file G] [--save-dir DIR]
-        [--pairs 0,0 0.75,0 0,1 0.75,0.25] [--steps 400] [--cho]
+        [--pairs 0,0 0.75,0 0,1 0.75,0.25] [--steps 400] [--cho] [--draws 4]
 
 ``--modes-file`` / ``--stacks-file``: fine-tunes made before (``--save-dir`` writes them),
 so the scoring can be rerun without training. Prints markdown; nothing is asserted.
@@ -47,14 +51,20 @@ import tifffile
 import torch
 
 from napari_unet import (
+    TrainConfig,
     instance_scores,
+    labels_from_probabilities,
     load_model,
+    predict_tiled,
     save_model,
+    train_model,
 )
 from napari_unet.metrics import match_instances, pooled_ap
+from napari_unet.postprocess.calibration import CalibrationSample, calibrate
 from napari_unet.seeding import random_generator
 from napari_unet.segment import segment
-from napari_unet.synthetic import DEFOCUS_3D, make_nuclei_3d
+from napari_unet.synthetic import DEFOCUS_3D, make_cells, make_nuclei_3d
+from napari_unet.synthetic.colonies import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -168,6 +178,74 @@ def cho(model) -> str:
     return " | ".join(out)
 
 
+def _toy_passes(model, seed: int) -> bool:
+    """tests/test_volume.py's "views beat linked beat planes" on the stack of ``seed``."""
+    image, truth = make_nuclei_3d(
+        (16, 48, 48), seed=seed, n_nuclei=4, touching=1.0, diameter=(12.0, 18.0)
+    )
+    s = {
+        m: instance_scores(truth, segment(model, image, stack=m, rescale=1.0).labels)
+        for m in ("planes", "linked", "views")
+    }
+    return (
+        s["views"].ap50 > s["linked"].ap50 > s["planes"].ap50
+        and s["views"].tp >= s["linked"].tp + 2
+        and s["linked"].tp > s["planes"].tp
+    )
+
+
+def _rods_pass(path: Path, seed: int) -> bool:
+    """tests/test_calibration_rods.py's check with training seed ``seed``."""
+    image, labels = make_scene("rods", (192, 192), seed=1)
+    test, truth = make_scene("rods", (192, 192), seed=2)
+    cfg = TrainConfig.fine_tune(
+        steps=12, time_limit=60.0, tile_size=188, validation_fraction=0.2, complete=True, seed=seed
+    )
+    model = train_model(image, labels, model=load_model(path), config=cfg, device="cpu")
+    prob = predict_tiled(model, test, device="cpu")
+
+    def ap75(pred):
+        return pooled_ap([match_instances(truth, pred)], 0.75)
+
+    calibrated = ap75(labels_from_probabilities(prob, model=model))
+    return calibrated >= ap75(labels_from_probabilities(prob, method="components")) - 0.05
+
+
+def _windows_pass(model, seed: int) -> bool:
+    """tests/test_calibration.py's windows-vs-whole-plane check on the cells of ``seed``."""
+    from napari_unet.training import calibrate as cal
+    from napari_unet.training import prepare_training_data
+
+    img, lab = make_cells((384, 384), seed=seed, diameter=(14, 22))
+    few = np.isin(lab, np.unique(lab)[1:5])
+    data = prepare_training_data(
+        img, np.where(few, lab, 0), model=model, config=TrainConfig(tile_size=60)
+    )
+    samples, _ = cal.calibration_samples(model, data, "cpu")
+    plane = data.planes[0]
+    whole = cal._predict_window(model, plane, (0, 384, 0, 384), "cpu")
+    found = calibrate(samples, time_limit=None)
+    reference = calibrate(
+        [CalibrationSample(whole, plane.annotation, plane.region)], time_limit=None
+    )
+    return abs(found.score - reference.score) <= 0.02
+
+
+def draws_row(path: Path, n: int) -> str:
+    """Draws passed of ``n`` for each of the four one-draw tests, with ``path`` bundled."""
+    model = load_model(path).eval()
+    _, cli = cli_deltas(path, path, 1.0, list(range(n)))
+    _, sparse = sparse_deltas(path, path, 1.0, list(range(n)))
+    cells = [
+        sum(d >= 0 for d in sparse),
+        sum(d >= 0 for d in cli),
+        sum(_toy_passes(model, s) for s in range(n)),
+        sum(_rods_pass(path, s) for s in range(n)),
+        sum(_windows_pass(model, 5 + s) for s in range(n)),
+    ]
+    return " | ".join(f"{c}/{n}" for c in cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes-file", type=Path)
@@ -177,6 +255,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--pairs", nargs="+", default=["0,0", "0.75,0", "0,1", "0.75,0.25"])
     parser.add_argument("--cho", action="store_true", help="also the real CHO stack")
+    parser.add_argument("--draws", type=int, default=0, help="the one-draw tests over N draws")
     args = parser.parse_args()
     recipe = _recipe()
     steps = args.steps or recipe.STAGE2_STEPS
@@ -220,6 +299,17 @@ def main() -> None:
                 f"| {defocus_3d(model)} | {hela(model)} |"
             )
             print(row + (f" {cho(model)} |" if args.cho else ""), flush=True)
+        if args.draws:
+            print(
+                f"\n| a | b | draws passed of {args.draws}: 7 cells train_model | 7 cells CLI "
+                "| 3D toy | rods calibration | calibration windows |\n|---|---|---|---|---|---|---|"
+            )
+            for pair in args.pairs:
+                a, b = (float(v) for v in pair.split(","))
+                path = save_model(
+                    combined(start, modes, stacks, a, b), Path(tmp) / "candidate.safetensors"
+                )
+                print(f"| {a} | {b} | {draws_row(path, args.draws)} |", flush=True)
 
 
 if __name__ == "__main__":
