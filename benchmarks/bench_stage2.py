@@ -39,7 +39,6 @@ so the scoring can be rerun without training. Prints markdown; nothing is assert
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import sys
 import tempfile
@@ -68,12 +67,12 @@ from napari_unet.synthetic.colonies import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_blend import cli_deltas, sparse_deltas  # noqa: E402
-from bench_real import FRAMES, score  # noqa: E402
+from bench_blend import cli_deltas, real_scores, sparse_deltas  # noqa: E402
+from bench_real import CHO_VOXEL  # noqa: E402
+from bench_real import DATA as CHO  # noqa: E402  (../shared/data/real)
 from steer_synthetic import REAL, _recipe  # noqa: E402
 
 BUNDLED = ROOT / "src" / "napari_unet" / "bundled" / "nuclei.safetensors"
-CHO = ROOT.parent / "shared" / "data" / "real"
 #: Seed stream of the 3D stacks (the recipe's second stage draws its images from 50_000).
 STACK_STREAM = 50_001
 STACK_SHAPE = (40, 128, 128)
@@ -126,23 +125,31 @@ def combined(start: dict, modes: dict, stacks: dict, a: float, b: float):
     return model.eval()
 
 
-def sample_scores(path: Path) -> tuple[float, float, float]:
-    """Sample AP@0.5 and its change after the tests' two 7-cell fine-tunes (seed 0)."""
-    start, sparse = sparse_deltas(path, path, 1.0, [0])
-    _, cli = cli_deltas(path, path, 1.0, [0])
-    return start, sparse[0], cli[0]
+def seven_cell_deltas(path: Path, seeds) -> tuple[float, list[float], list[float]]:
+    """Sample AP@0.5 and its change after the tests' two 7-cell fine-tunes, per training seed."""
+    start, sparse = sparse_deltas(path, path, 1.0, seeds)
+    _, cli = cli_deltas(path, path, 1.0, seeds)
+    return start, sparse, cli
 
 
-def toy_3d(model) -> tuple[int, int]:
-    """True nuclei found by "linked" and "views" in tests/test_volume.py's 4-nucleus stack."""
+def toy_3d(model, seed: int = 0) -> dict:
+    """Each stack mode's scores on tests/test_volume.py's 4 touching nuclei (its seed: 0)."""
     image, truth = make_nuclei_3d(
-        (16, 48, 48), seed=0, n_nuclei=4, touching=1.0, diameter=(12.0, 18.0)
+        (16, 48, 48), seed=seed, n_nuclei=4, touching=1.0, diameter=(12.0, 18.0)
     )
-    found = [
-        instance_scores(truth, segment(model, image, stack=m, rescale=1.0).labels).tp
-        for m in ("linked", "views")
-    ]
-    return found[0], found[1]
+    return {
+        m: instance_scores(truth, segment(model, image, stack=m, rescale=1.0).labels)
+        for m in ("planes", "linked", "views")
+    }
+
+
+def _toy_passes(s: dict) -> bool:
+    """tests/test_volume.py's "views beat linked beat planes" on :func:`toy_3d`'s scores."""
+    return (
+        s["views"].ap50 > s["linked"].ap50 > s["planes"].ap50
+        and s["views"].tp >= s["linked"].tp + 2
+        and s["linked"].tp > s["planes"].tp
+    )
 
 
 def defocus_3d(model) -> str:
@@ -158,14 +165,9 @@ def defocus_3d(model) -> str:
 
 
 def hela(model) -> str:
-    cells = []
-    for name in FRAMES:
-        s = score(
-            tifffile.imread(REAL / f"{name}_labels.tif"),
-            segment(model, tifffile.imread(REAL / f"{name}.tif")).labels,
-        )
-        cells.append(f"{s['ap50']:.3f} / {s['ap75']:.3f} / {s['fragmented']}")
-    return " | ".join(cells)
+    return " | ".join(
+        f"{s['ap50']:.3f} / {s['ap75']:.3f} / {s['fragmented']}" for s in real_scores(model, REAL)
+    )
 
 
 def cho(model) -> str:
@@ -173,25 +175,9 @@ def cho(model) -> str:
     truth = tifffile.imread(CHO / "cho_t0_zyx_labels.tif")
     out = []
     for mode in ("views", "linked"):
-        labels = segment(model, image, stack=mode, voxel_size=(5.0, 1.0, 1.0)).labels
+        labels = segment(model, image, stack=mode, voxel_size=CHO_VOXEL).labels
         out.append(f"{pooled_ap([match_instances(truth, labels)], 0.5):.3f}")
     return " | ".join(out)
-
-
-def _toy_passes(model, seed: int) -> bool:
-    """tests/test_volume.py's "views beat linked beat planes" on the stack of ``seed``."""
-    image, truth = make_nuclei_3d(
-        (16, 48, 48), seed=seed, n_nuclei=4, touching=1.0, diameter=(12.0, 18.0)
-    )
-    s = {
-        m: instance_scores(truth, segment(model, image, stack=m, rescale=1.0).labels)
-        for m in ("planes", "linked", "views")
-    }
-    return (
-        s["views"].ap50 > s["linked"].ap50 > s["planes"].ap50
-        and s["views"].tp >= s["linked"].tp + 2
-        and s["linked"].tp > s["planes"].tp
-    )
 
 
 def _rods_pass(path: Path, seed: int) -> bool:
@@ -231,15 +217,16 @@ def _windows_pass(model, seed: int) -> bool:
     return abs(found.score - reference.score) <= 0.02
 
 
-def draws_row(path: Path, n: int) -> str:
-    """Draws passed of ``n`` for each of the four one-draw tests, with ``path`` bundled."""
-    model = load_model(path).eval()
-    _, cli = cli_deltas(path, path, 1.0, list(range(n)))
-    _, sparse = sparse_deltas(path, path, 1.0, list(range(n)))
+def draws_row(model, path: Path, sparse: list[float], cli: list[float], toys: list[dict]) -> str:
+    """Draws passed of each of the four one-draw tests, with ``path`` (``model``) bundled.
+
+    ``sparse``, ``cli``, ``toys``: the 7-cell changes and the 3D toy's scores per draw.
+    """
+    n = len(toys)
     cells = [
         sum(d >= 0 for d in sparse),
         sum(d >= 0 for d in cli),
-        sum(_toy_passes(model, s) for s in range(n)),
+        sum(_toy_passes(t) for t in toys),
         sum(_rods_pass(path, s) for s in range(n)),
         sum(_windows_pass(model, 5 + s) for s in range(n)),
     ]
@@ -274,7 +261,7 @@ def main() -> None:
             args.save_dir.mkdir(parents=True, exist_ok=True)
             save_model(parts[name], args.save_dir / f"stage2_{name}.safetensors")
     start = load_model(BUNDLED).state_dict()
-    modes, stacks = (copy.deepcopy(parts[k].state_dict()) for k in ("modes", "stacks"))
+    modes, stacks = (parts[k].state_dict() for k in ("modes", "stacks"))
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads; start {BUNDLED}")
     print(f"learning rate {recipe.STAGE2_LEARNING_RATE}, {steps} steps, {args.stacks} stacks\n")
     head = (
@@ -285,31 +272,31 @@ def main() -> None:
     cols = 10 + (2 if args.cho else 0)
     print(head + (" | CHO views | CHO linked |" if args.cho else " |"))
     print("|" + "---|" * cols)
+    draws = []
+    seeds = list(range(max(1, args.draws)))  # the tests' own draw is seed 0
     with tempfile.TemporaryDirectory() as tmp:
         for pair in args.pairs:
             a, b = (float(v) for v in pair.split(","))
             model = combined(start, modes, stacks, a, b)
             path = save_model(model, Path(tmp) / "candidate.safetensors")
             synthetic = recipe.evaluate(model, 0)
-            sample, sparse, cli = sample_scores(path)
-            linked, views = toy_3d(model)
+            sample, sparse, cli = seven_cell_deltas(path, seeds)
+            toys = [toy_3d(model, seed) for seed in seeds]
             row = (
                 f"| {a} | {b} | {synthetic['ap50']:.3f} / {synthetic['ap75']:.3f} "
-                f"| {sample:.4f} | {sparse:+.4f} / {cli:+.4f} | {linked} / {views} "
+                f"| {sample:.4f} | {sparse[0]:+.4f} / {cli[0]:+.4f} "
+                f"| {toys[0]['linked'].tp} / {toys[0]['views'].tp} "
                 f"| {defocus_3d(model)} | {hela(model)} |"
             )
             print(row + (f" {cho(model)} |" if args.cho else ""), flush=True)
-        if args.draws:
-            print(
-                f"\n| a | b | draws passed of {args.draws}: 7 cells train_model | 7 cells CLI "
-                "| 3D toy | rods calibration | calibration windows |\n|---|---|---|---|---|---|---|"
-            )
-            for pair in args.pairs:
-                a, b = (float(v) for v in pair.split(","))
-                path = save_model(
-                    combined(start, modes, stacks, a, b), Path(tmp) / "candidate.safetensors"
-                )
-                print(f"| {a} | {b} | {draws_row(path, args.draws)} |", flush=True)
+            if args.draws:
+                draws.append(f"| {a} | {b} | {draws_row(model, path, sparse, cli, toys)} |")
+    if draws:
+        print(
+            f"\n| a | b | draws passed of {args.draws}: 7 cells train_model | 7 cells CLI "
+            "| 3D toy | rods calibration | calibration windows |\n|---|---|---|---|---|---|---|"
+        )
+        print("\n".join(draws))
 
 
 if __name__ == "__main__":
